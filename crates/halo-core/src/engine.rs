@@ -1,0 +1,954 @@
+//! The membership engine: Heartbeat 3.0.6's liveness and join protocol over messages.
+//!
+//! Timeline of a node (spec §3.12): it sends `status st=init`, then `st=up`, and advertises
+//! a deadtime 2 s longer than its own for the first 5 s. Once every configured node has
+//! been heard from (or `initdead` has passed and the silent ones were declared dead) it
+//! asks a live peer for the node list (`reqnodes`), and when the reply (`repnodes`) arrives
+//! communication is "up": it goes `active`. A peer is dead when no `status` message came
+//! from it for the deadtime *it* advertised (`dt`). Every sequenced message can be asked
+//! for again (`NS_rexmit`) and is acknowledged (`NS_ackmsg`) as Heartbeat does it.
+use crate::history::{History, Lookup};
+use crate::seqtrack::{GenVerdict, SeqTrack, Verdict};
+use crate::status::{ClusterStatus, LinkStatus, NodeStatus};
+use halo_wire::Message;
+use std::collections::BTreeMap;
+
+/// The time of an event: a monotonic clock in milliseconds (only differences matter) and
+/// the wall clock in seconds (only for the `ts` field peers require).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    pub ms: u64,
+    pub wall_secs: u64,
+}
+
+impl Now {
+    pub fn at(ms: u64) -> Now {
+        Now { ms, wall_secs: 1_800_000_000 + ms / 1000 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Our node name (lower-case).
+    pub node: String,
+    /// Every configured normal node, ourselves included, lower-case, config order.
+    pub nodes: Vec<String>,
+    pub keepalive_ms: u64,
+    pub deadtime_ms: u64,
+    pub warntime_ms: u64,
+    pub initdead_ms: u64,
+    pub max_rexmit_delay_ms: u64,
+    pub hopfudge: u8,
+    /// This start's generation (persisted and raised by the runtime).
+    pub generation: u64,
+    pub uuid: [u8; 16],
+    /// Link names, indexed as the runtime indexes its links.
+    pub links: Vec<String>,
+    /// Advertise `protocol=1` (ACKs and `reqnodes`), as 3.0.6 does by default.
+    pub flow_control: bool,
+    /// Seed of the engine's only randomness (ACK triggers, retransmit-request jitter).
+    pub seed: u64,
+}
+
+impl CoreConfig {
+    /// A configuration with Heartbeat's defaults, for tests and simulations.
+    pub fn new(node: &str, nodes: &[&str], links: &[&str]) -> CoreConfig {
+        CoreConfig {
+            node: node.to_string(),
+            nodes: nodes.iter().map(|s| s.to_string()).collect(),
+            keepalive_ms: 1000,
+            deadtime_ms: 10_000,
+            warntime_ms: 5000,
+            initdead_ms: 20_000,
+            max_rexmit_delay_ms: 250,
+            hopfudge: 1,
+            generation: 1,
+            uuid: [0; 16],
+            links: links.iter().map(|s| s.to_string()).collect(),
+            flow_control: true,
+            seed: 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// Time passed; the runtime sends one at [`Engine::next_deadline`] at the latest.
+    Tick,
+    /// An authenticated message arrived on link `link`.
+    Message { link: usize, msg: Message },
+    /// The first line of `/proc/loadavg`, carried in the `ld` field.
+    Load(String),
+    /// Graceful stop: tell the peers we leave (`shutdone`), so they need not wait deadtime.
+    Shutdown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Crit,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Send on every link (Heartbeat writes every message to all media).
+    Send(Message),
+    Log(Level, String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    Init,
+    Up,
+    Active,
+    Dead,
+}
+
+impl NodeState {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Init => "init",
+            NodeState::Up => "up",
+            NodeState::Active => "active",
+            NodeState::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Option<NodeState> {
+        Some(match s {
+            "init" => NodeState::Init,
+            "up" => NodeState::Up,
+            "active" => NodeState::Active,
+            "dead" => NodeState::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// How long a starting node advertises a longer deadtime (spec §3.12: 5 s, +2 s).
+const STARTUP_DT_MS: u64 = 5000;
+const STARTUP_DT_EXTRA_MS: u64 = 2000;
+const REQNODES_RETRY_MS: u64 = 1000;
+const MAX_REXMIT_PER_REQUEST: u64 = 50;
+const ACK_EVERY: u64 = 10;
+/// Repeated warnings of one kind are logged at most this often.
+const LOG_QUIET_MS: u64 = 5000;
+
+struct Peer {
+    name: String,
+    state: NodeState,
+    /// When the last `status` arrived (None: never).
+    last_status_ms: Option<u64>,
+    /// Deadtime the peer advertised in `dt` (None: use ours).
+    advertised_dt: Option<u64>,
+    seq: SeqTrack,
+    uuid: Option<[u8; 16]>,
+    /// Per link: when anything last arrived on it from this peer.
+    link_heard: Vec<Option<u64>>,
+    link_up: Vec<bool>,
+    /// The peer advertises `protocol` (flow control); None until its first status.
+    protocol: Option<bool>,
+    ack_trigger: u64,
+    /// Highest seq of ours this peer acknowledged.
+    acked: u64,
+    heard_ever: bool,
+    late_heartbeats: u64,
+    lost_packets: u64,
+    /// We saw it die; a return with the same generation is a healed partition.
+    declared_dead: bool,
+}
+
+impl Peer {
+    fn deadtime(&self, cfg: &CoreConfig, comm_up: bool) -> u64 {
+        if !comm_up {
+            return cfg.initdead_ms;
+        }
+        self.advertised_dt.unwrap_or(cfg.deadtime_ms)
+    }
+}
+
+pub struct Engine {
+    cfg: CoreConfig,
+    state: NodeState,
+    started_ms: Option<u64>,
+    peers: Vec<Peer>,
+    seq: u64,
+    history: History,
+    load: String,
+    comm_up: bool,
+    flow_control: bool,
+    /// Waiting for `repnodes`: when the next `reqnodes` goes out.
+    reqnodes_at: Option<u64>,
+    reqnodes_rotor: usize,
+    next_status_ms: u64,
+    /// The deadline we last asked the runtime for; a tick much later means we stalled.
+    promised_deadline: u64,
+    startup_dt_pending: bool,
+    /// After our own stall, death verdicts wait until this time.
+    defer_deaths_until: u64,
+    max_lateness_ms: u64,
+    dropped: BTreeMap<&'static str, u64>,
+    quiet_until: BTreeMap<&'static str, u64>,
+    sent_messages: u64,
+    retransmitted: u64,
+    rng: u64,
+    shut_down: bool,
+}
+
+impl Engine {
+    pub fn new(cfg: CoreConfig) -> Engine {
+        let mut rng = cfg.seed ^ 0x9e37_79b9_7f4a_7c15;
+        let mut peers = Vec::new();
+        for name in cfg.nodes.iter().filter(|n| **n != cfg.node) {
+            let ack_trigger = next_rand(&mut rng) % ACK_EVERY;
+            peers.push(Peer {
+                name: name.clone(),
+                state: NodeState::Init,
+                last_status_ms: None,
+                advertised_dt: None,
+                seq: SeqTrack::default(),
+                uuid: None,
+                link_heard: vec![None; cfg.links.len()],
+                link_up: vec![false; cfg.links.len()],
+                protocol: None,
+                ack_trigger,
+                acked: 0,
+                heard_ever: false,
+                late_heartbeats: 0,
+                lost_packets: 0,
+                declared_dead: false,
+            });
+        }
+        let flow_control = cfg.flow_control;
+        Engine {
+            cfg,
+            state: NodeState::Init,
+            started_ms: None,
+            peers,
+            seq: 0,
+            history: History::default(),
+            load: String::new(),
+            comm_up: false,
+            flow_control,
+            reqnodes_at: None,
+            reqnodes_rotor: 0,
+            next_status_ms: 0,
+            promised_deadline: 0,
+            startup_dt_pending: true,
+            defer_deaths_until: 0,
+            max_lateness_ms: 0,
+            dropped: BTreeMap::new(),
+            quiet_until: BTreeMap::new(),
+            sent_messages: 0,
+            retransmitted: 0,
+            rng,
+            shut_down: false,
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    pub fn state(&self) -> NodeState {
+        self.state
+    }
+
+    pub fn comm_up(&self) -> bool {
+        self.comm_up
+    }
+
+    /// The state we currently hold of `node` (ourselves included).
+    pub fn node_state(&self, node: &str) -> Option<NodeState> {
+        if node == self.cfg.node {
+            return Some(self.state);
+        }
+        self.peers.iter().find(|p| p.name == node).map(|p| p.state)
+    }
+
+    /// The latest time by which the runtime must deliver the next [`Event::Tick`].
+    pub fn next_deadline(&self) -> u64 {
+        let Some(started) = self.started_ms else {
+            return 0;
+        };
+        if self.shut_down {
+            return u64::MAX;
+        }
+        let mut d = self.next_status_ms;
+        if let Some(r) = self.reqnodes_at {
+            d = d.min(r);
+        }
+        if self.startup_dt_pending {
+            d = d.min(started + STARTUP_DT_MS);
+        }
+        // Death verdicts are held back while we recover from our own stall.
+        let hold = self.defer_deaths_until;
+        for p in &self.peers {
+            let deadtime = p.deadtime(&self.cfg, self.comm_up);
+            if p.state != NodeState::Dead {
+                let base = p.last_status_ms.unwrap_or(started);
+                d = d.min((base + deadtime + 1).max(hold));
+            }
+            for (i, heard) in p.link_heard.iter().enumerate() {
+                if let (true, Some(h)) = (p.link_up[i], heard) {
+                    d = d.min((h + deadtime + 1).max(hold));
+                }
+            }
+            if let Some(at) = p.seq.missing.values().min() {
+                d = d.min(*at);
+            }
+        }
+        d
+    }
+
+    pub fn handle(&mut self, now: Now, ev: Event, out: &mut Vec<Action>) {
+        if self.shut_down {
+            return;
+        }
+        if self.started_ms.is_none() {
+            self.start(now, out);
+        }
+        match ev {
+            Event::Tick => self.tick(now, out),
+            Event::Message { link, msg } => self.receive(now, link, msg, out),
+            Event::Load(l) => self.load = l,
+            Event::Shutdown => {
+                let mut m = Message::of_type("shutdone");
+                m.add("st", "dead");
+                self.send(now, m, out);
+                out.push(Action::Log(Level::Info, "halo shutdown: sent shutdone to the cluster".into()));
+                self.shut_down = true;
+            }
+        }
+        self.promised_deadline = self.next_deadline();
+    }
+
+    fn start(&mut self, now: Now, out: &mut Vec<Action>) {
+        self.started_ms = Some(now.ms);
+        out.push(Action::Log(
+            Level::Info,
+            format!(
+                "Configuration validated. Starting halo {} on node {} (generation {})",
+                env!("CARGO_PKG_VERSION"),
+                self.cfg.node,
+                self.cfg.generation
+            ),
+        ));
+        self.send_status(now, out);
+        // Heartbeat goes init -> up at once (it sends `up` twice right after `init`).
+        self.state = NodeState::Up;
+        self.send_status(now, out);
+        self.next_status_ms = now.ms + self.cfg.keepalive_ms;
+        if self.peers.is_empty() {
+            self.comm_now_up(now, out);
+        }
+    }
+
+    fn advertised_dt(&self, now: Now) -> u64 {
+        match self.started_ms {
+            Some(s) if now.ms < s + STARTUP_DT_MS => self.cfg.deadtime_ms + STARTUP_DT_EXTRA_MS,
+            _ => self.cfg.deadtime_ms,
+        }
+    }
+
+    fn send_status(&mut self, now: Now, out: &mut Vec<Action>) {
+        let mut m = Message::of_type("status");
+        m.add("st", self.state.name());
+        m.add("dt", format!("{:x}", self.advertised_dt(now)));
+        if self.flow_control {
+            m.add("protocol", "1");
+        }
+        self.send(now, m, out);
+    }
+
+    /// Adds the standard fields (spec §3.8) in Heartbeat's order, records sequenced
+    /// messages for retransmission, and emits the send.
+    fn send(&mut self, now: Now, mut m: Message, out: &mut Vec<Action>) {
+        let kind = m.kind().unwrap_or("").to_string();
+        let ns = kind.starts_with("NS_");
+        if let Some(dest) = m.get("dest").map(str::to_string) {
+            if let Some(uuid) = self.uuid_of(&dest) {
+                m.set_binary("destuuid", uuid);
+            }
+        }
+        m.set("src", &self.cfg.node);
+        m.set_binary("srcuuid", self.cfg.uuid);
+        if !ns {
+            self.seq += 1;
+            m.set("seq", format!("{:x}", self.seq));
+        }
+        m.set("hg", format!("{:x}", self.cfg.generation));
+        m.set("ts", format!("{:x}", now.wall_secs));
+        if !ns && !self.load.is_empty() {
+            m.set("ld", &self.load);
+        }
+        m.set("ttl", (self.cfg.hopfudge as usize + self.cfg.nodes.len()).to_string());
+        if !ns {
+            self.history.push(self.seq, m.clone(), now.ms);
+        }
+        self.sent_messages += 1;
+        out.push(Action::Send(m));
+    }
+
+    fn uuid_of(&self, node: &str) -> Option<[u8; 16]> {
+        if node == self.cfg.node {
+            return Some(self.cfg.uuid);
+        }
+        self.peers.iter().find(|p| p.name == node).and_then(|p| p.uuid)
+    }
+
+    fn drop_msg(&mut self, now: Now, reason: &'static str, detail: impl FnOnce() -> String, out: &mut Vec<Action>) {
+        *self.dropped.entry(reason).or_default() += 1;
+        let quiet = self.quiet_until.entry(reason).or_default();
+        if now.ms >= *quiet {
+            *quiet = now.ms + LOG_QUIET_MS;
+            out.push(Action::Log(Level::Warn, detail()));
+        }
+    }
+
+    // ---------------------------------------------------------------- receiving
+
+    fn receive(&mut self, now: Now, link: usize, msg: Message, out: &mut Vec<Action>) {
+        let Some(kind) = msg.kind().map(str::to_string) else {
+            return self.drop_msg(now, "no_type", || "dropped a message without a type (t)".into(), out);
+        };
+        let Some(src) = msg.get("src").map(str::to_ascii_lowercase) else {
+            return self.drop_msg(now, "no_src", || format!("dropped a {kind} message without src"), out);
+        };
+        if src == self.cfg.node {
+            // Our own broadcast/multicast looped back: not an error, just not news.
+            *self.dropped.entry("own").or_default() += 1;
+            return;
+        }
+        let Some(pi) = self.peers.iter().position(|p| p.name == src) else {
+            return self.drop_msg(
+                now,
+                "unknown_node",
+                || format!("received a {kind} message from unknown node {src} (not in ha.cf)"),
+                out,
+            );
+        };
+        if msg.get_hex("ts").unwrap_or(0) == 0 {
+            return self.drop_msg(now, "malformed", || format!("dropped a {kind} message from {src} without ts"), out);
+        }
+        let ns = kind.starts_with("NS_");
+        let hg = msg.get_hex("hg").unwrap_or(0);
+        let seq = msg.get_hex("seq");
+        if !ns && seq.is_none() {
+            return self.drop_msg(now, "malformed", || format!("dropped a {kind} message from {src} without seq"), out);
+        }
+        let for_us = match msg.get("dest") {
+            None => true,
+            Some(d) => d.eq_ignore_ascii_case(&self.cfg.node),
+        };
+        if ns && !for_us {
+            return;
+        }
+
+        match self.peers[pi].seq.check_generation(hg) {
+            GenVerdict::Older { current } => {
+                return self.drop_msg(
+                    now,
+                    "replay",
+                    || format!("attempted replay attack [{src}]? [gen = {hg}, curgen = {current}]: message dropped"),
+                    out,
+                );
+            }
+            GenVerdict::Newer { previous } => {
+                if previous > 0 {
+                    out.push(Action::Log(Level::Info, format!("Heartbeat restart on node {src}")));
+                }
+                let p = &mut self.peers[pi];
+                p.seq.new_generation(hg);
+                p.declared_dead = false;
+            }
+            GenVerdict::Same => {}
+        }
+
+        // Any authenticated packet proves the link works.
+        self.link_heard(now, pi, link, out);
+        if let Some(u) = msg.get_bytes("srcuuid") {
+            if let Ok(u) = <[u8; 16]>::try_from(u) {
+                self.peers[pi].uuid = Some(u);
+            }
+        }
+
+        if let Some(seq) = seq {
+            if !ns {
+                let jitter = self.cfg.max_rexmit_delay_ms.max(50);
+                let first_request = now.ms + 50 + next_rand(&mut self.rng) % (jitter - 49);
+                let verdict = self.peers[pi].seq.observe(seq, |_| first_request);
+                match verdict {
+                    Verdict::Accept => {}
+                    Verdict::Duplicate => {
+                        *self.dropped.entry("duplicate").or_default() += 1;
+                        return;
+                    }
+                    Verdict::Stale => {
+                        return self.drop_msg(
+                            now,
+                            "stale_seq",
+                            || format!("dropped an old message from {src} (seq {seq:x})"),
+                            out,
+                        );
+                    }
+                    Verdict::AcceptWithGap { last, missing } => {
+                        self.peers[pi].lost_packets += missing;
+                        out.push(Action::Log(
+                            Level::Warn,
+                            format!("{missing} lost packet(s) for [{src}] [{last:x}:{seq:x}]"),
+                        ));
+                    }
+                    Verdict::Reset { last } => {
+                        out.push(Action::Log(
+                            Level::Warn,
+                            format!("lost a lot of packets from {src} [{last:x}:{seq:x}]: resetting its sequence tracking"),
+                        ));
+                    }
+                    Verdict::FillsGap { now_complete } => {
+                        if now_complete {
+                            out.push(Action::Log(Level::Info, format!("No pkts missing from {src}!")));
+                            let last = self.peers[pi].seq.last;
+                            self.maybe_ack(now, pi, last, true, out);
+                        }
+                    }
+                }
+                self.maybe_ack(now, pi, seq, false, out);
+            }
+        }
+        if !for_us {
+            return;
+        }
+
+        match kind.as_str() {
+            "status" => self.on_status(now, pi, &msg, out),
+            "NS_rexmit" => self.on_rexmit(now, pi, &msg, out),
+            "NS_nak_rexmit" => {
+                if let Some(s) = msg.get_hex("firstseq") {
+                    self.peers[pi].seq.give_up(s);
+                }
+            }
+            "NS_ackmsg" => {
+                if let Some(a) = msg.get_hex("ackseq") {
+                    let p = &mut self.peers[pi];
+                    if a > p.acked && a <= self.seq {
+                        p.acked = a;
+                    }
+                }
+            }
+            "reqnodes" => self.on_reqnodes(now, pi, out),
+            "repnodes" => self.on_repnodes(now, pi, &msg, out),
+            "shutdone" => {
+                out.push(Action::Log(Level::Info, format!("Received shutdown notice from '{src}'.")));
+                self.set_dead(now, pi, false, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn link_heard(&mut self, now: Now, pi: usize, link: usize, out: &mut Vec<Action>) {
+        let p = &mut self.peers[pi];
+        if link >= p.link_heard.len() {
+            return;
+        }
+        p.link_heard[link] = Some(now.ms);
+        if !p.link_up[link] {
+            p.link_up[link] = true;
+            out.push(Action::Log(Level::Info, format!("Link {}:{} up.", p.name, self.cfg.links[link])));
+        }
+    }
+
+    fn maybe_ack(&mut self, now: Now, pi: usize, seq: u64, force: bool, out: &mut Vec<Action>) {
+        let p = &self.peers[pi];
+        if !self.flow_control || p.protocol != Some(true) || !p.seq.missing.is_empty() {
+            return;
+        }
+        if force || seq % ACK_EVERY == p.ack_trigger {
+            let mut m = Message::of_type("NS_ackmsg");
+            m.add("dest", &p.name);
+            m.add("ackseq", format!("{seq:x}"));
+            self.send(now, m, out);
+        }
+    }
+
+    fn on_status(&mut self, now: Now, pi: usize, msg: &Message, out: &mut Vec<Action>) {
+        let warntime = self.cfg.warntime_ms;
+        let deadtime = self.cfg.deadtime_ms;
+        let st = msg.get("st").and_then(NodeState::parse).unwrap_or(NodeState::Up);
+        let has_protocol = msg.has("protocol");
+        let p = &mut self.peers[pi];
+        if let Some(last) = p.last_status_ms {
+            let interval = now.ms.saturating_sub(last);
+            if p.state != NodeState::Dead && interval > warntime {
+                p.late_heartbeats += 1;
+                let lvl = if interval > deadtime { Level::Crit } else { Level::Warn };
+                let extra = if interval > deadtime { " (> deadtime)" } else { "" };
+                out.push(Action::Log(lvl, format!("Late heartbeat: Node {}: interval {interval} ms{extra}", p.name)));
+            }
+        }
+        p.last_status_ms = Some(now.ms);
+        p.heard_ever = true;
+        p.advertised_dt = msg.get_hex("dt").filter(|dt| *dt > 0);
+        p.protocol = Some(has_protocol);
+        if p.declared_dead && st != NodeState::Dead {
+            p.declared_dead = false;
+            out.push(Action::Log(
+                Level::Crit,
+                format!("Cluster node {} returning after partition.", p.name),
+            ));
+        }
+        if !has_protocol && self.flow_control {
+            self.flow_control = false;
+            out.push(Action::Log(
+                Level::Info,
+                format!("flow control disabled due to different version heartbeat (node {})", self.peers[pi].name),
+            ));
+        }
+        let p = &mut self.peers[pi];
+        if st != p.state {
+            p.state = st;
+            out.push(Action::Log(
+                Level::Info,
+                format!("Status update for node {}: status {}", p.name, st.name()),
+            ));
+        }
+        self.check_comm_up(now, out);
+    }
+
+    fn on_rexmit(&mut self, now: Now, pi: usize, msg: &Message, out: &mut Vec<Action>) {
+        let (Some(first), Some(last)) = (msg.get_dec("firstseq"), msg.get_dec("lastseq")) else {
+            return self.drop_msg(now, "malformed", || "dropped an NS_rexmit without a valid range".into(), out);
+        };
+        if last < first {
+            return;
+        }
+        let last = last.min(first + MAX_REXMIT_PER_REQUEST - 1);
+        let damp = self.cfg.max_rexmit_delay_ms.saturating_sub(10);
+        for seq in first..=last {
+            let resend = match self.history.lookup(seq) {
+                Lookup::Found(s) => {
+                    if now.ms >= s.last_sent_ms + damp {
+                        s.last_sent_ms = now.ms;
+                        Ok(Some(s.msg.clone()))
+                    } else {
+                        Ok(None)
+                    }
+                }
+                Lookup::TooLow => Err("seqno too low"),
+                Lookup::NotFound => Err("seqno not found"),
+            };
+            match resend {
+                Ok(Some(m)) => {
+                    self.retransmitted += 1;
+                    out.push(Action::Send(m));
+                }
+                Ok(None) => {}
+                Err(info) if seq <= self.seq => {
+                    let mut m = Message::of_type("NS_nak_rexmit");
+                    m.add("firstseq", format!("{seq:x}"));
+                    m.add("dest", self.peers[pi].name.clone());
+                    m.add("info", info);
+                    self.send(now, m, out);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn on_reqnodes(&mut self, now: Now, pi: usize, out: &mut Vec<Action>) {
+        // Field order as 3.0.6 sends it: dest first, then t (spec §3.9).
+        let mut m = Message::new();
+        m.add("dest", self.peers[pi].name.clone());
+        m.add("t", "repnodes");
+        let mut list = String::new();
+        for n in &self.cfg.nodes {
+            list.push_str(n);
+            list.push(' ');
+        }
+        m.add("nodelist", list);
+        m.add("delnodelist", " ");
+        self.send(now, m, out);
+    }
+
+    fn on_repnodes(&mut self, now: Now, pi: usize, msg: &Message, out: &mut Vec<Action>) {
+        if self.comm_up || self.reqnodes_at.is_none() {
+            return;
+        }
+        let theirs: Vec<String> = msg
+            .get("nodelist")
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let missing: Vec<&String> = theirs.iter().filter(|n| !self.cfg.nodes.contains(n)).collect();
+        let extra: Vec<&String> = self.cfg.nodes.iter().filter(|n| !theirs.contains(n)).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            out.push(Action::Log(
+                Level::Warn,
+                format!(
+                    "node list of {} differs from ours: it has [{}] that ha.cf lacks, lacks [{}]; keeping ha.cf's list",
+                    self.peers[pi].name,
+                    join(&missing),
+                    join(&extra)
+                ),
+            ));
+        }
+        self.comm_now_up(now, out);
+    }
+
+    // ---------------------------------------------------------------- time
+
+    fn tick(&mut self, now: Now, out: &mut Vec<Action>) {
+        let Some(started) = self.started_ms else { return };
+        // Our own lateness: a tick long after the deadline we asked for means this process
+        // did not run. Judging others then would blame them for our stall.
+        let lateness = now.ms.saturating_sub(self.promised_deadline);
+        self.max_lateness_ms = self.max_lateness_ms.max(lateness);
+        if lateness > self.cfg.warntime_ms.min(self.cfg.keepalive_ms * 2) {
+            self.defer_deaths_until = now.ms + self.cfg.keepalive_ms;
+            out.push(Action::Log(
+                Level::Warn,
+                format!("halo itself was late by {lateness} ms (scheduling); death verdicts deferred by one keepalive"),
+            ));
+        }
+        if self.startup_dt_pending && now.ms >= started + STARTUP_DT_MS {
+            // Our advertised deadtime drops to the configured one: tell the peers now.
+            self.startup_dt_pending = false;
+            self.next_status_ms = now.ms;
+        }
+        if now.ms >= self.next_status_ms {
+            self.send_status(now, out);
+            self.next_status_ms = now.ms + self.cfg.keepalive_ms;
+        }
+
+        if now.ms >= self.defer_deaths_until {
+            for pi in 0..self.peers.len() {
+                self.check_peer(now, started, pi, out);
+            }
+        }
+
+        if !self.comm_up {
+            self.check_comm_up(now, out);
+        }
+        if let Some(at) = self.reqnodes_at {
+            if now.ms >= at {
+                self.send_reqnodes(now, out);
+            }
+        }
+        self.request_missing(now, out);
+    }
+
+    fn check_peer(&mut self, now: Now, started: u64, pi: usize, out: &mut Vec<Action>) {
+        let comm_up = self.comm_up;
+        let deadtime = self.peers[pi].deadtime(&self.cfg, comm_up);
+        let p = &self.peers[pi];
+        let mut alive_links = 0;
+        let mut dying = Vec::new();
+        for (i, heard) in p.link_heard.iter().enumerate() {
+            if !p.link_up[i] {
+                continue;
+            }
+            if heard.is_some_and(|h| now.ms > h + deadtime) {
+                dying.push(i);
+            } else {
+                alive_links += 1;
+            }
+        }
+        for i in dying {
+            let p = &mut self.peers[pi];
+            p.link_up[i] = false;
+            let text = format!("Link {}:{} dead.", p.name, self.cfg.links[i]);
+            if alive_links > 0 {
+                out.push(Action::Log(
+                    Level::Warn,
+                    format!("{text} Node {} is still reachable over {alive_links} other link(s).", p.name),
+                ));
+            } else {
+                out.push(Action::Log(Level::Info, text));
+            }
+        }
+        let p = &self.peers[pi];
+        if p.state != NodeState::Dead {
+            let base = p.last_status_ms.unwrap_or(started);
+            if now.ms > base + deadtime {
+                self.set_dead(now, pi, true, out);
+            }
+        }
+    }
+
+    fn set_dead(&mut self, now: Now, pi: usize, timed_out: bool, out: &mut Vec<Action>) {
+        let p = &mut self.peers[pi];
+        if p.state == NodeState::Dead {
+            return;
+        }
+        p.state = NodeState::Dead;
+        p.declared_dead = timed_out;
+        p.seq.missing.clear();
+        if timed_out {
+            out.push(Action::Log(Level::Warn, format!("node {}: is dead", p.name)));
+        } else {
+            out.push(Action::Log(Level::Info, format!("node {}: is dead (shut down)", p.name)));
+        }
+        for i in 0..p.link_up.len() {
+            if p.link_up[i] {
+                p.link_up[i] = false;
+                out.push(Action::Log(Level::Info, format!("Link {}:{} dead.", p.name, self.cfg.links[i])));
+            }
+        }
+        if !self.comm_up {
+            self.check_comm_up(now, out);
+        }
+    }
+
+    fn request_missing(&mut self, now: Now, out: &mut Vec<Action>) {
+        let delay = self.cfg.max_rexmit_delay_ms.max(1);
+        for pi in 0..self.peers.len() {
+            let p = &mut self.peers[pi];
+            if !matches!(p.state, NodeState::Up | NodeState::Active | NodeState::Init) || !p.heard_ever {
+                continue;
+            }
+            let due: Vec<u64> = p.seq.missing.iter().filter(|(_, at)| **at <= now.ms).map(|(s, _)| *s).collect();
+            if due.is_empty() {
+                continue;
+            }
+            for s in &due {
+                p.seq.missing.insert(*s, now.ms + delay);
+            }
+            let name = p.name.clone();
+            // Contiguous runs go in one request (Heartbeat sends one per seq; both parse).
+            let mut i = 0;
+            while i < due.len() {
+                let first = due[i];
+                let mut last = first;
+                while i + 1 < due.len() && due[i + 1] == last + 1 && last - first + 1 < MAX_REXMIT_PER_REQUEST {
+                    i += 1;
+                    last = due[i];
+                }
+                i += 1;
+                let mut m = Message::of_type("NS_rexmit");
+                m.add("dest", &name);
+                m.add("firstseq", first.to_string());
+                m.add("lastseq", last.to_string());
+                self.send(now, m, out);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- joining
+
+    /// Communication is up once every configured node was heard from or declared dead
+    /// (spec §3.12 step 2).
+    fn check_comm_up(&mut self, now: Now, out: &mut Vec<Action>) {
+        if self.comm_up || self.reqnodes_at.is_some() {
+            return;
+        }
+        let all_known = self.peers.iter().all(|p| p.heard_ever || p.state == NodeState::Dead);
+        if !all_known {
+            return;
+        }
+        let anyone_alive = self.peers.iter().any(|p| p.state != NodeState::Dead);
+        if self.flow_control && anyone_alive {
+            self.send_reqnodes(now, out);
+        } else {
+            self.comm_now_up(now, out);
+        }
+    }
+
+    fn send_reqnodes(&mut self, now: Now, out: &mut Vec<Action>) {
+        let live: Vec<usize> = (0..self.peers.len()).filter(|i| self.peers[*i].state != NodeState::Dead).collect();
+        if live.is_empty() {
+            self.reqnodes_at = None;
+            return self.comm_now_up(now, out);
+        }
+        let pi = live[self.reqnodes_rotor % live.len()];
+        self.reqnodes_rotor += 1;
+        let mut m = Message::of_type("reqnodes");
+        m.add("dest", self.peers[pi].name.clone());
+        self.send(now, m, out);
+        self.reqnodes_at = Some(now.ms + REQNODES_RETRY_MS);
+    }
+
+    fn comm_now_up(&mut self, now: Now, out: &mut Vec<Action>) {
+        self.reqnodes_at = None;
+        self.comm_up = true;
+        self.state = NodeState::Active;
+        out.push(Action::Log(Level::Info, "Comm_now_up(): updating status to active".into()));
+        self.send_status(now, out);
+    }
+
+    // ---------------------------------------------------------------- status
+
+    pub fn status(&self, now: Now) -> ClusterStatus {
+        let mut nodes = Vec::new();
+        for name in &self.cfg.nodes {
+            if *name == self.cfg.node {
+                nodes.push(NodeStatus {
+                    name: name.clone(),
+                    state: self.state.name(),
+                    kind: "normal",
+                    generation: self.cfg.generation,
+                    uuid: Some(self.cfg.uuid),
+                    // We never hear ourselves over ucast; Heartbeat reports its own links
+                    // as dead there. We report what we can vouch for: our links exist.
+                    links: self.cfg.links.iter().map(|l| LinkStatus { name: l.clone(), state: "up" }).collect(),
+                    last_heard_ms: Some(0),
+                    deadtime_ms: self.cfg.deadtime_ms,
+                    late_heartbeats: 0,
+                    lost_packets: 0,
+                });
+                continue;
+            }
+            let Some(p) = self.peers.iter().find(|p| p.name == *name) else { continue };
+            nodes.push(NodeStatus {
+                name: p.name.clone(),
+                state: p.state.name(),
+                kind: "normal",
+                generation: p.seq.generation,
+                uuid: p.uuid,
+                links: self
+                    .cfg
+                    .links
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| LinkStatus { name: l.clone(), state: if p.link_up[i] { "up" } else { "dead" } })
+                    .collect(),
+                last_heard_ms: p.last_status_ms.map(|t| now.ms.saturating_sub(t)),
+                deadtime_ms: p.deadtime(&self.cfg, self.comm_up),
+                late_heartbeats: p.late_heartbeats,
+                lost_packets: p.lost_packets,
+            });
+        }
+        ClusterStatus {
+            node: self.cfg.node.clone(),
+            state: self.state.name(),
+            generation: self.cfg.generation,
+            comm_up: self.comm_up,
+            flow_control: self.flow_control,
+            nodes,
+            dropped: self.dropped.iter().map(|(k, v)| (*k, *v)).collect(),
+            sent_messages: self.sent_messages,
+            retransmitted: self.retransmitted,
+            max_lateness_ms: self.max_lateness_ms,
+        }
+    }
+}
+
+fn join(v: &[&String]) -> String {
+    v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+/// xorshift64*: the engine needs a little jitter, reproducible from a seed.
+fn next_rand(state: &mut u64) -> u64 {
+    let mut x = *state;
+    if x == 0 {
+        x = 0x2545_f491_4f6c_dd1d;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
