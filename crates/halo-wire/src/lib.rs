@@ -7,8 +7,12 @@
 
 pub mod auth;
 pub mod codec;
+mod encoding;
 pub mod message;
 
-pub use auth::{AuthMethod, Keyring};
-pub use codec::{decode, encode, encode_classic, DropReason};
+pub use auth::{digest, AuthMethod, Keyring};
+pub use codec::{
+    decode, decode_unverified, encode, encode_classic, encode_netstring_only, DropReason,
+    AUTH_FIELD, MAX_MSG,
+};
 pub use message::{Field, Message, FT_BINARY, FT_STRING};

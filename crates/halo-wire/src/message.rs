@@ -45,7 +45,11 @@ impl Message {
 
     /// Appends a field of any type (used by decoders).
     pub fn push(&mut self, name: &str, ftype: u8, value: Vec<u8>) {
-        self.fields.push(Field { name: name.to_string(), ftype, value });
+        self.fields.push(Field {
+            name: name.to_string(),
+            ftype,
+            value,
+        });
     }
 
     /// Replaces the first field of that name, or appends (`ha_msg_mod`).
@@ -85,7 +89,10 @@ impl Message {
 
     /// The raw bytes of the first field of that name, whatever its type.
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|f| f.name == name).map(|f| f.value.as_slice())
+        self.fields
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.as_slice())
     }
 
     /// The message type (`t` field).
