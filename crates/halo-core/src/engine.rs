@@ -23,7 +23,10 @@ pub struct Now {
 
 impl Now {
     pub fn at(ms: u64) -> Now {
-        Now { ms, wall_secs: 1_800_000_000 + ms / 1000 }
+        Now {
+            ms,
+            wall_secs: 1_800_000_000 + ms / 1000,
+        }
     }
 }
 
@@ -319,7 +322,10 @@ impl Engine {
                 let mut m = Message::of_type("shutdone");
                 m.add("st", "dead");
                 self.send(now, m, out);
-                out.push(Action::Log(Level::Info, "halo shutdown: sent shutdone to the cluster".into()));
+                out.push(Action::Log(
+                    Level::Info,
+                    "halo shutdown: sent shutdone to the cluster".into(),
+                ));
                 self.shut_down = true;
             }
         }
@@ -385,7 +391,10 @@ impl Engine {
         if !ns && !self.load.is_empty() {
             m.set("ld", &self.load);
         }
-        m.set("ttl", (self.cfg.hopfudge as usize + self.cfg.nodes.len()).to_string());
+        m.set(
+            "ttl",
+            (self.cfg.hopfudge as usize + self.cfg.nodes.len()).to_string(),
+        );
         if !ns {
             self.history.push(self.seq, m.clone(), now.ms);
         }
@@ -397,10 +406,19 @@ impl Engine {
         if node == self.cfg.node {
             return Some(self.cfg.uuid);
         }
-        self.peers.iter().find(|p| p.name == node).and_then(|p| p.uuid)
+        self.peers
+            .iter()
+            .find(|p| p.name == node)
+            .and_then(|p| p.uuid)
     }
 
-    fn drop_msg(&mut self, now: Now, reason: &'static str, detail: impl FnOnce() -> String, out: &mut Vec<Action>) {
+    fn drop_msg(
+        &mut self,
+        now: Now,
+        reason: &'static str,
+        detail: impl FnOnce() -> String,
+        out: &mut Vec<Action>,
+    ) {
         *self.dropped.entry(reason).or_default() += 1;
         let quiet = self.quiet_until.entry(reason).or_default();
         if now.ms >= *quiet {
@@ -413,10 +431,20 @@ impl Engine {
 
     fn receive(&mut self, now: Now, link: usize, msg: Message, out: &mut Vec<Action>) {
         let Some(kind) = msg.kind().map(str::to_string) else {
-            return self.drop_msg(now, "no_type", || "dropped a message without a type (t)".into(), out);
+            return self.drop_msg(
+                now,
+                "no_type",
+                || "dropped a message without a type (t)".into(),
+                out,
+            );
         };
         let Some(src) = msg.get("src").map(str::to_ascii_lowercase) else {
-            return self.drop_msg(now, "no_src", || format!("dropped a {kind} message without src"), out);
+            return self.drop_msg(
+                now,
+                "no_src",
+                || format!("dropped a {kind} message without src"),
+                out,
+            );
         };
         if src == self.cfg.node {
             // Our own broadcast/multicast looped back: not an error, just not news.
@@ -432,13 +460,23 @@ impl Engine {
             );
         };
         if msg.get_hex("ts").unwrap_or(0) == 0 {
-            return self.drop_msg(now, "malformed", || format!("dropped a {kind} message from {src} without ts"), out);
+            return self.drop_msg(
+                now,
+                "malformed",
+                || format!("dropped a {kind} message from {src} without ts"),
+                out,
+            );
         }
         let ns = kind.starts_with("NS_");
         let hg = msg.get_hex("hg").unwrap_or(0);
         let seq = msg.get_hex("seq");
         if !ns && seq.is_none() {
-            return self.drop_msg(now, "malformed", || format!("dropped a {kind} message from {src} without seq"), out);
+            return self.drop_msg(
+                now,
+                "malformed",
+                || format!("dropped a {kind} message from {src} without seq"),
+                out,
+            );
         }
         let for_us = match msg.get("dest") {
             None => true,
@@ -459,7 +497,10 @@ impl Engine {
             }
             GenVerdict::Newer { previous } => {
                 if previous > 0 {
-                    out.push(Action::Log(Level::Info, format!("Heartbeat restart on node {src}")));
+                    out.push(Action::Log(
+                        Level::Info,
+                        format!("Heartbeat restart on node {src}"),
+                    ));
                 }
                 let p = &mut self.peers[pi];
                 p.seq.new_generation(hg);
@@ -510,7 +551,10 @@ impl Engine {
                     }
                     Verdict::FillsGap { now_complete } => {
                         if now_complete {
-                            out.push(Action::Log(Level::Info, format!("No pkts missing from {src}!")));
+                            out.push(Action::Log(
+                                Level::Info,
+                                format!("No pkts missing from {src}!"),
+                            ));
                             let last = self.peers[pi].seq.last;
                             self.maybe_ack(now, pi, last, true, out);
                         }
@@ -542,7 +586,10 @@ impl Engine {
             "reqnodes" => self.on_reqnodes(now, pi, out),
             "repnodes" => self.on_repnodes(now, pi, &msg, out),
             "shutdone" => {
-                out.push(Action::Log(Level::Info, format!("Received shutdown notice from '{src}'.")));
+                out.push(Action::Log(
+                    Level::Info,
+                    format!("Received shutdown notice from '{src}'."),
+                ));
                 self.set_dead(now, pi, false, out);
             }
             _ => {}
@@ -557,7 +604,10 @@ impl Engine {
         p.link_heard[link] = Some(now.ms);
         if !p.link_up[link] {
             p.link_up[link] = true;
-            out.push(Action::Log(Level::Info, format!("Link {}:{} up.", p.name, self.cfg.links[link])));
+            out.push(Action::Log(
+                Level::Info,
+                format!("Link {}:{} up.", p.name, self.cfg.links[link]),
+            ));
         }
     }
 
@@ -577,16 +627,33 @@ impl Engine {
     fn on_status(&mut self, now: Now, pi: usize, msg: &Message, out: &mut Vec<Action>) {
         let warntime = self.cfg.warntime_ms;
         let deadtime = self.cfg.deadtime_ms;
-        let st = msg.get("st").and_then(NodeState::parse).unwrap_or(NodeState::Up);
+        let st = msg
+            .get("st")
+            .and_then(NodeState::parse)
+            .unwrap_or(NodeState::Up);
         let has_protocol = msg.has("protocol");
         let p = &mut self.peers[pi];
         if let Some(last) = p.last_status_ms {
             let interval = now.ms.saturating_sub(last);
             if p.state != NodeState::Dead && interval > warntime {
                 p.late_heartbeats += 1;
-                let lvl = if interval > deadtime { Level::Crit } else { Level::Warn };
-                let extra = if interval > deadtime { " (> deadtime)" } else { "" };
-                out.push(Action::Log(lvl, format!("Late heartbeat: Node {}: interval {interval} ms{extra}", p.name)));
+                let lvl = if interval > deadtime {
+                    Level::Crit
+                } else {
+                    Level::Warn
+                };
+                let extra = if interval > deadtime {
+                    " (> deadtime)"
+                } else {
+                    ""
+                };
+                out.push(Action::Log(
+                    lvl,
+                    format!(
+                        "Late heartbeat: Node {}: interval {interval} ms{extra}",
+                        p.name
+                    ),
+                ));
             }
         }
         p.last_status_ms = Some(now.ms);
@@ -604,7 +671,10 @@ impl Engine {
             self.flow_control = false;
             out.push(Action::Log(
                 Level::Info,
-                format!("flow control disabled due to different version heartbeat (node {})", self.peers[pi].name),
+                format!(
+                    "flow control disabled due to different version heartbeat (node {})",
+                    self.peers[pi].name
+                ),
             ));
         }
         let p = &mut self.peers[pi];
@@ -620,7 +690,12 @@ impl Engine {
 
     fn on_rexmit(&mut self, now: Now, pi: usize, msg: &Message, out: &mut Vec<Action>) {
         let (Some(first), Some(last)) = (msg.get_dec("firstseq"), msg.get_dec("lastseq")) else {
-            return self.drop_msg(now, "malformed", || "dropped an NS_rexmit without a valid range".into(), out);
+            return self.drop_msg(
+                now,
+                "malformed",
+                || "dropped an NS_rexmit without a valid range".into(),
+                out,
+            );
         };
         if last < first {
             return;
@@ -683,8 +758,16 @@ impl Engine {
             .split_whitespace()
             .map(str::to_ascii_lowercase)
             .collect();
-        let missing: Vec<&String> = theirs.iter().filter(|n| !self.cfg.nodes.contains(n)).collect();
-        let extra: Vec<&String> = self.cfg.nodes.iter().filter(|n| !theirs.contains(n)).collect();
+        let missing: Vec<&String> = theirs
+            .iter()
+            .filter(|n| !self.cfg.nodes.contains(n))
+            .collect();
+        let extra: Vec<&String> = self
+            .cfg
+            .nodes
+            .iter()
+            .filter(|n| !theirs.contains(n))
+            .collect();
         if !missing.is_empty() || !extra.is_empty() {
             out.push(Action::Log(
                 Level::Warn,
@@ -702,7 +785,9 @@ impl Engine {
     // ---------------------------------------------------------------- time
 
     fn tick(&mut self, now: Now, out: &mut Vec<Action>) {
-        let Some(started) = self.started_ms else { return };
+        let Some(started) = self.started_ms else {
+            return;
+        };
         // Our own lateness: a tick long after the deadline we asked for means this process
         // did not run. Judging others then would blame them for our stall.
         let lateness = now.ms.saturating_sub(self.promised_deadline);
@@ -764,7 +849,10 @@ impl Engine {
             if alive_links > 0 {
                 out.push(Action::Log(
                     Level::Warn,
-                    format!("{text} Node {} is still reachable over {alive_links} other link(s).", p.name),
+                    format!(
+                        "{text} Node {} is still reachable over {alive_links} other link(s).",
+                        p.name
+                    ),
                 ));
             } else {
                 out.push(Action::Log(Level::Info, text));
@@ -788,14 +876,23 @@ impl Engine {
         p.declared_dead = timed_out;
         p.seq.missing.clear();
         if timed_out {
-            out.push(Action::Log(Level::Warn, format!("node {}: is dead", p.name)));
+            out.push(Action::Log(
+                Level::Warn,
+                format!("node {}: is dead", p.name),
+            ));
         } else {
-            out.push(Action::Log(Level::Info, format!("node {}: is dead (shut down)", p.name)));
+            out.push(Action::Log(
+                Level::Info,
+                format!("node {}: is dead (shut down)", p.name),
+            ));
         }
         for i in 0..p.link_up.len() {
             if p.link_up[i] {
                 p.link_up[i] = false;
-                out.push(Action::Log(Level::Info, format!("Link {}:{} dead.", p.name, self.cfg.links[i])));
+                out.push(Action::Log(
+                    Level::Info,
+                    format!("Link {}:{} dead.", p.name, self.cfg.links[i]),
+                ));
             }
         }
         if !self.comm_up {
@@ -807,10 +904,18 @@ impl Engine {
         let delay = self.cfg.max_rexmit_delay_ms.max(1);
         for pi in 0..self.peers.len() {
             let p = &mut self.peers[pi];
-            if !matches!(p.state, NodeState::Up | NodeState::Active | NodeState::Init) || !p.heard_ever {
+            if !matches!(p.state, NodeState::Up | NodeState::Active | NodeState::Init)
+                || !p.heard_ever
+            {
                 continue;
             }
-            let due: Vec<u64> = p.seq.missing.iter().filter(|(_, at)| **at <= now.ms).map(|(s, _)| *s).collect();
+            let due: Vec<u64> = p
+                .seq
+                .missing
+                .iter()
+                .filter(|(_, at)| **at <= now.ms)
+                .map(|(s, _)| *s)
+                .collect();
             if due.is_empty() {
                 continue;
             }
@@ -823,7 +928,10 @@ impl Engine {
             while i < due.len() {
                 let first = due[i];
                 let mut last = first;
-                while i + 1 < due.len() && due[i + 1] == last + 1 && last - first + 1 < MAX_REXMIT_PER_REQUEST {
+                while i + 1 < due.len()
+                    && due[i + 1] == last + 1
+                    && last - first + 1 < MAX_REXMIT_PER_REQUEST
+                {
                     i += 1;
                     last = due[i];
                 }
@@ -845,7 +953,10 @@ impl Engine {
         if self.comm_up || self.reqnodes_at.is_some() {
             return;
         }
-        let all_known = self.peers.iter().all(|p| p.heard_ever || p.state == NodeState::Dead);
+        let all_known = self
+            .peers
+            .iter()
+            .all(|p| p.heard_ever || p.state == NodeState::Dead);
         if !all_known {
             return;
         }
@@ -858,7 +969,9 @@ impl Engine {
     }
 
     fn send_reqnodes(&mut self, now: Now, out: &mut Vec<Action>) {
-        let live: Vec<usize> = (0..self.peers.len()).filter(|i| self.peers[*i].state != NodeState::Dead).collect();
+        let live: Vec<usize> = (0..self.peers.len())
+            .filter(|i| self.peers[*i].state != NodeState::Dead)
+            .collect();
         if live.is_empty() {
             self.reqnodes_at = None;
             return self.comm_now_up(now, out);
@@ -875,7 +988,10 @@ impl Engine {
         self.reqnodes_at = None;
         self.comm_up = true;
         self.state = NodeState::Active;
-        out.push(Action::Log(Level::Info, "Comm_now_up(): updating status to active".into()));
+        out.push(Action::Log(
+            Level::Info,
+            "Comm_now_up(): updating status to active".into(),
+        ));
         self.send_status(now, out);
     }
 
@@ -893,7 +1009,15 @@ impl Engine {
                     uuid: Some(self.cfg.uuid),
                     // We never hear ourselves over ucast; Heartbeat reports its own links
                     // as dead there. We report what we can vouch for: our links exist.
-                    links: self.cfg.links.iter().map(|l| LinkStatus { name: l.clone(), state: "up" }).collect(),
+                    links: self
+                        .cfg
+                        .links
+                        .iter()
+                        .map(|l| LinkStatus {
+                            name: l.clone(),
+                            state: "up",
+                        })
+                        .collect(),
                     last_heard_ms: Some(0),
                     deadtime_ms: self.cfg.deadtime_ms,
                     late_heartbeats: 0,
@@ -901,7 +1025,9 @@ impl Engine {
                 });
                 continue;
             }
-            let Some(p) = self.peers.iter().find(|p| p.name == *name) else { continue };
+            let Some(p) = self.peers.iter().find(|p| p.name == *name) else {
+                continue;
+            };
             nodes.push(NodeStatus {
                 name: p.name.clone(),
                 state: p.state.name(),
@@ -913,7 +1039,10 @@ impl Engine {
                     .links
                     .iter()
                     .enumerate()
-                    .map(|(i, l)| LinkStatus { name: l.clone(), state: if p.link_up[i] { "up" } else { "dead" } })
+                    .map(|(i, l)| LinkStatus {
+                        name: l.clone(),
+                        state: if p.link_up[i] { "up" } else { "dead" },
+                    })
                     .collect(),
                 last_heard_ms: p.last_status_ms.map(|t| now.ms.saturating_sub(t)),
                 deadtime_ms: p.deadtime(&self.cfg, self.comm_up),

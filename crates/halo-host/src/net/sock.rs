@@ -42,10 +42,24 @@ pub(super) fn broadcast_addr(iface: &str, medium: &str) -> Result<Ipv4Addr, Host
         if !is_v4 {
             continue;
         }
+        let addr = a
+            .address
+            .as_ref()
+            .and_then(|s| s.as_sockaddr_in())
+            .map(|s| s.ip());
         if let Some(b) = a.broadcast.as_ref().and_then(|s| s.as_sockaddr_in()) {
             let ip = b.ip();
-            if !ip.is_unspecified() {
+            // An address added without `brd` has no broadcast address; glibc then reports
+            // the address itself, and sending there would only reach ourselves.
+            if !ip.is_unspecified() && Some(ip) != addr {
                 return Ok(ip);
+            }
+        }
+        if let (Some(ip), Some(mask)) = (addr, a.netmask.as_ref().and_then(|s| s.as_sockaddr_in()))
+        {
+            let mask = u32::from(mask.ip());
+            if mask != u32::MAX {
+                return Ok(Ipv4Addr::from(u32::from(ip) | !mask));
             }
         }
     }

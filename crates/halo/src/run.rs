@@ -1,0 +1,512 @@
+//! `halo run`: the daemon. Loads and validates the configuration (refusing to start with
+//! the reason when it is invalid), raises the generation, opens the links, and drives the
+//! engine from one poll(2) loop: packets in, ticks at the engine's deadlines, actions out.
+use crate::control;
+use anyhow::{anyhow, bail, Context};
+use halo_config::{AuthMethodName, GenMethod, Medium, Model, MsgFmt, UuidFrom};
+use halo_core::{Action, CoreConfig, Engine, Event, Level, Now};
+use halo_host::{LinkSpec, Links, LogConfig, Logger};
+use halo_wire::{AuthMethod, DropReason, Keyring, Message};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub struct RunArgs {
+    pub config_dir: PathBuf,
+    pub node: Option<String>,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+/// Heartbeat's own state file: a node migrating from Heartbeat keeps a generation its
+/// peers will accept.
+const LEGACY_GENERATION: &str = "/var/lib/heartbeat/hb_generation";
+const LEGACY_UUID: &str = "/var/lib/heartbeat/hb_uuid";
+/// Repeated drop warnings of one reason are logged at most this often.
+const DROP_LOG_QUIET_MS: u64 = 5000;
+
+/// Loads the configuration and resolves this node's name; shared with `halo check`.
+pub fn load(config_dir: &Path, node: Option<&str>) -> anyhow::Result<(Model, Vec<String>, String)> {
+    let loaded = halo_config::load_dir(config_dir)
+        .map_err(|e| anyhow!("invalid configuration in {}:\n{e}", config_dir.display()))?;
+    let warnings = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    let model = loaded.model;
+    let uname = nix::sys::utsname::uname().context("uname")?;
+    let name = match node {
+        Some(n) => n.to_ascii_lowercase(),
+        None => model.local_node_name(&uname.nodename().to_string_lossy()),
+    };
+    Ok((model, warnings, name))
+}
+
+pub fn keyring(model: &Model) -> Keyring {
+    let keys = model
+        .authkeys
+        .keys
+        .iter()
+        .map(|k| {
+            let m = match k.method {
+                AuthMethodName::Crc => AuthMethod::Crc,
+                AuthMethodName::Md5 => AuthMethod::Md5,
+                AuthMethodName::Sha1 => AuthMethod::Sha1,
+                AuthMethodName::Sha256 => AuthMethod::Sha256,
+            };
+            (k.index, m, k.key.clone().unwrap_or_default().into_bytes())
+        })
+        .collect();
+    Keyring::new(model.authkeys.active, keys)
+}
+
+pub fn link_specs(model: &Model) -> Vec<LinkSpec> {
+    model
+        .ha_cf
+        .media
+        .iter()
+        .map(|m| match m.clone() {
+            Medium::Bcast { iface } => LinkSpec::Bcast { iface },
+            Medium::Mcast {
+                iface,
+                group,
+                port,
+                ttl,
+                looped,
+            } => LinkSpec::Mcast {
+                iface,
+                group,
+                port,
+                ttl,
+                looped,
+            },
+            Medium::Mcast6 {
+                iface,
+                group,
+                port,
+                hops,
+            } => LinkSpec::Mcast6 {
+                iface,
+                group,
+                port,
+                hops,
+            },
+            Medium::Ucast { iface, peer } => LinkSpec::Ucast { iface, peer },
+            Medium::Ucast6 { iface, peer } => LinkSpec::Ucast6 { iface, peer },
+            Medium::Serial { device, baud } => LinkSpec::Serial { device, baud },
+        })
+        .collect()
+}
+
+fn level(l: Level) -> halo_host::Level {
+    match l {
+        Level::Debug => halo_host::Level::Debug,
+        Level::Info => halo_host::Level::Info,
+        Level::Warn => halo_host::Level::Warn,
+        Level::Error => halo_host::Level::Error,
+        Level::Crit => halo_host::Level::Crit,
+    }
+}
+
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Now {
+        let wall_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1);
+        Now {
+            ms: self.start.elapsed().as_millis() as u64,
+            wall_secs,
+        }
+    }
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let (model, warnings, node) = load(&args.config_dir, args.node.as_deref())?;
+    model.check_local_node(&node).map_err(|e| anyhow!("{e}"))?;
+    let hc = &model.ha_cf;
+
+    let logger = Logger::new(LogConfig {
+        logfile: hc.logfile.clone(),
+        debugfile: hc.debugfile.clone(),
+        facility: hc.logfacility.clone(),
+        ident: "halo".into(),
+        node: node.clone(),
+        debug_level: hc.debug,
+        stderr: true,
+        syslog_socket: PathBuf::from("/dev/log"),
+    })
+    .context("opening the logs")?;
+    for w in &warnings {
+        logger.log(halo_host::Level::Warn, w);
+    }
+
+    let now_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Heartbeat's own state is honoured (and kept in step) only by a node using the system
+    // state directory: that is the node being migrated, not a test or a second instance.
+    let system = args.state_dir == Path::new(crate::DEFAULT_STATE_DIR);
+    let legacy_gen = Path::new(LEGACY_GENERATION);
+    let legacy_uuid = Path::new(LEGACY_UUID);
+    let generation = halo_host::next_generation(
+        &args.state_dir,
+        hc.hbgenmethod == GenMethod::Time,
+        (system && legacy_gen.exists()).then_some(legacy_gen),
+        now_secs,
+    )
+    .with_context(|| format!("raising the generation in {}", args.state_dir.display()))?;
+    let uuid = halo_host::node_uuid_with_legacy(
+        &args.state_dir,
+        (hc.uuidfrom == UuidFrom::Nodename).then_some(node.as_str()),
+        (system && legacy_uuid.exists()).then_some(legacy_uuid),
+    )
+    .with_context(|| format!("reading the node uuid in {}", args.state_dir.display()))?;
+
+    let specs = link_specs(&model);
+    let mut links = Links::open(&specs, hc.udpport).context("opening the heartbeat links")?;
+    let keyring = keyring(&model);
+
+    // Signals are read from a signalfd in the poll loop; block them before any thread
+    // starts so that every thread inherits the mask.
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    mask.thread_block().context("blocking signals")?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+
+    let (wake_rx, wake_tx): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (req_tx, req_rx) = mpsc::channel();
+    control::serve(&args.socket, req_tx, wake_tx)?;
+
+    if hc.realtime {
+        match halo_host::set_realtime(hc.rtprio) {
+            Ok(p) => logger.log(
+                halo_host::Level::Info,
+                &format!("heartbeat thread at real-time priority {p}"),
+            ),
+            Err(e) => logger.log(
+                halo_host::Level::Warn,
+                &format!("realtime: {e}; running at normal priority"),
+            ),
+        }
+        if let Err(e) = halo_host::lock_memory() {
+            logger.log(
+                halo_host::Level::Warn,
+                &format!("realtime: cannot lock memory: {e}"),
+            );
+        }
+    }
+
+    let links_names: Vec<String> = (0..links.len())
+        .map(|i| links.name(i).to_string())
+        .collect();
+    for (i, name) in links_names.iter().enumerate() {
+        logger.log(
+            halo_host::Level::Info,
+            &format!("{} link {name} opened", links.kind(i)),
+        );
+    }
+    let mut engine = Engine::new(CoreConfig {
+        node: node.clone(),
+        nodes: hc.nodes.clone(),
+        keepalive_ms: hc.keepalive_ms,
+        deadtime_ms: hc.deadtime_ms,
+        warntime_ms: hc.warntime_ms,
+        initdead_ms: hc.initdead_ms,
+        max_rexmit_delay_ms: hc.max_rexmit_delay_ms,
+        hopfudge: hc.hopfudge,
+        generation,
+        uuid,
+        links: links_names,
+        flow_control: true,
+        seed: generation ^ u64::from(std::process::id()) ^ now_secs.rotate_left(17),
+    });
+
+    let mut daemon = Daemon {
+        clock: Clock {
+            start: Instant::now(),
+        },
+        engine: &mut engine,
+        links: &mut links,
+        keyring,
+        netstring_only: hc.msgfmt == MsgFmt::Netstring,
+        logger: &logger,
+        wire_dropped: BTreeMap::new(),
+        drop_quiet: BTreeMap::new(),
+        last_load_ms: None,
+        log_badpack: hc.log_badpack,
+    };
+    let code = daemon.run(&sigfd, &wake_rx, &req_rx);
+    let _ = std::fs::remove_file(&args.socket);
+    code
+}
+
+struct Daemon<'a> {
+    clock: Clock,
+    engine: &'a mut Engine,
+    links: &'a mut Links,
+    keyring: Keyring,
+    netstring_only: bool,
+    logger: &'a Logger,
+    wire_dropped: BTreeMap<&'static str, u64>,
+    drop_quiet: BTreeMap<&'static str, u64>,
+    last_load_ms: Option<u64>,
+    log_badpack: bool,
+}
+
+enum Source {
+    Link,
+    Signal,
+    Wake,
+}
+
+impl Daemon<'_> {
+    fn run(
+        &mut self,
+        sigfd: &SignalFd,
+        wake: &OwnedFd,
+        requests: &mpsc::Receiver<control::Request>,
+    ) -> anyhow::Result<i32> {
+        let mut fds: Vec<(libc::pollfd, Source)> = Vec::new();
+        let pfd = |fd: RawFd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        for (_, fd) in self.links.poll_fds() {
+            fds.push((pfd(fd), Source::Link));
+        }
+        fds.push((pfd(sigfd.as_raw_fd()), Source::Signal));
+        fds.push((pfd(wake.as_raw_fd()), Source::Wake));
+        let mut raw: Vec<libc::pollfd> = fds.iter().map(|(p, _)| *p).collect();
+        let mut received = Vec::new();
+        let mut actions = Vec::new();
+        let mut hung_up = Vec::new();
+
+        // The first event starts the engine (it sends its first status at once).
+        let now = self.clock.now();
+        self.engine.handle(now, Event::Tick, &mut actions);
+        self.apply(&mut actions);
+
+        loop {
+            let now = self.clock.now();
+            let deadline = self.engine.next_deadline();
+            let timeout = deadline.saturating_sub(now.ms).min(1000) as libc::c_int;
+            for p in raw.iter_mut() {
+                p.revents = 0;
+            }
+            // SAFETY: `raw` is a valid, exclusively borrowed array of pollfd for the call.
+            let n = unsafe { libc::poll(raw.as_mut_ptr(), raw.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                bail!("poll: {err}");
+            }
+            // Receive everything first: after a stall, the packets that waited in the socket
+            // buffers must count before any death verdict of the tick below.
+            let now = self.clock.now();
+            for (i, p) in raw.iter().enumerate() {
+                if p.revents == 0 {
+                    continue;
+                }
+                match fds[i].1 {
+                    Source::Link => {
+                        received.clear();
+                        if let Err(e) = self.links.recv(p.fd, &mut received) {
+                            self.logger
+                                .log(halo_host::Level::Error, &format!("receive error: {e}"));
+                            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                                // A serial line hung up: stop polling it rather than spin.
+                                hung_up.push(i);
+                            }
+                        }
+                        for (link, bytes) in received.drain(..) {
+                            self.deliver(now, link, &bytes, &mut actions);
+                        }
+                    }
+                    Source::Signal => {
+                        while let Ok(Some(info)) = sigfd.read_signal() {
+                            match Signal::try_from(info.ssi_signo as i32) {
+                                Ok(Signal::SIGHUP) => {
+                                    self.logger.reopen();
+                                    self.logger
+                                        .log(halo_host::Level::Info, "SIGHUP: log files reopened");
+                                }
+                                Ok(sig) => {
+                                    self.logger.log(
+                                        halo_host::Level::Info,
+                                        &format!("{sig}: shutting down, telling the cluster"),
+                                    );
+                                    self.engine.handle(now, Event::Shutdown, &mut actions);
+                                    self.apply(&mut actions);
+                                    self.logger.log(halo_host::Level::Info, "halo stopped");
+                                    return Ok(0);
+                                }
+                                Err(_) => {}
+                            }
+                        }
+                    }
+                    Source::Wake => {
+                        let mut buf = [0u8; 64];
+                        while matches!(nix::unistd::read(wake, &mut buf), Ok(n) if n > 0) {}
+                        while let Ok(req) = requests.try_recv() {
+                            let answer = self.answer(now, &req.cmd);
+                            let _ = req.reply.send(answer);
+                        }
+                    }
+                }
+            }
+            for i in hung_up.drain(..) {
+                raw[i].fd = -1;
+            }
+            self.apply(&mut actions);
+            let now = self.clock.now();
+            if now.ms >= self.engine.next_deadline() {
+                if self.last_load_ms.is_none_or(|t| now.ms >= t + 1000) {
+                    self.last_load_ms = Some(now.ms);
+                    self.engine
+                        .handle(now, Event::Load(halo_host::loadavg()), &mut actions);
+                }
+                self.engine.handle(now, Event::Tick, &mut actions);
+                self.apply(&mut actions);
+            }
+        }
+    }
+
+    fn deliver(&mut self, now: Now, link: usize, bytes: &[u8], actions: &mut Vec<Action>) {
+        match halo_wire::decode(bytes, &self.keyring) {
+            Ok(msg) => self
+                .engine
+                .handle(now, Event::Message { link, msg }, actions),
+            Err(reason) => self.dropped(now, link, reason, bytes),
+        }
+    }
+
+    fn dropped(&mut self, now: Now, link: usize, reason: DropReason, bytes: &[u8]) {
+        let label = reason.label();
+        *self.wire_dropped.entry(label).or_default() += 1;
+        if !self.log_badpack {
+            return;
+        }
+        let quiet = self.drop_quiet.entry(label).or_default();
+        if now.ms < *quiet {
+            return;
+        }
+        *quiet = now.ms + DROP_LOG_QUIET_MS;
+        // Name the claimed sender if the packet says one; never trust it further than that.
+        let src = halo_wire::codec::decode_unverified(bytes)
+            .ok()
+            .and_then(|m| m.get("src").map(|s| s.chars().take(64).collect::<String>()))
+            .unwrap_or_else(|| "?".into());
+        self.logger.log(
+            halo_host::Level::Warn,
+            &format!(
+                "dropped a packet on link {} claiming to be from [{src}]: {label} (further ones logged at most every {} s; all are counted)",
+                self.links.name(link),
+                DROP_LOG_QUIET_MS / 1000
+            ),
+        );
+    }
+
+    fn apply(&mut self, actions: &mut Vec<Action>) {
+        for a in actions.drain(..) {
+            match a {
+                Action::Send(m) => self.send(&m),
+                Action::Log(l, text) => self.logger.log(level(l), &text),
+            }
+        }
+    }
+
+    fn send(&mut self, m: &Message) {
+        let datagram = if self.netstring_only {
+            halo_wire::codec::encode_netstring_only(m, &self.keyring)
+        } else {
+            halo_wire::encode(m, &self.keyring)
+        };
+        let classic = halo_wire::encode_classic(m, &self.keyring);
+        for (link, e) in self.links.send_all(&datagram, &classic) {
+            self.logger.log(
+                halo_host::Level::Debug,
+                &format!("send on link {}: {e}", self.links.name(link)),
+            );
+        }
+    }
+
+    fn answer(&mut self, now: Now, cmd: &str) -> String {
+        match cmd {
+            "status" => {
+                status_json(&self.engine.status(now), &self.wire_dropped, self.links).to_string()
+            }
+            other => control::error_json(&format!("unknown command '{other}'")),
+        }
+    }
+}
+
+pub fn status_json(
+    st: &halo_core::ClusterStatus,
+    wire_dropped: &BTreeMap<&'static str, u64>,
+    links: &Links,
+) -> serde_json::Value {
+    use serde_json::json;
+    let mut dropped: BTreeMap<&str, u64> = wire_dropped.iter().map(|(k, v)| (*k, *v)).collect();
+    for (k, v) in &st.dropped {
+        *dropped.entry(k).or_default() += v;
+    }
+    let nodes: Vec<_> = st
+        .nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "name": n.name,
+                "state": n.state,
+                "type": n.kind,
+                "generation": n.generation,
+                "uuid": n.uuid.map(|u| u.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+                "links": n.links.iter().map(|l| json!({"name": l.name, "state": l.state})).collect::<Vec<_>>(),
+                "last_heard_ms": n.last_heard_ms,
+                "deadtime_ms": n.deadtime_ms,
+                "late_heartbeats": n.late_heartbeats,
+                "lost_packets": n.lost_packets,
+            })
+        })
+        .collect();
+    let link_stats: Vec<_> = (0..links.len())
+        .map(|i| {
+            let s = links.stats(i);
+            json!({
+                "name": links.name(i),
+                "kind": links.kind(i),
+                "rx_packets": s.rx_packets,
+                "rx_bytes": s.rx_bytes,
+                "tx_packets": s.tx_packets,
+                "tx_bytes": s.tx_bytes,
+                "tx_dropped": s.tx_dropped,
+                "rx_errors": s.rx_errors,
+            })
+        })
+        .collect();
+    json!({
+        "node": st.node,
+        "state": st.state,
+        "generation": st.generation,
+        "comm_up": st.comm_up,
+        "flow_control": st.flow_control,
+        "nodes": nodes,
+        "dropped": dropped,
+        "links": link_stats,
+        "sent_messages": st.sent_messages,
+        "retransmitted": st.retransmitted,
+        "max_lateness_ms": st.max_lateness_ms,
+    })
+}

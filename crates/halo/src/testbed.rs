@@ -1,0 +1,272 @@
+//! A throw-away network of real hosts for `halo demo` and the end-to-end tests: one
+//! network namespace per node, each with an `eth0` cabled (veth) to a bridge in a
+//! "switch" namespace, real addresses, real ARP. Pulling a cable is setting the switch
+//! port down. Everything (processes, namespaces, files) is removed on drop.
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Testbed {
+    prefix: String,
+    pub dir: PathBuf,
+    namespaces: Vec<String>,
+    hosts: Vec<String>,
+    children: Vec<Child>,
+    switch: Option<String>,
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+pub fn sh(args: &[&str]) -> anyhow::Result<Output> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("running {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+impl Testbed {
+    pub fn new(tag: &str) -> anyhow::Result<Testbed> {
+        if !is_root() {
+            bail!("network namespaces need root: run this as root (sudo)");
+        }
+        let prefix = format!("h{}{}", std::process::id(), tag);
+        let dir = std::env::temp_dir().join(format!("halo-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Testbed {
+            prefix,
+            dir,
+            namespaces: Vec::new(),
+            hosts: Vec::new(),
+            children: Vec::new(),
+            switch: None,
+        })
+    }
+
+    pub fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.prefix)
+    }
+
+    fn add_ns(&mut self, name: &str) -> anyhow::Result<()> {
+        sh(&["ip", "netns", "add", name])?;
+        self.namespaces.push(name.to_string());
+        sh(&["ip", "-n", name, "link", "set", "lo", "up"])?;
+        Ok(())
+    }
+
+    fn switch(&mut self) -> anyhow::Result<String> {
+        if let Some(s) = &self.switch {
+            return Ok(s.clone());
+        }
+        let sw = self.ns("sw");
+        self.add_ns(&sw)?;
+        sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        // Multicast must reach every port without IGMP snooping state.
+        sh(&[
+            "ip",
+            "-n",
+            &sw,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
+        sh(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
+        self.switch = Some(sw.clone());
+        Ok(sw)
+    }
+
+    /// A host with `eth0` at `addr` (CIDR) plugged into the switch; returns its namespace.
+    pub fn add_host(&mut self, host: &str, addr: &str) -> anyhow::Result<String> {
+        let sw = self.switch()?;
+        let ns = self.ns(host);
+        self.add_ns(&ns)?;
+        let port = self.port(host);
+        self.hosts.push(host.to_string());
+        sh(&[
+            "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
+            "netns", &sw,
+        ])?;
+        sh(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
+        sh(&[
+            "ip", "-n", &ns, "addr", "add", addr, "brd", "+", "dev", "eth0",
+        ])?;
+        sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+        Ok(ns)
+    }
+
+    /// A second interface `ifname` on a host, cabled to a separate switch `net`.
+    pub fn add_link(
+        &mut self,
+        host: &str,
+        ifname: &str,
+        net: &str,
+        addr: &str,
+    ) -> anyhow::Result<()> {
+        let sw = self.ns(net);
+        if !self.namespaces.contains(&sw) {
+            self.add_ns(&sw)?;
+            sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+            sh(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
+        }
+        let ns = self.ns(host);
+        let port = format!(
+            "{}{}",
+            &ifname[..ifname.len().min(4)],
+            self.hosts.iter().position(|h| h == host).unwrap_or(0)
+        );
+        sh(&[
+            "ip", "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port,
+            "netns", &sw,
+        ])?;
+        sh(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
+        sh(&["ip", "-n", &ns, "addr", "add", addr, "dev", ifname])?;
+        sh(&["ip", "-n", &ns, "link", "set", ifname, "up"])?;
+        Ok(())
+    }
+
+    fn port(&self, host: &str) -> String {
+        let i = self
+            .hosts
+            .iter()
+            .position(|h| h == host)
+            .unwrap_or(self.hosts.len());
+        format!("p{i}")
+    }
+
+    /// Plugs or pulls the cable of a host's `eth0` at the switch.
+    pub fn cable(&self, host: &str, plugged: bool) -> anyhow::Result<()> {
+        let sw = self.switch.clone().context("no switch")?;
+        sh(&[
+            "ip",
+            "-n",
+            &sw,
+            "link",
+            "set",
+            &self.port(host),
+            if plugged { "up" } else { "down" },
+        ])?;
+        Ok(())
+    }
+
+    pub fn exec(&self, host: &str, args: &[&str]) -> anyhow::Result<Output> {
+        let ns = self.ns(host);
+        let mut full = vec!["ip", "netns", "exec", &ns];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// Starts a long-running process in a host's namespace; killed on drop.
+    pub fn spawn(
+        &mut self,
+        host: &str,
+        program: &Path,
+        args: &[&str],
+        log: &Path,
+    ) -> anyhow::Result<u32> {
+        let f = std::fs::File::create(log)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("starting {} in {host}", program.display()))?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    /// Sends a signal to a child started by [`spawn`](Self::spawn) and waits for it.
+    pub fn stop(&mut self, pid: u32, sig: nix::sys::signal::Signal) -> anyhow::Result<Option<i32>> {
+        let Some(i) = self.children.iter().position(|c| c.id() == pid) else {
+            bail!("no child {pid}")
+        };
+        let mut child = self.children.remove(i);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait()? {
+                return Ok(st.code());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("process {pid} did not stop within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Writes a node's configuration directory (`ha.cf`, `authkeys` with mode 0600).
+    pub fn write_config(&self, node: &str, ha_cf: &str, authkeys: &str) -> anyhow::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let d = self.dir.join(node).join("ha.d");
+        std::fs::create_dir_all(&d)?;
+        std::fs::write(d.join("ha.cf"), ha_cf)?;
+        let k = d.join("authkeys");
+        std::fs::write(&k, authkeys)?;
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600))?;
+        Ok(d)
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = c.wait();
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        if std::env::var_os("HALO_KEEP_TESTBED").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The state `observer`'s daemon (socket) holds of `node`, if it answers.
+pub fn node_state(socket: &Path, node: &str) -> Option<String> {
+    let v = crate::control::request(socket, "status").ok()?;
+    v.get("nodes")?
+        .as_array()?
+        .iter()
+        .find(|n| n.get("name").and_then(|x| x.as_str()) == Some(node))?
+        .get("state")?
+        .as_str()
+        .map(str::to_string)
+}

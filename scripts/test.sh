@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian packages, crates) and runs every test.
+# Run as root: the end-to-end tests build network namespaces. With HALO_REQUIRE_ROOT=1
+# (as CI sets it) a test that needs root fails instead of being skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+# heartbeat: the real Heartbeat 3.0.6 peer of the interop tests; iproute2: namespaces;
+# nftables: cutting links one way; procps: pgrep in the helper scripts.
+apt_need heartbeat iproute2 nftables procps util-linux
+rust_need
+cargo build --workspace --all-targets
+# One test at a time: the end-to-end tests time real daemons on a 2-core machine.
+cargo test --workspace -- --test-threads=1
