@@ -295,6 +295,18 @@ impl Medium {
             Medium::Serial { .. } => "serial",
         }
     }
+
+    /// How messages name this medium: its ha.cf words, e.g. `ucast eth0 nodeb`.
+    pub fn describe(&self) -> String {
+        match self {
+            Medium::Bcast { iface } => format!("bcast {iface}"),
+            Medium::Mcast { iface, group, .. } => format!("mcast {iface} {group}"),
+            Medium::Mcast6 { iface, group, .. } => format!("mcast6 {iface} {group}"),
+            Medium::Ucast { iface, peer } => format!("ucast {iface} {peer}"),
+            Medium::Ucast6 { iface, peer } => format!("ucast6 {iface} {peer}"),
+            Medium::Serial { device, .. } => format!("serial {}", device.display()),
+        }
+    }
 }
 
 /// A ping node: a pseudo-member that is "up" while it answers ICMP echo.

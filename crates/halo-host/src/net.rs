@@ -18,7 +18,6 @@ mod sock;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::sys::socket::MsgFlags;
@@ -26,76 +25,11 @@ use socket2::{SockAddr, Socket};
 
 use crate::HostError;
 
-/// One medium line of `ha.cf`, as halo-host needs it (the lead converts
-/// `halo_config::Medium` into this; the variants mirror it one to one).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkSpec {
-    /// `bcast IF`: UDP broadcast to the interface's IPv4 broadcast address, port `udpport`.
-    Bcast { iface: String },
-    /// `mcast IF GROUP PORT TTL LOOP`: IPv4 multicast on this line's own port.
-    Mcast {
-        iface: String,
-        group: Ipv4Addr,
-        port: u16,
-        ttl: u8,
-        looped: bool,
-    },
-    /// `mcast6 IF GROUP PORT HOPS LOOP`: IPv6 multicast (loop is always off, as in Heartbeat).
-    Mcast6 {
-        iface: String,
-        group: Ipv6Addr,
-        port: u16,
-        hops: u8,
-    },
-    /// `ucast IF PEER`: UDP unicast to PEER, port `udpport`.
-    ///
-    /// PEER is a host name or IPv4 address; as a halo extension (not Heartbeat syntax) it may
-    /// also be `host:port`, which lets several nodes share one machine in tests.
-    Ucast { iface: String, peer: String },
-    /// `ucast6 IF PEER6[%scope]`: IPv6 unicast; `[addr]:port` is accepted like for `ucast`.
-    Ucast6 { iface: String, peer: String },
-    /// `serial DEVICE` with the `baud` in force: classic text frames on a raw tty.
-    Serial { device: PathBuf, baud: u32 },
-}
-
-impl LinkSpec {
-    /// The name of the logical link this medium belongs to: the interface for IP media, the
-    /// device path for serial ones.
-    pub fn link_name(&self) -> String {
-        match self {
-            LinkSpec::Bcast { iface }
-            | LinkSpec::Mcast { iface, .. }
-            | LinkSpec::Mcast6 { iface, .. }
-            | LinkSpec::Ucast { iface, .. }
-            | LinkSpec::Ucast6 { iface, .. } => iface.clone(),
-            LinkSpec::Serial { device, .. } => device.display().to_string(),
-        }
-    }
-
-    /// The medium type, as Heartbeat names its plugins.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LinkSpec::Bcast { .. } => "bcast",
-            LinkSpec::Mcast { .. } => "mcast",
-            LinkSpec::Mcast6 { .. } => "mcast6",
-            LinkSpec::Ucast { .. } => "ucast",
-            LinkSpec::Ucast6 { .. } => "ucast6",
-            LinkSpec::Serial { .. } => "serial",
-        }
-    }
-
-    /// How error messages name this medium: the `ha.cf` words, e.g. `ucast eth0 nodeb`.
-    pub fn describe(&self) -> String {
-        match self {
-            LinkSpec::Bcast { iface } => format!("bcast {iface}"),
-            LinkSpec::Mcast { iface, group, .. } => format!("mcast {iface} {group}"),
-            LinkSpec::Mcast6 { iface, group, .. } => format!("mcast6 {iface} {group}"),
-            LinkSpec::Ucast { iface, peer } => format!("ucast {iface} {peer}"),
-            LinkSpec::Ucast6 { iface, peer } => format!("ucast6 {iface} {peer}"),
-            LinkSpec::Serial { device, .. } => format!("serial {}", device.display()),
-        }
-    }
-}
+/// One medium line of `ha.cf`: halo-host opens exactly what halo-config parsed.
+///
+/// For `ucast`/`ucast6`, PEER may also be `host:port` / `[addr]:port` (a halo extension,
+/// not Heartbeat syntax), which lets several nodes share one machine in tests.
+pub use halo_config::Medium as LinkSpec;
 
 /// Counters of one logical link since [`Links::open`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 //! engine from one poll(2) loop: packets in, ticks at the engine's deadlines, actions out.
 use crate::control;
 use anyhow::{anyhow, bail, Context};
-use halo_config::{AuthMethodName, GenMethod, Medium, Model, MsgFmt, UuidFrom};
+use halo_config::{AuthMethodName, GenMethod, Model, MsgFmt, UuidFrom};
 use halo_core::{Action, CoreConfig, Engine, Event, Level, Now};
-use halo_host::{LinkSpec, Links, LogConfig, Logger};
+use halo_host::{Links, LogConfig, Logger};
 use halo_wire::{AuthMethod, DropReason, Keyring, Message};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -59,44 +59,6 @@ pub fn keyring(model: &Model) -> Keyring {
         })
         .collect();
     Keyring::new(model.authkeys.active, keys)
-}
-
-pub fn link_specs(model: &Model) -> Vec<LinkSpec> {
-    model
-        .ha_cf
-        .media
-        .iter()
-        .map(|m| match m.clone() {
-            Medium::Bcast { iface } => LinkSpec::Bcast { iface },
-            Medium::Mcast {
-                iface,
-                group,
-                port,
-                ttl,
-                looped,
-            } => LinkSpec::Mcast {
-                iface,
-                group,
-                port,
-                ttl,
-                looped,
-            },
-            Medium::Mcast6 {
-                iface,
-                group,
-                port,
-                hops,
-            } => LinkSpec::Mcast6 {
-                iface,
-                group,
-                port,
-                hops,
-            },
-            Medium::Ucast { iface, peer } => LinkSpec::Ucast { iface, peer },
-            Medium::Ucast6 { iface, peer } => LinkSpec::Ucast6 { iface, peer },
-            Medium::Serial { device, baud } => LinkSpec::Serial { device, baud },
-        })
-        .collect()
 }
 
 fn level(l: Level) -> halo_host::Level {
@@ -169,8 +131,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     )
     .with_context(|| format!("reading the node uuid in {}", args.state_dir.display()))?;
 
-    let specs = link_specs(&model);
-    let mut links = Links::open(&specs, hc.udpport).context("opening the heartbeat links")?;
+    let mut links = Links::open(&hc.media, hc.udpport).context("opening the heartbeat links")?;
     let keyring = keyring(&model);
 
     // Signals are read from a signalfd in the poll loop; block them before any thread

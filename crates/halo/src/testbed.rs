@@ -97,46 +97,8 @@ impl Testbed {
         self.add_ns(&ns)?;
         let port = self.port(host);
         self.hosts.push(host.to_string());
-        sh(&[
-            "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
-            "netns", &sw,
-        ])?;
-        sh(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
-        sh(&[
-            "ip", "-n", &ns, "addr", "add", addr, "brd", "+", "dev", "eth0",
-        ])?;
-        sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+        cable(&ns, "eth0", &sw, &port, addr)?;
         Ok(ns)
-    }
-
-    /// A second interface `ifname` on a host, cabled to a separate switch `net`.
-    pub fn add_link(
-        &mut self,
-        host: &str,
-        ifname: &str,
-        net: &str,
-        addr: &str,
-    ) -> anyhow::Result<()> {
-        let sw = self.ns(net);
-        if !self.namespaces.contains(&sw) {
-            self.add_ns(&sw)?;
-            sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
-            sh(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
-        }
-        let ns = self.ns(host);
-        let port = format!(
-            "{}{}",
-            &ifname[..ifname.len().min(4)],
-            self.hosts.iter().position(|h| h == host).unwrap_or(0)
-        );
-        sh(&[
-            "ip", "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port,
-            "netns", &sw,
-        ])?;
-        sh(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
-        sh(&["ip", "-n", &ns, "addr", "add", addr, "dev", ifname])?;
-        sh(&["ip", "-n", &ns, "link", "set", ifname, "up"])?;
-        Ok(())
     }
 
     fn port(&self, host: &str) -> String {
@@ -193,6 +155,41 @@ impl Testbed {
         Ok(pid)
     }
 
+    /// Starts `halo run` on `host` with the config dir `config_dir`; its control socket,
+    /// state directory and output go under the testbed directory. Returns (pid, socket).
+    pub fn start_halo(
+        &mut self,
+        host: &str,
+        halo: &Path,
+        config_dir: &Path,
+    ) -> anyhow::Result<(u32, PathBuf)> {
+        let sock = self.dir.join(format!("{host}.sock"));
+        let state = self.dir.join(host).join("state");
+        let out = self.dir.join(format!("{host}.out"));
+        let (s, c, st) = (
+            sock.to_string_lossy(),
+            config_dir.to_string_lossy(),
+            state.to_string_lossy(),
+        );
+        let pid = self.spawn(
+            host,
+            halo,
+            &[
+                "--socket",
+                &s,
+                "run",
+                "--config-dir",
+                &c,
+                "--node",
+                host,
+                "--state-dir",
+                &st,
+            ],
+            &out,
+        )?;
+        Ok((pid, sock))
+    }
+
     /// Sends a signal to a child started by [`spawn`](Self::spawn) and waits for it.
     pub fn stop(&mut self, pid: u32, sig: nix::sys::signal::Signal) -> anyhow::Result<Option<i32>> {
         let Some(i) = self.children.iter().position(|c| c.id() == pid) else {
@@ -225,6 +222,19 @@ impl Testbed {
         std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600))?;
         Ok(d)
     }
+}
+
+/// A veth "cable" from `ifname` in `ns` (address `addr`) to `port` on the bridge of `sw`.
+fn cable(ns: &str, ifname: &str, sw: &str, port: &str, addr: &str) -> anyhow::Result<()> {
+    sh(&[
+        "ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", port, "netns", sw,
+    ])?;
+    sh(&["ip", "-n", sw, "link", "set", port, "master", "br0", "up"])?;
+    sh(&[
+        "ip", "-n", ns, "addr", "add", addr, "brd", "+", "dev", ifname,
+    ])?;
+    sh(&["ip", "-n", ns, "link", "set", ifname, "up"])?;
+    Ok(())
 }
 
 impl Drop for Testbed {

@@ -37,28 +37,7 @@ impl Cluster {
         let log = self.tb.dir.join(format!("{node}.log"));
         let cf = format!("{ha_cf}logfile {}\nrealtime off\n", log.display());
         let dir = self.tb.write_config(node, &cf, AUTHKEYS).unwrap();
-        let sock = self.socket(node);
-        let state = self.tb.dir.join(node).join("state");
-        let out = self.tb.dir.join(format!("{node}.out"));
-        let pid = self
-            .tb
-            .spawn(
-                node,
-                Path::new(HALO),
-                &[
-                    "--socket",
-                    &sock.to_string_lossy(),
-                    "run",
-                    "--config-dir",
-                    &dir.to_string_lossy(),
-                    "--node",
-                    node,
-                    "--state-dir",
-                    &state.to_string_lossy(),
-                ],
-                &out,
-            )
-            .unwrap();
+        let (pid, _) = self.tb.start_halo(node, Path::new(HALO), &dir).unwrap();
         self.pids.push(pid);
     }
 

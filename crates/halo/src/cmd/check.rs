@@ -17,9 +17,9 @@ pub fn check(config_dir: &Path, config_only: bool, node: Option<&str>) -> anyhow
         if let Err(e) = model.check_local_node(&name) {
             problems.push(e);
         }
-        for spec in crate::run::link_specs(&model) {
+        for spec in &model.ha_cf.media {
             match &spec {
-                halo_host::LinkSpec::Serial { device, .. } => {
+                halo_config::Medium::Serial { device, .. } => {
                     if !device.exists() {
                         problems.push(format!(
                             "{}: {} does not exist",

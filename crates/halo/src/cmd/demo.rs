@@ -21,24 +21,7 @@ pub fn demo() -> anyhow::Result<i32> {
             tb.dir.join(format!("{node}.log")).display()
         );
         let dir = tb.write_config(node, &cf, AUTHKEYS)?;
-        let sock = tb.dir.join(format!("{node}.sock"));
-        let state = tb.dir.join(node).join("state");
-        tb.spawn(
-            node,
-            &exe,
-            &[
-                "--socket",
-                &sock.to_string_lossy(),
-                "run",
-                "--config-dir",
-                &dir.to_string_lossy(),
-                "--node",
-                node,
-                "--state-dir",
-                &state.to_string_lossy(),
-            ],
-            &tb.dir.join(format!("{node}.out")),
-        )?;
+        let (_, sock) = tb.start_halo(node, &exe, &dir)?;
         sockets.push(sock);
     }
     println!("== two halo nodes, alpha (10.77.0.1) and beta (10.77.0.2), bcast on eth0, keepalive 200 ms, deadtime 1 s");
