@@ -137,7 +137,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // Signals are read from a signalfd in the poll loop; block them before any thread
     // starts so that every thread inherits the mask.
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
         mask.add(s);
     }
     mask.thread_block().context("blocking signals")?;
@@ -299,6 +305,20 @@ impl Daemon<'_> {
                     Source::Signal => {
                         while let Ok(Some(info)) = sigfd.read_signal() {
                             match Signal::try_from(info.ssi_signo as i32) {
+                                Ok(sig @ (Signal::SIGUSR1 | Signal::SIGUSR2)) => {
+                                    // As Heartbeat: USR1 raises the debug level, USR2 lowers it.
+                                    let d = self.logger.debug_level();
+                                    let d = if sig == Signal::SIGUSR1 {
+                                        d.saturating_add(1)
+                                    } else {
+                                        d.saturating_sub(1)
+                                    };
+                                    self.logger.set_debug_level(d);
+                                    self.logger.log(
+                                        halo_host::Level::Info,
+                                        &format!("{sig}: debug level now {d}"),
+                                    );
+                                }
                                 Ok(Signal::SIGHUP) => {
                                     self.logger.reopen();
                                     self.logger
