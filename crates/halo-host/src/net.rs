@@ -260,6 +260,11 @@ impl Links {
         self.links.is_empty()
     }
 
+    /// Whether any link is a serial line (only those need the classic text encoding).
+    pub fn has_serial(&self) -> bool {
+        self.links.iter().any(|l| l.serial.is_some())
+    }
+
     /// The link's name (interface, or serial device path); "" for an unknown index.
     pub fn name(&self, link: usize) -> &str {
         self.links.get(link).map_or("", |l| l.name.as_str())

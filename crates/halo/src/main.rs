@@ -49,6 +49,15 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Run { .. }) {
+        // A command whose output goes into `head` or `grep -q` should end quietly when the
+        // pipe closes, as every Unix tool does. The daemon keeps SIGPIPE ignored (Rust's
+        // default): a client hanging up must never kill it.
+        // SAFETY: setting a signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.cmd {
         Cmd::Run {
             config_dir,

@@ -26,6 +26,9 @@ pub struct RunArgs {
 /// peers will accept.
 const LEGACY_GENERATION: &str = "/var/lib/heartbeat/hb_generation";
 const LEGACY_UUID: &str = "/var/lib/heartbeat/hb_uuid";
+/// How often the `ld` field (the load average) is refreshed: it is informational, and
+/// reading /proc on every heartbeat would be a file access on the hot path.
+const LOAD_REFRESH_MS: u64 = 5000;
 /// Repeated drop warnings of one reason are logged at most this often.
 const DROP_LOG_QUIET_MS: u64 = 5000;
 
@@ -198,6 +201,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         seed: generation ^ u64::from(std::process::id()) ^ now_secs.rotate_left(17),
     });
 
+    let has_serial = links.has_serial();
     let mut daemon = Daemon {
         clock: Clock {
             start: Instant::now(),
@@ -211,6 +215,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         drop_quiet: BTreeMap::new(),
         last_load_ms: None,
         log_badpack: hc.log_badpack,
+        has_serial,
     };
     let code = daemon.run(&sigfd, &wake_rx, &req_rx);
     let _ = std::fs::remove_file(&args.socket);
@@ -228,6 +233,7 @@ struct Daemon<'a> {
     drop_quiet: BTreeMap<&'static str, u64>,
     last_load_ms: Option<u64>,
     log_badpack: bool,
+    has_serial: bool,
 }
 
 enum Source {
@@ -354,7 +360,7 @@ impl Daemon<'_> {
             self.apply(&mut actions);
             let now = self.clock.now();
             if now.ms >= self.engine.next_deadline() {
-                if self.last_load_ms.is_none_or(|t| now.ms >= t + 1000) {
+                if self.last_load_ms.is_none_or(|t| now.ms >= t + LOAD_REFRESH_MS) {
                     self.last_load_ms = Some(now.ms);
                     self.engine
                         .handle(now, Event::Load(halo_host::loadavg()), &mut actions);
@@ -415,7 +421,8 @@ impl Daemon<'_> {
         } else {
             halo_wire::encode(m, &self.keyring)
         };
-        let classic = halo_wire::encode_classic(m, &self.keyring);
+        // Only serial lines carry classic text; don't sign a second rendering for nothing.
+        let classic = if self.has_serial { halo_wire::encode_classic(m, &self.keyring) } else { Vec::new() };
         for (link, e) in self.links.send_all(&datagram, &classic) {
             self.logger.log(
                 halo_host::Level::Debug,
