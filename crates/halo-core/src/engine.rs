@@ -396,7 +396,7 @@ impl Engine {
             (self.cfg.hopfudge as usize + self.cfg.nodes.len()).to_string(),
         );
         if !ns {
-            self.history.push(self.seq, m.clone(), now.ms);
+            self.history.push(self.seq, &m, now.ms);
         }
         self.sent_messages += 1;
         out.push(Action::Send(m));
@@ -707,7 +707,7 @@ impl Engine {
                 Lookup::Found(s) => {
                     if now.ms >= s.last_sent_ms + damp {
                         s.last_sent_ms = now.ms;
-                        Ok(Some(s.msg.clone()))
+                        Ok(Some(s.msg.unpack()))
                     } else {
                         Ok(None)
                     }

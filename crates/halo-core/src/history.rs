@@ -1,13 +1,14 @@
 //! The last sequenced messages we sent, kept to answer retransmission requests
 //! (Heartbeat's `MAXMSGHIST` = 500).
-use halo_wire::Message;
+use halo_wire::{Message, PackedMessage};
 use std::collections::VecDeque;
 
 pub const MAX_HISTORY: usize = 500;
 
 pub struct Sent {
     pub seq: u64,
-    pub msg: Message,
+    /// Packed: 500 unpacked messages would be a quarter of halo's memory.
+    pub msg: PackedMessage,
     /// When it was last (re)transmitted, to damp duplicate requests from several peers.
     pub last_sent_ms: u64,
 }
@@ -24,13 +25,13 @@ pub enum Lookup<'a> {
 }
 
 impl History {
-    pub fn push(&mut self, seq: u64, msg: Message, now_ms: u64) {
+    pub fn push(&mut self, seq: u64, msg: &Message, now_ms: u64) {
         if self.sent.len() == MAX_HISTORY {
             self.sent.pop_front();
         }
         self.sent.push_back(Sent {
             seq,
-            msg,
+            msg: msg.pack(),
             last_sent_ms: now_ms,
         });
     }
@@ -72,7 +73,7 @@ mod tests {
     fn keeps_the_last_500_and_finds_by_seq() {
         let mut h = History::default();
         for seq in 1..=600 {
-            h.push(seq, Message::of_type("status"), seq);
+            h.push(seq, &Message::of_type("status"), seq);
         }
         assert_eq!(h.len(), MAX_HISTORY);
         assert!(matches!(h.lookup(100), Lookup::TooLow));

@@ -15,4 +15,4 @@ pub use codec::{
     decode, decode_unverified, encode, encode_classic, encode_netstring_only, DropReason,
     AUTH_FIELD, MAX_MSG,
 };
-pub use message::{Field, Message, FT_BINARY, FT_STRING};
+pub use message::{Field, Message, PackedMessage, FT_BINARY, FT_STRING};

@@ -360,7 +360,10 @@ impl Daemon<'_> {
             self.apply(&mut actions);
             let now = self.clock.now();
             if now.ms >= self.engine.next_deadline() {
-                if self.last_load_ms.is_none_or(|t| now.ms >= t + LOAD_REFRESH_MS) {
+                if self
+                    .last_load_ms
+                    .is_none_or(|t| now.ms >= t + LOAD_REFRESH_MS)
+                {
                     self.last_load_ms = Some(now.ms);
                     self.engine
                         .handle(now, Event::Load(halo_host::loadavg()), &mut actions);
@@ -422,7 +425,11 @@ impl Daemon<'_> {
             halo_wire::encode(m, &self.keyring)
         };
         // Only serial lines carry classic text; don't sign a second rendering for nothing.
-        let classic = if self.has_serial { halo_wire::encode_classic(m, &self.keyring) } else { Vec::new() };
+        let classic = if self.has_serial {
+            halo_wire::encode_classic(m, &self.keyring)
+        } else {
+            Vec::new()
+        };
         for (link, e) in self.links.send_all(&datagram, &classic) {
             self.logger.log(
                 halo_host::Level::Debug,
