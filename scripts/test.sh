@@ -11,4 +11,13 @@ apt_need heartbeat iproute2 nftables procps util-linux
 rust_need
 cargo build --workspace --all-targets
 # One test at a time: the end-to-end tests time real daemons on a 2-core machine.
-cargo test --workspace -- --test-threads=1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets -- --test-threads=1 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole workspace (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$rc"
