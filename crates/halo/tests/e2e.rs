@@ -394,3 +394,87 @@ fn generation_rises_at_every_start() {
     assert_eq!(seen, g2);
     assert!(c.log("n1").contains("Heartbeat restart on node n2"));
 }
+
+/// Garbage, unsigned and wrongly signed packets from another host are dropped and counted
+/// by reason, and the honest peer stays alive.
+#[test]
+fn forged_and_malformed_packets_are_dropped_and_counted() {
+    let Some(mut c) = cluster("fg", 3) else {
+        return;
+    };
+    let cf = format!("{TIMING}udpport 694\nbcast eth0\nnode n1 n2\n");
+    c.start("n1", &cf);
+    c.start("n2", &cf);
+    c.wait_all(&["n1", "n2"], "active", Duration::from_secs(10));
+    // n3 is not a cluster member: an attacker on the same segment.
+    let script = r####"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+body = b"###\n11:(0)t=status,12:(0)st=active,9:(0)src=n2,8:(0)seq=1,8:(0)hg=ff,8:(0)ts=ff,%%%\n"
+packets = [b"\x00garbage\xff" * 20, b"###\n99999999999:", body, body + b"42:2 0000000000000000000000000000000000000000,",
+           b">>>\nt=status\nsrc=n2\nseq=1\nhg=ff\nts=ff\nauth=2 00\n<<<\n", b"x" * 65000]
+for p in packets:
+    for _ in range(5):
+        try:
+            s.sendto(p, ("10.77.255.255", 694))
+        except OSError:
+            pass
+"####;
+    c.tb.exec("n3", &["python3", "-c", script]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let st = c.status("n1");
+    let dropped = &st["dropped"];
+    for reason in ["malformed", "unsigned", "bad_auth"] {
+        assert!(
+            dropped[reason].as_u64().unwrap_or(0) >= 5,
+            "{reason} not counted: {st}"
+        );
+    }
+    assert_eq!(c.state("n1", "n2").as_deref(), Some("active"));
+    assert!(
+        c.log("n1").contains("dropped a packet on link eth0"),
+        "{}",
+        c.log("n1")
+    );
+    // Rate limited: 30 bad packets, far fewer warning lines.
+    assert!(
+        c.log("n1").matches("dropped a packet").count() <= 6,
+        "{}",
+        c.log("n1")
+    );
+}
+
+/// A node whose generation went backwards (state restored from an old backup, or a
+/// replay) is refused until it comes back with a newer one.
+#[test]
+fn a_generation_that_goes_backwards_is_refused_as_a_replay() {
+    let Some(mut c) = cluster("rp", 2) else {
+        return;
+    };
+    let cf = format!("{TIMING}udpport 694\nbcast eth0\nnode n1 n2\n");
+    c.start("n1", &cf);
+    c.start("n2", &cf);
+    c.wait_all(&["n1", "n2"], "active", Duration::from_secs(10));
+    let g = c.status("n2")["generation"].as_u64().unwrap();
+    let pid = c.pids.remove(1);
+    c.tb.stop(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Heartbeat's file format: "%15lu\n". The next start will use g - 5.
+    let genfile = c.tb.dir.join("n2").join("state").join("hb_generation");
+    std::fs::write(&genfile, format!("{:>15}\n", g - 6)).unwrap();
+    c.start("n2", &cf);
+    std::thread::sleep(Duration::from_secs(4));
+    let st = c.status("n1");
+    assert!(st["dropped"]["replay"].as_u64().unwrap_or(0) > 0, "{st}");
+    assert_eq!(
+        st["nodes"][1]["generation"].as_u64(),
+        Some(g),
+        "n1 must keep the newest generation it saw"
+    );
+    assert_eq!(c.state("n1", "n2").as_deref(), Some("dead"));
+    assert!(
+        c.log("n1").contains("attempted replay attack [n2]"),
+        "{}",
+        c.log("n1")
+    );
+}
