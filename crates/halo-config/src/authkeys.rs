@@ -102,23 +102,13 @@ pub(crate) fn parse_authkeys_lenient(
             continue;
         };
         if words.len() < 2 {
-            s.error(
-                line,
-                format!("{usage}, got '{shown}' (the method is missing)"),
-            );
+            s.error(line, format!("{usage}, got '{shown}' (the method is missing)"));
             continue;
         }
         let index = match u8::try_from(index).ok().filter(|i| *i < MAX_AUTH) {
             Some(i) => i,
             None => {
-                s.error(
-                    line,
-                    format!(
-                        "key index must be from 0 to {}, got '{}'",
-                        MAX_AUTH - 1,
-                        words[0]
-                    ),
-                );
+                s.error(line, format!("key index must be from 0 to {}, got '{}'", MAX_AUTH - 1, words[0]));
                 continue;
             }
         };
@@ -135,20 +125,13 @@ pub(crate) fn parse_authkeys_lenient(
         let key = words.get(2).map(|k| k.to_string());
         match (&key, method.needs_key()) {
             (Some(k), false) => {
-                s.error(
-                    line,
-                    format!("{} does not use a key, got '{k}'", method.as_str()),
-                );
+                s.error(line, format!("{} does not use a key, got '{k}'", method.as_str()));
                 continue;
             }
             (None, true) => {
                 s.error(
                     line,
-                    format!(
-                        "{} requires a key: expected '{index} {} KEY'",
-                        method.as_str(),
-                        method.as_str()
-                    ),
+                    format!("{} requires a key: expected '{index} {} KEY'", method.as_str(), method.as_str()),
                 );
                 continue;
             }
@@ -176,7 +159,10 @@ pub(crate) fn parse_authkeys_lenient(
             Some(slot) => {
                 s.warn(
                     line,
-                    format!("key {index} is defined again (first at line {}); this definition replaces it", slot.1),
+                    format!(
+                        "key {index} is defined again (first at line {}); this definition replaces it",
+                        slot.1
+                    ),
                 );
                 *slot = (new, line);
             }
@@ -194,10 +180,7 @@ pub(crate) fn parse_authkeys_lenient(
                 "missing 'auth N' line: it selects which key signs outgoing messages, e.g. 'auth 1'",
             ),
             Some((n, at)) => {
-                let earlier = keys
-                    .iter()
-                    .find(|(k, l)| i64::from(k.index) == n && *l < at)
-                    .map(|(_, l)| *l);
+                let earlier = keys.iter().find(|(k, l)| i64::from(k.index) == n && *l < at).map(|(_, l)| *l);
                 match earlier {
                     Some(l) => s.error(
                         at,
@@ -209,10 +192,7 @@ pub(crate) fn parse_authkeys_lenient(
         }
     }
 
-    let result = active.map(|active| AuthKeys {
-        active,
-        keys: keys.into_iter().map(|(k, _)| k).collect(),
-    });
+    let result = active.map(|active| AuthKeys { active, keys: keys.into_iter().map(|(k, _)| k).collect() });
     (result, s.errors, s.warnings)
 }
 
@@ -221,10 +201,7 @@ pub(crate) fn parse_authkeys_lenient(
 fn parse_auth_line(bp: &str) -> Option<(i64, &str)> {
     let rest = bp.strip_prefix("auth")?.trim_start_matches(WHITESPACE);
     let sign_len = usize::from(rest.starts_with(['+', '-']));
-    let digits = rest[sign_len..]
-        .bytes()
-        .take_while(u8::is_ascii_digit)
-        .count();
+    let digits = rest[sign_len..].bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
         return None;
     }
@@ -242,12 +219,7 @@ mod tests {
     }
 
     fn errors(text: &str) -> Vec<String> {
-        parse(text)
-            .unwrap_err()
-            .errors
-            .iter()
-            .map(|d| d.to_string())
-            .collect()
+        parse(text).unwrap_err().errors.iter().map(|d| d.to_string()).collect()
     }
 
     #[test]
@@ -257,11 +229,7 @@ mod tests {
         assert_eq!(k.active, 1);
         assert_eq!(
             k.active_key(),
-            Some(&AuthKey {
-                index: 1,
-                method: AuthMethodName::Sha1,
-                key: Some("P@ssw0rd".into())
-            })
+            Some(&AuthKey { index: 1, method: AuthMethodName::Sha1, key: Some("P@ssw0rd".into()) })
         );
     }
 
@@ -275,9 +243,7 @@ mod tests {
         assert_eq!(k.key(2).unwrap().key, None);
         assert_eq!(k.key(3).unwrap().key.as_deref(), Some("\"autre"));
         assert_eq!(w.len(), 1);
-        assert!(w[0]
-            .to_string()
-            .starts_with("authkeys:4: only '\"autre' is the key"));
+        assert!(w[0].to_string().starts_with("authkeys:4: only '\"autre' is the key"));
     }
 
     #[test]
@@ -307,8 +273,7 @@ mod tests {
     fn auth_after_key_is_refused_like_heartbeat() {
         let e = errors("1 sha1 x\nauth 1\n");
         assert_eq!(e.len(), 1);
-        assert!(e[0]
-            .starts_with("authkeys:2: auth 1: key 1 is defined at line 1, before this auth line"));
+        assert!(e[0].starts_with("authkeys:2: auth 1: key 1 is defined at line 1, before this auth line"));
     }
 
     #[test]
@@ -317,15 +282,9 @@ mod tests {
         assert_eq!(k.active, 0);
         assert_eq!(k.keys.len(), 2);
         let e = errors("auth 1\n1 crc\n16 md5 k\n");
-        assert_eq!(
-            e,
-            vec!["authkeys:3: key index must be from 0 to 15, got '16'"]
-        );
+        assert_eq!(e, vec!["authkeys:3: key index must be from 0 to 15, got '16'"]);
         let e = errors("auth 1\n1 crc\n-1 md5 k\n");
-        assert_eq!(
-            e,
-            vec!["authkeys:3: key index must be from 0 to 15, got '-1'"]
-        );
+        assert_eq!(e, vec!["authkeys:3: key index must be from 0 to 15, got '-1'"]);
     }
 
     #[test]

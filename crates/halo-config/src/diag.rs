@@ -14,11 +14,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(file: &Path, line: usize, message: impl Into<String>) -> Self {
-        Diagnostic {
-            file: file.to_path_buf(),
-            line,
-            message: message.into(),
-        }
+        Diagnostic { file: file.to_path_buf(), line, message: message.into() }
     }
 }
 
@@ -66,11 +62,7 @@ pub(crate) struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     pub fn new(file: &'a Path) -> Self {
-        Sink {
-            file,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        }
+        Sink { file, errors: Vec::new(), warnings: Vec::new() }
     }
 
     pub fn error(&mut self, line: usize, message: impl Into<String>) {
@@ -78,8 +70,7 @@ impl<'a> Sink<'a> {
     }
 
     pub fn warn(&mut self, line: usize, message: impl Into<String>) {
-        self.warnings
-            .push(Diagnostic::new(self.file, line, message));
+        self.warnings.push(Diagnostic::new(self.file, line, message));
     }
 }
 

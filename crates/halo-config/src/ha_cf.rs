@@ -108,8 +108,7 @@ pub const OPTION_DIRECTIVES: &[&str] = &[
 const NOT_RECORDED: &[&str] = &["node", "nice_failback", "use_apphbd", "crm", "env"];
 
 /// Heartbeat's `WLdirectives[]`: handed the rest of the line.
-pub const WHOLE_LINE_DIRECTIVES: &[&str] =
-    &["stonith", "stonith_host", "apiauth", "respawn", "failfast"];
+pub const WHOLE_LINE_DIRECTIVES: &[&str] = &["stonith", "stonith_host", "apiauth", "respawn", "failfast"];
 
 /// Media plugins (`HBcomm/*.so` installed by Debian) with a whole-line parser.
 pub const WHOLE_LINE_MEDIA: &[&str] = &["mcast", "mcast6", "ucast", "ucast6", "ping_group"];
@@ -149,9 +148,8 @@ const RECORDED_DEFAULTS: &[(&str, &str)] = &[
 /// Syslog facilities glibc's `facilitynames` knows (cluster-glue `cl_syslogfac_str2int`,
 /// case-sensitive), plus `none`.
 const FACILITIES: &[&str] = &[
-    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "mark", "news", "security",
-    "syslog", "user", "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
-    "local7",
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "mark", "news", "security", "syslog",
+    "user", "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
 ];
 
 const BAUD_RATES: &[u32] = &[9600, 19200, 38400, 57600, 115200, 230400, 460800];
@@ -164,8 +162,7 @@ const MAX_NODES: usize = 100;
 const MAX_MEDIA: usize = 64;
 const HOSTLENG: usize = 100;
 
-const TIME_EXPECTED: &str =
-    "expected a time such as 2, 1.5 or 500ms (seconds unless suffixed ms or us)";
+const TIME_EXPECTED: &str = "expected a time such as 2, 1.5 or 500ms (seconds unless suffixed ms or us)";
 const BOOL_EXPECTED: &str = "expected a boolean (true/false, on/off, yes/no, y/n, 1/0)";
 
 /// True for every directive Heartbeat 3.0.6 (Debian build) accepts in ha.cf, plus the legacy
@@ -204,10 +201,7 @@ pub fn parse_ha_cf(file: &Path, text: &str) -> Result<(HaCf, Vec<Diagnostic>), C
 
 /// Like [`parse_ha_cf`] but always returns the best-effort model with errors and warnings,
 /// so that a caller can keep checking other files against it.
-pub(crate) fn parse_ha_cf_lenient(
-    file: &Path,
-    text: &str,
-) -> (HaCf, Vec<Diagnostic>, Vec<Diagnostic>) {
+pub(crate) fn parse_ha_cf_lenient(file: &Path, text: &str) -> (HaCf, Vec<Diagnostic>, Vec<Diagnostic>) {
     let mut p = Parser::new(file);
     for (idx, raw) in text.split('\n').enumerate() {
         p.line(idx + 1, raw);
@@ -277,10 +271,7 @@ impl<'a> Parser<'a> {
         let dir_len = bp.find(WHITESPACE).unwrap_or(bp.len());
         let mut directive = &bp[..dir_len];
         if directive == "udp" {
-            self.sink.warn(
-                lineno,
-                "directive 'udp' is the old name of 'bcast' and is read as 'bcast'",
-            );
+            self.sink.warn(lineno, "directive 'udp' is the old name of 'bcast' and is read as 'bcast'");
             directive = "bcast";
         }
         if !is_legal_directive(directive) {
@@ -291,16 +282,12 @@ impl<'a> Parser<'a> {
         let rest = bp[dir_len..].trim_start_matches(DELIMS);
 
         if self.cfg.line_of(directive).is_none() {
-            self.cfg
-                .directive_lines
-                .push((directive.to_string(), lineno));
+            self.cfg.directive_lines.push((directive.to_string(), lineno));
         }
         if !IMPLEMENTED.contains(&directive) && self.warned.insert(directive.to_string()) {
             self.sink.warn(
                 lineno,
-                format!(
-                    "'{directive}' is accepted but not implemented by halo yet; it has no effect"
-                ),
+                format!("'{directive}' is accepted but not implemented by halo yet; it has no effect"),
             );
         }
 
@@ -313,16 +300,16 @@ impl<'a> Parser<'a> {
             if words.is_empty() {
                 self.sink.warn(
                     lineno,
-                    format!("'{directive}' has no value, so this line has no effect (Heartbeat ignores it too)"),
+                    format!(
+                        "'{directive}' has no value, so this line has no effect (Heartbeat ignores it too)"
+                    ),
                 );
             }
             for (i, word) in words.iter().enumerate() {
                 let prev = if i > 0 { Some(words[i - 1]) } else { None };
                 match self.option(lineno, directive, word, prev) {
                     Ok(()) => {
-                        if OPTION_DIRECTIVES.contains(&directive)
-                            && !NOT_RECORDED.contains(&directive)
-                        {
+                        if OPTION_DIRECTIVES.contains(&directive) && !NOT_RECORDED.contains(&directive) {
                             self.record(directive, word);
                         }
                     }
@@ -335,10 +322,7 @@ impl<'a> Parser<'a> {
     fn record(&mut self, name: &str, value: &str) {
         match self.cfg.recorded.iter_mut().find(|(n, _)| n == name) {
             Some(entry) => entry.1 = value.to_string(),
-            None => self
-                .cfg
-                .recorded
-                .push((name.to_string(), value.to_string())),
+            None => self.cfg.recorded.push((name.to_string(), value.to_string())),
         }
     }
 
@@ -354,22 +338,14 @@ impl<'a> Parser<'a> {
 
     fn check_media_room(&self) -> Result<(), String> {
         if self.media_count() >= MAX_MEDIA {
-            Err(format!(
-                "too many media and ping nodes (Heartbeat allows at most {MAX_MEDIA})"
-            ))
+            Err(format!("too many media and ping nodes (Heartbeat allows at most {MAX_MEDIA})"))
         } else {
             Ok(())
         }
     }
 
     /// One word of an option directive or of a per-word medium.
-    fn option(
-        &mut self,
-        line: usize,
-        directive: &str,
-        word: &str,
-        prev: Option<&str>,
-    ) -> Result<(), String> {
+    fn option(&mut self, line: usize, directive: &str, word: &str, prev: Option<&str>) -> Result<(), String> {
         let cfg = &mut self.cfg;
         match directive {
             "cluster" => cfg.cluster = word.to_string(),
@@ -379,9 +355,7 @@ impl<'a> Parser<'a> {
                 cfg.cluster = word.to_string();
             }
             "node" => self.add_node(line, word)?,
-            "hopfudge" => {
-                cfg.hopfudge = int_in(word, 0, 255, "a whole number from 0 to 255")? as u8
-            }
+            "hopfudge" => cfg.hopfudge = int_in(word, 0, 255, "a whole number from 0 to 255")? as u8,
             "keepalive" => {
                 let ms = time(word, prev)?;
                 if ms == 0 {
@@ -432,11 +406,8 @@ impl<'a> Parser<'a> {
             "debugfile" => cfg.debugfile = Some(PathBuf::from(word)),
             "nice_failback" => {
                 let on = boolean(word)?;
-                let (now, as_written) = if on {
-                    (AutoFailback::Off, "off")
-                } else {
-                    (AutoFailback::Legacy, "legacy")
-                };
+                let (now, as_written) =
+                    if on { (AutoFailback::Off, "off") } else { (AutoFailback::Legacy, "legacy") };
                 cfg.auto_failback = now;
                 self.sink.warn(
                     line,
@@ -491,14 +462,11 @@ impl<'a> Parser<'a> {
             }
             "crm" | "pacemaker" => {
                 if let Some(first) = self.pacemaker_line {
-                    return Err(format!(
-                        "crm/pacemaker may be given only once (first at line {first})"
-                    ));
+                    return Err(format!("crm/pacemaker may be given only once (first at line {first})"));
                 }
                 self.pacemaker_line = Some(line);
                 let known = ["respawn", "minimal", "manual", "ccm-only", "valgrind"];
-                if parse_bool(word).is_none() && !known.iter().any(|k| word.eq_ignore_ascii_case(k))
-                {
+                if parse_bool(word).is_none() && !known.iter().any(|k| word.eq_ignore_ascii_case(k)) {
                     return Err(format!(
                         "expected a boolean, respawn, minimal, manual, ccm-only or valgrind, got '{word}'"
                     ));
@@ -537,10 +505,7 @@ impl<'a> Parser<'a> {
             }
             "compression_threshold" => {
                 cfg.compression_threshold_kib =
-                    Some(
-                        int_in(word, 1, i64::from(u32::MAX), "a size in KiB greater than 0")?
-                            as u64,
-                    )
+                    Some(int_in(word, 1, i64::from(u32::MAX), "a size in KiB greater than 0")? as u64)
             }
             "traditional_compression" => cfg.traditional_compression = Some(boolean(word)?),
             "record_config_changes" => cfg.record_config_changes = Some(boolean(word)?),
@@ -552,8 +517,8 @@ impl<'a> Parser<'a> {
                 }
                 _ => {
                     return Err(format!(
-                    "expected NAME=value (exported as HA_NAME; no spaces or commas), got '{word}'"
-                ))
+                        "expected NAME=value (exported as HA_NAME; no spaces or commas), got '{word}'"
+                    ))
                 }
             },
             "max_rexmit_delay" => {
@@ -566,17 +531,12 @@ impl<'a> Parser<'a> {
             }
             "memreserve" => {
                 cfg.memreserve_kib =
-                    Some(
-                        int_in(word, 1, i64::from(u32::MAX), "a size in KiB greater than 0")?
-                            as u64,
-                    )
+                    Some(int_in(word, 1, i64::from(u32::MAX), "a size in KiB greater than 0")? as u64)
             }
             "bcast" => {
                 self.check_media_room()?;
                 self.udp_latch(line, |p| &mut p.latch_bcast);
-                self.cfg.media.push(Medium::Bcast {
-                    iface: word.to_string(),
-                });
+                self.cfg.media.push(Medium::Bcast { iface: word.to_string() });
             }
             "serial" => {
                 if !word.starts_with('/') {
@@ -588,25 +548,15 @@ impl<'a> Parser<'a> {
                 let baud = match self.latch_serial {
                     Some(l) => l.value,
                     None => {
-                        self.latch_serial = Some(Latch {
-                            value: self.cfg.baud,
-                            line,
-                        });
+                        self.latch_serial = Some(Latch { value: self.cfg.baud, line });
                         self.cfg.baud
                     }
                 };
-                self.cfg.media.push(Medium::Serial {
-                    device: PathBuf::from(word),
-                    baud,
-                });
+                self.cfg.media.push(Medium::Serial { device: PathBuf::from(word), baud });
             }
             "ping" | "ping6" => {
                 self.check_media_room()?;
-                let kind = if directive == "ping" {
-                    PingKind::Ping
-                } else {
-                    PingKind::Ping6
-                };
+                let kind = if directive == "ping" { PingKind::Ping } else { PingKind::Ping6 };
                 self.cfg.ping_nodes.push(PingNode {
                     name: word.to_ascii_lowercase(),
                     addrs: vec![word.to_string()],
@@ -621,10 +571,7 @@ impl<'a> Parser<'a> {
     fn add_node(&mut self, line: usize, word: &str) -> Result<(), String> {
         let name = word.to_ascii_lowercase();
         if name.len() >= HOSTLENG {
-            return Err(format!(
-                "node name '{word}' is longer than {} characters",
-                HOSTLENG - 1
-            ));
+            return Err(format!("node name '{word}' is longer than {} characters", HOSTLENG - 1));
         }
         if let Some(first) = self.node_lines.get(&name) {
             self.sink.warn(
@@ -634,9 +581,7 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         if self.cfg.nodes.len() >= MAX_NODES {
-            return Err(format!(
-                "too many nodes (Heartbeat allows at most {MAX_NODES})"
-            ));
+            return Err(format!("too many nodes (Heartbeat allows at most {MAX_NODES})"));
         }
         self.node_lines.insert(name.clone(), line);
         self.cfg.nodes.push(name);
@@ -645,27 +590,21 @@ impl<'a> Parser<'a> {
 
     fn before_pacemaker(&self) -> Result<(), String> {
         match self.pacemaker_line {
-            Some(l) => Err(format!(
-                "must come before the crm/pacemaker directive (line {l})"
-            )),
+            Some(l) => Err(format!("must come before the crm/pacemaker directive (line {l})")),
             None => Ok(()),
         }
     }
 
     fn set_baud(&mut self, line: usize, word: &str) -> Result<(), String> {
         if let Some(first) = self.baud_line {
-            return Err(format!(
-                "baud may be given only once (first at line {first})"
-            ));
+            return Err(format!("baud may be given only once (first at line {first})"));
         }
         self.baud_line = Some(line);
         let rate = parse_int(word)
             .and_then(|v| u32::try_from(v).ok())
             .filter(|v| BAUD_RATES.contains(v))
             .ok_or_else(|| {
-                format!(
-                    "expected one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, got '{word}'"
-                )
+                format!("expected one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, got '{word}'")
             })?;
         self.cfg.baud = rate;
         if let Some(l) = self.latch_serial {
@@ -689,11 +628,9 @@ impl<'a> Parser<'a> {
         self.cfg.udpport = port;
         self.udpport_set = true;
         let mut late = Vec::new();
-        for (kind, latch) in [
-            ("bcast", self.latch_bcast),
-            ("ucast", self.latch_ucast),
-            ("ucast6", self.latch_ucast6),
-        ] {
+        for (kind, latch) in
+            [("bcast", self.latch_bcast), ("ucast", self.latch_ucast), ("ucast6", self.latch_ucast6)]
+        {
             if let Some(l) = latch {
                 late.push(format!("{kind} at line {} keeps port {}", l.line, l.value));
             }
@@ -719,10 +656,7 @@ impl<'a> Parser<'a> {
         match latch {
             Some(l) => l.value,
             None => {
-                *latch = Some(Latch {
-                    value: current,
-                    line,
-                });
+                *latch = Some(Latch { value: current, line });
                 current
             }
         }
@@ -749,9 +683,7 @@ impl<'a> Parser<'a> {
             }
             "stonith_host" => {
                 if words.len() < 2 {
-                    Err(format!(
-                        "expected 'stonith_host HOST|* TYPE PARAMS...', got '{rest}'"
-                    ))
+                    Err(format!("expected 'stonith_host HOST|* TYPE PARAMS...', got '{rest}'"))
                 } else {
                     self.cfg.stonith_host.push(rest.to_string());
                     Ok(())
@@ -765,15 +697,9 @@ impl<'a> Parser<'a> {
                     Some(user) => {
                         let after_user = rest[user.len()..].trim_start_matches(WHITESPACE);
                         if !after_user.starts_with('/') {
-                            Err(format!(
-                                "{usage}; the program must be a full path, got '{after_user}'"
-                            ))
+                            Err(format!("{usage}; the program must be a full path, got '{after_user}'"))
                         } else {
-                            let r = Respawn {
-                                user: user.to_string(),
-                                command: after_user.to_string(),
-                                line,
-                            };
+                            let r = Respawn { user: user.to_string(), command: after_user.to_string(), line };
                             if directive == "respawn" {
                                 self.cfg.respawn.push(r);
                             } else {
@@ -792,8 +718,7 @@ impl<'a> Parser<'a> {
     }
 
     fn apiauth(&mut self, line: usize, rest: &str, words: &[&str]) -> Result<(), String> {
-        let usage =
-            "expected 'apiauth CLIENT [uid=user,...] [gid=group,...]' with a uid or gid list";
+        let usage = "expected 'apiauth CLIENT [uid=user,...] [gid=group,...]' with a uid or gid list";
         let Some(client) = words.first() else {
             return Err(format!("{usage}, got nothing"));
         };
@@ -822,9 +747,7 @@ impl<'a> Parser<'a> {
             return Err(format!("{usage}, got '{rest}'"));
         }
         if let Some(first) = self.apiauth_clients.get(*client) {
-            return Err(format!(
-                "duplicate apiauth for client '{client}' (first at line {first})"
-            ));
+            return Err(format!("duplicate apiauth for client '{client}' (first at line {first})"));
         }
         self.apiauth_clients.insert(client.to_string(), line);
         self.cfg.apiauth.push(rest.to_string());
@@ -863,29 +786,21 @@ impl<'a> Parser<'a> {
     }
 
     fn mcast(&mut self, line: usize, w: &[&str]) -> Result<(), String> {
-        const USAGE: &str =
-            "expected 'mcast IFACE GROUP PORT TTL LOOP' (e.g. mcast eth0 225.0.0.1 694 1 0)";
+        const USAGE: &str = "expected 'mcast IFACE GROUP PORT TTL LOOP' (e.g. mcast eth0 225.0.0.1 694 1 0)";
         if w.is_empty() {
-            self.sink.warn(
-                line,
-                "mcast with no interface defines no medium (Heartbeat ignores it too)",
-            );
+            self.sink.warn(line, "mcast with no interface defines no medium (Heartbeat ignores it too)");
             return Ok(());
         }
         let names = ["GROUP", "PORT", "TTL", "LOOP"];
         if w.len() < 5 {
             return Err(format!("{USAGE}; {} is missing", names[w.len() - 1]));
         }
-        let group: Ipv4Addr = w[1]
-            .parse()
-            .ok()
-            .filter(|a: &Ipv4Addr| a.is_multicast())
-            .ok_or_else(|| {
-                format!(
-                    "GROUP must be an IPv4 multicast (class D, 224.0.0.0 to 239.255.255.255) address, got '{}'",
-                    w[1]
-                )
-            })?;
+        let group: Ipv4Addr = w[1].parse().ok().filter(|a: &Ipv4Addr| a.is_multicast()).ok_or_else(|| {
+            format!(
+                "GROUP must be an IPv4 multicast (class D, 224.0.0.0 to 239.255.255.255) address, got '{}'",
+                w[1]
+            )
+        })?;
         let port = port_word(w[2])
             .ok_or_else(|| format!("PORT must be a port number from 1 to 65535, got '{}'", w[2]))?;
         let ttl = parse_int(w[3])
@@ -896,16 +811,9 @@ impl<'a> Parser<'a> {
                     w[3]
                 )
             })? as u8;
-        let looped =
-            loop_word(w[4]).ok_or_else(|| format!("LOOP must be 0 or 1, got '{}'", w[4]))?;
+        let looped = loop_word(w[4]).ok_or_else(|| format!("LOOP must be 0 or 1, got '{}'", w[4]))?;
         self.extra_words(line, "mcast", "LOOP", &w[5..]);
-        self.cfg.media.push(Medium::Mcast {
-            iface: w[0].to_string(),
-            group,
-            port,
-            ttl,
-            looped,
-        });
+        self.cfg.media.push(Medium::Mcast { iface: w[0].to_string(), group, port, ttl, looped });
         Ok(())
     }
 
@@ -928,22 +836,15 @@ impl<'a> Parser<'a> {
             })?;
         let port = port_word(w[2])
             .ok_or_else(|| format!("PORT must be a port number from 1 to 65535, got '{}'", w[2]))?;
-        let hops = parse_int(w[3])
-            .filter(|t| (0..=4).contains(t))
-            .ok_or_else(|| {
-                format!(
-                    "HOPS must be from 0 to 4 (Heartbeat's mcast6 plugin refuses larger values), got '{}'",
-                    w[3]
-                )
-            })? as u8;
+        let hops = parse_int(w[3]).filter(|t| (0..=4).contains(t)).ok_or_else(|| {
+            format!(
+                "HOPS must be from 0 to 4 (Heartbeat's mcast6 plugin refuses larger values), got '{}'",
+                w[3]
+            )
+        })? as u8;
         loop_word(w[4]).ok_or_else(|| format!("LOOP must be 0 or 1, got '{}'", w[4]))?;
         self.extra_words(line, "mcast6", "LOOP", &w[5..]);
-        self.cfg.media.push(Medium::Mcast6 {
-            iface: w[0].to_string(),
-            group,
-            port,
-            hops,
-        });
+        self.cfg.media.push(Medium::Mcast6 { iface: w[0].to_string(), group, port, hops });
         Ok(())
     }
 
@@ -958,10 +859,7 @@ impl<'a> Parser<'a> {
             if v6 {
                 return Err(format!("{usage}; IFACE is missing"));
             }
-            self.sink.warn(
-                line,
-                "ucast with no interface defines no medium (Heartbeat ignores it too)",
-            );
+            self.sink.warn(line, "ucast with no interface defines no medium (Heartbeat ignores it too)");
             return Ok(());
         }
         if w.len() < 2 {
@@ -973,12 +871,7 @@ impl<'a> Parser<'a> {
                 w[1]
             ));
         }
-        self.extra_words(
-            line,
-            directive,
-            "PEER (only one peer per line is used)",
-            &w[2..],
-        );
+        self.extra_words(line, directive, "PEER (only one peer per line is used)", &w[2..]);
         let (iface, peer) = (w[0].to_string(), w[1].to_string());
         if v6 {
             self.udp_latch(line, |p| &mut p.latch_ucast6);
@@ -1039,9 +932,8 @@ impl<'a> Parser<'a> {
         if !self.udpport_set {
             self.record_default("udpport", DEFAULT_UDPPORT.to_string());
         }
-        let no_log = self.cfg.logfile.is_none()
-            && self.cfg.debugfile.is_none()
-            && self.cfg.logfacility.is_none();
+        let no_log =
+            self.cfg.logfile.is_none() && self.cfg.debugfile.is_none() && self.cfg.logfacility.is_none();
         if no_log && self.cfg.use_logd.is_none() {
             self.record_default("use_logd", "yes".to_string());
         }
@@ -1091,15 +983,11 @@ fn boolean(word: &str) -> Result<bool, String> {
 }
 
 fn int_in(word: &str, lo: i64, hi: i64, what: &str) -> Result<i64, String> {
-    parse_int(word)
-        .filter(|v| (lo..=hi).contains(v))
-        .ok_or_else(|| format!("expected {what}, got '{word}'"))
+    parse_int(word).filter(|v| (lo..=hi).contains(v)).ok_or_else(|| format!("expected {what}, got '{word}'"))
 }
 
 fn port_word(word: &str) -> Option<u16> {
-    parse_int(word)
-        .and_then(|v| u16::try_from(v).ok())
-        .filter(|v| *v > 0)
+    parse_int(word).and_then(|v| u16::try_from(v).ok()).filter(|v| *v > 0)
 }
 
 fn loop_word(word: &str) -> Option<bool> {
@@ -1149,9 +1037,7 @@ fn unknown_directive_message(directive: &str) -> String {
     }
     if let Some((name, value)) = directive.split_once(['=', ':']) {
         if is_legal_directive(name) {
-            msg.push_str(&format!(
-                "; did you mean '{name} {value}'? (values are separated by spaces)"
-            ));
+            msg.push_str(&format!("; did you mean '{name} {value}'? (values are separated by spaces)"));
             return msg;
         }
     }
@@ -1199,10 +1085,7 @@ pub fn check_start(file: &Path, cfg: &HaCf) -> (Vec<Diagnostic>, Vec<Diagnostic>
         );
     }
     if cfg.deadtime_ms <= cfg.keepalive_ms.saturating_mul(2) {
-        let at = cfg
-            .line_of("deadtime")
-            .or(cfg.line_of("keepalive"))
-            .unwrap_or(0);
+        let at = cfg.line_of("deadtime").or(cfg.line_of("keepalive")).unwrap_or(0);
         s.error(
             at,
             format!(

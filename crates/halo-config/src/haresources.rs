@@ -74,18 +74,12 @@ pub(crate) fn parse_haresources_lenient(
         while logical.ends_with('\\') {
             logical.pop();
             if i >= lines.len() {
-                s.warn(
-                    i,
-                    "the last line ends with '\\' but no line follows; the backslash is ignored",
-                );
+                s.warn(i, "the last line ends with '\\' but no line follows; the backslash is ignored");
                 break;
             }
             let next = strip_cr(i + 1, lines[i], &mut s);
             if let Some(p) = next.find('#') {
-                let words: Vec<&str> = next[p..]
-                    .split([' ', '\t'])
-                    .filter(|w| !w.is_empty())
-                    .collect();
+                let words: Vec<&str> = next[p..].split([' ', '\t']).filter(|w| !w.is_empty()).collect();
                 s.warn(
                     i + 1,
                     format!(
@@ -97,10 +91,7 @@ pub(crate) fn parse_haresources_lenient(
             logical.push_str(&next);
             i += 1;
         }
-        let words: Vec<&str> = logical
-            .split([' ', '\t'])
-            .filter(|w| !w.is_empty())
-            .collect();
+        let words: Vec<&str> = logical.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
         let Some((node, resources)) = words.split_first() else {
             continue;
         };
@@ -111,15 +102,11 @@ pub(crate) fn parse_haresources_lenient(
             );
             continue;
         }
-        let resources: Vec<ResourceSpec> =
-            resources.iter().map(|r| ResourceSpec::parse(r)).collect();
+        let resources: Vec<ResourceSpec> = resources.iter().map(|r| ResourceSpec::parse(r)).collect();
         let mut bad = false;
         for r in &resources {
             if r.agent.is_empty() {
-                s.error(
-                    start,
-                    format!("resource '{}' has no script name before '::'", r.raw),
-                );
+                s.error(start, format!("resource '{}' has no script name before '::'", r.raw));
                 bad = true;
             }
         }
@@ -135,11 +122,7 @@ pub(crate) fn parse_haresources_lenient(
             continue;
         }
         keys.insert(key, start);
-        groups.push(ResourceGroup {
-            node: node.to_ascii_lowercase(),
-            line: start,
-            resources,
-        });
+        groups.push(ResourceGroup { node: node.to_ascii_lowercase(), line: start, resources });
     }
     (Haresources { groups }, s.errors, s.warnings)
 }
@@ -192,11 +175,7 @@ mod tests {
         let (h, w) = parse(text).unwrap();
         assert!(w.is_empty());
         assert_eq!(h.groups.len(), 2);
-        let raws: Vec<&str> = h.groups[0]
-            .resources
-            .iter()
-            .map(|r| r.raw.as_str())
-            .collect();
+        let raws: Vec<&str> = h.groups[0].resources.iter().map(|r| r.raw.as_str()).collect();
         assert_eq!(raws, vec!["10.0.0.1", "httpd", "squid"]);
         assert_eq!(h.groups[1].line, 4);
     }
@@ -210,16 +189,10 @@ mod tests {
     #[test]
     fn comment_on_continuation_line_survives_with_warning() {
         let (h, w) = parse("node1 10.0.0.1 \\\n httpd # web\n").unwrap();
-        let raws: Vec<&str> = h.groups[0]
-            .resources
-            .iter()
-            .map(|r| r.raw.as_str())
-            .collect();
+        let raws: Vec<&str> = h.groups[0].resources.iter().map(|r| r.raw.as_str()).collect();
         assert_eq!(raws, vec!["10.0.0.1", "httpd", "#", "web"]);
         assert_eq!(w.len(), 1);
-        assert!(w[0]
-            .to_string()
-            .starts_with("haresources:2: '#' on a continuation line"));
+        assert!(w[0].to_string().starts_with("haresources:2: '#' on a continuation line"));
     }
 
     #[test]

@@ -35,9 +35,8 @@ pub use diag::{ConfigError, Diagnostic};
 pub use ha_cf::{check_start, parse_ha_cf, IMPLEMENTED};
 pub use haresources::{parse_haresources, parse_haresources_with_warnings};
 pub use model::{
-    AuthKey, AuthKeys, AuthMethodName, AutoFailback, Autojoin, GenMethod, HaCf, Haresources,
-    LatchedPorts, Medium, Model, MsgFmt, PingKind, PingNode, ResourceGroup, ResourceSpec, Respawn,
-    UuidFrom,
+    AuthKey, AuthKeys, AuthMethodName, AutoFailback, Autojoin, GenMethod, HaCf, Haresources, LatchedPorts,
+    Medium, Model, MsgFmt, PingKind, PingNode, ResourceGroup, ResourceSpec, Respawn, UuidFrom,
 };
 pub use time::{parse_bool, parse_time_ms};
 
@@ -134,21 +133,11 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, ConfigError> {
     }
     match (ha_cf, authkeys) {
         (Some(ha_cf), Some(authkeys)) => Ok(Loaded {
-            model: Model {
-                dir: dir.to_path_buf(),
-                ha_cf,
-                authkeys,
-                haresources,
-                nodeinfo,
-            },
+            model: Model { dir: dir.to_path_buf(), ha_cf, authkeys, haresources, nodeinfo },
             warnings,
         }),
         // Unreachable in practice: a missing part always came with an error.
-        _ => Err(ConfigError::new(vec![Diagnostic::new(
-            dir,
-            0,
-            "configuration is incomplete",
-        )])),
+        _ => Err(ConfigError::new(vec![Diagnostic::new(dir, 0, "configuration is incomplete")])),
     }
 }
 
@@ -181,11 +170,7 @@ fn check_haresources(
             format!("autojoin {mode} conflicts with haresources (R1 style resource management): set autojoin none"),
         ));
     }
-    let listed = if cfg.nodes.is_empty() {
-        "none".to_string()
-    } else {
-        cfg.nodes.join(", ")
-    };
+    let listed = if cfg.nodes.is_empty() { "none".to_string() } else { cfg.nodes.join(", ") };
     for g in &h.groups {
         if !cfg.nodes.contains(&g.node) {
             errors.push(Diagnostic::new(

@@ -21,10 +21,7 @@ impl Model {
     /// The name this host goes by in the cluster: the `nodeinfo` override if present, else
     /// `uname` (the caller passes `uname -n`), lower-cased as Heartbeat does.
     pub fn local_node_name(&self, uname: &str) -> String {
-        self.nodeinfo
-            .as_deref()
-            .unwrap_or(uname)
-            .to_ascii_lowercase()
+        self.nodeinfo.as_deref().unwrap_or(uname).to_ascii_lowercase()
     }
 
     /// Heartbeat refuses to start when the local node is not listed in ha.cf (unless
@@ -34,15 +31,9 @@ impl Model {
         if self.ha_cf.autojoin == Autojoin::Any || self.ha_cf.nodes.contains(&name) {
             return Ok(());
         }
-        let listed = if self.ha_cf.nodes.is_empty() {
-            "none".to_string()
-        } else {
-            self.ha_cf.nodes.join(", ")
-        };
-        Err(format!(
-            "node {name} is not listed in {}/ha.cf (node directives: {listed})",
-            self.dir.display()
-        ))
+        let listed =
+            if self.ha_cf.nodes.is_empty() { "none".to_string() } else { self.ha_cf.nodes.join(", ") };
+        Err(format!("node {name} is not listed in {}/ha.cf (node directives: {listed})", self.dir.display()))
     }
 }
 
@@ -194,18 +185,12 @@ impl HaCf {
     /// The recorded (as written, or default/derived) value of a parameter, as
     /// `cl_status hbparameter -p NAME` prints it. `node` is never recorded.
     pub fn parameter(&self, name: &str) -> Option<&str> {
-        self.recorded
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.recorded.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The line a directive first appeared on, if it appeared at all.
     pub fn line_of(&self, directive: &str) -> Option<usize> {
-        self.directive_lines
-            .iter()
-            .find(|(n, _)| n == directive)
-            .map(|(_, l)| *l)
+        self.directive_lines.iter().find(|(n, _)| n == directive).map(|(_, l)| *l)
     }
 
     /// True when `crm`/`pacemaker` turns Pacemaker on, which disables haresources mode.
@@ -240,34 +225,12 @@ pub struct LatchedPorts {
 /// One heartbeat path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Medium {
-    Bcast {
-        iface: String,
-    },
-    Mcast {
-        iface: String,
-        group: Ipv4Addr,
-        port: u16,
-        ttl: u8,
-        looped: bool,
-    },
-    Mcast6 {
-        iface: String,
-        group: Ipv6Addr,
-        port: u16,
-        hops: u8,
-    },
-    Ucast {
-        iface: String,
-        peer: String,
-    },
-    Ucast6 {
-        iface: String,
-        peer: String,
-    },
-    Serial {
-        device: PathBuf,
-        baud: u32,
-    },
+    Bcast { iface: String },
+    Mcast { iface: String, group: Ipv4Addr, port: u16, ttl: u8, looped: bool },
+    Mcast6 { iface: String, group: Ipv6Addr, port: u16, hops: u8 },
+    Ucast { iface: String, peer: String },
+    Ucast6 { iface: String, peer: String },
+    Serial { device: PathBuf, baud: u32 },
 }
 
 impl Medium {
@@ -500,17 +463,9 @@ impl ResourceSpec {
                 raw: raw.to_string(),
                 agent: agent.to_string(),
                 // `sed 's%::% %g'` then shell word splitting: empty arguments vanish.
-                args: rest
-                    .split("::")
-                    .filter(|a| !a.is_empty())
-                    .map(str::to_string)
-                    .collect(),
+                args: rest.split("::").filter(|a| !a.is_empty()).map(str::to_string).collect(),
             },
-            None => ResourceSpec {
-                raw: raw.to_string(),
-                agent: raw.to_string(),
-                args: Vec::new(),
-            },
+            None => ResourceSpec { raw: raw.to_string(), agent: raw.to_string(), args: Vec::new() },
         }
     }
 }
@@ -587,45 +542,18 @@ mod tests {
 
     #[test]
     fn link_names() {
-        assert_eq!(
-            Medium::Bcast {
-                iface: "eth0".into()
-            }
-            .link_name(),
-            "eth0"
-        );
-        assert_eq!(
-            Medium::Serial {
-                device: "/dev/ttyS0".into(),
-                baud: 19200
-            }
-            .link_name(),
-            "/dev/ttyS0"
-        );
-        assert_eq!(
-            Medium::Ucast {
-                iface: "eth1".into(),
-                peer: "10.0.0.2".into()
-            }
-            .link_name(),
-            "eth1"
-        );
+        assert_eq!(Medium::Bcast { iface: "eth0".into() }.link_name(), "eth0");
+        assert_eq!(Medium::Serial { device: "/dev/ttyS0".into(), baud: 19200 }.link_name(), "/dev/ttyS0");
+        assert_eq!(Medium::Ucast { iface: "eth1".into(), peer: "10.0.0.2".into() }.link_name(), "eth1");
     }
 
     fn model_with_nodes(nodes: &[&str], nodeinfo: Option<&str>) -> Model {
         Model {
             dir: PathBuf::from("/etc/ha.d"),
-            ha_cf: HaCf {
-                nodes: nodes.iter().map(|s| s.to_string()).collect(),
-                ..HaCf::default()
-            },
+            ha_cf: HaCf { nodes: nodes.iter().map(|s| s.to_string()).collect(), ..HaCf::default() },
             authkeys: AuthKeys {
                 active: 1,
-                keys: vec![AuthKey {
-                    index: 1,
-                    method: AuthMethodName::Crc,
-                    key: None,
-                }],
+                keys: vec![AuthKey { index: 1, method: AuthMethodName::Crc, key: None }],
             },
             haresources: None,
             nodeinfo: nodeinfo.map(str::to_string),

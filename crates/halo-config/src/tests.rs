@@ -47,9 +47,7 @@ fn messages(e: &ConfigError) -> Vec<String> {
 #[test]
 fn loads_a_complete_directory() {
     let s = Scratch::new();
-    s.write("ha.cf", HA_CF)
-        .write("authkeys", AUTHKEYS)
-        .write("haresources", "Alpha 10.0.0.100 httpd\n");
+    s.write("ha.cf", HA_CF).write("authkeys", AUTHKEYS).write("haresources", "Alpha 10.0.0.100 httpd\n");
     let loaded = load_dir(&s.0).expect("loads");
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let m = &loaded.model;
@@ -62,10 +60,7 @@ fn loads_a_complete_directory() {
     let err = m.check_local_node("gamma").unwrap_err();
     assert_eq!(
         err,
-        format!(
-            "node gamma is not listed in {}/ha.cf (node directives: alpha, beta)",
-            s.0.display()
-        )
+        format!("node gamma is not listed in {}/ha.cf (node directives: alpha, beta)", s.0.display())
     );
 }
 
@@ -106,12 +101,9 @@ fn readable_authkeys_is_refused() {
 #[test]
 fn errors_of_every_file_are_collected() {
     let s = Scratch::new();
-    s.write(
-        "ha.cf",
-        "logfile /l\nkeepalive 2s\nnode a\nbcast eth0\nauto_failback on\n",
-    )
-    .write("authkeys", "auth 2\n1 sha1 x\n")
-    .write("haresources", "b 10.0.0.1\na 10.0.0.1\n");
+    s.write("ha.cf", "logfile /l\nkeepalive 2s\nnode a\nbcast eth0\nauto_failback on\n")
+        .write("authkeys", "auth 2\n1 sha1 x\n")
+        .write("haresources", "b 10.0.0.1\na 10.0.0.1\n");
     let e = load_dir(&s.0).unwrap_err();
     let m = messages(&e);
     let d = s.0.display();
@@ -129,12 +121,9 @@ fn errors_of_every_file_are_collected() {
 #[test]
 fn cross_file_start_conditions() {
     let s = Scratch::new();
-    s.write(
-        "ha.cf",
-        "logfile /l\nkeepalive 5\ndeadtime 10\nautojoin other\n",
-    )
-    .write("authkeys", AUTHKEYS)
-    .write("haresources", "x httpd\n");
+    s.write("ha.cf", "logfile /l\nkeepalive 5\ndeadtime 10\nautojoin other\n")
+        .write("authkeys", AUTHKEYS)
+        .write("haresources", "x httpd\n");
     let e = load_dir(&s.0).unwrap_err();
     let m: Vec<String> = e.errors.iter().map(|d| d.message.clone()).collect();
     assert_eq!(
@@ -155,13 +144,9 @@ fn cross_file_start_conditions() {
 #[test]
 fn autojoin_without_haresources_is_a_warning() {
     let s = Scratch::new();
-    s.write("ha.cf", &format!("{HA_CF}autojoin any\n"))
-        .write("authkeys", AUTHKEYS);
+    s.write("ha.cf", &format!("{HA_CF}autojoin any\n")).write("authkeys", AUTHKEYS);
     let loaded = load_dir(&s.0).expect("loads");
-    assert!(loaded
-        .warnings
-        .iter()
-        .any(|w| w.message.starts_with("autojoin without pacemaker")));
+    assert!(loaded.warnings.iter().any(|w| w.message.starts_with("autojoin without pacemaker")));
 }
 
 #[test]
@@ -171,17 +156,13 @@ fn pacemaker_ignores_haresources_with_a_warning() {
         .write("authkeys", AUTHKEYS)
         .write("haresources", "nobody 10.0.0.1\n");
     let loaded = load_dir(&s.0).expect("loads");
-    assert!(loaded.warnings.iter().any(|w| w
-        .message
-        .contains("not used because crm/pacemaker is enabled")));
+    assert!(loaded.warnings.iter().any(|w| w.message.contains("not used because crm/pacemaker is enabled")));
 }
 
 #[test]
 fn nodeinfo_overrides_uname_only_with_a_newline() {
     let s = Scratch::new();
-    s.write("ha.cf", HA_CF)
-        .write("authkeys", AUTHKEYS)
-        .write("nodeinfo", "Beta\nignored\n");
+    s.write("ha.cf", HA_CF).write("authkeys", AUTHKEYS).write("nodeinfo", "Beta\nignored\n");
     let m = load_dir(&s.0).expect("loads").model;
     assert_eq!(m.nodeinfo.as_deref(), Some("Beta"));
     assert_eq!(m.local_node_name("alpha"), "beta");
@@ -190,10 +171,7 @@ fn nodeinfo_overrides_uname_only_with_a_newline() {
     let loaded = load_dir(&s.0).expect("loads");
     assert_eq!(loaded.model.nodeinfo, None);
     assert_eq!(loaded.model.local_node_name("Alpha"), "alpha");
-    assert!(loaded
-        .warnings
-        .iter()
-        .any(|w| w.to_string().contains("nodeinfo:1: ignored")));
+    assert!(loaded.warnings.iter().any(|w| w.to_string().contains("nodeinfo:1: ignored")));
 
     s.write("nodeinfo", "\n");
     let e = load_dir(&s.0).unwrap_err();
@@ -211,9 +189,7 @@ fn latin1_comments_are_fine_but_latin1_keys_are_refused() {
 
     s.write_bytes("authkeys", b"auth 1\n1 sha1 s\xe9same\n");
     let e = load_dir(&s.0).unwrap_err();
-    assert!(e.errors[0]
-        .to_string()
-        .contains("authkeys:2: this line is not valid UTF-8"));
+    assert!(e.errors[0].to_string().contains("authkeys:2: this line is not valid UTF-8"));
 }
 
 #[test]
@@ -223,9 +199,7 @@ fn warnings_carry_every_file() {
         .write("authkeys", "auth 1\n1 sha1 \"two words\"\n");
     let loaded = load_dir(&s.0).expect("loads");
     let w: Vec<String> = loaded.warnings.iter().map(|d| d.message.clone()).collect();
-    assert!(w
-        .iter()
-        .any(|m| m.contains("'ping' is accepted but not implemented")));
+    assert!(w.iter().any(|m| m.contains("'ping' is accepted but not implemented")));
     assert!(w.iter().any(|m| m.contains("only '\"two' is the key")));
     assert!(w.iter().any(|m| m.contains("logs to stderr only")));
     assert!(w.iter().any(|m| m.contains("Deprecated 'legacy'")));

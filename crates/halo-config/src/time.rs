@@ -20,11 +20,7 @@ pub fn parse_time_ms(s: &str) -> Option<u64> {
     }
     let num_len = cp.len() - cp.trim_start_matches(NUMCHARS).len();
     let units = cp[num_len..].trim_start_matches(WHITESPACE);
-    let lower: String = units
-        .chars()
-        .take(2)
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let lower: String = units.chars().take(2).collect::<String>().to_ascii_lowercase();
     let (multiplier, divisor) = if lower == "ms" {
         (1.0, 1.0)
     } else if lower == "us" {

@@ -17,10 +17,7 @@ struct Copy(PathBuf);
 impl Copy {
     fn of(example: &Path, authkeys_mode: u32) -> Copy {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let name = example
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("example");
+        let name = example.file_name().and_then(|n| n.to_str()).unwrap_or("example");
         let dir = std::env::temp_dir().join(format!(
             "halo-config-examples-{}-{}-{name}",
             std::process::id(),
@@ -102,34 +99,18 @@ fn seed_001() {
     assert_eq!(m.ha_cf.deadtime_ms, 10_000);
     assert_eq!(m.ha_cf.initdead_ms, 120_000);
     assert_eq!(m.ha_cf.auto_failback, AutoFailback::On);
-    assert_eq!(
-        m.ha_cf.media,
-        vec![Medium::Bcast {
-            iface: "eth0".into()
-        }]
-    );
+    assert_eq!(m.ha_cf.media, vec![Medium::Bcast { iface: "eth0".into() }]);
     assert_eq!(m.ha_cf.port_of(&m.ha_cf.media[0]), Some(694));
     assert_eq!(m.ha_cf.ping_nodes[0].name, "10.3.2.1");
-    assert_eq!(
-        m.authkeys.active_key().unwrap().method,
-        AuthMethodName::Sha1
-    );
+    assert_eq!(m.authkeys.active_key().unwrap().method, AuthMethodName::Sha1);
     let g = &m.haresources.as_ref().unwrap().groups[0];
     assert_eq!(g.node, "debian1");
     assert_eq!(g.key(), "IPaddr::10.3.2.50/8/eth0:0");
     assert_eq!(g.resources[1].agent, "apache2");
     let w: Vec<String> = l.warnings.iter().map(|d| d.to_string()).collect();
     // udpport follows bcast in the seed: reported, not fatal.
-    assert!(
-        w.iter()
-            .any(|m| m.contains("ha.cf:13: udpport 694 comes after media")),
-        "{w:?}"
-    );
-    assert!(
-        w.iter()
-            .any(|m| m.contains("'ping' is accepted but not implemented")),
-        "{w:?}"
-    );
+    assert!(w.iter().any(|m| m.contains("ha.cf:13: udpport 694 comes after media")), "{w:?}");
+    assert!(w.iter().any(|m| m.contains("'ping' is accepted but not implemented")), "{w:?}");
 }
 
 #[test]
@@ -143,10 +124,7 @@ fn seed_002() {
     assert_eq!(m.ha_cf.media[1].link_name(), "/dev/ttyS0");
     assert_eq!(m.authkeys.active, 1);
     assert_eq!(m.authkeys.active_key().unwrap().method, AuthMethodName::Md5);
-    assert_eq!(
-        m.authkeys.active_key().unwrap().key.as_deref(),
-        Some("\"secret\"")
-    );
+    assert_eq!(m.authkeys.active_key().unwrap().key.as_deref(), Some("\"secret\""));
     assert_eq!(m.authkeys.keys.len(), 3);
     let g = &m.haresources.as_ref().unwrap().groups[0];
     assert_eq!(g.node, "n1");
@@ -154,9 +132,7 @@ fn seed_002() {
     assert_eq!(g.resources[0].args, vec!["192.168.6.240"]);
     assert_eq!(g.resources[1].agent, "ldirectord");
     // `3 sha1 "autre secret"`: the key is `"autre`, the rest is ignored with a warning.
-    assert!(l.warnings.iter().any(|d| d
-        .to_string()
-        .contains("authkeys:4: only '\"autre' is the key")));
+    assert!(l.warnings.iter().any(|d| d.to_string().contains("authkeys:4: only '\"autre' is the key")));
 }
 
 #[test]
@@ -165,10 +141,6 @@ fn minimal_ucast() {
     let m = &l.model;
     assert_eq!(m.ha_cf.nodes, vec!["alpha", "beta"]);
     assert_eq!(m.ha_cf.media.len(), 2);
-    assert!(m
-        .ha_cf
-        .media
-        .iter()
-        .all(|md| m.ha_cf.port_of(md) == Some(694)));
+    assert!(m.ha_cf.media.iter().all(|md| m.ha_cf.port_of(md) == Some(694)));
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }

@@ -23,10 +23,7 @@ pub struct Now {
 
 impl Now {
     pub fn at(ms: u64) -> Now {
-        Now {
-            ms,
-            wall_secs: 1_800_000_000 + ms / 1000,
-        }
+        Now { ms, wall_secs: 1_800_000_000 + ms / 1000 }
     }
 }
 
@@ -322,10 +319,7 @@ impl Engine {
                 let mut m = Message::of_type("shutdone");
                 m.add("st", "dead");
                 self.send(now, m, out);
-                out.push(Action::Log(
-                    Level::Info,
-                    "halo shutdown: sent shutdone to the cluster".into(),
-                ));
+                out.push(Action::Log(Level::Info, "halo shutdown: sent shutdone to the cluster".into()));
                 self.shut_down = true;
             }
         }
@@ -391,10 +385,7 @@ impl Engine {
         if !ns && !self.load.is_empty() {
             m.set("ld", &self.load);
         }
-        m.set(
-            "ttl",
-            (self.cfg.hopfudge as usize + self.cfg.nodes.len()).to_string(),
-        );
+        m.set("ttl", (self.cfg.hopfudge as usize + self.cfg.nodes.len()).to_string());
         if !ns {
             self.history.push(self.seq, &m, now.ms);
         }
@@ -406,10 +397,7 @@ impl Engine {
         if node == self.cfg.node {
             return Some(self.cfg.uuid);
         }
-        self.peers
-            .iter()
-            .find(|p| p.name == node)
-            .and_then(|p| p.uuid)
+        self.peers.iter().find(|p| p.name == node).and_then(|p| p.uuid)
     }
 
     fn drop_msg(
@@ -431,20 +419,10 @@ impl Engine {
 
     fn receive(&mut self, now: Now, link: usize, msg: Message, out: &mut Vec<Action>) {
         let Some(kind) = msg.kind().map(str::to_string) else {
-            return self.drop_msg(
-                now,
-                "no_type",
-                || "dropped a message without a type (t)".into(),
-                out,
-            );
+            return self.drop_msg(now, "no_type", || "dropped a message without a type (t)".into(), out);
         };
         let Some(src) = msg.get("src").map(str::to_ascii_lowercase) else {
-            return self.drop_msg(
-                now,
-                "no_src",
-                || format!("dropped a {kind} message without src"),
-                out,
-            );
+            return self.drop_msg(now, "no_src", || format!("dropped a {kind} message without src"), out);
         };
         if src == self.cfg.node {
             // Our own broadcast/multicast looped back: not an error, just not news.
@@ -497,10 +475,7 @@ impl Engine {
             }
             GenVerdict::Newer { previous } => {
                 if previous > 0 {
-                    out.push(Action::Log(
-                        Level::Info,
-                        format!("Heartbeat restart on node {src}"),
-                    ));
+                    out.push(Action::Log(Level::Info, format!("Heartbeat restart on node {src}")));
                 }
                 let p = &mut self.peers[pi];
                 p.seq.new_generation(hg);
@@ -551,10 +526,7 @@ impl Engine {
                     }
                     Verdict::FillsGap { now_complete } => {
                         if now_complete {
-                            out.push(Action::Log(
-                                Level::Info,
-                                format!("No pkts missing from {src}!"),
-                            ));
+                            out.push(Action::Log(Level::Info, format!("No pkts missing from {src}!")));
                             let last = self.peers[pi].seq.last;
                             self.maybe_ack(now, pi, last, true, out);
                         }
@@ -586,10 +558,7 @@ impl Engine {
             "reqnodes" => self.on_reqnodes(now, pi, out),
             "repnodes" => self.on_repnodes(now, pi, &msg, out),
             "shutdone" => {
-                out.push(Action::Log(
-                    Level::Info,
-                    format!("Received shutdown notice from '{src}'."),
-                ));
+                out.push(Action::Log(Level::Info, format!("Received shutdown notice from '{src}'.")));
                 self.set_dead(now, pi, false, out);
             }
             _ => {}
@@ -604,10 +573,7 @@ impl Engine {
         p.link_heard[link] = Some(now.ms);
         if !p.link_up[link] {
             p.link_up[link] = true;
-            out.push(Action::Log(
-                Level::Info,
-                format!("Link {}:{} up.", p.name, self.cfg.links[link]),
-            ));
+            out.push(Action::Log(Level::Info, format!("Link {}:{} up.", p.name, self.cfg.links[link])));
         }
     }
 
@@ -627,32 +593,18 @@ impl Engine {
     fn on_status(&mut self, now: Now, pi: usize, msg: &Message, out: &mut Vec<Action>) {
         let warntime = self.cfg.warntime_ms;
         let deadtime = self.cfg.deadtime_ms;
-        let st = msg
-            .get("st")
-            .and_then(NodeState::parse)
-            .unwrap_or(NodeState::Up);
+        let st = msg.get("st").and_then(NodeState::parse).unwrap_or(NodeState::Up);
         let has_protocol = msg.has("protocol");
         let p = &mut self.peers[pi];
         if let Some(last) = p.last_status_ms {
             let interval = now.ms.saturating_sub(last);
             if p.state != NodeState::Dead && interval > warntime {
                 p.late_heartbeats += 1;
-                let lvl = if interval > deadtime {
-                    Level::Crit
-                } else {
-                    Level::Warn
-                };
-                let extra = if interval > deadtime {
-                    " (> deadtime)"
-                } else {
-                    ""
-                };
+                let lvl = if interval > deadtime { Level::Crit } else { Level::Warn };
+                let extra = if interval > deadtime { " (> deadtime)" } else { "" };
                 out.push(Action::Log(
                     lvl,
-                    format!(
-                        "Late heartbeat: Node {}: interval {interval} ms{extra}",
-                        p.name
-                    ),
+                    format!("Late heartbeat: Node {}: interval {interval} ms{extra}", p.name),
                 ));
             }
         }
@@ -662,10 +614,7 @@ impl Engine {
         p.protocol = Some(has_protocol);
         if p.declared_dead && st != NodeState::Dead {
             p.declared_dead = false;
-            out.push(Action::Log(
-                Level::Crit,
-                format!("Cluster node {} returning after partition.", p.name),
-            ));
+            out.push(Action::Log(Level::Crit, format!("Cluster node {} returning after partition.", p.name)));
         }
         if !has_protocol && self.flow_control {
             self.flow_control = false;
@@ -752,22 +701,10 @@ impl Engine {
         if self.comm_up || self.reqnodes_at.is_none() {
             return;
         }
-        let theirs: Vec<String> = msg
-            .get("nodelist")
-            .unwrap_or("")
-            .split_whitespace()
-            .map(str::to_ascii_lowercase)
-            .collect();
-        let missing: Vec<&String> = theirs
-            .iter()
-            .filter(|n| !self.cfg.nodes.contains(n))
-            .collect();
-        let extra: Vec<&String> = self
-            .cfg
-            .nodes
-            .iter()
-            .filter(|n| !theirs.contains(n))
-            .collect();
+        let theirs: Vec<String> =
+            msg.get("nodelist").unwrap_or("").split_whitespace().map(str::to_ascii_lowercase).collect();
+        let missing: Vec<&String> = theirs.iter().filter(|n| !self.cfg.nodes.contains(n)).collect();
+        let extra: Vec<&String> = self.cfg.nodes.iter().filter(|n| !theirs.contains(n)).collect();
         if !missing.is_empty() || !extra.is_empty() {
             out.push(Action::Log(
                 Level::Warn,
@@ -849,10 +786,7 @@ impl Engine {
             if alive_links > 0 {
                 out.push(Action::Log(
                     Level::Warn,
-                    format!(
-                        "{text} Node {} is still reachable over {alive_links} other link(s).",
-                        p.name
-                    ),
+                    format!("{text} Node {} is still reachable over {alive_links} other link(s).", p.name),
                 ));
             } else {
                 out.push(Action::Log(Level::Info, text));
@@ -876,23 +810,14 @@ impl Engine {
         p.declared_dead = timed_out;
         p.seq.missing.clear();
         if timed_out {
-            out.push(Action::Log(
-                Level::Warn,
-                format!("node {}: is dead", p.name),
-            ));
+            out.push(Action::Log(Level::Warn, format!("node {}: is dead", p.name)));
         } else {
-            out.push(Action::Log(
-                Level::Info,
-                format!("node {}: is dead (shut down)", p.name),
-            ));
+            out.push(Action::Log(Level::Info, format!("node {}: is dead (shut down)", p.name)));
         }
         for i in 0..p.link_up.len() {
             if p.link_up[i] {
                 p.link_up[i] = false;
-                out.push(Action::Log(
-                    Level::Info,
-                    format!("Link {}:{} dead.", p.name, self.cfg.links[i]),
-                ));
+                out.push(Action::Log(Level::Info, format!("Link {}:{} dead.", p.name, self.cfg.links[i])));
             }
         }
         if !self.comm_up {
@@ -904,18 +829,11 @@ impl Engine {
         let delay = self.cfg.max_rexmit_delay_ms.max(1);
         for pi in 0..self.peers.len() {
             let p = &mut self.peers[pi];
-            if !matches!(p.state, NodeState::Up | NodeState::Active | NodeState::Init)
-                || !p.heard_ever
-            {
+            if !matches!(p.state, NodeState::Up | NodeState::Active | NodeState::Init) || !p.heard_ever {
                 continue;
             }
-            let due: Vec<u64> = p
-                .seq
-                .missing
-                .iter()
-                .filter(|(_, at)| **at <= now.ms)
-                .map(|(s, _)| *s)
-                .collect();
+            let due: Vec<u64> =
+                p.seq.missing.iter().filter(|(_, at)| **at <= now.ms).map(|(s, _)| *s).collect();
             if due.is_empty() {
                 continue;
             }
@@ -928,9 +846,7 @@ impl Engine {
             while i < due.len() {
                 let first = due[i];
                 let mut last = first;
-                while i + 1 < due.len()
-                    && due[i + 1] == last + 1
-                    && last - first + 1 < MAX_REXMIT_PER_REQUEST
+                while i + 1 < due.len() && due[i + 1] == last + 1 && last - first + 1 < MAX_REXMIT_PER_REQUEST
                 {
                     i += 1;
                     last = due[i];
@@ -953,10 +869,7 @@ impl Engine {
         if self.comm_up || self.reqnodes_at.is_some() {
             return;
         }
-        let all_known = self
-            .peers
-            .iter()
-            .all(|p| p.heard_ever || p.state == NodeState::Dead);
+        let all_known = self.peers.iter().all(|p| p.heard_ever || p.state == NodeState::Dead);
         if !all_known {
             return;
         }
@@ -969,9 +882,8 @@ impl Engine {
     }
 
     fn send_reqnodes(&mut self, now: Now, out: &mut Vec<Action>) {
-        let live: Vec<usize> = (0..self.peers.len())
-            .filter(|i| self.peers[*i].state != NodeState::Dead)
-            .collect();
+        let live: Vec<usize> =
+            (0..self.peers.len()).filter(|i| self.peers[*i].state != NodeState::Dead).collect();
         if live.is_empty() {
             self.reqnodes_at = None;
             return self.comm_now_up(now, out);
@@ -988,10 +900,7 @@ impl Engine {
         self.reqnodes_at = None;
         self.comm_up = true;
         self.state = NodeState::Active;
-        out.push(Action::Log(
-            Level::Info,
-            "Comm_now_up(): updating status to active".into(),
-        ));
+        out.push(Action::Log(Level::Info, "Comm_now_up(): updating status to active".into()));
         self.send_status(now, out);
     }
 
@@ -1013,10 +922,7 @@ impl Engine {
                         .cfg
                         .links
                         .iter()
-                        .map(|l| LinkStatus {
-                            name: l.clone(),
-                            state: "up",
-                        })
+                        .map(|l| LinkStatus { name: l.clone(), state: "up" })
                         .collect(),
                     last_heard_ms: Some(0),
                     deadtime_ms: self.cfg.deadtime_ms,

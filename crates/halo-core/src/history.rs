@@ -29,11 +29,7 @@ impl History {
         if self.sent.len() == MAX_HISTORY {
             self.sent.pop_front();
         }
-        self.sent.push_back(Sent {
-            seq,
-            msg: msg.pack(),
-            last_sent_ms: now_ms,
-        });
+        self.sent.push_back(Sent { seq, msg: msg.pack(), last_sent_ms: now_ms });
     }
 
     pub fn lookup(&mut self, seq: u64) -> Lookup<'_> {

@@ -51,12 +51,8 @@ impl SeqTrack {
         use std::cmp::Ordering::*;
         match hg.cmp(&self.generation) {
             Equal => GenVerdict::Same,
-            Greater => GenVerdict::Newer {
-                previous: self.generation,
-            },
-            Less => GenVerdict::Older {
-                current: self.generation,
-            },
+            Greater => GenVerdict::Newer { previous: self.generation },
+            Less => GenVerdict::Older { current: self.generation },
         }
     }
 
@@ -92,9 +88,7 @@ impl SeqTrack {
             return Verdict::AcceptWithGap { last, missing };
         }
         if self.missing.remove(&seq).is_some() {
-            return Verdict::FillsGap {
-                now_complete: self.missing.is_empty(),
-            };
+            return Verdict::FillsGap { now_complete: self.missing.is_empty() };
         }
         if seq == self.last || seq + MAX_HISTORY_WINDOW > self.last {
             Verdict::Duplicate
@@ -124,29 +118,12 @@ mod tests {
         assert_eq!(t.observe(5, |_| 0), Verdict::Accept);
         assert_eq!(t.observe(6, |_| 0), Verdict::Accept);
         assert_eq!(t.observe(6, |_| 0), Verdict::Duplicate);
-        assert_eq!(
-            t.observe(9, |s| s * 10),
-            Verdict::AcceptWithGap {
-                last: 6,
-                missing: 2
-            }
-        );
+        assert_eq!(t.observe(9, |s| s * 10), Verdict::AcceptWithGap { last: 6, missing: 2 });
         assert_eq!(t.missing.get(&7), Some(&70));
-        assert_eq!(
-            t.observe(8, |_| 0),
-            Verdict::FillsGap {
-                now_complete: false
-            }
-        );
-        assert_eq!(
-            t.observe(7, |_| 0),
-            Verdict::FillsGap { now_complete: true }
-        );
+        assert_eq!(t.observe(8, |_| 0), Verdict::FillsGap { now_complete: false });
+        assert_eq!(t.observe(7, |_| 0), Verdict::FillsGap { now_complete: true });
         assert_eq!(t.observe(7, |_| 0), Verdict::Duplicate);
-        assert_eq!(
-            t.observe(9 + MAX_GAP + 2, |_| 0),
-            Verdict::Reset { last: 9 }
-        );
+        assert_eq!(t.observe(9 + MAX_GAP + 2, |_| 0), Verdict::Reset { last: 9 });
         assert!(t.missing.is_empty());
     }
 

@@ -72,12 +72,7 @@ impl Sim {
                     for to in 0..self.engines.len() {
                         for link in 0..self.links {
                             if to != from && !self.cut.contains(&(from, to, link)) {
-                                self.queue.push((
-                                    self.now + self.delay_ms,
-                                    to,
-                                    link,
-                                    bytes.clone(),
-                                ));
+                                self.queue.push((self.now + self.delay_ms, to, link, bytes.clone()));
                             }
                         }
                     }
@@ -93,8 +88,7 @@ impl Sim {
             self.now += 1;
             let now = Now::at(self.now);
             let due: Vec<_> = {
-                let (due, rest): (Vec<_>, Vec<_>) =
-                    self.queue.drain(..).partition(|q| q.0 <= self.now);
+                let (due, rest): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(|q| q.0 <= self.now);
                 self.queue = rest;
                 due
             };
@@ -125,19 +119,15 @@ impl Sim {
     }
 
     fn all_active(&self) -> bool {
-        (0..self.engines.len())
-            .filter(|i| !self.down.contains(i))
-            .all(|i| {
-                (0..self.engines.len())
-                    .filter(|j| !self.down.contains(j))
-                    .all(|j| self.state(i, j) == NodeState::Active)
-            })
+        (0..self.engines.len()).filter(|i| !self.down.contains(i)).all(|i| {
+            (0..self.engines.len())
+                .filter(|j| !self.down.contains(j))
+                .all(|j| self.state(i, j) == NodeState::Active)
+        })
     }
 
     fn logged(&self, node: usize, needle: &str) -> bool {
-        self.logs
-            .iter()
-            .any(|(_, n, _, t)| *n == node && t.contains(needle))
+        self.logs.iter().any(|(_, n, _, t)| *n == node && t.contains(needle))
     }
 
     fn cut_node(&mut self, node: usize, link: usize) {
@@ -159,10 +149,7 @@ impl Sim {
 fn three_nodes_become_active_for_each_other_without_waiting_initdead() {
     let mut sim = Sim::new(3, 1, |_| {});
     sim.step(600);
-    assert!(
-        sim.all_active(),
-        "all three nodes must be active for each other well before initdead"
-    );
+    assert!(sim.all_active(), "all three nodes must be active for each other well before initdead");
     for i in 0..3 {
         assert!(sim.logged(i, "Comm_now_up(): updating status to active"));
         assert!(sim.logged(i, "Link n"), "link up lines expected");
@@ -170,10 +157,7 @@ fn three_nodes_become_active_for_each_other_without_waiting_initdead() {
     let st = sim.engines[0].status(Now::at(sim.now));
     assert_eq!(st.nodes.len(), 3);
     assert!(st.nodes.iter().all(|n| n.state == "active"));
-    assert!(st
-        .nodes
-        .iter()
-        .all(|n| n.links.iter().all(|l| l.state == "up")));
+    assert!(st.nodes.iter().all(|n| n.links.iter().all(|l| l.state == "up")));
     assert_eq!(st.nodes[1].generation, 101);
 }
 
@@ -186,32 +170,16 @@ fn a_silent_node_is_dead_after_deadtime_and_returns_after_partition() {
     sim.cut_node(2, 0);
     let cut_at = sim.now;
     sim.step(900);
-    assert_eq!(
-        sim.state(0, 2),
-        NodeState::Active,
-        "not dead before deadtime"
-    );
+    assert_eq!(sim.state(0, 2), NodeState::Active, "not dead before deadtime");
     sim.step(400);
     assert_eq!(sim.state(0, 2), NodeState::Dead);
     assert_eq!(sim.state(1, 2), NodeState::Dead);
     assert_eq!(sim.state(2, 0), NodeState::Dead);
-    assert_eq!(
-        sim.state(0, 1),
-        NodeState::Active,
-        "the others stay alive for each other"
-    );
-    let (t, _, lvl, _) = sim
-        .logs
-        .iter()
-        .find(|(_, n, _, t)| *n == 0 && t == "node n3: is dead")
-        .unwrap();
+    assert_eq!(sim.state(0, 1), NodeState::Active, "the others stay alive for each other");
+    let (t, _, lvl, _) = sim.logs.iter().find(|(_, n, _, t)| *n == 0 && t == "node n3: is dead").unwrap();
     assert_eq!(*lvl, Level::Warn);
     // The last status came at most one keepalive (100 ms) before the cut.
-    assert!(
-        *t > cut_at + 900 && *t <= cut_at + 1002,
-        "declared dead at {} (cut at {cut_at})",
-        t
-    );
+    assert!(*t > cut_at + 900 && *t <= cut_at + 1002, "declared dead at {} (cut at {cut_at})", t);
     assert!(sim.logged(0, "Link n3:eth0 dead."));
     sim.heal_node(2, 0);
     sim.step(300);
@@ -227,11 +195,7 @@ fn losing_one_link_of_two_is_a_warning_not_a_death() {
     sim.cut_node(1, 0);
     sim.step(2000);
     assert_eq!(sim.state(0, 1), NodeState::Active);
-    let line = sim
-        .logs
-        .iter()
-        .find(|(_, n, _, t)| *n == 0 && t.starts_with("Link n2:eth0 dead."))
-        .unwrap();
+    let line = sim.logs.iter().find(|(_, n, _, t)| *n == 0 && t.starts_with("Link n2:eth0 dead.")).unwrap();
     assert_eq!(line.2, Level::Warn);
     let st = sim.engines[0].status(Now::at(sim.now));
     let n2 = &st.nodes[1];
@@ -239,13 +203,7 @@ fn losing_one_link_of_two_is_a_warning_not_a_death() {
     assert_eq!(n2.links[1].state, "up");
     sim.heal_node(1, 0);
     sim.step(500);
-    assert!(
-        sim.logs
-            .iter()
-            .filter(|(_, n, _, t)| *n == 0 && t == "Link n2:eth0 up.")
-            .count()
-            >= 2
-    );
+    assert!(sim.logs.iter().filter(|(_, n, _, t)| *n == 0 && t == "Link n2:eth0 up.").count() >= 2);
     // Both links gone: now it is a death.
     sim.cut_node(1, 0);
     sim.cut_node(1, 1);
@@ -279,10 +237,7 @@ fn a_peer_without_protocol_disables_flow_control_and_comm_still_comes_up() {
     });
     sim.step(1000);
     assert!(sim.all_active());
-    assert!(sim.logged(
-        0,
-        "flow control disabled due to different version heartbeat"
-    ));
+    assert!(sim.logged(0, "flow control disabled due to different version heartbeat"));
 }
 
 #[test]
@@ -297,10 +252,7 @@ fn graceful_shutdown_is_not_a_death() {
     assert_eq!(sim.state(0, 1), NodeState::Dead);
     assert!(sim.logged(0, "Received shutdown notice from 'n2'."));
     assert!(!sim.logged(0, "node n2: is dead\u{0}"));
-    assert!(!sim
-        .logs
-        .iter()
-        .any(|(_, n, l, t)| *n == 0 && *l == Level::Warn && t == "node n2: is dead"));
+    assert!(!sim.logs.iter().any(|(_, n, l, t)| *n == 0 && *l == Level::Warn && t == "node n2: is dead"));
 }
 
 #[test]
@@ -330,9 +282,9 @@ fn replayed_older_generation_is_dropped_and_restart_is_recognised() {
     let msg = halo_wire::decode(&halo_wire::encode(&old, &keyring), &keyring).unwrap();
     let mut out = Vec::new();
     sim.engines[0].handle(Now::at(sim.now), Event::Message { link: 0, msg }, &mut out);
-    assert!(out.iter().any(
-        |a| matches!(a, Action::Log(Level::Warn, t) if t.contains("attempted replay attack [n2]"))
-    ));
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Log(Level::Warn, t) if t.contains("attempted replay attack [n2]"))));
     let st = sim.engines[0].status(Now::at(sim.now));
     assert!(st.dropped.iter().any(|(r, c)| *r == "replay" && *c == 1));
     assert_eq!(st.nodes[1].generation, 101);
@@ -352,10 +304,7 @@ fn replayed_older_generation_is_dropped_and_restart_is_recognised() {
     sim.step(500);
     assert!(sim.logged(0, "Heartbeat restart on node n2"));
     assert!(sim.all_active());
-    assert_eq!(
-        sim.engines[0].status(Now::at(sim.now)).nodes[1].generation,
-        102
-    );
+    assert_eq!(sim.engines[0].status(Now::at(sim.now)).nodes[1].generation, 102);
 }
 
 #[test]
@@ -385,10 +334,7 @@ fn our_own_stall_does_not_kill_the_others() {
     let mut out = Vec::new();
     sim.engines[0].handle(now, Event::Tick, &mut out);
     sim.apply(0, out);
-    assert!(
-        sim.logged(0, "halo itself was late by"),
-        "the stall must be noticed"
-    );
+    assert!(sim.logged(0, "halo itself was late by"), "the stall must be noticed");
     sim.step(200);
     assert_eq!(
         sim.state(0, 1),

@@ -77,15 +77,8 @@ pub struct Keyring {
 // Hand-written so that keys never end up in logs or panic messages.
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys: Vec<_> = self
-            .keys
-            .iter()
-            .map(|(i, m, k)| format!("{i} {m} <{} bytes>", k.len()))
-            .collect();
-        f.debug_struct("Keyring")
-            .field("active", &self.active)
-            .field("keys", &keys)
-            .finish()
+        let keys: Vec<_> = self.keys.iter().map(|(i, m, k)| format!("{i} {m} <{} bytes>", k.len())).collect();
+        f.debug_struct("Keyring").field("active", &self.active).field("keys", &keys).finish()
     }
 }
 
@@ -96,11 +89,7 @@ impl Keyring {
 
     /// The method and key of an index.
     pub fn get(&self, index: u8) -> Option<(AuthMethod, &[u8])> {
-        self.keys
-            .iter()
-            .rev()
-            .find(|(i, _, _)| *i == index)
-            .map(|(_, m, k)| (*m, k.as_slice()))
+        self.keys.iter().rev().find(|(i, _, _)| *i == index).map(|(_, m, k)| (*m, k.as_slice()))
     }
 
     /// Whether outbound messages can be signed (the `auth N` index has a key), which
@@ -145,10 +134,7 @@ const MAX_DIGEST_TEXT: usize = 128;
 /// Splits `"<index> <hex>"`. Stricter than Heartbeat's `sscanf("%d %s")`: exactly one space,
 /// one or two decimal digits, and hex digits only. Anything else is garbage, not a wrong key.
 fn parse_auth_string(s: &[u8]) -> Result<(u8, &[u8]), DropReason> {
-    let space = s
-        .iter()
-        .position(|&c| c == b' ')
-        .ok_or(DropReason::Malformed)?;
+    let space = s.iter().position(|&c| c == b' ').ok_or(DropReason::Malformed)?;
     let (idx, hex) = (&s[..space], &s[space + 1..]);
     if idx.is_empty() || idx.len() > 2 || !idx.iter().all(u8::is_ascii_digit) {
         return Err(DropReason::Malformed);
@@ -201,11 +187,7 @@ const fn crc_table() -> [u32; 256] {
         let mut r = (i as u32) << 24;
         let mut bit = 0;
         while bit < 8 {
-            r = if r & 0x8000_0000 != 0 {
-                (r << 1) ^ 0x04C1_1DB7
-            } else {
-                r << 1
-            };
+            r = if r & 0x8000_0000 != 0 { (r << 1) ^ 0x04C1_1DB7 } else { r << 1 };
             bit += 1;
         }
         table[i] = r;
@@ -217,9 +199,7 @@ const fn crc_table() -> [u32; 256] {
 /// Heartbeat's `crc` method (HBauth/crc.c): CRC-32 polynomial 0x04C11DB7, MSB first, initial
 /// value 0, final complement, and — unlike POSIX `cksum` — no length appended.
 fn crc_cksum(data: &[u8]) -> u32 {
-    let crc = data.iter().fold(0u32, |c, &b| {
-        (c << 8) ^ CRC_TABLE[usize::from(((c >> 24) as u8) ^ b)]
-    });
+    let crc = data.iter().fold(0u32, |c, &b| (c << 8) ^ CRC_TABLE[usize::from(((c >> 24) as u8) ^ b)]);
     !crc
 }
 
@@ -234,14 +214,8 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\n";
 
     #[test]
     fn worked_example_digests() {
-        assert_eq!(
-            digest(AuthMethod::Sha1, b"testkey", INNER),
-            "5a23b1f776271afb65fbe014f024c2c2c7ecb1bf"
-        );
-        assert_eq!(
-            digest(AuthMethod::Md5, b"testkey", INNER),
-            "5f7532becbb4a8b0b625387bfebad0c6"
-        );
+        assert_eq!(digest(AuthMethod::Sha1, b"testkey", INNER), "5a23b1f776271afb65fbe014f024c2c2c7ecb1bf");
+        assert_eq!(digest(AuthMethod::Md5, b"testkey", INNER), "5f7532becbb4a8b0b625387bfebad0c6");
         assert_eq!(digest(AuthMethod::Crc, b"", INNER), "ce92ac49");
         assert_eq!(digest(AuthMethod::Crc, b"ignored", INNER), "ce92ac49");
     }
@@ -251,9 +225,7 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\n";
         assert_eq!(digest(AuthMethod::Crc, b"", b"123456789"), "765e7680");
         // No zero padding, as printf("%lx"): the CRC of the empty input is !0.
         assert_eq!(digest(AuthMethod::Crc, b"", b""), "ffffffff");
-        assert!((0u32..4096)
-            .map(|i| digest(AuthMethod::Crc, b"", &i.to_le_bytes()))
-            .any(|d| d.len() < 8));
+        assert!((0u32..4096).map(|i| digest(AuthMethod::Crc, b"", &i.to_le_bytes())).any(|d| d.len() < 8));
     }
 
     #[test]
@@ -266,12 +238,7 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\n";
 
     #[test]
     fn method_names_round_trip() {
-        for m in [
-            AuthMethod::Crc,
-            AuthMethod::Md5,
-            AuthMethod::Sha1,
-            AuthMethod::Sha256,
-        ] {
+        for m in [AuthMethod::Crc, AuthMethod::Md5, AuthMethod::Sha1, AuthMethod::Sha256] {
             assert_eq!(AuthMethod::from_name(m.name()), Some(m));
         }
         assert_eq!(AuthMethod::from_name("SHA1"), None);
@@ -283,37 +250,18 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\n";
         let k = Keyring::new(1, vec![(1, AuthMethod::Sha1, b"testkey".to_vec())]);
         assert_eq!(k.sign(INNER), "1 5a23b1f776271afb65fbe014f024c2c2c7ecb1bf");
         assert_eq!(k.verify(k.sign(INNER).as_bytes(), INNER), Ok(()));
-        assert_eq!(
-            k.verify(b"1 5a23b1f776271afb65fbe014f024c2c2c7ecb1be", INNER),
-            Err(DropReason::BadAuth)
-        );
-        assert_eq!(
-            k.verify(b"1 5A23B1F776271AFB65FBE014F024C2C2C7ECB1BF", INNER),
-            Err(DropReason::BadAuth)
-        );
+        assert_eq!(k.verify(b"1 5a23b1f776271afb65fbe014f024c2c2c7ecb1be", INNER), Err(DropReason::BadAuth));
+        assert_eq!(k.verify(b"1 5A23B1F776271AFB65FBE014F024C2C2C7ECB1BF", INNER), Err(DropReason::BadAuth));
         assert_eq!(k.verify(b"1 5a23", INNER), Err(DropReason::BadAuth));
         assert_eq!(
             k.verify(b"2 5a23b1f776271afb65fbe014f024c2c2c7ecb1bf", INNER),
             Err(DropReason::UnknownKey)
         );
         assert_eq!(k.verify(b"15 00", INNER), Err(DropReason::UnknownKey));
-        for garbage in [
-            &b""[..],
-            b"1",
-            b"1 ",
-            b" 1 ab",
-            b"1  ab",
-            b"x ab",
-            b"123 ab",
-            b"1 ab cd",
-            b"1 xyz",
-            b"-1 ab",
-        ] {
-            assert_eq!(
-                k.verify(garbage, INNER),
-                Err(DropReason::Malformed),
-                "{garbage:?}"
-            );
+        for garbage in
+            [&b""[..], b"1", b"1 ", b" 1 ab", b"1  ab", b"x ab", b"123 ab", b"1 ab cd", b"1 xyz", b"-1 ab"]
+        {
+            assert_eq!(k.verify(garbage, INNER), Err(DropReason::Malformed), "{garbage:?}");
         }
     }
 
@@ -337,10 +285,7 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\n";
     fn last_duplicate_index_wins() {
         let k = Keyring::new(
             1,
-            vec![
-                (1, AuthMethod::Md5, b"old".to_vec()),
-                (1, AuthMethod::Sha1, b"testkey".to_vec()),
-            ],
+            vec![(1, AuthMethod::Md5, b"old".to_vec()), (1, AuthMethod::Sha1, b"testkey".to_vec())],
         );
         assert_eq!(k.sign(INNER), "1 5a23b1f776271afb65fbe014f024c2c2c7ecb1bf");
     }

@@ -91,11 +91,7 @@ fn push_classic_field(out: &mut Vec<u8>, f: &Field) {
     out.extend_from_slice(f.name.as_bytes());
     out.push(b'=');
     match f.ftype {
-        FT_STRING => out.extend(
-            f.value
-                .iter()
-                .map(|&c| if c == b'\n' { SPECIAL_SYM } else { c }),
-        ),
+        FT_STRING => out.extend(f.value.iter().map(|&c| if c == b'\n' { SPECIAL_SYM } else { c })),
         // Binary and compressed payloads are base64 in text. Structs and lists (2, 3) have
         // recursive text forms that R1 traffic never uses; they are written raw, which peers
         // and [`decode`] reject rather than misread.
@@ -154,10 +150,7 @@ fn netstring_with_trailer<'a>(fields: impl IntoIterator<Item = &'a Field>, k: &K
     let mut out = NS_START.to_vec();
     for f in fields {
         let prefix = format!("({})", f.ftype);
-        push_netstring(
-            &mut out,
-            &[prefix.as_bytes(), f.name.as_bytes(), b"=", &f.value],
-        );
+        push_netstring(&mut out, &[prefix.as_bytes(), f.name.as_bytes(), b"=", &f.value]);
     }
     out.extend_from_slice(NS_END);
     let trailer = k.sign(&out);
@@ -235,21 +228,13 @@ fn parse(b: &[u8]) -> Result<Parsed<'_>, DropReason> {
 
 /// Peels one `len:data,` off the front of `s`; returns `data` and what follows the comma.
 fn peel_netstring(s: &[u8]) -> Result<(&[u8], &[u8]), DropReason> {
-    let digits = s
-        .iter()
-        .take(MAX_LEN_DIGITS + 1)
-        .take_while(|c| c.is_ascii_digit())
-        .count();
+    let digits = s.iter().take(MAX_LEN_DIGITS + 1).take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 || digits > MAX_LEN_DIGITS {
         return Err(DropReason::Malformed);
     }
     // At most 7 digits: cannot overflow.
-    let len = s[..digits]
-        .iter()
-        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
-    let rest = s[digits..]
-        .strip_prefix(b":")
-        .ok_or(DropReason::Malformed)?;
+    let len = s[..digits].iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+    let rest = s[digits..].strip_prefix(b":").ok_or(DropReason::Malformed)?;
     if len >= rest.len() {
         // Data plus the comma must fit in what remains.
         return Err(DropReason::Malformed);
@@ -264,9 +249,8 @@ fn peel_netstring(s: &[u8]) -> Result<(&[u8], &[u8]), DropReason> {
 /// classic text the inner auth covers, nor Heartbeat's C strings) and must not start with
 /// `(` (it would read back as a type prefix).
 fn valid_name(name: &[u8]) -> Option<String> {
-    let ok = !name.is_empty()
-        && name[0] != b'('
-        && !name.iter().any(|&c| matches!(c, b'=' | b'\n' | b'\r' | 0));
+    let ok =
+        !name.is_empty() && name[0] != b'(' && !name.iter().any(|&c| matches!(c, b'=' | b'\n' | b'\r' | 0));
     if ok {
         String::from_utf8(name.to_vec()).ok()
     } else {
@@ -284,16 +268,9 @@ fn parse_netstring_field(item: &[u8]) -> Result<Field, DropReason> {
     if ftype > MAX_NETSTRING_TYPE {
         return Err(DropReason::Malformed);
     }
-    let eq = rest
-        .iter()
-        .position(|&c| c == b'=')
-        .ok_or(DropReason::Malformed)?;
+    let eq = rest.iter().position(|&c| c == b'=').ok_or(DropReason::Malformed)?;
     let name = valid_name(&rest[..eq]).ok_or(DropReason::Malformed)?;
-    Ok(Field {
-        name,
-        ftype,
-        value: rest[eq + 1..].to_vec(),
-    })
+    Ok(Field { name, ftype, value: rest[eq + 1..].to_vec() })
 }
 
 fn parse_netstring<'a>(whole: &'a [u8], after_start: &'a [u8]) -> Result<Parsed<'a>, DropReason> {
@@ -317,19 +294,12 @@ fn parse_netstring<'a>(whole: &'a [u8], after_start: &'a [u8]) -> Result<Parsed<
         }
         Some(auth)
     };
-    Ok(Parsed::Netstring {
-        fields,
-        body,
-        trailer,
-    })
+    Ok(Parsed::Netstring { fields, body, trailer })
 }
 
 /// One classic line `name=value` or `(d)name=value`.
 fn parse_classic_field(line: &[u8]) -> Result<Field, DropReason> {
-    let eq = line
-        .iter()
-        .position(|&c| c == b'=')
-        .ok_or(DropReason::Malformed)?;
+    let eq = line.iter().position(|&c| c == b'=').ok_or(DropReason::Malformed)?;
     let (name, value) = (&line[..eq], &line[eq + 1..]);
     // Only string and binary fields have a flat text form. cluster-glue also refuses `(0)`.
     let (ftype, name) = match name {
@@ -341,10 +311,7 @@ fn parse_classic_field(line: &[u8]) -> Result<Field, DropReason> {
     let value = if ftype == FT_BINARY {
         base64_decode(value).ok_or(DropReason::Malformed)?
     } else {
-        value
-            .iter()
-            .map(|&c| if c == SPECIAL_SYM { b'\n' } else { c })
-            .collect()
+        value.iter().map(|&c| if c == SPECIAL_SYM { b'\n' } else { c }).collect()
     };
     Ok(Field { name, ftype, value })
 }
@@ -359,17 +326,10 @@ fn parse_classic(text: &[u8]) -> Result<Vec<Field>, DropReason> {
     let mut fields = Vec::new();
     let mut rest = text;
     loop {
-        let end = rest
-            .iter()
-            .position(|&c| c == b'\n' || c == b'\r')
-            .ok_or(DropReason::Malformed)?;
+        let end = rest.iter().position(|&c| c == b'\n' || c == b'\r').ok_or(DropReason::Malformed)?;
         let (line, next) = (&rest[..end], &rest[end + 1..]);
         if line == CL_END && rest[end] == b'\n' {
-            return if next.is_empty() {
-                Ok(fields)
-            } else {
-                Err(DropReason::Malformed)
-            };
+            return if next.is_empty() { Ok(fields) } else { Err(DropReason::Malformed) };
         }
         if !line.is_empty() {
             fields.push(parse_classic_field(line)?);
@@ -380,10 +340,7 @@ fn parse_classic(text: &[u8]) -> Result<Vec<Field>, DropReason> {
 
 fn into_message(fields: Vec<Field>, keep_auth: bool) -> Message {
     let mut m = Message::new();
-    for f in fields
-        .into_iter()
-        .filter(|f| keep_auth || f.name != AUTH_FIELD)
-    {
+    for f in fields.into_iter().filter(|f| keep_auth || f.name != AUTH_FIELD) {
         m.push(&f.name, f.ftype, f.value);
     }
     m
@@ -406,21 +363,14 @@ fn into_message(fields: Vec<Field>, keep_auth: bool) -> Message {
 /// which 3.0.6 itself interoperates reliably.
 pub fn decode(b: &[u8], k: &Keyring) -> Result<Message, DropReason> {
     match parse(b)? {
-        Parsed::Netstring {
-            fields,
-            body,
-            trailer,
-        } => {
+        Parsed::Netstring { fields, body, trailer } => {
             let trailer = trailer.ok_or(DropReason::Unsigned)?;
             k.verify(trailer, body)?;
             Ok(into_message(fields, false))
         }
         Parsed::Classic { fields } => {
             // `ha_msg_value`: the first field of that name, which must be a string.
-            let auth = fields
-                .iter()
-                .find(|f| f.name == AUTH_FIELD)
-                .ok_or(DropReason::Unsigned)?;
+            let auth = fields.iter().find(|f| f.name == AUTH_FIELD).ok_or(DropReason::Unsigned)?;
             if auth.ftype != FT_STRING {
                 return Err(DropReason::Malformed);
             }
@@ -435,9 +385,7 @@ pub fn decode(b: &[u8], k: &Keyring) -> Result<Message, DropReason> {
 /// trailer, if present, must be well-formed but is not checked.
 pub fn decode_unverified(b: &[u8]) -> Result<Message, DropReason> {
     match parse(b)? {
-        Parsed::Netstring { fields, .. } | Parsed::Classic { fields } => {
-            Ok(into_message(fields, true))
-        }
+        Parsed::Netstring { fields, .. } | Parsed::Classic { fields } => Ok(into_message(fields, true)),
     }
 }
 
@@ -486,23 +434,14 @@ mod tests {
     fn worked_example_inner_and_trailer() {
         let m = status_25();
         let inner = classic_auth_text(m.fields());
-        assert_eq!(
-            digest(AuthMethod::Sha1, b"testkey", &inner),
-            "5a23b1f776271afb65fbe014f024c2c2c7ecb1bf"
-        );
-        assert_eq!(
-            digest(AuthMethod::Md5, b"testkey", &inner),
-            "5f7532becbb4a8b0b625387bfebad0c6"
-        );
+        assert_eq!(digest(AuthMethod::Sha1, b"testkey", &inner), "5a23b1f776271afb65fbe014f024c2c2c7ecb1bf");
+        assert_eq!(digest(AuthMethod::Md5, b"testkey", &inner), "5f7532becbb4a8b0b625387bfebad0c6");
         assert_eq!(digest(AuthMethod::Crc, b"", &inner), "ce92ac49");
         // The spec's "0x00–0x130" are frame offsets; the UDP payload starts at 0x2a.
         let p = payload_25();
         let body = &p[..=0x130 - 0x2a];
         assert!(body.ends_with(b"%%%\n"));
-        assert_eq!(
-            digest(AuthMethod::Sha1, b"testkey", body),
-            "e67ec9c78674b5ee190d6ac1797692d31621645b"
-        );
+        assert_eq!(digest(AuthMethod::Sha1, b"testkey", body), "e67ec9c78674b5ee190d6ac1797692d31621645b");
     }
 
     #[test]
@@ -522,10 +461,7 @@ mod tests {
         with_nul.push(0);
         assert_eq!(decode(&with_nul, &k), Err(DropReason::Malformed));
         let raw = decode_unverified(&payload_25()).expect("parses");
-        assert_eq!(
-            raw.get(AUTH_FIELD),
-            Some("1 5a23b1f776271afb65fbe014f024c2c2c7ecb1bf")
-        );
+        assert_eq!(raw.get(AUTH_FIELD), Some("1 5a23b1f776271afb65fbe014f024c2c2c7ecb1bf"));
     }
 
     #[test]
@@ -535,10 +471,7 @@ mod tests {
         let expected = b">>>\nt=status\nst=active\ndt=2710\nprotocol=1\nsrc=nodea\n\
 (1)srcuuid=eE3dmdKzSXSBSmvL8fIhjw==\nseq=d\nhg=6b0223d5\nts=6b0223d9\n\
 ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb1bf\n<<<\n";
-        assert_eq!(
-            String::from_utf8_lossy(&text),
-            String::from_utf8_lossy(expected)
-        );
+        assert_eq!(String::from_utf8_lossy(&text), String::from_utf8_lossy(expected));
         assert_eq!(decode(&text, &k), Ok(status_25()));
     }
 
@@ -546,9 +479,7 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb
     fn classic_accepts_blank_lines_and_crlf() {
         let k = sha1_ring();
         let text = String::from_utf8(encode_classic(&status_25(), &k)).expect("ascii");
-        let loose = text
-            .replace("\nst=", "\n\n\r\nst=")
-            .replace("ttl=3\n", "ttl=3\r\n");
+        let loose = text.replace("\nst=", "\n\n\r\nst=").replace("ttl=3\n", "ttl=3\r\n");
         assert_eq!(decode(loose.as_bytes(), &k), Ok(status_25()));
     }
 
@@ -602,10 +533,7 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb
         let bytes = encode(&status_25(), &k);
         let body_end = bytes.len() - b"42:1 e67ec9c78674b5ee190d6ac1797692d31621645b,".len();
         assert_eq!(decode(&bytes[..body_end], &k), Err(DropReason::Unsigned));
-        assert_eq!(
-            decode(b">>>\nt=status\nsrc=nodeb\n<<<\n", &k),
-            Err(DropReason::Unsigned)
-        );
+        assert_eq!(decode(b">>>\nt=status\nsrc=nodeb\n<<<\n", &k), Err(DropReason::Unsigned));
         assert!(decode_unverified(&bytes[..body_end]).is_ok());
     }
 
@@ -647,10 +575,7 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb
         let bytes = encode(&m, &k);
         assert_eq!(decode(&bytes, &k), Err(DropReason::TooLarge));
         assert_eq!(decode_unverified(&bytes), Err(DropReason::TooLarge));
-        assert_eq!(
-            decode(&vec![0u8; MAX_MSG + 1], &k),
-            Err(DropReason::TooLarge)
-        );
+        assert_eq!(decode(&vec![0u8; MAX_MSG + 1], &k), Err(DropReason::TooLarge));
     }
 
     #[test]
@@ -690,11 +615,7 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb
                 "{:?} -> {r:?}",
                 String::from_utf8_lossy(case)
             );
-            assert!(
-                decode_unverified(&signed).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(case)
-            );
+            assert!(decode_unverified(&signed).is_err(), "{:?}", String::from_utf8_lossy(case));
         }
         // Well-formed baseline, and the same with bad trailers.
         assert!(decode(&sig(b"###\n6:(0)a=b,%%%\n"), &k).is_ok());
@@ -702,22 +623,9 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb
             decode(&sig(b"###\n6:(0)ab=,%%%\n"), &k).map(|m| m.get("ab").map(str::to_owned)),
             Ok(Some(String::new()))
         );
-        for tail in [
-            &b"0:,"[..],
-            b"2:1 ,",
-            b"3:1 x,",
-            b"42:1 x,",
-            b"x",
-            b"4:1 ab,junk",
-            b"5:1 ab",
-        ] {
+        for tail in [&b"0:,"[..], b"2:1 ,", b"3:1 x,", b"42:1 x,", b"x", b"4:1 ab,junk", b"5:1 ab"] {
             let p = [&b"###\n6:(0)a=b,%%%\n"[..], tail].concat();
-            assert_eq!(
-                decode(&p, &k),
-                Err(DropReason::Malformed),
-                "{:?}",
-                String::from_utf8_lossy(tail)
-            );
+            assert_eq!(decode(&p, &k), Err(DropReason::Malformed), "{:?}", String::from_utf8_lossy(tail));
         }
     }
 
@@ -737,19 +645,11 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb
             b">>>\nt=a\0b\n<<<\n",
         ];
         for case in cases {
-            assert_eq!(
-                decode(case, &k),
-                Err(DropReason::Malformed),
-                "{:?}",
-                String::from_utf8_lossy(case)
-            );
+            assert_eq!(decode(case, &k), Err(DropReason::Malformed), "{:?}", String::from_utf8_lossy(case));
             assert_eq!(decode_unverified(case), Err(DropReason::Malformed));
         }
         // A binary auth field is not an auth string.
-        assert_eq!(
-            decode(b">>>\nt=x\n(1)auth=MSAwMA==\n<<<\n", &k),
-            Err(DropReason::Malformed)
-        );
+        assert_eq!(decode(b">>>\nt=x\n(1)auth=MSAwMA==\n<<<\n", &k), Err(DropReason::Malformed));
     }
 
     #[test]
@@ -761,18 +661,14 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb
             encode_classic(&status_25(), &k),
         ] {
             for len in 0..bytes.len() {
-                assert!(
-                    decode(&bytes[..len], &k).is_err(),
-                    "accepted a truncation to {len}"
-                );
+                assert!(decode(&bytes[..len], &k).is_err(), "accepted a truncation to {len}");
             }
         }
     }
 
     #[test]
     fn labels_are_distinct() {
-        let labels: std::collections::HashSet<_> =
-            DropReason::ALL.iter().map(DropReason::label).collect();
+        let labels: std::collections::HashSet<_> = DropReason::ALL.iter().map(DropReason::label).collect();
         assert_eq!(labels.len(), DropReason::ALL.len());
     }
 
@@ -786,13 +682,15 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb
             prop::collection::vec(0x20u8..0x7f, 1..40),
             prop::collection::vec(any::<u8>(), 0..40),
         )
-            .prop_map(|(name, binary, text, bin)| {
-                if binary {
-                    (name, true, bin)
-                } else {
-                    (name, false, text)
-                }
-            })
+            .prop_map(
+                |(name, binary, text, bin)| {
+                    if binary {
+                        (name, true, bin)
+                    } else {
+                        (name, false, text)
+                    }
+                },
+            )
     }
 
     fn arb_message() -> impl Strategy<Value = Message> {
@@ -800,11 +698,7 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb
             let mut m = Message::new();
             for (name, binary, value) in fields {
                 // `auth` is reserved for the signature; decode never returns it.
-                let name = if name == AUTH_FIELD {
-                    "auth_".to_string()
-                } else {
-                    name
-                };
+                let name = if name == AUTH_FIELD { "auth_".to_string() } else { name };
                 if binary {
                     m.add_binary(&name, value);
                 } else {
@@ -816,25 +710,11 @@ ld=0.00 0.00 0.00 1/91 8344\nttl=3\nauth=1 5a23b1f776271afb65fbe014f024c2c2c7ecb
     }
 
     fn arb_ring() -> impl Strategy<Value = Keyring> {
-        (
-            0u8..16,
-            0usize..4,
-            prop::collection::vec(any::<u8>(), 1..80),
-        )
-            .prop_map(|(idx, method, key)| {
-                let method = [
-                    AuthMethod::Crc,
-                    AuthMethod::Md5,
-                    AuthMethod::Sha1,
-                    AuthMethod::Sha256,
-                ][method];
-                let key = if method == AuthMethod::Crc {
-                    Vec::new()
-                } else {
-                    key
-                };
-                Keyring::new(idx, vec![(idx, method, key)])
-            })
+        (0u8..16, 0usize..4, prop::collection::vec(any::<u8>(), 1..80)).prop_map(|(idx, method, key)| {
+            let method = [AuthMethod::Crc, AuthMethod::Md5, AuthMethod::Sha1, AuthMethod::Sha256][method];
+            let key = if method == AuthMethod::Crc { Vec::new() } else { key };
+            Keyring::new(idx, vec![(idx, method, key)])
+        })
     }
 
     proptest! {

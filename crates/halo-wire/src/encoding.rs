@@ -25,16 +25,8 @@ pub(crate) fn base64_encode(data: &[u8]) -> Vec<u8> {
         let b2 = chunk.get(2).copied().unwrap_or(0);
         out.push(B64[usize::from(b0 >> 2)]);
         out.push(B64[usize::from(((b0 & 0x03) << 4) | (b1 >> 4))]);
-        out.push(if chunk.len() > 1 {
-            B64[usize::from(((b1 & 0x0f) << 2) | (b2 >> 6))]
-        } else {
-            b'='
-        });
-        out.push(if chunk.len() > 2 {
-            B64[usize::from(b2 & 0x3f)]
-        } else {
-            b'='
-        });
+        out.push(if chunk.len() > 1 { B64[usize::from(((b1 & 0x0f) << 2) | (b2 >> 6))] } else { b'=' });
+        out.push(if chunk.len() > 2 { B64[usize::from(b2 & 0x3f)] } else { b'=' });
     }
     out
 }
@@ -139,12 +131,7 @@ mod tests {
             b"Zm9v\n",
             b"Zm-v",
         ] {
-            assert_eq!(
-                base64_decode(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert_eq!(base64_decode(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }
 }

@@ -12,7 +12,6 @@ pub mod message;
 
 pub use auth::{digest, AuthMethod, Keyring};
 pub use codec::{
-    decode, decode_unverified, encode, encode_classic, encode_netstring_only, DropReason,
-    AUTH_FIELD, MAX_MSG,
+    decode, decode_unverified, encode, encode_classic, encode_netstring_only, DropReason, AUTH_FIELD, MAX_MSG,
 };
 pub use message::{Field, Message, PackedMessage, FT_BINARY, FT_STRING};

@@ -45,11 +45,7 @@ impl Message {
 
     /// Appends a field of any type (used by decoders).
     pub fn push(&mut self, name: &str, ftype: u8, value: Vec<u8>) {
-        self.fields.push(Field {
-            name: name.to_string(),
-            ftype,
-            value,
-        });
+        self.fields.push(Field { name: name.to_string(), ftype, value });
     }
 
     /// Replaces the first field of that name, or appends (`ha_msg_mod`).
@@ -89,10 +85,7 @@ impl Message {
 
     /// The raw bytes of the first field of that name, whatever its type.
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| f.value.as_slice())
+        self.fields.iter().find(|f| f.name == name).map(|f| f.value.as_slice())
     }
 
     /// The message type (`t` field).
@@ -118,12 +111,7 @@ impl Message {
     /// A compact copy for long-lived storage (the retransmission history keeps 500 of
     /// them): one allocation instead of two per field.
     pub fn pack(&self) -> PackedMessage {
-        let mut buf = Vec::with_capacity(
-            self.fields
-                .iter()
-                .map(|f| 6 + f.name.len() + f.value.len())
-                .sum(),
-        );
+        let mut buf = Vec::with_capacity(self.fields.iter().map(|f| 6 + f.name.len() + f.value.len()).sum());
         for f in &self.fields {
             // Names come from our own code and values from our own messages; both are far
             // below these limits (a message is at most 256 KiB), which `unpack` relies on.
@@ -151,8 +139,7 @@ impl PackedMessage {
             let ftype = b[i + 1];
             let vlen = u32::from_le_bytes([b[i + 2], b[i + 3], b[i + 4], b[i + 5]]) as usize;
             i += 6;
-            let (Some(name), Some(value)) = (b.get(i..i + nlen), b.get(i + nlen..i + nlen + vlen))
-            else {
+            let (Some(name), Some(value)) = (b.get(i..i + nlen), b.get(i + nlen..i + nlen + vlen)) else {
                 break;
             };
             m.push(&String::from_utf8_lossy(name), ftype, value.to_vec());

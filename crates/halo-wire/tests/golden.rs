@@ -7,14 +7,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use halo_wire::{
-    decode, decode_unverified, encode, encode_classic, encode_netstring_only, AuthMethod,
-    DropReason, Keyring, Message, AUTH_FIELD,
+    decode, decode_unverified, encode, encode_classic, encode_netstring_only, AuthMethod, DropReason,
+    Keyring, Message, AUTH_FIELD,
 };
 
-const CAPTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/spec/heartbeat-captures"
-);
+const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/spec/heartbeat-captures");
 const HEARTBEAT_PORT: u16 = 694;
 
 // ---------------------------------------------------------------------------------------
@@ -37,20 +34,14 @@ impl<'a> Pcap<'a> {
         let pcap = Pcap { data, big_endian };
         let linktype = pcap.u32_at(20).ok_or("truncated pcap header")?;
         if linktype != 1 {
-            return Err(format!(
-                "link type {linktype} unsupported, only Ethernet (1)"
-            ));
+            return Err(format!("link type {linktype} unsupported, only Ethernet (1)"));
         }
         Ok(pcap)
     }
 
     fn u32_at(&self, at: usize) -> Option<u32> {
         let b: [u8; 4] = self.data.get(at..at + 4)?.try_into().ok()?;
-        Some(if self.big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
+        Some(if self.big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
     }
 
     /// The captured frames, in order.
@@ -58,14 +49,9 @@ impl<'a> Pcap<'a> {
         let mut frames = Vec::new();
         let mut at = 24;
         while at < self.data.len() {
-            let incl = self
-                .u32_at(at + 8)
-                .ok_or(format!("truncated record header at {at}"))? as usize;
+            let incl = self.u32_at(at + 8).ok_or(format!("truncated record header at {at}"))? as usize;
             let start = at + 16;
-            let frame = self
-                .data
-                .get(start..start + incl)
-                .ok_or(format!("truncated record at {at}"))?;
+            let frame = self.data.get(start..start + incl).ok_or(format!("truncated record at {at}"))?;
             frames.push(frame);
             at = start + incl;
         }
@@ -90,11 +76,7 @@ fn udp_payload(frame: &[u8], port: u16) -> Option<&[u8]> {
     }
     // Heartbeat messages here fit one datagram; a fragment would silently lose data.
     let frag = be16(ip, 6)?;
-    assert_eq!(
-        frag & 0x3fff,
-        0,
-        "IP fragment in a capture: reassembly not implemented"
-    );
+    assert_eq!(frag & 0x3fff, 0, "IP fragment in a capture: reassembly not implemented");
     let udp = ip.get(ihl..)?;
     let (src, dst, len) = (be16(udp, 0)?, be16(udp, 2)?, usize::from(be16(udp, 4)?));
     if src != port && dst != port {
@@ -120,33 +102,16 @@ fn ring(idx: u8, method: AuthMethod, key: &[u8]) -> Keyring {
 
 fn expectations() -> BTreeMap<&'static str, Expect> {
     let sha1 = || ring(1, AuthMethod::Sha1, b"testkey");
-    let e = |ring, packets, bad_auth, unsigned| Expect {
-        ring,
-        packets,
-        bad_auth,
-        unsigned,
-    };
+    let e = |ring, packets, bad_auth, unsigned| Expect { ring, packets, bad_auth, unsigned };
     BTreeMap::from([
-        (
-            "01-startup-standby-shutdown-ipaddr-fail.pcap",
-            e(sha1(), 275, 0, 0),
-        ),
+        ("01-startup-standby-shutdown-ipaddr-fail.pcap", e(sha1(), 275, 0, 0)),
         ("02-full-failover-scenarios.pcap", e(sha1(), 525, 0, 0)),
         // The injector's two classic packets with a zeroed auth and two netstrings without
         // trailer, all of which 3.0.6 rejected too.
-        (
-            "03-injected-classic-and-netstring.pcap",
-            e(sha1(), 204, 2, 2),
-        ),
+        ("03-injected-classic-and-netstring.pcap", e(sha1(), 204, 2, 2)),
         ("04-msgfmt-netstring-minimal-peer.pcap", e(sha1(), 20, 0, 0)),
-        (
-            "05-auth-md5.pcap",
-            e(ring(2, AuthMethod::Md5, b"testkey"), 6, 0, 0),
-        ),
-        (
-            "06-auth-crc.pcap",
-            e(ring(3, AuthMethod::Crc, b""), 8, 0, 0),
-        ),
+        ("05-auth-md5.pcap", e(ring(2, AuthMethod::Md5, b"testkey"), 6, 0, 0)),
+        ("06-auth-crc.pcap", e(ring(3, AuthMethod::Crc, b""), 8, 0, 0)),
     ])
 }
 
@@ -220,11 +185,7 @@ fn check_capture(name: &str, data: &[u8], expect: &Expect) -> Counts {
                 // Only the injector's fake `nodeb` packets may fail.
                 let raw = decode_unverified(payload)
                     .unwrap_or_else(|e| panic!("{name} #{i}: does not even parse: {e:?}"));
-                assert_eq!(
-                    raw.get("src"),
-                    Some("nodeb"),
-                    "{name} #{i}: real packet rejected: {reason:?}"
-                );
+                assert_eq!(raw.get("src"), Some("nodeb"), "{name} #{i}: real packet rejected: {reason:?}");
                 match reason {
                     DropReason::BadAuth if classic => c.bad_auth += 1,
                     DropReason::Unsigned if !classic => c.unsigned += 1,
@@ -246,21 +207,14 @@ fn captures_decode_verify_and_reencode() {
         .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
         .collect();
     files.sort();
-    let names: Vec<_> = files
-        .iter()
-        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
-        .collect();
+    let names: Vec<_> = files.iter().filter_map(|p| p.file_name()?.to_str().map(str::to_owned)).collect();
     let known: Vec<_> = expectations.keys().map(|k| k.to_string()).collect();
-    assert_eq!(
-        names, known,
-        "captures on disk and expectations in this test differ"
-    );
+    assert_eq!(names, known, "captures on disk and expectations in this test differ");
 
     for path in &files {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
         let expect = &expectations[name];
-        let data =
-            std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         let c = check_capture(name, &data, expect);
         println!(
             "{name}: {} packets ({} netstring, {} classic), {} verified and re-encoded identically, \
@@ -270,11 +224,7 @@ fn captures_decode_verify_and_reencode() {
         assert_eq!(c.packets, expect.packets, "{name}: packet count");
         assert_eq!(c.bad_auth, expect.bad_auth, "{name}: bad_auth count");
         assert_eq!(c.unsigned, expect.unsigned, "{name}: unsigned count");
-        assert_eq!(
-            c.verified,
-            c.packets - c.bad_auth - c.unsigned,
-            "{name}: verified count"
-        );
+        assert_eq!(c.verified, c.packets - c.bad_auth - c.unsigned, "{name}: verified count");
     }
 }
 
@@ -285,23 +235,11 @@ fn captures_fail_under_the_wrong_keys() {
     let data = std::fs::read(dir.join("05-auth-md5.pcap")).expect("capture 05 readable");
     let pcap = Pcap::parse(&data).expect("pcap");
     let frames = pcap.frames().expect("frames");
-    let payloads: Vec<_> = frames
-        .iter()
-        .filter_map(|f| udp_payload(f, HEARTBEAT_PORT))
-        .collect();
+    let payloads: Vec<_> = frames.iter().filter_map(|f| udp_payload(f, HEARTBEAT_PORT)).collect();
     assert!(!payloads.is_empty());
     for p in payloads {
-        assert_eq!(
-            decode(p, &ring(2, AuthMethod::Md5, b"wrongkey")),
-            Err(DropReason::BadAuth)
-        );
-        assert_eq!(
-            decode(p, &ring(2, AuthMethod::Sha1, b"testkey")),
-            Err(DropReason::BadAuth)
-        );
-        assert_eq!(
-            decode(p, &ring(1, AuthMethod::Md5, b"testkey")),
-            Err(DropReason::UnknownKey)
-        );
+        assert_eq!(decode(p, &ring(2, AuthMethod::Md5, b"wrongkey")), Err(DropReason::BadAuth));
+        assert_eq!(decode(p, &ring(2, AuthMethod::Sha1, b"testkey")), Err(DropReason::BadAuth));
+        assert_eq!(decode(p, &ring(1, AuthMethod::Md5, b"testkey")), Err(DropReason::UnknownKey));
     }
 }

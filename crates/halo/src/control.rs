@@ -28,21 +28,18 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Request>, wake: OwnedFd) -> anyhow::R
         if UnixStream::connect(path).is_ok() {
             bail!("another halo daemon already answers on {}", path.display());
         }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
+        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("binding control socket {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    std::thread::Builder::new()
-        .name("halo-control".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                // A failure talking to one client is that client's problem.
-                let _ = handle(conn, &tx, &wake);
-            }
-        })?;
+    std::thread::Builder::new().name("halo-control".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            // A failure talking to one client is that client's problem.
+            let _ = handle(conn, &tx, &wake);
+        }
+    })?;
     Ok(())
 }
 
@@ -55,11 +52,8 @@ fn handle(conn: UnixStream, tx: &mpsc::Sender<Request>, wake: &OwnedFd) -> anyho
         Ok(v) => match v.get("cmd").and_then(|c| c.as_str()) {
             Some(cmd) => {
                 let (rtx, rrx) = mpsc::channel();
-                tx.send(Request {
-                    cmd: cmd.to_string(),
-                    reply: rtx,
-                })
-                .map_err(|_| anyhow!("daemon stopping"))?;
+                tx.send(Request { cmd: cmd.to_string(), reply: rtx })
+                    .map_err(|_| anyhow!("daemon stopping"))?;
                 nix::unistd::write(wake, &[1u8]).ok();
                 rrx.recv_timeout(IO_TIMEOUT)
                     .unwrap_or_else(|_| error_json("the daemon did not answer in time"))
@@ -79,14 +73,13 @@ pub fn error_json(msg: &str) -> String {
 
 /// Sends one command to the daemon and returns its JSON answer.
 pub fn request(path: &Path, cmd: &str) -> anyhow::Result<serde_json::Value> {
-    let mut conn = UnixStream::connect(path)
-        .with_context(|| format!("no halo daemon answers on {}", path.display()))?;
+    let mut conn =
+        UnixStream::connect(path).with_context(|| format!("no halo daemon answers on {}", path.display()))?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     conn.write_all(serde_json::json!({ "cmd": cmd }).to_string().as_bytes())?;
     conn.write_all(b"\n")?;
     let mut buf = String::new();
-    conn.read_to_string(&mut buf)
-        .with_context(|| format!("reading the answer from {}", path.display()))?;
+    conn.read_to_string(&mut buf).with_context(|| format!("reading the answer from {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(buf.trim())
         .with_context(|| format!("the daemon's answer is not JSON: {buf:?}"))?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {

@@ -59,22 +59,13 @@ fn main() {
         }
     }
     let result = match cli.cmd {
-        Cmd::Run {
-            config_dir,
-            node,
-            state_dir,
-        } => halo::run::run(halo::run::RunArgs {
-            config_dir,
-            node,
-            state_dir,
-            socket: cli.socket,
-        }),
+        Cmd::Run { config_dir, node, state_dir } => {
+            halo::run::run(halo::run::RunArgs { config_dir, node, state_dir, socket: cli.socket })
+        }
         Cmd::Status { json } => halo::cmd::status::status(&cli.socket, json),
-        Cmd::Check {
-            config_dir,
-            config_only,
-            node,
-        } => halo::cmd::check::check(&config_dir, config_only, node.as_deref()),
+        Cmd::Check { config_dir, config_only, node } => {
+            halo::cmd::check::check(&config_dir, config_only, node.as_deref())
+        }
         Cmd::Demo => halo::cmd::demo::demo(),
     };
     match result {

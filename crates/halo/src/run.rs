@@ -80,14 +80,8 @@ struct Clock {
 
 impl Clock {
     fn now(&self) -> Now {
-        let wall_secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1);
-        Now {
-            ms: self.start.elapsed().as_millis() as u64,
-            wall_secs,
-        }
+        let wall_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
+        Now { ms: self.start.elapsed().as_millis() as u64, wall_secs }
     }
 }
 
@@ -111,10 +105,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         logger.log(halo_host::Level::Warn, w);
     }
 
-    let now_secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     // Heartbeat's own state is honoured (and kept in step) only by a node using the system
     // state directory: that is the node being migrated, not a test or a second instance.
     let system = args.state_dir == Path::new(crate::DEFAULT_STATE_DIR);
@@ -140,13 +131,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // Signals are read from a signalfd in the poll loop; block them before any thread
     // starts so that every thread inherits the mask.
     let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ] {
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
         mask.add(s);
     }
     mask.thread_block().context("blocking signals")?;
@@ -159,31 +144,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     if hc.realtime {
         match halo_host::set_realtime(hc.rtprio) {
-            Ok(p) => logger.log(
-                halo_host::Level::Info,
-                &format!("heartbeat thread at real-time priority {p}"),
-            ),
-            Err(e) => logger.log(
-                halo_host::Level::Warn,
-                &format!("realtime: {e}; running at normal priority"),
-            ),
+            Ok(p) => {
+                logger.log(halo_host::Level::Info, &format!("heartbeat thread at real-time priority {p}"))
+            }
+            Err(e) => {
+                logger.log(halo_host::Level::Warn, &format!("realtime: {e}; running at normal priority"))
+            }
         }
         if let Err(e) = halo_host::lock_memory() {
-            logger.log(
-                halo_host::Level::Warn,
-                &format!("realtime: cannot lock memory: {e}"),
-            );
+            logger.log(halo_host::Level::Warn, &format!("realtime: cannot lock memory: {e}"));
         }
     }
 
-    let links_names: Vec<String> = (0..links.len())
-        .map(|i| links.name(i).to_string())
-        .collect();
+    let links_names: Vec<String> = (0..links.len()).map(|i| links.name(i).to_string()).collect();
     for (i, name) in links_names.iter().enumerate() {
-        logger.log(
-            halo_host::Level::Info,
-            &format!("{} link {name} opened", links.kind(i)),
-        );
+        logger.log(halo_host::Level::Info, &format!("{} link {name} opened", links.kind(i)));
     }
     let mut engine = Engine::new(CoreConfig {
         node: node.clone(),
@@ -203,9 +178,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     let has_serial = links.has_serial();
     let mut daemon = Daemon {
-        clock: Clock {
-            start: Instant::now(),
-        },
+        clock: Clock { start: Instant::now() },
         engine: &mut engine,
         links: &mut links,
         keyring,
@@ -250,11 +223,7 @@ impl Daemon<'_> {
         requests: &mpsc::Receiver<control::Request>,
     ) -> anyhow::Result<i32> {
         let mut fds: Vec<(libc::pollfd, Source)> = Vec::new();
-        let pfd = |fd: RawFd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let pfd = |fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         for (_, fd) in self.links.poll_fds() {
             fds.push((pfd(fd), Source::Link));
         }
@@ -297,8 +266,7 @@ impl Daemon<'_> {
                     Source::Link => {
                         received.clear();
                         if let Err(e) = self.links.recv(p.fd, &mut received) {
-                            self.logger
-                                .log(halo_host::Level::Error, &format!("receive error: {e}"));
+                            self.logger.log(halo_host::Level::Error, &format!("receive error: {e}"));
                             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                                 // A serial line hung up: stop polling it rather than spin.
                                 hung_up.push(i);
@@ -320,15 +288,12 @@ impl Daemon<'_> {
                                         d.saturating_sub(1)
                                     };
                                     self.logger.set_debug_level(d);
-                                    self.logger.log(
-                                        halo_host::Level::Info,
-                                        &format!("{sig}: debug level now {d}"),
-                                    );
+                                    self.logger
+                                        .log(halo_host::Level::Info, &format!("{sig}: debug level now {d}"));
                                 }
                                 Ok(Signal::SIGHUP) => {
                                     self.logger.reopen();
-                                    self.logger
-                                        .log(halo_host::Level::Info, "SIGHUP: log files reopened");
+                                    self.logger.log(halo_host::Level::Info, "SIGHUP: log files reopened");
                                 }
                                 Ok(sig) => {
                                     self.logger.log(
@@ -360,13 +325,9 @@ impl Daemon<'_> {
             self.apply(&mut actions);
             let now = self.clock.now();
             if now.ms >= self.engine.next_deadline() {
-                if self
-                    .last_load_ms
-                    .is_none_or(|t| now.ms >= t + LOAD_REFRESH_MS)
-                {
+                if self.last_load_ms.is_none_or(|t| now.ms >= t + LOAD_REFRESH_MS) {
                     self.last_load_ms = Some(now.ms);
-                    self.engine
-                        .handle(now, Event::Load(halo_host::loadavg()), &mut actions);
+                    self.engine.handle(now, Event::Load(halo_host::loadavg()), &mut actions);
                 }
                 self.engine.handle(now, Event::Tick, &mut actions);
                 self.apply(&mut actions);
@@ -376,9 +337,7 @@ impl Daemon<'_> {
 
     fn deliver(&mut self, now: Now, link: usize, bytes: &[u8], actions: &mut Vec<Action>) {
         match halo_wire::decode(bytes, &self.keyring) {
-            Ok(msg) => self
-                .engine
-                .handle(now, Event::Message { link, msg }, actions),
+            Ok(msg) => self.engine.handle(now, Event::Message { link, msg }, actions),
             Err(reason) => self.dropped(now, link, reason, bytes),
         }
     }
@@ -425,24 +384,15 @@ impl Daemon<'_> {
             halo_wire::encode(m, &self.keyring)
         };
         // Only serial lines carry classic text; don't sign a second rendering for nothing.
-        let classic = if self.has_serial {
-            halo_wire::encode_classic(m, &self.keyring)
-        } else {
-            Vec::new()
-        };
+        let classic = if self.has_serial { halo_wire::encode_classic(m, &self.keyring) } else { Vec::new() };
         for (link, e) in self.links.send_all(&datagram, &classic) {
-            self.logger.log(
-                halo_host::Level::Debug,
-                &format!("send on link {}: {e}", self.links.name(link)),
-            );
+            self.logger.log(halo_host::Level::Debug, &format!("send on link {}: {e}", self.links.name(link)));
         }
     }
 
     fn answer(&mut self, now: Now, cmd: &str) -> String {
         match cmd {
-            "status" => {
-                status_json(&self.engine.status(now), &self.wire_dropped, self.links).to_string()
-            }
+            "status" => status_json(&self.engine.status(now), &self.wire_dropped, self.links).to_string(),
             other => control::error_json(&format!("unknown command '{other}'")),
         }
     }

@@ -26,11 +26,7 @@ pub fn sh(args: &[&str]) -> anyhow::Result<Output> {
         .output()
         .with_context(|| format!("running {}", args.join(" ")))?;
     if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out)
 }
@@ -73,18 +69,7 @@ impl Testbed {
         self.add_ns(&sw)?;
         sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
         // Multicast must reach every port without IGMP snooping state.
-        sh(&[
-            "ip",
-            "-n",
-            &sw,
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
+        sh(&["ip", "-n", &sw, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0"])?;
         sh(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
         self.switch = Some(sw.clone());
         Ok(sw)
@@ -102,26 +87,14 @@ impl Testbed {
     }
 
     fn port(&self, host: &str) -> String {
-        let i = self
-            .hosts
-            .iter()
-            .position(|h| h == host)
-            .unwrap_or(self.hosts.len());
+        let i = self.hosts.iter().position(|h| h == host).unwrap_or(self.hosts.len());
         format!("p{i}")
     }
 
     /// Plugs or pulls the cable of a host's `eth0` at the switch.
     pub fn cable(&self, host: &str, plugged: bool) -> anyhow::Result<()> {
         let sw = self.switch.clone().context("no switch")?;
-        sh(&[
-            "ip",
-            "-n",
-            &sw,
-            "link",
-            "set",
-            &self.port(host),
-            if plugged { "up" } else { "down" },
-        ])?;
+        sh(&["ip", "-n", &sw, "link", "set", &self.port(host), if plugged { "up" } else { "down" }])?;
         Ok(())
     }
 
@@ -133,13 +106,7 @@ impl Testbed {
     }
 
     /// Starts a long-running process in a host's namespace; killed on drop.
-    pub fn spawn(
-        &mut self,
-        host: &str,
-        program: &Path,
-        args: &[&str],
-        log: &Path,
-    ) -> anyhow::Result<u32> {
+    pub fn spawn(&mut self, host: &str, program: &Path, args: &[&str], log: &Path) -> anyhow::Result<u32> {
         let f = std::fs::File::create(log)?;
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(host)])
@@ -166,25 +133,11 @@ impl Testbed {
         let sock = self.dir.join(format!("{host}.sock"));
         let state = self.dir.join(host).join("state");
         let out = self.dir.join(format!("{host}.out"));
-        let (s, c, st) = (
-            sock.to_string_lossy(),
-            config_dir.to_string_lossy(),
-            state.to_string_lossy(),
-        );
+        let (s, c, st) = (sock.to_string_lossy(), config_dir.to_string_lossy(), state.to_string_lossy());
         let pid = self.spawn(
             host,
             halo,
-            &[
-                "--socket",
-                &s,
-                "run",
-                "--config-dir",
-                &c,
-                "--node",
-                host,
-                "--state-dir",
-                &st,
-            ],
+            &["--socket", &s, "run", "--config-dir", &c, "--node", host, "--state-dir", &st],
             &out,
         )?;
         Ok((pid, sock))
@@ -192,9 +145,7 @@ impl Testbed {
 
     /// Sends a signal to a child started by [`spawn`](Self::spawn) and waits for it.
     pub fn stop(&mut self, pid: u32, sig: nix::sys::signal::Signal) -> anyhow::Result<Option<i32>> {
-        let Some(i) = self.children.iter().position(|c| c.id() == pid) else {
-            bail!("no child {pid}")
-        };
+        let Some(i) = self.children.iter().position(|c| c.id() == pid) else { bail!("no child {pid}") };
         let mut child = self.children.remove(i);
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -226,13 +177,9 @@ impl Testbed {
 
 /// A veth "cable" from `ifname` in `ns` (address `addr`) to `port` on the bridge of `sw`.
 fn cable(ns: &str, ifname: &str, sw: &str, port: &str, addr: &str) -> anyhow::Result<()> {
-    sh(&[
-        "ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", port, "netns", sw,
-    ])?;
+    sh(&["ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", port, "netns", sw])?;
     sh(&["ip", "-n", sw, "link", "set", port, "master", "br0", "up"])?;
-    sh(&[
-        "ip", "-n", ns, "addr", "add", addr, "brd", "+", "dev", ifname,
-    ])?;
+    sh(&["ip", "-n", ns, "addr", "add", addr, "brd", "+", "dev", ifname])?;
     sh(&["ip", "-n", ns, "link", "set", ifname, "up"])?;
     Ok(())
 }

@@ -22,8 +22,7 @@ fn copy_dir(src: &Path, tag: &str) -> PathBuf {
         }
     }
     if dst.join("authkeys").exists() {
-        std::fs::set_permissions(dst.join("authkeys"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(dst.join("authkeys"), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     dst
 }
@@ -46,20 +45,12 @@ fn check_accepts_every_example_including_the_seeds() {
             continue;
         }
         let d = copy_dir(&e.path(), &e.file_name().to_string_lossy());
-        let (code, out, err) = halo(&[
-            "check",
-            "--config-dir",
-            &d.to_string_lossy(),
-            "--config-only",
-        ]);
+        let (code, out, err) = halo(&["check", "--config-dir", &d.to_string_lossy(), "--config-only"]);
         assert_eq!(code, 0, "{}: {out}{err}", e.path().display());
         assert!(out.contains("configuration OK"), "{out}");
         n += 1;
     }
-    assert!(
-        n >= 3,
-        "expected at least the seed-001, seed-002 and minimal examples, found {n}"
-    );
+    assert!(n >= 3, "expected at least the seed-001, seed-002 and minimal examples, found {n}");
 }
 
 #[test]
@@ -68,12 +59,7 @@ fn check_names_file_line_and_expectation() {
     let cf = std::fs::read_to_string(d.join("ha.cf")).unwrap();
     std::fs::write(d.join("ha.cf"), format!("{cf}keepalive 500s\n")).unwrap();
     let line = cf.lines().count() + 1;
-    let (code, _out, err) = halo(&[
-        "check",
-        "--config-dir",
-        &d.to_string_lossy(),
-        "--config-only",
-    ]);
+    let (code, _out, err) = halo(&["check", "--config-dir", &d.to_string_lossy(), "--config-only"]);
     assert_eq!(code, 1);
     assert!(err.contains(&format!("ha.cf:{line}:")), "{err}");
     assert!(err.contains("keepalive"), "{err}");
@@ -95,34 +81,17 @@ fn check_names_file_line_and_expectation() {
 fn readable_authkeys_is_refused_with_the_reason() {
     let d = copy_dir(&examples().join("minimal-ucast"), "perm");
     std::fs::set_permissions(d.join("authkeys"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (code, _out, err) = halo(&[
-        "check",
-        "--config-dir",
-        &d.to_string_lossy(),
-        "--config-only",
-    ]);
+    let (code, _out, err) = halo(&["check", "--config-dir", &d.to_string_lossy(), "--config-only"]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("authkeys") && err.contains("chmod 600"),
-        "{err}"
-    );
+    assert!(err.contains("authkeys") && err.contains("chmod 600"), "{err}");
 }
 
 #[test]
 fn unimplemented_directives_warn_once_by_name() {
     let d = copy_dir(&examples().join("minimal-ucast"), "warn");
     let cf = std::fs::read_to_string(d.join("ha.cf")).unwrap();
-    std::fs::write(
-        d.join("ha.cf"),
-        format!("{cf}compression bz2\ncompression zlib\n"),
-    )
-    .unwrap();
-    let (code, _out, err) = halo(&[
-        "check",
-        "--config-dir",
-        &d.to_string_lossy(),
-        "--config-only",
-    ]);
+    std::fs::write(d.join("ha.cf"), format!("{cf}compression bz2\ncompression zlib\n")).unwrap();
+    let (code, _out, err) = halo(&["check", "--config-dir", &d.to_string_lossy(), "--config-only"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(err.matches("'compression'").count(), 1, "{err}");
 }
@@ -130,13 +99,7 @@ fn unimplemented_directives_warn_once_by_name() {
 #[test]
 fn check_without_config_only_checks_the_host() {
     let d = copy_dir(&examples().join("minimal-ucast"), "host");
-    let (code, _out, err) = halo(&[
-        "check",
-        "--config-dir",
-        &d.to_string_lossy(),
-        "--node",
-        "not-a-member",
-    ]);
+    let (code, _out, err) = halo(&["check", "--config-dir", &d.to_string_lossy(), "--node", "not-a-member"]);
     assert_eq!(code, 1);
     assert!(err.contains("not-a-member"), "{err}");
 }
@@ -145,8 +108,5 @@ fn check_without_config_only_checks_the_host() {
 fn status_without_daemon_fails() {
     let (code, _out, err) = halo(&["--socket", "/nonexistent/halo.sock", "status", "--json"]);
     assert_ne!(code, 0);
-    assert!(
-        err.contains("no halo daemon answers on /nonexistent/halo.sock"),
-        "{err}"
-    );
+    assert!(err.contains("no halo daemon answers on /nonexistent/halo.sock"), "{err}");
 }

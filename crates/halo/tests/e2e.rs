@@ -50,21 +50,15 @@ impl Cluster {
         let ok = wait_for(timeout, || {
             among
                 .iter()
-                .all(|a| {
-                    among
-                        .iter()
-                        .all(|b| self.state(a, b).as_deref() == Some(state))
-                })
+                .all(|a| among.iter().all(|b| self.state(a, b).as_deref() == Some(state)))
                 .then_some(())
         });
         if ok.is_none() {
             let mut report = String::new();
             for a in among {
                 let v = halo::control::request(&self.socket(a), "status").ok();
-                report.push_str(&format!(
-                    "\n{a}: {}",
-                    v.map(|v| v.to_string()).unwrap_or("no answer".into())
-                ));
+                report
+                    .push_str(&format!("\n{a}: {}", v.map(|v| v.to_string()).unwrap_or("no answer".into())));
                 report.push_str(&format!("\n--- {a}.log\n{}", self.log(a)));
             }
             panic!("not all of {among:?} saw each other {state} within {timeout:?}:{report}");
@@ -73,10 +67,8 @@ impl Cluster {
 
     fn wait_state(&self, observer: &str, node: &str, state: &str, timeout: Duration) -> Duration {
         let t = Instant::now();
-        if wait_for(timeout, || {
-            (self.state(observer, node).as_deref() == Some(state)).then_some(())
-        })
-        .is_none()
+        if wait_for(timeout, || (self.state(observer, node).as_deref() == Some(state)).then_some(()))
+            .is_none()
         {
             panic!(
                 "{observer} did not see {node} {state} within {timeout:?} (it says {:?})\n--- {observer}.log\n{}",
@@ -104,15 +96,10 @@ fn cluster(tag: &str, n: usize) -> Option<Cluster> {
     let mut nodes = Vec::new();
     for i in 1..=n {
         let name = format!("n{i}");
-        tb.add_host(&name, &format!("10.77.{}.{}/16", i / 200, i % 200 + 1))
-            .unwrap();
+        tb.add_host(&name, &format!("10.77.{}.{}/16", i / 200, i % 200 + 1)).unwrap();
         nodes.push(name);
     }
-    Some(Cluster {
-        tb,
-        nodes,
-        pids: Vec::new(),
-    })
+    Some(Cluster { tb, nodes, pids: Vec::new() })
 }
 
 fn addr(i: usize) -> String {
@@ -144,30 +131,19 @@ fn three_nodes_over(tag: &str, media: &str) {
     let took = c.wait_state("n1", "n3", "dead", Duration::from_secs(5));
     c.wait_state("n2", "n3", "dead", Duration::from_secs(2));
     c.wait_state("n3", "n1", "dead", Duration::from_secs(2));
-    assert!(
-        took >= Duration::from_millis(700),
-        "declared dead after {took:?}, before deadtime"
-    );
-    assert_eq!(
-        c.state("n1", "n2").as_deref(),
-        Some("active"),
-        "n1 and n2 still see each other"
-    );
+    assert!(took >= Duration::from_millis(700), "declared dead after {took:?}, before deadtime");
+    assert_eq!(c.state("n1", "n2").as_deref(), Some("active"), "n1 and n2 still see each other");
     assert!(c.log("n1").contains("node n3: is dead"), "{}", c.log("n1"));
     assert!(c.log("n1").contains("Link n3:eth0 dead."));
     c.tb.cable("n3", true).unwrap();
     c.wait_all(&["n1", "n2", "n3"], "active", Duration::from_secs(5));
-    assert!(c
-        .log("n1")
-        .contains("Cluster node n3 returning after partition."));
+    assert!(c.log("n1").contains("Cluster node n3 returning after partition."));
     assert!(c.log("n1").contains("Link n3:eth0 up."));
 }
 
 #[test]
 fn three_nodes_ucast() {
-    let media: String = (1..=3)
-        .map(|i| format!("ucast eth0 {}\n", addr(i)))
-        .collect();
+    let media: String = (1..=3).map(|i| format!("ucast eth0 {}\n", addr(i))).collect();
     three_nodes_over("uc", &media);
 }
 
@@ -195,14 +171,8 @@ impl NullModem {
         let a = nix::pty::openpty(None, None).unwrap();
         let b = nix::pty::openpty(None, None).unwrap();
         let paths = [
-            nix::unistd::ttyname(a.slave.as_fd())
-                .unwrap()
-                .to_string_lossy()
-                .into_owned(),
-            nix::unistd::ttyname(b.slave.as_fd())
-                .unwrap()
-                .to_string_lossy()
-                .into_owned(),
+            nix::unistd::ttyname(a.slave.as_fd()).unwrap().to_string_lossy().into_owned(),
+            nix::unistd::ttyname(b.slave.as_fd()).unwrap().to_string_lossy().into_owned(),
         ];
         let cut = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
@@ -212,17 +182,13 @@ impl NullModem {
             use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
             let mut buf = [0u8; 4096];
             while !s2.load(Ordering::Relaxed) {
-                let mut fds = [
-                    PollFd::new(ma.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(mb.as_fd(), PollFlags::POLLIN),
-                ];
+                let mut fds =
+                    [PollFd::new(ma.as_fd(), PollFlags::POLLIN), PollFd::new(mb.as_fd(), PollFlags::POLLIN)];
                 if poll(&mut fds, PollTimeout::from(50u16)).unwrap_or(0) <= 0 {
                     continue;
                 }
-                let ready: Vec<bool> = fds
-                    .iter()
-                    .map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
-                    .collect();
+                let ready: Vec<bool> =
+                    fds.iter().map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))).collect();
                 for (i, r) in ready.into_iter().enumerate() {
                     if !r {
                         continue;
@@ -236,12 +202,7 @@ impl NullModem {
                 }
             }
         });
-        NullModem {
-            paths,
-            cut,
-            stop,
-            _slaves: vec![a.slave, b.slave],
-        }
+        NullModem { paths, cut, stop, _slaves: vec![a.slave, b.slave] }
     }
 }
 
@@ -258,10 +219,8 @@ fn serial_and_ethernet_links_one_cut_is_not_a_death() {
     };
     let modem = NullModem::new();
     for (i, n) in ["n1", "n2"].iter().enumerate() {
-        let cf = format!(
-            "{TIMING}udpport 694\nbcast eth0\nbaud 115200\nserial {}\nnode n1 n2\n",
-            modem.paths[i]
-        );
+        let cf =
+            format!("{TIMING}udpport 694\nbcast eth0\nbaud 115200\nserial {}\nnode n1 n2\n", modem.paths[i]);
         c.start(n, &cf);
     }
     c.wait_all(&["n1", "n2"], "active", Duration::from_secs(10));
@@ -275,10 +234,7 @@ fn serial_and_ethernet_links_one_cut_is_not_a_death() {
         (l[0]["state"] == "dead").then_some(l)
     })
     .expect("eth0 link of n2 must go dead");
-    assert_eq!(
-        dead_link[1]["state"], "up",
-        "serial link must stay up: {dead_link}"
-    );
+    assert_eq!(dead_link[1]["state"], "up", "serial link must stay up: {dead_link}");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(c.state("n1", "n2").as_deref(), Some("active"));
     assert_eq!(c.state("n2", "n1").as_deref(), Some("active"));
@@ -326,12 +282,7 @@ fn status_json_has_the_documented_fields_and_sigterm_is_a_shutdown_not_a_death()
     c.start("n2", &cf);
     c.wait_all(&["n1", "n2"], "active", Duration::from_secs(10));
     let out = std::process::Command::new(HALO)
-        .args([
-            "--socket",
-            &c.socket("n1").to_string_lossy(),
-            "status",
-            "--json",
-        ])
+        .args(["--socket", &c.socket("n1").to_string_lossy(), "status", "--json"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -350,19 +301,13 @@ fn status_json_has_the_documented_fields_and_sigterm_is_a_shutdown_not_a_death()
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(
-        text.contains("n2") && text.contains("active") && text.contains("link eth0"),
-        "{text}"
-    );
+    assert!(text.contains("n2") && text.contains("active") && text.contains("link eth0"), "{text}");
 
     let pid = c.pids[1];
     let code = c.tb.stop(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     assert_eq!(code, Some(0));
     let took = c.wait_state("n1", "n2", "dead", Duration::from_secs(3));
-    assert!(
-        took < Duration::from_millis(900),
-        "a shutdown must not wait for deadtime ({took:?})"
-    );
+    assert!(took < Duration::from_millis(900), "a shutdown must not wait for deadtime ({took:?})");
     assert!(c.log("n1").contains("Received shutdown notice from 'n2'."));
     assert!(!c.log("n1").contains("WARN: node n2: is dead"));
     // No daemon: status fails.
@@ -426,23 +371,12 @@ for p in packets:
     let st = c.status("n1");
     let dropped = &st["dropped"];
     for reason in ["malformed", "unsigned", "bad_auth"] {
-        assert!(
-            dropped[reason].as_u64().unwrap_or(0) >= 5,
-            "{reason} not counted: {st}"
-        );
+        assert!(dropped[reason].as_u64().unwrap_or(0) >= 5, "{reason} not counted: {st}");
     }
     assert_eq!(c.state("n1", "n2").as_deref(), Some("active"));
-    assert!(
-        c.log("n1").contains("dropped a packet on link eth0"),
-        "{}",
-        c.log("n1")
-    );
+    assert!(c.log("n1").contains("dropped a packet on link eth0"), "{}", c.log("n1"));
     // Rate limited: 30 bad packets, far fewer warning lines.
-    assert!(
-        c.log("n1").matches("dropped a packet").count() <= 6,
-        "{}",
-        c.log("n1")
-    );
+    assert!(c.log("n1").matches("dropped a packet").count() <= 6, "{}", c.log("n1"));
 }
 
 /// A node whose generation went backwards (state restored from an old backup, or a
@@ -466,15 +400,7 @@ fn a_generation_that_goes_backwards_is_refused_as_a_replay() {
     std::thread::sleep(Duration::from_secs(4));
     let st = c.status("n1");
     assert!(st["dropped"]["replay"].as_u64().unwrap_or(0) > 0, "{st}");
-    assert_eq!(
-        st["nodes"][1]["generation"].as_u64(),
-        Some(g),
-        "n1 must keep the newest generation it saw"
-    );
+    assert_eq!(st["nodes"][1]["generation"].as_u64(), Some(g), "n1 must keep the newest generation it saw");
     assert_eq!(c.state("n1", "n2").as_deref(), Some("dead"));
-    assert!(
-        c.log("n1").contains("attempted replay attack [n2]"),
-        "{}",
-        c.log("n1")
-    );
+    assert!(c.log("n1").contains("attempted replay attack [n2]"), "{}", c.log("n1"));
 }

@@ -91,10 +91,7 @@ fn halo_and_heartbeat_3_0_6_see_each_other_live_and_die() {
     std::fs::write(had.join("ha.cf"), &hb_cf).unwrap();
     std::fs::write(had.join("authkeys"), AUTHKEYS).unwrap();
     std::fs::write(had.join("nodeinfo"), "hb\n").unwrap();
-    let hb = HbNode {
-        ns: tb.ns("hb"),
-        work,
-    };
+    let hb = HbNode { ns: tb.ns("hb"), work };
     let out = hb.cmd("start", &[]);
     assert!(
         out.status.success(),
@@ -130,29 +127,17 @@ fn halo_and_heartbeat_3_0_6_see_each_other_live_and_die() {
     assert_eq!(hb.cl_status(&["nodestatus", "hb"]), "active");
     assert_eq!(hb.cl_status(&["hblinkstatus", "halo", "eth0"]), "up");
     let st = halo::control::request(&sock, "status").unwrap();
-    let hb_entry = st["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "hb")
-        .unwrap()
-        .clone();
+    let hb_entry = st["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "hb").unwrap().clone();
     assert!(hb_entry["generation"].as_u64().unwrap() > 0);
     assert_eq!(hb_entry["links"][0]["state"], "up");
     // Every packet Heartbeat sent verified, and Heartbeat took every one of ours.
     for reason in ["malformed", "unsigned", "bad_auth", "unknown_key", "replay"] {
-        assert!(
-            st["dropped"].get(reason).is_none(),
-            "halo dropped heartbeat packets ({reason}): {st}"
-        );
+        assert!(st["dropped"].get(reason).is_none(), "halo dropped heartbeat packets ({reason}): {st}");
     }
     let hblog = hb.log();
     assert!(!hblog.contains("failed authentication"), "{hblog}");
     assert!(hblog.contains("Link halo:eth0 up"), "{hblog}");
-    assert!(
-        hblog.contains("Status update for node halo: status active"),
-        "{hblog}"
-    );
+    assert!(hblog.contains("Status update for node halo: status active"), "{hblog}");
     assert!(halo_log().contains("Link hb:eth0 up."));
 
     // Past the start-up period (advertised deadtime + 2 s), then pull heartbeat's cable.

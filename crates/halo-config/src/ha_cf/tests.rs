@@ -90,12 +90,7 @@ const ACCEPT: &[&str] = &[
 #[test]
 fn every_directive_has_an_accept_case() {
     for d in all_directives() {
-        assert!(
-            ACCEPT
-                .iter()
-                .any(|l| l.split_whitespace().next() == Some(d)),
-            "no accept case for {d}"
-        );
+        assert!(ACCEPT.iter().any(|l| l.split_whitespace().next() == Some(d)), "no accept case for {d}");
     }
 }
 
@@ -207,27 +202,15 @@ ping6 2001:db8::1
     assert_eq!(c.compression.as_deref(), Some("bz2"));
     assert_eq!(c.compression_threshold_kib, Some(4));
     assert_eq!(c.traditional_compression, Some(true));
-    assert_eq!(
-        c.env,
-        vec![
-            ("FOO".to_string(), "bar".to_string()),
-            ("BAZ".to_string(), String::new())
-        ]
-    );
+    assert_eq!(c.env, vec![("FOO".to_string(), "bar".to_string()), ("BAZ".to_string(), String::new())]);
     assert_eq!(c.max_rexmit_delay_ms, 300);
     assert_eq!(c.record_config_changes, Some(false));
     assert_eq!(c.record_pengine_inputs, Some(false));
     assert_eq!(c.enable_config_writes, Some(false));
     assert_eq!(c.memreserve_kib, Some(8000));
-    assert_eq!(
-        c.stonith.as_deref(),
-        Some("baytech /etc/ha.d/conf/stonith.baytech")
-    );
+    assert_eq!(c.stonith.as_deref(), Some("baytech /etc/ha.d/conf/stonith.baytech"));
     assert_eq!(c.stonith_host, vec!["* baytech 10.0.0.3 login pw"]);
-    assert_eq!(
-        c.apiauth,
-        vec!["ipfail uid=hacluster", "ping gid=haclient,root uid=root"]
-    );
+    assert_eq!(c.apiauth, vec!["ipfail uid=hacluster", "ping gid=haclient,root uid=root"]);
     assert_eq!(c.respawn.len(), 1);
     assert_eq!(c.respawn[0].user, "hacluster");
     assert_eq!(c.respawn[0].command, "/usr/lib/heartbeat/ipfail -v");
@@ -244,27 +227,11 @@ ping6 2001:db8::1
                 ttl: 1,
                 looped: true
             },
-            Medium::Mcast6 {
-                iface: "eth2".into(),
-                group: "ff05::1:3".parse().unwrap(),
-                port: 700,
-                hops: 2
-            },
-            Medium::Ucast {
-                iface: "eth3".into(),
-                peer: "10.0.0.2".into()
-            },
-            Medium::Ucast6 {
-                iface: "eth4".into(),
-                peer: "2001:db8::2".into()
-            },
-            Medium::Bcast {
-                iface: "eth5".into()
-            },
-            Medium::Serial {
-                device: "/dev/ttyS0".into(),
-                baud: 38400
-            },
+            Medium::Mcast6 { iface: "eth2".into(), group: "ff05::1:3".parse().unwrap(), port: 700, hops: 2 },
+            Medium::Ucast { iface: "eth3".into(), peer: "10.0.0.2".into() },
+            Medium::Ucast6 { iface: "eth4".into(), peer: "2001:db8::2".into() },
+            Medium::Bcast { iface: "eth5".into() },
+            Medium::Serial { device: "/dev/ttyS0".into(), baud: 38400 },
         ]
     );
     assert_eq!(
@@ -275,16 +242,8 @@ ping6 2001:db8::1
                 addrs: vec!["10.0.0.1".into(), "10.0.0.2".into()],
                 kind: PingKind::Group
             },
-            PingNode {
-                name: "10.0.0.254".into(),
-                addrs: vec!["10.0.0.254".into()],
-                kind: PingKind::Ping
-            },
-            PingNode {
-                name: "2001:db8::1".into(),
-                addrs: vec!["2001:db8::1".into()],
-                kind: PingKind::Ping6
-            },
+            PingNode { name: "10.0.0.254".into(), addrs: vec!["10.0.0.254".into()], kind: PingKind::Ping },
+            PingNode { name: "2001:db8::1".into(), addrs: vec!["2001:db8::1".into()], kind: PingKind::Ping6 },
         ]
     );
     assert_eq!(c.port_of(&c.media[2]), Some(695));
@@ -402,8 +361,7 @@ fn option_directives_apply_once_per_word() {
 
 #[test]
 fn comments_anywhere_and_blank_lines() {
-    let (c, w) =
-        ok("# header\n\n   \n\tnode a#b\nkeepalive 2 # two seconds\nbcast eth0#comment\r\n");
+    let (c, w) = ok("# header\n\n   \n\tnode a#b\nkeepalive 2 # two seconds\nbcast eth0#comment\r\n");
     assert_eq!(c.nodes, vec!["a"]);
     assert_eq!(c.keepalive_ms, 2000);
     assert_eq!(c.media.len(), 1);
@@ -437,15 +395,14 @@ fn unknown_directives() {
     for d in ["hbaping", "rds", "tipc", "normalpoll"] {
         let e = one_err(&format!("{d} x\n"));
         assert!(
-            e.starts_with(&format!(
-                "ha.cf:1: unknown directive '{d}' (Heartbeat 3.0.6 would refuse it too)"
-            )),
+            e.starts_with(&format!("ha.cf:1: unknown directive '{d}' (Heartbeat 3.0.6 would refuse it too)")),
             "{e}"
         );
     }
     assert!(one_err("slogfile /var/log/x\n").ends_with("; did you mean 'logfile'?"));
-    assert!(one_err("keepalive=2\n")
-        .ends_with("; did you mean 'keepalive 2'? (values are separated by spaces)"));
+    assert!(
+        one_err("keepalive=2\n").ends_with("; did you mean 'keepalive 2'? (values are separated by spaces)")
+    );
 }
 
 #[test]
@@ -460,16 +417,8 @@ fn all_errors_are_collected() {
 #[test]
 fn udp_is_bcast_with_a_warning() {
     let (c, w) = ok("udp eth0\n");
-    assert_eq!(
-        c.media,
-        vec![Medium::Bcast {
-            iface: "eth0".into()
-        }]
-    );
-    assert_eq!(
-        w[0],
-        "ha.cf:1: directive 'udp' is the old name of 'bcast' and is read as 'bcast'"
-    );
+    assert_eq!(c.media, vec![Medium::Bcast { iface: "eth0".into() }]);
+    assert_eq!(w[0], "ha.cf:1: directive 'udp' is the old name of 'bcast' and is read as 'bcast'");
 }
 
 #[test]
@@ -505,14 +454,8 @@ fn baud_rules() {
     assert_eq!(
         c.media,
         vec![
-            Medium::Serial {
-                device: "/dev/ttyS0".into(),
-                baud: 19200
-            },
-            Medium::Serial {
-                device: "/dev/ttyS1".into(),
-                baud: 19200
-            },
+            Medium::Serial { device: "/dev/ttyS0".into(), baud: 19200 },
+            Medium::Serial { device: "/dev/ttyS1".into(), baud: 19200 },
         ]
     );
     assert!(w[0].starts_with("ha.cf:2: baud 38400 comes after the serial line at line 1"));
@@ -521,13 +464,7 @@ fn baud_rules() {
         "ha.cf:2: baud: baud may be given only once (first at line 1)"
     );
     let (c, _) = ok("baud 115200\nserial /dev/ttyS0\n");
-    assert_eq!(
-        c.media[0],
-        Medium::Serial {
-            device: "/dev/ttyS0".into(),
-            baud: 115200
-        }
-    );
+    assert_eq!(c.media[0], Medium::Serial { device: "/dev/ttyS0".into(), baud: 115200 });
 }
 
 #[test]
@@ -576,15 +513,9 @@ fn whole_line_directives_keep_the_rest_verbatim() {
 fn whole_line_media_ignore_extra_words_with_a_warning() {
     let (c, w) = ok("ucast eth0 10.0.0.2 10.0.0.3\n");
     assert_eq!(c.media.len(), 1);
-    assert!(
-        w.iter().any(|m| m.contains("('10.0.0.3') are ignored")),
-        "{w:?}"
-    );
+    assert!(w.iter().any(|m| m.contains("('10.0.0.3') are ignored")), "{w:?}");
     let (_, w) = ok("mcast eth0 225.0.0.1 694 1 0 extra\n");
-    assert!(
-        w.iter().any(|m| m.contains("('extra') are ignored")),
-        "{w:?}"
-    );
+    assert!(w.iter().any(|m| m.contains("('extra') are ignored")), "{w:?}");
 }
 
 #[test]
@@ -592,35 +523,23 @@ fn empty_values_are_warned_not_dropped() {
     let (c, w) = ok("keepalive\nmcast\nucast\n");
     assert_eq!(c.keepalive_ms, 1000);
     assert!(c.media.is_empty());
-    assert!(w
-        .iter()
-        .any(|m| m.starts_with("ha.cf:1: 'keepalive' has no value")));
-    assert!(w
-        .iter()
-        .any(|m| m.starts_with("ha.cf:2: mcast with no interface")));
-    assert!(w
-        .iter()
-        .any(|m| m.starts_with("ha.cf:3: ucast with no interface")));
+    assert!(w.iter().any(|m| m.starts_with("ha.cf:1: 'keepalive' has no value")));
+    assert!(w.iter().any(|m| m.starts_with("ha.cf:2: mcast with no interface")));
+    assert!(w.iter().any(|m| m.starts_with("ha.cf:3: ucast with no interface")));
 }
 
 #[test]
 fn duplicate_nodes_are_removed_with_a_warning() {
     let (c, w) = ok("node a B\nnode b\n");
     assert_eq!(c.nodes, vec!["a", "b"]);
-    assert_eq!(
-        w,
-        vec!["ha.cf:2: node 'b' is already listed at line 1; the repeat is ignored"]
-    );
+    assert_eq!(w, vec!["ha.cf:2: node 'b' is already listed at line 1; the repeat is ignored"]);
 }
 
 #[test]
 fn too_many_nodes() {
     let names: Vec<String> = (0..101).map(|i| format!("n{i}")).collect();
     let e = one_err(&format!("node {}\n", names.join(" ")));
-    assert_eq!(
-        e,
-        "ha.cf:1: node: too many nodes (Heartbeat allows at most 100)"
-    );
+    assert_eq!(e, "ha.cf:1: node: too many nodes (Heartbeat allows at most 100)");
 }
 
 #[test]
@@ -739,19 +658,13 @@ fn recorded_values_follow_heartbeat() {
 fn too_many_media() {
     let ifaces: Vec<String> = (0..65).map(|i| format!("eth{i}")).collect();
     let e = one_err(&format!("bcast {}\n", ifaces.join(" ")));
-    assert_eq!(
-        e,
-        "ha.cf:1: bcast: too many media and ping nodes (Heartbeat allows at most 64)"
-    );
+    assert_eq!(e, "ha.cf:1: bcast: too many media and ping nodes (Heartbeat allows at most 64)");
 }
 
 fn start(text: &str) -> (Vec<String>, Vec<String>) {
     let (c, _) = ok(text);
     let (e, w) = check_start(Path::new("ha.cf"), &c);
-    (
-        e.iter().map(|d| d.to_string()).collect(),
-        w.iter().map(|d| d.to_string()).collect(),
-    )
+    (e.iter().map(|d| d.to_string()).collect(), w.iter().map(|d| d.to_string()).collect())
 }
 
 #[test]
@@ -772,24 +685,15 @@ fn start_conditions() {
     assert!(e.is_empty(), "{e:?}");
 
     let (e, _) = start(&format!("{good}keepalive 5\ndeadtime 10\n"));
-    assert_eq!(
-        e,
-        vec!["ha.cf:6: deadtime (10000 ms) must be more than twice keepalive (5000 ms)"]
-    );
+    assert_eq!(e, vec!["ha.cf:6: deadtime (10000 ms) must be more than twice keepalive (5000 ms)"]);
     let (e, _) = start(&format!("{good}deadtime 30\ninitdead 20\n"));
-    assert_eq!(
-        e,
-        vec!["ha.cf:6: initdead (20000 ms) must not be smaller than deadtime (30000 ms)"]
-    );
+    assert_eq!(e, vec!["ha.cf:6: initdead (20000 ms) must not be smaller than deadtime (30000 ms)"]);
     let (e, w) = start(&format!("{good}deadtime 5\ninitdead 8\n"));
     assert!(e.is_empty(), "{e:?}");
     assert_eq!(w.len(), 1);
     assert!(w[0].starts_with("ha.cf:6: initdead (8000 ms) may be too small"));
     let (e, _) = start(&format!("{good}keepalive 2\ndeadping 4\n"));
-    assert_eq!(
-        e,
-        vec!["ha.cf:6: deadping (4000 ms) must be more than twice keepalive (2000 ms)"]
-    );
+    assert_eq!(e, vec!["ha.cf:6: deadping (4000 ms) must be more than twice keepalive (2000 ms)"]);
 }
 
 #[test]
@@ -823,6 +727,8 @@ fn start_warns_about_legacy_auto_failback() {
 
 #[test]
 fn huge_times_do_not_overflow() {
-    let (e, _) = start("logfile /l\nnode a\nbcast eth0\nauto_failback on\nkeepalive 99999999999999999999999\ndeadping 1\n");
+    let (e, _) = start(
+        "logfile /l\nnode a\nbcast eth0\nauto_failback on\nkeepalive 99999999999999999999999\ndeadping 1\n",
+    );
     assert_eq!(e.len(), 2, "{e:?}");
 }

@@ -21,31 +21,21 @@ pub fn check(config_dir: &Path, config_only: bool, node: Option<&str>) -> anyhow
             match &spec {
                 halo_config::Medium::Serial { device, .. } => {
                     if !device.exists() {
-                        problems.push(format!(
-                            "{}: {} does not exist",
-                            spec.describe(),
-                            device.display()
-                        ));
+                        problems.push(format!("{}: {} does not exist", spec.describe(), device.display()));
                     }
                 }
                 _ => {
                     let iface = spec.link_name();
                     if nix::net::if_::if_nametoindex(iface.as_str()).is_err() {
-                        problems.push(format!(
-                            "{}: no interface named {iface} on this host",
-                            spec.describe()
-                        ));
+                        problems
+                            .push(format!("{}: no interface named {iface} on this host", spec.describe()));
                     }
                 }
             }
         }
     }
     let hc = &model.ha_cf;
-    let active = model
-        .authkeys
-        .keys
-        .iter()
-        .find(|k| k.index == model.authkeys.active);
+    let active = model.authkeys.keys.iter().find(|k| k.index == model.authkeys.active);
     println!(
         "{}: {} node(s) [{}], {} medium/media, keepalive {} ms, deadtime {} ms, warntime {} ms, initdead {} ms, auth {} {}",
         config_dir.join("ha.cf").display(),
@@ -60,21 +50,10 @@ pub fn check(config_dir: &Path, config_only: bool, node: Option<&str>) -> anyhow
         active.map(|k| format!("{:?}", k.method).to_lowercase()).unwrap_or_default()
     );
     if let Some(h) = &model.haresources {
-        println!(
-            "{}: {} resource group(s)",
-            config_dir.join("haresources").display(),
-            h.groups.len()
-        );
+        println!("{}: {} resource group(s)", config_dir.join("haresources").display(), h.groups.len());
     }
     if problems.is_empty() {
-        println!(
-            "configuration OK{}",
-            if config_only {
-                " (files only; host not checked)"
-            } else {
-                ""
-            }
-        );
+        println!("configuration OK{}", if config_only { " (files only; host not checked)" } else { "" });
         Ok(0)
     } else {
         for p in &problems {

@@ -16,10 +16,7 @@ pub fn demo() -> anyhow::Result<i32> {
     tb.add_host("beta", "10.77.0.2/24")?;
     let mut sockets = Vec::new();
     for node in ["alpha", "beta"] {
-        let cf = format!(
-            "{HA_CF}logfile {}\n",
-            tb.dir.join(format!("{node}.log")).display()
-        );
+        let cf = format!("{HA_CF}logfile {}\n", tb.dir.join(format!("{node}.log")).display());
         let dir = tb.write_config(node, &cf, AUTHKEYS)?;
         let (_, sock) = tb.start_halo(node, &exe, &dir)?;
         sockets.push(sock);
@@ -32,15 +29,9 @@ pub fn demo() -> anyhow::Result<i32> {
         .then_some(())
     };
     if wait_for(Duration::from_secs(15), both_active).is_none() {
-        bail!(
-            "the two nodes did not become active for each other; logs in {}",
-            tb.dir.display()
-        );
+        bail!("the two nodes did not become active for each other; logs in {}", tb.dir.display());
     }
-    println!(
-        "== both nodes active for each other after {} ms\n",
-        t0.elapsed().as_millis()
-    );
+    println!("== both nodes active for each other after {} ms\n", t0.elapsed().as_millis());
     print_status(&sockets[0])?;
     println!("\n== pulling beta's network cable");
     tb.cable("beta", false)?;
@@ -52,10 +43,7 @@ pub fn demo() -> anyhow::Result<i32> {
     {
         bail!("alpha did not declare beta dead");
     }
-    println!(
-        "== alpha declared beta dead {} ms after the cable was pulled\n",
-        t1.elapsed().as_millis()
-    );
+    println!("== alpha declared beta dead {} ms after the cable was pulled\n", t1.elapsed().as_millis());
     print_status(&sockets[0])?;
     println!("\n== plugging the cable back");
     tb.cable("beta", true)?;
@@ -63,10 +51,7 @@ pub fn demo() -> anyhow::Result<i32> {
     if wait_for(Duration::from_secs(10), both_active).is_none() {
         bail!("the nodes did not see each other again");
     }
-    println!(
-        "== both active again {} ms after the cable came back\n",
-        t2.elapsed().as_millis()
-    );
+    println!("== both active again {} ms after the cable came back\n", t2.elapsed().as_millis());
     print_status(&sockets[0])?;
     let log = std::fs::read_to_string(tb.dir.join("alpha.log")).unwrap_or_default();
     println!("\n== alpha's log (as a Heartbeat operator knows it):");

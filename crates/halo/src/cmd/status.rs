@@ -13,26 +13,15 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<i32> {
 
 /// The text view: one line per node, its links beneath, like `cl_status listnodes -v`.
 pub fn render(v: &serde_json::Value) -> String {
-    let s = |v: &serde_json::Value, k: &str| {
-        v.get(k).and_then(|x| x.as_str()).unwrap_or("?").to_string()
-    };
+    let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("?").to_string();
     let me = s(v, "node");
     let mut out = format!(
         "halo on {me}: {} (generation {}){}\n",
         s(v, "state"),
         v.get("generation").and_then(|g| g.as_u64()).unwrap_or(0),
-        if v.get("comm_up").and_then(|c| c.as_bool()) == Some(true) {
-            ""
-        } else {
-            ", joining the cluster"
-        }
+        if v.get("comm_up").and_then(|c| c.as_bool()) == Some(true) { "" } else { ", joining the cluster" }
     );
-    for n in v
-        .get("nodes")
-        .and_then(|n| n.as_array())
-        .into_iter()
-        .flatten()
-    {
+    for n in v.get("nodes").and_then(|n| n.as_array()).into_iter().flatten() {
         let name = s(n, "name");
         let heard = match n.get("last_heard_ms").and_then(|h| h.as_u64()) {
             Some(_) if name == me => "local".to_string(),
@@ -46,17 +35,8 @@ pub fn render(v: &serde_json::Value) -> String {
             n.get("generation").and_then(|g| g.as_u64()).unwrap_or(0),
             heard
         ));
-        for l in n
-            .get("links")
-            .and_then(|l| l.as_array())
-            .into_iter()
-            .flatten()
-        {
-            out.push_str(&format!(
-                "      link {:<16} {}\n",
-                s(l, "name"),
-                s(l, "state")
-            ));
+        for l in n.get("links").and_then(|l| l.as_array()).into_iter().flatten() {
+            out.push_str(&format!("      link {:<16} {}\n", s(l, "name"), s(l, "state")));
         }
     }
     if let Some(d) = v.get("dropped").and_then(|d| d.as_object()) {
