@@ -1,0 +1,9 @@
+//! Any text into the haresources parser: a model or file:line errors, never a panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = halo_config::parse_haresources(std::path::Path::new("haresources"), text);
+    }
+});
