@@ -186,6 +186,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         logger: &logger,
         wire_dropped: BTreeMap::new(),
         drop_quiet: BTreeMap::new(),
+        send_quiet: BTreeMap::new(),
         last_load_ms: None,
         log_badpack: hc.log_badpack,
         has_serial,
@@ -204,6 +205,7 @@ struct Daemon<'a> {
     logger: &'a Logger,
     wire_dropped: BTreeMap<&'static str, u64>,
     drop_quiet: BTreeMap<&'static str, u64>,
+    send_quiet: BTreeMap<usize, u64>,
     last_load_ms: Option<u64>,
     log_badpack: bool,
     has_serial: bool,
@@ -385,8 +387,22 @@ impl Daemon<'_> {
         };
         // Only serial lines carry classic text; don't sign a second rendering for nothing.
         let classic = if self.has_serial { halo_wire::encode_classic(m, &self.keyring) } else { Vec::new() };
-        for (link, e) in self.links.send_all(&datagram, &classic) {
-            self.logger.log(halo_host::Level::Debug, &format!("send on link {}: {e}", self.links.name(link)));
+        let failures = self.links.send_all(&datagram, &classic);
+        if failures.is_empty() {
+            return;
+        }
+        // A link that cannot send (interface down, no route) fails on every heartbeat:
+        // say so, but at most once per link every DROP_LOG_QUIET_MS, not per packet.
+        let now = self.clock.now().ms;
+        for (link, e) in failures {
+            let quiet = self.send_quiet.entry(link).or_default();
+            if now >= *quiet {
+                *quiet = now + DROP_LOG_QUIET_MS;
+                self.logger.log(
+                    halo_host::Level::Error,
+                    &format!("cannot send on link {}: {e} (repeats are not logged for a while)", self.links.name(link)),
+                );
+            }
         }
     }
 
