@@ -1,5 +1,6 @@
 //! halo-config turns every legacy Heartbeat 3.0.6 configuration file that Heartbeat would
-//! accept (`ha.cf`, `authkeys`, `haresources`, `nodeinfo`) into one typed [`Model`], with
+//! accept (`ha.cf`, `authkeys`, `haresources`, `nodeinfo`) into one typed [`Model`], and ldirectord's
+//! `ldirectord.cf` into an [`LdirectordCf`],, with
 //! Heartbeat's defaults, derived values and start-up checks applied. Parsers are pure: text in,
 //! a model out, or errors that each name `file:line` and what was expected. The only I/O is
 //! [`load_dir`] reading the directory it is given.
@@ -16,6 +17,8 @@
 //! * [`ha_cf`] — `ha.cf` directives, defaults and Heartbeat's start conditions.
 //! * [`authkeys`] — signing keys and the key-file permission rule.
 //! * [`haresources`] — resource groups, read the way ResourceManager reads them.
+//! * [`ldirectord_cf`] — ldirectord's global and virtual-service directives, with its
+//!   defaults and timeout resolution (host names are kept unresolved for the runtime).
 //! * [`time`] — time, boolean and integer syntax shared by the files.
 //! * [`diag`] — [`Diagnostic`] and [`ConfigError`].
 
@@ -23,6 +26,7 @@ pub mod authkeys;
 pub mod diag;
 pub mod ha_cf;
 pub mod haresources;
+pub mod ldirectord_cf;
 pub mod model;
 pub mod time;
 
@@ -34,6 +38,9 @@ pub use authkeys::{check_keyfile_mode, parse_authkeys, parse_authkeys_with_warni
 pub use diag::{ConfigError, Diagnostic};
 pub use ha_cf::{check_start, parse_ha_cf, IMPLEMENTED};
 pub use haresources::{parse_haresources, parse_haresources_with_warnings};
+pub use ldirectord_cf::{
+    parse_ldirectord_cf, Fallback, Globals, LdirectordCf, RealServer, VirtualAddr, VirtualService,
+};
 pub use model::{
     AuthKey, AuthKeys, AuthMethodName, AutoFailback, Autojoin, GenMethod, HaCf, Haresources, LatchedPorts,
     Medium, Model, MsgFmt, PingKind, PingNode, ResourceGroup, ResourceSpec, Respawn, UuidFrom,

@@ -12,11 +12,7 @@ pub enum HostError {
     Medium { medium: String, reason: String },
     /// A system call failed while setting up a medium.
     #[error("{medium}: {what}: {error}")]
-    MediumIo {
-        medium: String,
-        what: &'static str,
-        error: io::Error,
-    },
+    MediumIo { medium: String, what: &'static str, error: io::Error },
     /// `SCHED_RR` could not be set or the priority is out of range.
     #[error("realtime scheduling: {0}")]
     Realtime(String),
@@ -27,17 +23,10 @@ pub enum HostError {
 
 impl HostError {
     pub(crate) fn medium(medium: &str, reason: impl Into<String>) -> HostError {
-        HostError::Medium {
-            medium: medium.to_string(),
-            reason: reason.into(),
-        }
+        HostError::Medium { medium: medium.to_string(), reason: reason.into() }
     }
 
     pub(crate) fn io(medium: &str, what: &'static str, error: impl Into<io::Error>) -> HostError {
-        HostError::MediumIo {
-            medium: medium.to_string(),
-            what,
-            error: error.into(),
-        }
+        HostError::MediumIo { medium: medium.to_string(), what, error: error.into() }
     }
 }

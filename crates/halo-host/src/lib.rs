@@ -1,11 +1,12 @@
-//! halo-host is where halo touches the machine on the heartbeat path: the UDP and serial
+//! halo-host is where halo touches the machine: on the heartbeat path, the UDP and serial
 //! links that carry Heartbeat's packets (`bcast`, `mcast`, `mcast6`, `ucast`, `ucast6`,
 //! `serial`, see `spec/heartbeat.md` §1.4 and §3.1), the node's persistent state files
 //! (`hb_generation`, `hb_uuid`, §1.6), Heartbeat-style log sinks, and the real-time knobs
-//! (`realtime`, `rtprio`, memory locking) of the heartbeat thread.
+//! (`realtime`, `rtprio`, memory locking) of the heartbeat thread; off that path, for worker
+//! threads, virtual IP addresses ([`vip`]) and resource agents ([`agents`]).
 //!
-//! Everything here is called from a latency-critical thread driven by a `poll(2)` loop, so it
-//! must never block that thread (sockets and ttys are non-blocking; a full buffer drops a
+//! What the heartbeat path calls (`net`, `log`, `state`, `rt`) runs on a latency-critical
+//! thread driven by a `poll(2)` loop, so it must never block that thread (sockets and ttys are non-blocking; a full buffer drops a
 //! packet and counts it), never panic on an I/O error (errors are values, returned or
 //! counted), and never interpret message contents: bytes go out and come in as opaque
 //! datagrams or frames — decoding and authentication are halo-wire's job, and deciding what
@@ -20,12 +21,20 @@
 //! * [`log`] — [`Logger`]: `logfile`, `debugfile`, syslog and stderr sinks in Heartbeat's
 //!   line format.
 //! * [`rt`] — [`set_realtime`], [`lock_memory`], [`loadavg`].
+//! * [`vip`] — virtual IP addresses for the built-in IPaddr/IPaddr2: findif, add/remove over
+//!   netlink, gratuitous ARP / unsolicited NA, LVS-DR loopback handling, address watch.
+//!   Blocking: for a worker thread, never the heartbeat thread.
+//! * [`agents`] — [`agents::resolve`] and [`agents::run`]: resource scripts (Heartbeat-class,
+//!   LSB, OCF) found and called as Heartbeat's ResourceManager does, with timeouts and
+//!   process-tree kill; for worker threads only, never the heartbeat thread.
 
+pub mod agents;
 mod error;
 pub mod log;
 pub mod net;
 pub mod rt;
 pub mod state;
+pub mod vip;
 
 #[cfg(test)]
 mod testutil;

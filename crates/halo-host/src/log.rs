@@ -80,9 +80,7 @@ impl Default for LogConfig {
             debugfile: None,
             facility: None,
             ident: "halo".to_string(),
-            node: nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            node: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
             debug_level: 0,
             stderr: false,
             syslog_socket: PathBuf::from("/dev/log"),
@@ -140,9 +138,7 @@ pub struct Logger {
 
 impl std::fmt::Debug for Logger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Logger")
-            .field("cfg", &self.cfg)
-            .finish_non_exhaustive()
+        f.debug_struct("Logger").field("cfg", &self.cfg).finish_non_exhaustive()
     }
 }
 
@@ -168,10 +164,7 @@ impl Logger {
         let facility = match cfg.facility.as_deref() {
             None | Some("none") => None,
             Some(name) => Some(facility_code(name).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("unknown log facility {name:?}"),
-                )
+                io::Error::new(io::ErrorKind::InvalidInput, format!("unknown log facility {name:?}"))
             })?),
         };
         // Let libc load the time zone now rather than on the first log line (localtime_r
@@ -218,14 +211,11 @@ impl Logger {
         if level == Level::Debug && self.debug_level() == 0 {
             return;
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let tm = local_time(now);
         let mut sinks = self.lock();
-        let wants_line = sinks.debugfile.is_some()
-            || self.cfg.stderr
-            || (level >= Level::Info && sinks.logfile.is_some());
+        let wants_line =
+            sinks.debugfile.is_some() || self.cfg.stderr || (level >= Level::Info && sinks.logfile.is_some());
         if wants_line {
             let line = format!(
                 "{} {} {}: [{}]: {}: {}\n",
@@ -268,13 +258,7 @@ impl Logger {
         }
         let Some(sock) = &sinks.syslog else { return };
         let pri = u16::from(facility) * 8 + u16::from(level.severity());
-        let datagram = format!(
-            "<{pri}>{} {}[{}]: {}",
-            syslog_stamp(tm),
-            self.cfg.ident,
-            self.pid,
-            msg
-        );
+        let datagram = format!("<{pri}>{} {}[{}]: {}", syslog_stamp(tm), self.cfg.ident, self.pid, msg);
         match sock.send(datagram.as_bytes()) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -333,13 +317,7 @@ fn local_time(secs: u64) -> Tm {
     let tm = unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
         if libc::localtime_r(&t, &mut tm).is_null() {
-            return Tm {
-                mon: 0,
-                mday: 1,
-                hour: 0,
-                min: 0,
-                sec: 0,
-            };
+            return Tm { mon: 0, mday: 1, hour: 0, min: 0, sec: 0 };
         }
         tm
     };
@@ -352,24 +330,17 @@ fn local_time(secs: u64) -> Tm {
     }
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// cluster-glue's `syslog_timestamp`: `"%3s %02d %02d:%02d:%02d"`.
 fn file_stamp(tm: &Tm) -> String {
-    format!(
-        "{} {:02} {:02}:{:02}:{:02}",
-        MONTHS[tm.mon], tm.mday, tm.hour, tm.min, tm.sec
-    )
+    format!("{} {:02} {:02}:{:02}:{:02}", MONTHS[tm.mon], tm.mday, tm.hour, tm.min, tm.sec)
 }
 
 /// RFC 3164 TIMESTAMP: the day of month is space-padded.
 fn syslog_stamp(tm: &Tm) -> String {
-    format!(
-        "{} {:>2} {:02}:{:02}:{:02}",
-        MONTHS[tm.mon], tm.mday, tm.hour, tm.min, tm.sec
-    )
+    format!("{} {:>2} {:02}:{:02}:{:02}", MONTHS[tm.mon], tm.mday, tm.hour, tm.min, tm.sec)
 }
 
 #[cfg(test)]
@@ -401,22 +372,13 @@ mod tests {
         } else {
             assert!(b[4].is_ascii_digit(), "{line}");
         }
-        assert!(
-            b[5].is_ascii_digit() && b[6] == b' ' && b[9] == b':' && b[12] == b':',
-            "{line}"
-        );
+        assert!(b[5].is_ascii_digit() && b[6] == b' ' && b[9] == b':' && b[12] == b':', "{line}");
         rest
     }
 
     #[test]
     fn stamps() {
-        let tm = Tm {
-            mon: 10,
-            mday: 2,
-            hour: 0,
-            min: 34,
-            sec: 1,
-        };
+        let tm = Tm { mon: 10, mday: 2, hour: 0, min: 34, sec: 1 };
         assert_eq!(file_stamp(&tm), "Nov 02 00:34:01");
         assert_eq!(syslog_stamp(&tm), "Nov  2 00:34:01");
         assert_eq!(syslog_stamp(&Tm { mday: 22, ..tm }), "Nov 22 00:34:01");
@@ -446,10 +408,7 @@ mod tests {
         let dbg = std::fs::read_to_string(t.0.join("ha-debug")).expect("read debug");
         let lines: Vec<&str> = dbg.lines().map(|l| strip_stamp(l, false)).collect();
         assert_eq!(lines.len(), 4);
-        assert_eq!(
-            lines[1],
-            format!(" nodea halo: [{pid}]: debug: seen in debugfile")
-        );
+        assert_eq!(lines[1], format!(" nodea halo: [{pid}]: debug: seen in debugfile"));
         assert_eq!(logger.failed_writes(), 0);
 
         // logrotate: move the file away, reopen, and the next line lands in a new file.
@@ -457,10 +416,7 @@ mod tests {
         logger.reopen();
         logger.log(Level::Error, "after rotate");
         let log = std::fs::read_to_string(t.0.join("ha-log")).expect("read new log");
-        assert!(
-            log.ends_with(&format!("nodea halo: [{pid}]: ERROR: after rotate\n")),
-            "{log}"
-        );
+        assert!(log.ends_with(&format!("nodea halo: [{pid}]: ERROR: after rotate\n")), "{log}");
     }
 
     #[test]
@@ -475,9 +431,7 @@ mod tests {
         early.log(Level::Info, "nobody listens");
 
         let server = UnixDatagram::bind(&c.syslog_socket).expect("bind fake /dev/log");
-        server
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .expect("timeout");
+        server.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
         let logger = Logger::new(c.clone()).expect("logger");
         let pid = std::process::id();
         logger.log(Level::Info, "hello");
@@ -495,10 +449,7 @@ mod tests {
         assert!(b.starts_with("<131>"), "{b}");
         assert_eq!(strip_stamp(&b[5..], true), format!(" halo[{pid}]: bad"));
         server.set_nonblocking(true).expect("nonblocking");
-        assert!(
-            server.recv(&mut [0u8; 64]).is_err(),
-            "debug line was not sent"
-        );
+        assert!(server.recv(&mut [0u8; 64]).is_err(), "debug line was not sent");
 
         // The logger created before the socket existed picks it up on reopen.
         early.reopen();
@@ -522,8 +473,8 @@ mod tests {
         c.facility = Some("none".into());
         assert!(Logger::new(c).is_ok());
         for name in [
-            "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog",
-            "user", "uucp", "local7",
+            "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user",
+            "uucp", "local7",
         ] {
             assert!(facility_code(name).is_some(), "{name}");
         }

@@ -95,12 +95,7 @@ impl std::fmt::Debug for Links {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut l = f.debug_list();
         for link in &self.links {
-            l.entry(&format_args!(
-                "{} {} ({} targets)",
-                link.kind,
-                link.name,
-                link.targets.len()
-            ));
+            l.entry(&format_args!("{} {} ({} targets)", link.kind, link.name, link.targets.len()));
         }
         l.finish()
     }
@@ -114,11 +109,7 @@ impl Links {
     ///
     /// May block while resolving `ucast` peer names; call it before the heartbeat loop.
     pub fn open(specs: &[LinkSpec], udpport: u16) -> Result<Links, HostError> {
-        let mut links = Links {
-            links: Vec::new(),
-            rx: Vec::new(),
-            buf: vec![0; MAX_DATAGRAM],
-        };
+        let mut links = Links { links: Vec::new(), rx: Vec::new(), buf: vec![0; MAX_DATAGRAM] };
         for (i, spec) in specs.iter().enumerate() {
             if specs[..i].contains(spec) {
                 continue;
@@ -160,13 +151,7 @@ impl Links {
                 let sock = sock::bcast_sender(iface, &medium)?;
                 self.add_target(link, sock, dest, &medium);
             }
-            LinkSpec::Mcast {
-                iface,
-                group,
-                port,
-                ttl,
-                looped,
-            } => {
+            LinkSpec::Mcast { iface, group, port, ttl, looped } => {
                 let port = nonzero_port(*port, &medium)?;
                 if !group.is_multicast() {
                     return Err(HostError::medium(&medium, "not a multicast group"));
@@ -181,12 +166,7 @@ impl Links {
                 let dest = SocketAddr::V4(SocketAddrV4::new(*group, port));
                 self.add_target(link, sock, dest, &medium);
             }
-            LinkSpec::Mcast6 {
-                iface,
-                group,
-                port,
-                hops,
-            } => {
+            LinkSpec::Mcast6 { iface, group, port, hops } => {
                 let port = nonzero_port(*port, &medium)?;
                 if !group.is_multicast() {
                     return Err(HostError::medium(&medium, "not a multicast group"));
@@ -223,22 +203,11 @@ impl Links {
         port: u16,
         medium: &str,
     ) -> Result<usize, HostError> {
-        if let Some(i) = self
-            .rx
-            .iter()
-            .position(|r| r.link == link && r.v6 == v6 && r.port == port)
-        {
+        if let Some(i) = self.rx.iter().position(|r| r.link == link && r.v6 == v6 && r.port == port) {
             return Ok(i);
         }
         let sock = sock::rx_socket(v6, iface, port, medium)?;
-        self.rx.push(RxSock {
-            link,
-            v6,
-            port,
-            sock,
-            joined4: Vec::new(),
-            joined6: Vec::new(),
-        });
+        self.rx.push(RxSock { link, v6, port, sock, joined4: Vec::new(), joined6: Vec::new() });
         Ok(self.rx.len() - 1)
     }
 
@@ -278,18 +247,12 @@ impl Links {
 
     /// The link's counters (all zero for an unknown index).
     pub fn stats(&self, link: usize) -> LinkStats {
-        self.links
-            .get(link)
-            .map_or_else(LinkStats::default, |l| l.stats)
+        self.links.get(link).map_or_else(LinkStats::default, |l| l.stats)
     }
 
     /// (link index, fd) for every descriptor to poll for `POLLIN`.
     pub fn poll_fds(&self) -> Vec<(usize, RawFd)> {
-        let mut fds: Vec<(usize, RawFd)> = self
-            .rx
-            .iter()
-            .map(|r| (r.link, r.sock.as_raw_fd()))
-            .collect();
+        let mut fds: Vec<(usize, RawFd)> = self.rx.iter().map(|r| (r.link, r.sock.as_raw_fd())).collect();
         for (i, link) in self.links.iter().enumerate() {
             if let Some(port) = &link.serial {
                 fds.push((i, port.fd()));
@@ -316,10 +279,7 @@ impl Links {
     /// Returns the first error; every target is tried regardless.
     pub fn send_link(&mut self, link: usize, datagram: &[u8], classic: &[u8]) -> io::Result<()> {
         let Some(l) = self.links.get_mut(link) else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("no link {link}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("no link {link}")));
         };
         let mut first: Option<io::Error> = None;
         for t in &l.targets {
@@ -369,11 +329,7 @@ impl Links {
         if let Some(i) = self.rx.iter().position(|r| r.sock.as_raw_fd() == fd) {
             return self.recv_udp(i, out);
         }
-        if let Some(link) = self
-            .links
-            .iter()
-            .position(|l| l.serial.as_ref().is_some_and(|p| p.fd() == fd))
-        {
+        if let Some(link) = self.links.iter().position(|l| l.serial.as_ref().is_some_and(|p| p.fd() == fd)) {
             let l = &mut self.links[link];
             if let Some(port) = &mut l.serial {
                 return port
@@ -381,10 +337,7 @@ impl Links {
                     .map_err(|e| io::Error::new(e.kind(), format!("serial {}: {e}", l.name)));
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("fd {fd} is not a link descriptor"),
-        ))
+        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} is not a link descriptor")))
     }
 
     fn recv_udp(&mut self, i: usize, out: &mut Vec<(usize, Vec<u8>)>) -> io::Result<()> {
@@ -407,10 +360,7 @@ impl Links {
                     stats.rx_errors += 1;
                     return Err(io::Error::new(
                         io::Error::from(e).kind(),
-                        format!(
-                            "{} {} port {}: {e}",
-                            self.links[link].kind, self.links[link].name, rx.port
-                        ),
+                        format!("{} {} port {}: {e}", self.links[link].kind, self.links[link].name, rx.port),
                     ));
                 }
             }

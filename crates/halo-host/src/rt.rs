@@ -13,33 +13,21 @@ use crate::HostError;
 pub fn set_realtime(prio: Option<i32>) -> Result<i32, HostError> {
     // SAFETY: plain queries without pointers.
     let (min, max) = unsafe {
-        (
-            libc::sched_get_priority_min(libc::SCHED_RR),
-            libc::sched_get_priority_max(libc::SCHED_RR),
-        )
+        (libc::sched_get_priority_min(libc::SCHED_RR), libc::sched_get_priority_max(libc::SCHED_RR))
     };
     if min < 0 || max < 0 {
-        return Err(HostError::Realtime(format!(
-            "SCHED_RR priority range: {}",
-            io::Error::last_os_error()
-        )));
+        return Err(HostError::Realtime(format!("SCHED_RR priority range: {}", io::Error::last_os_error())));
     }
     let prio = prio.unwrap_or((min + max) / 2);
     if !(min..=max).contains(&prio) {
-        return Err(HostError::Realtime(format!(
-            "priority {prio} out of range {min}..={max}"
-        )));
+        return Err(HostError::Realtime(format!("priority {prio} out of range {min}..={max}")));
     }
     // SAFETY: `sched_param` is plain data; zeroing covers libc variants with extra fields.
     let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
     param.sched_priority = prio;
     // SAFETY: pthread_self() is the calling thread and `param` lives across the call.
     let rc = unsafe {
-        libc::pthread_setschedparam(
-            libc::pthread_self(),
-            libc::SCHED_RR | libc::SCHED_RESET_ON_FORK,
-            &param,
-        )
+        libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param)
     };
     if rc != 0 {
         return Err(HostError::Realtime(format!(
@@ -76,9 +64,7 @@ pub fn lock_memory() -> Result<(), HostError> {
         }
     };
     match mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE)
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE),
         r => r,
     }
     .map_err(HostError::LockMemory)
@@ -109,11 +95,7 @@ mod tests {
     #[test]
     fn bad_priority_is_refused() {
         let e = set_realtime(Some(1000)).expect_err("out of range");
-        assert!(
-            e.to_string()
-                .starts_with("realtime scheduling: priority 1000 out of range"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("realtime scheduling: priority 1000 out of range"), "{e}");
     }
 
     #[test]
@@ -128,15 +110,9 @@ mod tests {
             // SAFETY: zeroed plain data, filled by the call.
             let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
             // SAFETY: valid out-pointers for the calling thread.
-            let rc = unsafe {
-                libc::pthread_getschedparam(libc::pthread_self(), &mut policy, &mut param)
-            };
+            let rc = unsafe { libc::pthread_getschedparam(libc::pthread_self(), &mut policy, &mut param) };
             assert_eq!(rc, 0);
-            Ok::<_, HostError>((
-                prio,
-                policy & !libc::SCHED_RESET_ON_FORK,
-                param.sched_priority,
-            ))
+            Ok::<_, HostError>((prio, policy & !libc::SCHED_RESET_ON_FORK, param.sched_priority))
         })
         .join()
         .expect("thread");

@@ -174,10 +174,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         _ => PathBuf::from("."),
     };
     let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: not a file name", path.display()),
-        )
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a file name", path.display()))
     })?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
@@ -212,10 +209,7 @@ mod tests {
     fn generation_starts_at_now_plus_one_and_increments() {
         let t = TempDir::new("gen");
         let dir = t.0.join("sub/state");
-        assert_eq!(
-            next_generation(&dir, false, None, 1_700_000_000).ok(),
-            Some(1_700_000_001)
-        );
+        assert_eq!(next_generation(&dir, false, None, 1_700_000_000).ok(), Some(1_700_000_001));
         let bytes = fs::read(dir.join(GENERATION_FILE)).expect("read");
         assert_eq!(bytes, b"     1700000001\n");
         assert_eq!(bytes.len(), 16);
@@ -223,27 +217,12 @@ mod tests {
         let mode = fs::metadata(&dir).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         // The clock does not matter in file mode, even when it went backwards.
-        assert_eq!(
-            next_generation(&dir, false, None, 5).ok(),
-            Some(1_700_000_002)
-        );
-        assert_eq!(
-            next_generation(&dir, false, None, 2_000_000_000).ok(),
-            Some(1_700_000_003)
-        );
-        assert_eq!(
-            fs::read(dir.join(GENERATION_FILE)).expect("read"),
-            b"     1700000003\n"
-        );
+        assert_eq!(next_generation(&dir, false, None, 5).ok(), Some(1_700_000_002));
+        assert_eq!(next_generation(&dir, false, None, 2_000_000_000).ok(), Some(1_700_000_003));
+        assert_eq!(fs::read(dir.join(GENERATION_FILE)).expect("read"), b"     1700000003\n");
         // hbgenmethod time: the clock wins when ahead, never goes backwards when behind.
-        assert_eq!(
-            next_generation(&dir, true, None, 1_800_000_000).ok(),
-            Some(1_800_000_000)
-        );
-        assert_eq!(
-            next_generation(&dir, true, None, 10).ok(),
-            Some(1_800_000_001)
-        );
+        assert_eq!(next_generation(&dir, true, None, 1_800_000_000).ok(), Some(1_800_000_000));
+        assert_eq!(next_generation(&dir, true, None, 10).ok(), Some(1_800_000_001));
         assert!(!dir.join(".hb_generation.tmp").exists());
     }
 
@@ -253,34 +232,19 @@ mod tests {
         let dir = t.0.join("halo");
         let legacy = t.0.join("heartbeat_hb_generation");
         fs::write(&legacy, b"             42\n").expect("write legacy");
-        assert_eq!(
-            next_generation(&dir, false, Some(&legacy), 7).ok(),
-            Some(43)
-        );
+        assert_eq!(next_generation(&dir, false, Some(&legacy), 7).ok(), Some(43));
         // The legacy file follows, so going back to Heartbeat stays monotonic.
         assert_eq!(fs::read(&legacy).expect("read"), b"             43\n");
         fs::write(&legacy, b"            100\n").expect("write legacy");
-        assert_eq!(
-            next_generation(&dir, false, Some(&legacy), 7).ok(),
-            Some(101)
-        );
+        assert_eq!(next_generation(&dir, false, Some(&legacy), 7).ok(), Some(101));
         fs::write(&legacy, b"              1\n").expect("write legacy");
-        assert_eq!(
-            next_generation(&dir, false, Some(&legacy), 7).ok(),
-            Some(102)
-        );
+        assert_eq!(next_generation(&dir, false, Some(&legacy), 7).ok(), Some(102));
         // A missing or garbled legacy file is ignored; a missing one is not created.
         let absent = t.0.join("absent");
-        assert_eq!(
-            next_generation(&dir, false, Some(&absent), 7).ok(),
-            Some(103)
-        );
+        assert_eq!(next_generation(&dir, false, Some(&absent), 7).ok(), Some(103));
         assert!(!absent.exists());
         fs::write(&legacy, b"junk").expect("write legacy");
-        assert_eq!(
-            next_generation(&dir, false, Some(&legacy), 7).ok(),
-            Some(104)
-        );
+        assert_eq!(next_generation(&dir, false, Some(&legacy), 7).ok(), Some(104));
     }
 
     #[test]
@@ -290,10 +254,7 @@ mod tests {
         let e = next_generation(&t.0, false, None, 7).expect_err("corrupt");
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(e.to_string().contains("not a generation number"), "{e}");
-        assert_eq!(
-            fs::read(t.0.join(GENERATION_FILE)).expect("read"),
-            b"garbage\n"
-        );
+        assert_eq!(fs::read(t.0.join(GENERATION_FILE)).expect("read"), b"garbage\n");
         // Heartbeat's own files parse, with or without padding.
         fs::write(t.0.join(GENERATION_FILE), b"9\n").expect("write");
         assert_eq!(next_generation(&t.0, false, None, 7).ok(), Some(10));
@@ -312,10 +273,7 @@ mod tests {
         assert_ne!(node_uuid(&t.0.join("other"), None).expect("other"), a);
         // A truncated file is reported, not replaced.
         fs::write(dir.join(UUID_FILE), b"short").expect("write");
-        assert_eq!(
-            node_uuid(&dir, None).expect_err("short").kind(),
-            io::ErrorKind::InvalidData
-        );
+        assert_eq!(node_uuid(&dir, None).expect_err("short").kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
@@ -328,10 +286,7 @@ mod tests {
         // Pinned: changing the derivation would change every node's identity.
         assert_eq!(
             a,
-            [
-                0xc9, 0xb2, 0x4b, 0x6c, 0xdd, 0x40, 0x8c, 0x34, 0xa0, 0xb2, 0x34, 0x1f, 0xcd, 0x75,
-                0xa2, 0x27
-            ]
+            [0xc9, 0xb2, 0x4b, 0x6c, 0xdd, 0x40, 0x8c, 0x34, 0xa0, 0xb2, 0x34, 0x1f, 0xcd, 0x75, 0xa2, 0x27]
         );
         assert_eq!(a[6] >> 4, 8);
     }
@@ -343,10 +298,7 @@ mod tests {
         let old = *b"0123456789abcdef";
         fs::write(&legacy, old).expect("write");
         let dir = t.0.join("halo");
-        assert_eq!(
-            node_uuid_with_legacy(&dir, None, Some(&legacy)).expect("adopt"),
-            old
-        );
+        assert_eq!(node_uuid_with_legacy(&dir, None, Some(&legacy)).expect("adopt"), old);
         assert_eq!(node_uuid(&dir, None).expect("kept"), old);
     }
 }

@@ -81,14 +81,8 @@ impl Netns {
                 }
             }
         });
-        let tid = ready_rx
-            .recv()
-            .map_err(|e| format!("netns thread: {e}"))??;
-        let ns = Netns {
-            jobs: Some(jobs),
-            tid,
-            handle: Some(handle),
-        };
+        let tid = ready_rx.recv().map_err(|e| format!("netns thread: {e}"))??;
+        let ns = Netns { jobs: Some(jobs), tid, handle: Some(handle) };
         ns.ip("link set lo up")?;
         Ok(ns)
     }
@@ -99,11 +93,7 @@ impl Netns {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        self.jobs
-            .as_ref()
-            .expect("netns alive")
-            .send(job)
-            .expect("netns thread alive");
+        self.jobs.as_ref().expect("netns alive").send(job).expect("netns thread alive");
         rx.recv().expect("netns job result")
     }
 
@@ -111,18 +101,12 @@ impl Netns {
     pub fn ip(&self, args: &str) -> Result<(), String> {
         let args: Vec<String> = args.split_whitespace().map(String::from).collect();
         self.run(move || {
-            let out = Command::new("ip")
-                .args(&args)
-                .output()
-                .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+            let out =
+                Command::new("ip").args(&args).output().map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
             if out.status.success() {
                 Ok(())
             } else {
-                Err(format!(
-                    "ip {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
+                Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
             }
         })
     }

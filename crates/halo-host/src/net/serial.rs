@@ -47,9 +47,7 @@ impl Port {
         let speed = baud_rate(baud).ok_or_else(|| {
             HostError::medium(
                 medium,
-                format!(
-                    "unsupported baud rate {baud} (9600 19200 38400 57600 115200 230400 460800)"
-                ),
+                format!("unsupported baud rate {baud} (9600 19200 38400 57600 115200 230400 460800)"),
             )
         })?;
         let file = OpenOptions::new()
@@ -58,8 +56,7 @@ impl Port {
             .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
             .open(device)
             .map_err(|e| HostError::io(medium, "open", e))?;
-        let mut tio =
-            termios::tcgetattr(&file).map_err(|e| HostError::io(medium, "not a terminal", e))?;
+        let mut tio = termios::tcgetattr(&file).map_err(|e| HostError::io(medium, "not a terminal", e))?;
         termios::cfmakeraw(&mut tio);
         // Ignore modem lines and hardware flow control: a silent peer must not block writes.
         tio.control_flags |= ControlFlags::CLOCAL | ControlFlags::CREAD;
@@ -69,13 +66,8 @@ impl Port {
         termios::cfsetspeed(&mut tio, speed).map_err(|e| HostError::io(medium, "cfsetspeed", e))?;
         termios::tcsetattr(&file, SetArg::TCSANOW, &tio)
             .map_err(|e| HostError::io(medium, "tcsetattr", e))?;
-        termios::tcflush(&file, FlushArg::TCIOFLUSH)
-            .map_err(|e| HostError::io(medium, "tcflush", e))?;
-        Ok(Port {
-            file,
-            framer: Framer::default(),
-            pending: Vec::new(),
-        })
+        termios::tcflush(&file, FlushArg::TCIOFLUSH).map_err(|e| HostError::io(medium, "tcflush", e))?;
+        Ok(Port { file, framer: Framer::default(), pending: Vec::new() })
     }
 
     pub(super) fn fd(&self) -> RawFd {
@@ -253,13 +245,7 @@ mod tests {
     #[test]
     fn whole_and_split_frames() {
         let (out, lost) = frames(&[b">>>\nt=status\n<<<\n>>>\nt=a\n<<<\n"]);
-        assert_eq!(
-            out,
-            vec![
-                b">>>\nt=status\n<<<\n".to_vec(),
-                b">>>\nt=a\n<<<\n".to_vec()
-            ]
-        );
+        assert_eq!(out, vec![b">>>\nt=status\n<<<\n".to_vec(), b">>>\nt=a\n<<<\n".to_vec()]);
         assert_eq!(lost, 0);
         let msg = b">>>\nt=status\nsrc=nodea\n<<<\n";
         for cut in 0..msg.len() {
@@ -311,12 +297,12 @@ mod tests {
 
     #[test]
     fn unsupported_baud() {
-        let e = Port::open(Path::new("/dev/null"), 1200, "serial /dev/null")
-            .err()
-            .map(|e| e.to_string());
+        let e = Port::open(Path::new("/dev/null"), 1200, "serial /dev/null").err().map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),
-            Some("serial /dev/null: unsupported baud rate 1200 (9600 19200 38400 57600 115200 230400 460800)")
+            Some(
+                "serial /dev/null: unsupported baud rate 1200 (9600 19200 38400 57600 115200 230400 460800)"
+            )
         );
         let e = Port::open(Path::new("/dev/null"), 19200, "serial /dev/null")
             .err()

@@ -35,18 +35,11 @@ pub(super) fn broadcast_addr(iface: &str, medium: &str) -> Result<Ipv4Addr, Host
         if a.interface_name != iface || !a.flags.contains(InterfaceFlags::IFF_BROADCAST) {
             continue;
         }
-        let is_v4 = a
-            .address
-            .as_ref()
-            .is_some_and(|s| s.as_sockaddr_in().is_some());
+        let is_v4 = a.address.as_ref().is_some_and(|s| s.as_sockaddr_in().is_some());
         if !is_v4 {
             continue;
         }
-        let addr = a
-            .address
-            .as_ref()
-            .and_then(|s| s.as_sockaddr_in())
-            .map(|s| s.ip());
+        let addr = a.address.as_ref().and_then(|s| s.as_sockaddr_in()).map(|s| s.ip());
         if let Some(b) = a.broadcast.as_ref().and_then(|s| s.as_sockaddr_in()) {
             let ip = b.ip();
             // An address added without `brd` has no broadcast address; glibc then reports
@@ -55,35 +48,28 @@ pub(super) fn broadcast_addr(iface: &str, medium: &str) -> Result<Ipv4Addr, Host
                 return Ok(ip);
             }
         }
-        if let (Some(ip), Some(mask)) = (addr, a.netmask.as_ref().and_then(|s| s.as_sockaddr_in()))
-        {
+        if let (Some(ip), Some(mask)) = (addr, a.netmask.as_ref().and_then(|s| s.as_sockaddr_in())) {
             let mask = u32::from(mask.ip());
             if mask != u32::MAX {
                 return Ok(Ipv4Addr::from(u32::from(ip) | !mask));
             }
         }
     }
-    Err(HostError::medium(
-        medium,
-        "interface has no IPv4 broadcast address",
-    ))
+    Err(HostError::medium(medium, "interface has no IPv4 broadcast address"))
 }
 
 fn udp(v6: bool, medium: &str) -> Result<Socket, HostError> {
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
     // socket2 sets SOCK_CLOEXEC, so resource agents never inherit the links.
-    Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(|e| HostError::io(medium, "socket", e))
+    Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| HostError::io(medium, "socket", e))
 }
 
 fn bind_device(sock: &Socket, iface: &str, medium: &str) -> Result<(), HostError> {
-    sock.bind_device(Some(iface.as_bytes()))
-        .map_err(|e| HostError::io(medium, "SO_BINDTODEVICE", e))
+    sock.bind_device(Some(iface.as_bytes())).map_err(|e| HostError::io(medium, "SO_BINDTODEVICE", e))
 }
 
 fn nonblocking(sock: &Socket, medium: &str) -> Result<(), HostError> {
-    sock.set_nonblocking(true)
-        .map_err(|e| HostError::io(medium, "O_NONBLOCK", e))
+    sock.set_nonblocking(true).map_err(|e| HostError::io(medium, "O_NONBLOCK", e))
 }
 
 fn any(v6: bool, port: u16) -> SockAddr {
@@ -97,20 +83,12 @@ fn any(v6: bool, port: u16) -> SockAddr {
 /// The receive socket of one (family, interface, port): bound to the wildcard address and
 /// the interface, so it accepts from any source on that interface (as Heartbeat's ucast
 /// read side does), and shared by every medium of the link on that port.
-pub(super) fn rx_socket(
-    v6: bool,
-    iface: &str,
-    port: u16,
-    medium: &str,
-) -> Result<Socket, HostError> {
+pub(super) fn rx_socket(v6: bool, iface: &str, port: u16, medium: &str) -> Result<Socket, HostError> {
     let sock = udp(v6, medium)?;
-    sock.set_reuse_address(true)
-        .map_err(|e| HostError::io(medium, "SO_REUSEADDR", e))?;
-    sock.set_reuse_port(true)
-        .map_err(|e| HostError::io(medium, "SO_REUSEPORT", e))?;
+    sock.set_reuse_address(true).map_err(|e| HostError::io(medium, "SO_REUSEADDR", e))?;
+    sock.set_reuse_port(true).map_err(|e| HostError::io(medium, "SO_REUSEPORT", e))?;
     if v6 {
-        sock.set_only_v6(true)
-            .map_err(|e| HostError::io(medium, "IPV6_V6ONLY", e))?;
+        sock.set_only_v6(true).map_err(|e| HostError::io(medium, "IPV6_V6ONLY", e))?;
     }
     bind_device(&sock, iface, medium)?;
     // SO_RCVBUFFORCE passes rmem_max as root; otherwise take what SO_RCVBUF gives.
@@ -118,8 +96,7 @@ pub(super) fn rx_socket(
         let _ = sock.set_recv_buffer_size(RCVBUF);
     }
     nonblocking(&sock, medium)?;
-    sock.bind(&any(v6, port))
-        .map_err(|e| HostError::io(medium, "bind", e))?;
+    sock.bind(&any(v6, port)).map_err(|e| HostError::io(medium, "bind", e))?;
     Ok(sock)
 }
 
@@ -127,31 +104,24 @@ pub(super) fn rx_socket(
 fn sender(v6: bool, iface: &str, medium: &str) -> Result<Socket, HostError> {
     let sock = udp(v6, medium)?;
     if v6 {
-        sock.set_only_v6(true)
-            .map_err(|e| HostError::io(medium, "IPV6_V6ONLY", e))?;
+        sock.set_only_v6(true).map_err(|e| HostError::io(medium, "IPV6_V6ONLY", e))?;
     }
     bind_device(&sock, iface, medium)?;
     nonblocking(&sock, medium)?;
-    sock.bind(&any(v6, 0))
-        .map_err(|e| HostError::io(medium, "bind", e))?;
+    sock.bind(&any(v6, 0)).map_err(|e| HostError::io(medium, "bind", e))?;
     Ok(sock)
 }
 
 pub(super) fn ucast_sender(v6: bool, iface: &str, medium: &str) -> Result<Socket, HostError> {
     let sock = sender(v6, iface, medium)?;
-    let tos = if v6 {
-        sock.set_tclass_v6(TOS_LOWDELAY)
-    } else {
-        sock.set_tos_v4(TOS_LOWDELAY)
-    };
+    let tos = if v6 { sock.set_tclass_v6(TOS_LOWDELAY) } else { sock.set_tos_v4(TOS_LOWDELAY) };
     tos.map_err(|e| HostError::io(medium, "IP_TOS", e))?;
     Ok(sock)
 }
 
 pub(super) fn bcast_sender(iface: &str, medium: &str) -> Result<Socket, HostError> {
     let sock = sender(false, iface, medium)?;
-    sock.set_broadcast(true)
-        .map_err(|e| HostError::io(medium, "SO_BROADCAST", e))?;
+    sock.set_broadcast(true).map_err(|e| HostError::io(medium, "SO_BROADCAST", e))?;
     Ok(sock)
 }
 
@@ -163,50 +133,29 @@ pub(super) fn mcast_sender(
     medium: &str,
 ) -> Result<Socket, HostError> {
     let sock = sender(false, iface, medium)?;
-    set_multicast_if_v4_index(&sock, ifindex)
-        .map_err(|e| HostError::io(medium, "IP_MULTICAST_IF", e))?;
-    sock.set_multicast_ttl_v4(u32::from(ttl))
-        .map_err(|e| HostError::io(medium, "IP_MULTICAST_TTL", e))?;
-    sock.set_multicast_loop_v4(looped)
-        .map_err(|e| HostError::io(medium, "IP_MULTICAST_LOOP", e))?;
+    set_multicast_if_v4_index(&sock, ifindex).map_err(|e| HostError::io(medium, "IP_MULTICAST_IF", e))?;
+    sock.set_multicast_ttl_v4(u32::from(ttl)).map_err(|e| HostError::io(medium, "IP_MULTICAST_TTL", e))?;
+    sock.set_multicast_loop_v4(looped).map_err(|e| HostError::io(medium, "IP_MULTICAST_LOOP", e))?;
     Ok(sock)
 }
 
-pub(super) fn mcast6_sender(
-    iface: &str,
-    ifindex: u32,
-    hops: u8,
-    medium: &str,
-) -> Result<Socket, HostError> {
+pub(super) fn mcast6_sender(iface: &str, ifindex: u32, hops: u8, medium: &str) -> Result<Socket, HostError> {
     let sock = sender(true, iface, medium)?;
-    sock.set_multicast_if_v6(ifindex)
-        .map_err(|e| HostError::io(medium, "IPV6_MULTICAST_IF", e))?;
+    sock.set_multicast_if_v6(ifindex).map_err(|e| HostError::io(medium, "IPV6_MULTICAST_IF", e))?;
     sock.set_multicast_hops_v6(u32::from(hops))
         .map_err(|e| HostError::io(medium, "IPV6_MULTICAST_HOPS", e))?;
     // Heartbeat's mcast6 never loops its packets back.
-    sock.set_multicast_loop_v6(false)
-        .map_err(|e| HostError::io(medium, "IPV6_MULTICAST_LOOP", e))?;
+    sock.set_multicast_loop_v6(false).map_err(|e| HostError::io(medium, "IPV6_MULTICAST_LOOP", e))?;
     Ok(sock)
 }
 
-pub(super) fn join4(
-    sock: &Socket,
-    group: Ipv4Addr,
-    ifindex: u32,
-    medium: &str,
-) -> Result<(), HostError> {
+pub(super) fn join4(sock: &Socket, group: Ipv4Addr, ifindex: u32, medium: &str) -> Result<(), HostError> {
     sock.join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(ifindex))
         .map_err(|e| HostError::io(medium, "IP_ADD_MEMBERSHIP", e))
 }
 
-pub(super) fn join6(
-    sock: &Socket,
-    group: Ipv6Addr,
-    ifindex: u32,
-    medium: &str,
-) -> Result<(), HostError> {
-    sock.join_multicast_v6(&group, ifindex)
-        .map_err(|e| HostError::io(medium, "IPV6_ADD_MEMBERSHIP", e))
+pub(super) fn join6(sock: &Socket, group: Ipv6Addr, ifindex: u32, medium: &str) -> Result<(), HostError> {
+    sock.join_multicast_v6(&group, ifindex).map_err(|e| HostError::io(medium, "IPV6_ADD_MEMBERSHIP", e))
 }
 
 /// IP_MULTICAST_IF by interface index (`struct ip_mreqn`), which socket2 only offers by
@@ -253,11 +202,7 @@ pub(super) fn resolve_peer(
     let wrong_family = || {
         HostError::medium(
             medium,
-            if v6 {
-                "peer is not an IPv6 address"
-            } else {
-                "peer is not an IPv4 address"
-            },
+            if v6 { "peer is not an IPv6 address" } else { "peer is not an IPv4 address" },
         )
     };
     let link_local_scope = |mut a: SocketAddr| {
@@ -269,11 +214,7 @@ pub(super) fn resolve_peer(
         a
     };
     if let Ok(a) = peer.parse::<SocketAddr>() {
-        return if family_ok(&a) {
-            Ok(link_local_scope(a))
-        } else {
-            Err(wrong_family())
-        };
+        return if family_ok(&a) { Ok(link_local_scope(a)) } else { Err(wrong_family()) };
     }
     // `name:port` (one colon: an IPv6 address has at least two).
     let (peer, port) = match peer.split_once(':') {
@@ -298,10 +239,7 @@ pub(super) fn resolve_peer(
                         Err(_) => match nix::net::if_::if_nametoindex(s) {
                             Ok(n) => n,
                             Err(_) => {
-                                return Err(HostError::medium(
-                                    medium,
-                                    format!("no such interface {s}"),
-                                ))
+                                return Err(HostError::medium(medium, format!("no such interface {s}")))
                             }
                         },
                     },
@@ -313,14 +251,10 @@ pub(super) fn resolve_peer(
         return Ok(link_local_scope(a));
     }
     if scope.is_some() {
-        return Err(HostError::medium(
-            medium,
-            "a %scope needs a literal IPv6 address",
-        ));
+        return Err(HostError::medium(medium, "a %scope needs a literal IPv6 address"));
     }
-    let addrs = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| HostError::io(medium, "cannot resolve peer", e))?;
+    let addrs =
+        (host, port).to_socket_addrs().map_err(|e| HostError::io(medium, "cannot resolve peer", e))?;
     let mut any_addr = false;
     for a in addrs {
         any_addr = true;
