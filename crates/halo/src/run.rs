@@ -400,7 +400,10 @@ impl Daemon<'_> {
                 *quiet = now + DROP_LOG_QUIET_MS;
                 self.logger.log(
                     halo_host::Level::Error,
-                    &format!("cannot send on link {}: {e} (repeats are not logged for a while)", self.links.name(link)),
+                    &format!(
+                        "cannot send on link {}: {e} (repeats are not logged for a while)",
+                        self.links.name(link)
+                    ),
                 );
             }
         }

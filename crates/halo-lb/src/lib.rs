@@ -1,0 +1,25 @@
+//! halo-lb is halo's director, the part that replaces ldirectord and drives LVS: it decides
+//! which real server receives each new connection to a virtual service, it will health-check
+//! the real servers, and it will make the kernel forward the traffic (nftables, or IPVS where
+//! the kernel has it) by reconciling the state it wants against the state the kernel reports.
+//!
+//! It must never block the caller (scheduling is pure computation over the slice it is given;
+//! time is passed in, never read), never panic on anything that comes from configuration, the
+//! operator or the network (weights, counters, addresses, scheduler names and flags are all
+//! untrusted), never let a table grow without bound because of traffic (every per-client or
+//! per-destination table has a cap), and never replay kernel commands blindly: a data plane
+//! compares what it wants with what is there and changes only the difference.
+//!
+//! Layout:
+//! * [`scheduler`]: every IPVS scheduler (`rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh`) as
+//!   deterministic Rust that takes the same decisions as the kernel's `ip_vs_*.c` modules, the
+//!   [`Scheduler`] trait they share, [`by_name`] to build one from its ipvsadm name and
+//!   flags, and [`Persistence`] (`persistent` + `netmask`: client affinity as IPVS does it).
+
+#![deny(unsafe_code)]
+
+pub mod scheduler;
+
+pub use scheduler::{
+    by_name, Conn, Dest, Netmask, NetmaskError, Persistence, Scheduler, SchedulerError, SCHEDULERS,
+};
