@@ -95,3 +95,31 @@ mod tests {
         assert_eq!(e.to_string(), "ha.cf:1: a\nha.cf:2: b");
     }
 }
+
+/// The candidate within two edits of `word` (and close relative to its length), for "did you
+/// mean" hints. Words whose length differs by more than two cannot qualify and are skipped
+/// before the quadratic distance, so a long garbage token costs nothing.
+pub(crate) fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let n = word.chars().count();
+    candidates
+        .filter(|d| d.chars().count().abs_diff(n) <= 2)
+        .map(|d| (edit_distance(d, word), d))
+        .filter(|(dist, d)| *dist <= 2 && *dist * 3 <= d.len())
+        .min_by_key(|(dist, _)| *dist)
+        .map(|(_, d)| d)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1041,29 +1041,10 @@ fn unknown_directive_message(directive: &str) -> String {
             return msg;
         }
     }
-    let best = all_directives()
-        .map(|d| (edit_distance(d, directive), d))
-        .filter(|(dist, d)| *dist <= 2 && *dist * 3 <= d.len())
-        .min_by_key(|(dist, _)| *dist);
-    if let Some((_, name)) = best {
+    if let Some(name) = crate::diag::closest(directive, all_directives()) {
         msg.push_str(&format!("; did you mean '{name}'?"));
     }
     msg
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Heartbeat's start conditions that concern ha.cf alone (spec §1.1, `init_config`):

@@ -1938,26 +1938,7 @@ fn suggestion(name: &str, first: &[&'static str], second: &[&'static str]) -> Op
     if let Some(d) = all().find(|d| d.eq_ignore_ascii_case(name)) {
         return Some(d);
     }
-    all()
-        .map(|d| (edit_distance(d, &name.to_ascii_lowercase()), d))
-        .filter(|(dist, d)| *dist <= 2 && *dist * 3 <= d.len())
-        .min_by_key(|(dist, _)| *dist)
-        .map(|(_, d)| d)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    crate::diag::closest(&name.to_ascii_lowercase(), all())
 }
 
 /// Which characters a host name may hold (ldirectord's patterns differ slightly).
