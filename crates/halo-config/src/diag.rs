@@ -74,28 +74,6 @@ impl<'a> Sink<'a> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn display_with_and_without_line() {
-        let d = Diagnostic::new(Path::new("/etc/ha.d/ha.cf"), 7, "keepalive: bad");
-        assert_eq!(d.to_string(), "/etc/ha.d/ha.cf:7: keepalive: bad");
-        let d = Diagnostic::new(Path::new("/etc/ha.d/authkeys"), 0, "bad permissions");
-        assert_eq!(d.to_string(), "/etc/ha.d/authkeys: bad permissions");
-    }
-
-    #[test]
-    fn config_error_is_one_diagnostic_per_line() {
-        let e = ConfigError::new(vec![
-            Diagnostic::new(Path::new("ha.cf"), 1, "a"),
-            Diagnostic::new(Path::new("ha.cf"), 2, "b"),
-        ]);
-        assert_eq!(e.to_string(), "ha.cf:1: a\nha.cf:2: b");
-    }
-}
-
 /// The candidate within two edits of `word` (and close relative to its length), for "did you
 /// mean" hints. Words whose length differs by more than two cannot qualify and are skipped
 /// before the quadratic distance, so a long garbage token costs nothing.
@@ -122,4 +100,26 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_with_and_without_line() {
+        let d = Diagnostic::new(Path::new("/etc/ha.d/ha.cf"), 7, "keepalive: bad");
+        assert_eq!(d.to_string(), "/etc/ha.d/ha.cf:7: keepalive: bad");
+        let d = Diagnostic::new(Path::new("/etc/ha.d/authkeys"), 0, "bad permissions");
+        assert_eq!(d.to_string(), "/etc/ha.d/authkeys: bad permissions");
+    }
+
+    #[test]
+    fn config_error_is_one_diagnostic_per_line() {
+        let e = ConfigError::new(vec![
+            Diagnostic::new(Path::new("ha.cf"), 1, "a"),
+            Diagnostic::new(Path::new("ha.cf"), 2, "b"),
+        ]);
+        assert_eq!(e.to_string(), "ha.cf:1: a\nha.cf:2: b");
+    }
 }
