@@ -15,9 +15,12 @@
 //!   deterministic Rust that takes the same decisions as the kernel's `ip_vs_*.c` modules, the
 //!   [`Scheduler`] trait they share, [`by_name`] to build one from its ipvsadm name and
 //!   flags, and [`Persistence`] (`persistent` + `netmask`: client affinity as IPVS does it).
+//! * [`ipvsadm`]: a model of the IPVS table and what `ipvsadm` 1.31 prints for it, byte for
+//!   byte (`-L -n` and its `--stats`/`--rate`/... views, `-c`, `-S`), as pure functions.
 
 #![deny(unsafe_code)]
 
+pub mod ipvsadm;
 pub mod scheduler;
 
 pub use scheduler::{

@@ -26,6 +26,7 @@
 mod addr;
 mod announce;
 mod nl;
+pub mod realserver;
 mod spec;
 mod watch;
 
