@@ -15,11 +15,15 @@
 //!   deterministic Rust that takes the same decisions as the kernel's `ip_vs_*.c` modules, the
 //!   [`Scheduler`] trait they share, [`by_name`] to build one from its ipvsadm name and
 //!   flags, and [`Persistence`] (`persistent` + `netmask`: client affinity as IPVS does it).
+//! * [`check`]: asynchronous health checks of real servers (ldirectord's check types and
+//!   negotiate protocols, each under one total deadline), [`check::spec_for`] to build them
+//!   from ldirectord.cf, and [`check::Health`] (rise/fall, last results) per real server.
 //! * [`ipvsadm`]: a model of the IPVS table and what `ipvsadm` 1.31 prints for it, byte for
 //!   byte (`-L -n` and its `--stats`/`--rate`/... views, `-c`, `-S`), as pure functions.
 
 #![deny(unsafe_code)]
 
+pub mod check;
 pub mod ipvsadm;
 pub mod scheduler;
 
