@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# compare.sh — halo vs Heartbeat 3.0.6 vs keepalived 2.2.7, idle, in the SAME run:
+# compare.sh — halo vs Heartbeat 3.0.6 vs keepalived 2.2.7, idle, in the SAME run (plus a
+# halo pair with `realtime off`, since real-time scheduling has a CPU price of its own):
 # for each heartbeat interval (1 s, then 100 ms) one pair of each daemon runs at the same
 # time, each pair in its own two network namespaces joined by a veth, every daemon with its
 # packaged defaults (heartbeat and halo: realtime on). Both nodes of every pair are
@@ -53,15 +54,15 @@ pair() {  # NAME SUBNET -> namespaces cmp-$$-NAME-a/b, veth v-NAME-a/b, 10.254.S
     ip -n "$a" link set "v$1a" up; ip -n "$b" link set "v$1b" up
 }
 
-start_halo() {  # KEEPALIVE DEADTIME
+start_halo() {  # NAME SUBNET REALTIME KEEPALIVE DEADTIME
     local n peer ifc d
     for n in a b; do
-        if [ $n = a ]; then ifc=vhaloa peer=10.254.71.2; else ifc=vhalob peer=10.254.71.1; fi
-        d=$TMP/halo/$n; mkdir -p "$d/ha.d"
-        printf 'logfile %s/log\nkeepalive %s\ndeadtime %s\ninitdead 10\nudpport 694\nucast %s %s\nauto_failback on\nnode a b\n' \
-            "$d" "$1" "$2" "$ifc" "$peer" > "$d/ha.d/ha.cf"
+        if [ $n = a ]; then ifc=v$1a peer=10.254.$2.2; else ifc=v$1b peer=10.254.$2.1; fi
+        d=$TMP/$1/$n; mkdir -p "$d/ha.d"
+        printf 'logfile %s/log\nkeepalive %s\ndeadtime %s\ninitdead 10\nudpport 694\nucast %s %s\nauto_failback on\nrealtime %s\nnode a b\n' \
+            "$d" "$4" "$5" "$ifc" "$peer" "$3" > "$d/ha.d/ha.cf"
         printf 'auth 1\n1 sha1 footprint\n' > "$d/ha.d/authkeys"; chmod 600 "$d/ha.d/authkeys"
-        ip netns exec "cmp$$-halo-$n" "$HALO" --socket "$d/sock" run --config-dir "$d/ha.d" --node $n \
+        ip netns exec "cmp$$-$1-$n" "$HALO" --socket "$d/sock" run --config-dir "$d/ha.d" --node $n \
             --state-dir "$d/state" </dev/null >"$d/out" 2>&1 &
         PIDS+=($!); echo $! > "$d/pid"
     done
@@ -98,6 +99,7 @@ wait_up() {
     local i
     for ((i = 0; i < 300; i++)); do
         if "$HALO" --socket "$TMP/halo/a/sock" status --json 2>/dev/null | grep -q '"state": "active"' &&
+           "$HALO" --socket "$TMP/halonrt/a/sock" status --json 2>/dev/null | grep -q '"state": "active"' &&
            [ "$("$HB" cl_status "cmp$$-hb-a" "$TMP/hb/a" nodestatus b 2>/dev/null)" = active ] &&
            ip -n "cmp$$-ka-a" -br addr show dev vkaa | grep -q 10.254.73.100; then
             return 0
@@ -112,21 +114,21 @@ stop_all() {
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     wait "${PIDS[@]}" 2>/dev/null || true
     PIDS=()
-    rm -rf "$TMP/halo" "$TMP/hb" "$TMP/ka"
+    rm -rf "$TMP/halo" "$TMP/halonrt" "$TMP/hb" "$TMP/ka"
 }
 
-pair halo 71; pair hb 72; pair ka 73
+pair halo 71; pair hb 72; pair ka 73; pair halonrt 74
 echo "# $(date -u +%FT%TZ) $(uname -r) nproc=$(nproc) DURATION=${DURATION}s; $(dpkg-query -W -f '${Package} ${Version}  ' heartbeat keepalived); halo $("$HALO" --version | cut -d' ' -f2)"
 for interval in "1 10 1" "100ms 1 0.1"; do
     set -- $interval
-    start_halo "$1" "$2"; start_hb "$1" "$2"; start_ka "$3"
+    start_halo halo 71 on "$1" "$2"; start_halo halonrt 74 off "$1" "$2"; start_hb "$1" "$2"; start_ka "$3"
     wait_up
     sleep "$SETTLE"
     MPIDS=()
-    for d in halo hb ka; do
+    for d in halo halonrt hb ka; do
         for n in a b; do
             case $d in
-                halo) pid=$(cat "$TMP/halo/$n/pid");;
+                halo|halonrt) pid=$(cat "$TMP/$d/$n/pid");;
                 hb) pid=$(cat "$TMP/hb/$n/pid");;
                 ka) pid=$(cat "$TMP/ka/$n.rootpid");;
             esac
@@ -136,10 +138,10 @@ for interval in "1 10 1" "100ms 1 0.1"; do
     done
     wait "${MPIDS[@]}"
     echo
-    echo "## keepalive/advert $1 (same ${DURATION}s window for all six daemons)"
+    echo "## keepalive/advert $1 (same ${DURATION}s window for all eight daemons)"
     printf '%-22s %6s %10s %10s %14s\n' daemon procs RSS_kB PSS_kB CPU_s_per_min
-    for d in halo hb ka; do
-        name=$d; [ $d = hb ] && name="heartbeat 3.0.6"; [ $d = ka ] && name="keepalived 2.2.7"
+    for d in halo halonrt hb ka; do
+        name=$d; [ $d = halonrt ] && name="halo, realtime off"; [ $d = hb ] && name="heartbeat 3.0.6"; [ $d = ka ] && name="keepalived 2.2.7"
         for n in a b; do
             t=$(grep '^TOTAL' "$TMP/m-$d-$n")
             get() { echo "$t" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
