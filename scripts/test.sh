@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-# heartbeat: the real Heartbeat 3.0.6 peer of the interop tests; iproute2: namespaces;
-# nftables: cutting links one way; procps: pgrep in the helper scripts.
-apt_need heartbeat iproute2 nftables procps util-linux
+# heartbeat: the real Heartbeat 3.0.6 peer of the interop tests; resource-agents: the real
+# OCF agents the agent-runner tests drive; iproute2: namespaces; nftables: cutting links one
+# way; procps, util-linux: the helper scripts; python3: the hostile-packet sender.
+apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3
 rust_need
 cargo build --workspace --all-targets
 # One test at a time: the end-to-end tests time real daemons on a 2-core machine.
