@@ -33,7 +33,23 @@ pub fn demo() -> anyhow::Result<i32> {
     }
     println!("== both nodes active for each other after {} ms\n", t0.elapsed().as_millis());
     print_status(&sockets[0])?;
-    println!("\n== pulling beta's network cable");
+    // Like Heartbeat, a node advertises deadtime + 2 s for its first 5 s; cut after that so
+    // the demo shows the configured deadtime.
+    let settle = Duration::from_secs(6).saturating_sub(t0.elapsed());
+    println!(
+        "\n== waiting {} ms: a starting node advertises deadtime + 2 s for its first 5 s",
+        settle.as_millis()
+    );
+    std::thread::sleep(settle);
+    let v = crate::control::request(&sockets[0], "status")?;
+    let dt = v["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == "beta"))
+        .map(|n| n["deadtime_ms"].clone());
+    println!(
+        "== pulling beta's network cable (alpha declares beta dead after {} ms of silence)",
+        dt.unwrap_or_default()
+    );
     tb.cable("beta", false)?;
     let t1 = Instant::now();
     if wait_for(Duration::from_secs(10), || {
