@@ -1001,46 +1001,56 @@ pub struct Lblc {
     table: LocalityTable<usize>,
 }
 
-impl Default for Lblc {
-    fn default() -> Lblc {
-        Lblc::new()
-    }
+/// The construction and housekeeping shared by the two locality schedulers (their tables
+/// differ only in what an entry holds).
+macro_rules! locality_scheduler_common {
+    ($t:ident, $name:literal) => {
+        impl Default for $t {
+            fn default() -> $t {
+                $t::new()
+            }
+        }
+
+        impl $t {
+            #[doc = concat!("`", $name, "` with the kernel's defaults (24 h expiration, 16384 entries).")]
+            pub fn new() -> $t {
+                $t { table: LocalityTable::new() }
+            }
+
+            /// The idle time after which an entry is forgotten (for `lblcr` also the time a
+            /// set must go unchanged before it sheds its busiest member).
+            pub fn with_expiration_ms(mut self, ms: u64) -> $t {
+                self.table.expiration_ms = ms;
+                self
+            }
+
+            /// Caps the number of remembered destination addresses; past it, new addresses
+            /// are scheduled without being remembered.
+            pub fn with_max_entries(mut self, n: usize) -> $t {
+                self.table.max_entries = n;
+                self
+            }
+
+            /// Drops every entry idle for the expiration time (the kernel's periodic full check).
+            pub fn expire(&mut self, now_ms: u64) {
+                self.table.expire(now_ms);
+            }
+
+            /// How many destination addresses are remembered.
+            pub fn len(&self) -> usize {
+                self.table.entries.len()
+            }
+
+            /// Whether no destination address is remembered.
+            pub fn is_empty(&self) -> bool {
+                self.table.entries.is_empty()
+            }
+        }
+    };
 }
 
-impl Lblc {
-    /// `lblc` with the kernel's defaults (24 h expiration, 16384 entries).
-    pub fn new() -> Lblc {
-        Lblc { table: LocalityTable::new() }
-    }
-
-    /// Forgets an entry once it has been idle this long.
-    pub fn with_expiration_ms(mut self, ms: u64) -> Lblc {
-        self.table.expiration_ms = ms;
-        self
-    }
-
-    /// Caps the number of remembered destination addresses; past it, new addresses are
-    /// scheduled by `wlc` without being remembered.
-    pub fn with_max_entries(mut self, n: usize) -> Lblc {
-        self.table.max_entries = n;
-        self
-    }
-
-    /// Drops every entry idle for the expiration time (the kernel's periodic full check).
-    pub fn expire(&mut self, now_ms: u64) {
-        self.table.expire(now_ms);
-    }
-
-    /// How many destination addresses are remembered.
-    pub fn len(&self) -> usize {
-        self.table.entries.len()
-    }
-
-    /// Whether no destination address is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.table.entries.is_empty()
-    }
-}
+locality_scheduler_common!(Lblc, "lblc");
+locality_scheduler_common!(Lblcr, "lblcr");
 
 impl Scheduler for Lblc {
     fn name(&self) -> &'static str {
@@ -1084,49 +1094,10 @@ pub struct Lblcr {
     table: LocalityTable<ServerSet>,
 }
 
-impl Default for Lblcr {
-    fn default() -> Lblcr {
-        Lblcr::new()
-    }
-}
-
 impl Lblcr {
-    /// `lblcr` with the kernel's defaults (24 h expiration, 16384 entries).
-    pub fn new() -> Lblcr {
-        Lblcr { table: LocalityTable::new() }
-    }
-
-    /// The idle time after which an entry is forgotten, and the time a set must go unchanged
-    /// before it sheds its busiest member.
-    pub fn with_expiration_ms(mut self, ms: u64) -> Lblcr {
-        self.table.expiration_ms = ms;
-        self
-    }
-
-    /// Caps the number of remembered destination addresses.
-    pub fn with_max_entries(mut self, n: usize) -> Lblcr {
-        self.table.max_entries = n;
-        self
-    }
-
-    /// Drops every entry idle for the expiration time.
-    pub fn expire(&mut self, now_ms: u64) {
-        self.table.expire(now_ms);
-    }
-
     /// The server set of destination address `dst`, most recently added first.
     pub fn server_set(&self, dst: IpAddr) -> Option<&[usize]> {
         self.table.entries.get(&dst).map(|(_, set)| set.members.as_slice())
-    }
-
-    /// How many destination addresses are remembered.
-    pub fn len(&self) -> usize {
-        self.table.entries.len()
-    }
-
-    /// Whether no destination address is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.table.entries.is_empty()
     }
 }
 
