@@ -125,3 +125,33 @@ impl Drop for Netns {
         }
     }
 }
+
+/// A private namespace with a veth pair hv0 — hv1, hv0 at 192.0.2.1/24 and
+/// 2001:db8:77::1/64 (documentation ranges), or None (after a skip note, or a failure under
+/// HALO_REQUIRE_ROOT=1) when this machine cannot have one.
+pub fn dual_stack_veth(test: &str) -> Option<Netns> {
+    if !require_root(test) {
+        return None;
+    }
+    let ns = match Netns::new() {
+        Ok(ns) => ns,
+        Err(e) => {
+            skip(test, &e);
+            return None;
+        }
+    };
+    let steps = [
+        "link add hv0 type veth peer name hv1",
+        "link set hv0 up",
+        "link set hv1 up",
+        "addr add 192.0.2.1/24 dev hv0",
+        "-6 addr add 2001:db8:77::1/64 dev hv0 nodad",
+    ];
+    for s in steps {
+        if let Err(e) = ns.ip(s) {
+            skip(test, &e);
+            return None;
+        }
+    }
+    Some(ns)
+}

@@ -488,7 +488,7 @@ mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::testutil::{require_root, skip, Netns, TempDir};
+    use crate::testutil::{dual_stack_veth as setup, Netns, TempDir};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")
@@ -599,33 +599,6 @@ mod tests {
                 "2001:db8::80 is not on lo",
             ]
         );
-    }
-
-    /// A namespace with a veth pair hv0 (192.0.2.1/24) — hv1, or None (after skip).
-    fn setup(test: &str) -> Option<Netns> {
-        if !require_root(test) {
-            return None;
-        }
-        let ns = match Netns::new() {
-            Ok(ns) => ns,
-            Err(e) => {
-                skip(test, &e);
-                return None;
-            }
-        };
-        for s in [
-            "link add hv0 type veth peer name hv1",
-            "link set hv0 up",
-            "link set hv1 up",
-            "addr add 192.0.2.1/24 dev hv0",
-            "-6 addr add 2001:db8:77::1/64 dev hv0 nodad",
-        ] {
-            if let Err(e) = ns.ip(s) {
-                skip(test, &e);
-                return None;
-            }
-        }
-        Some(ns)
     }
 
     fn lo_addrs(ns: &Netns) -> String {

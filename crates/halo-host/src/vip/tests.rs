@@ -14,38 +14,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{self, AddressFamily, LinkAddr, SockFlag, SockProtocol, SockType, SockaddrLike};
 
 use super::*;
-use crate::testutil::{require_root, skip, Netns};
+use crate::testutil::{dual_stack_veth as setup, Netns};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
-}
-
-/// A namespace with the veth pair, or None (after skip) when this machine cannot have one.
-fn setup(test: &str) -> Option<Netns> {
-    if !require_root(test) {
-        return None;
-    }
-    let ns = match Netns::new() {
-        Ok(ns) => ns,
-        Err(e) => {
-            skip(test, &e);
-            return None;
-        }
-    };
-    let steps = [
-        "link add hv0 type veth peer name hv1",
-        "link set hv0 up",
-        "link set hv1 up",
-        "addr add 192.0.2.1/24 dev hv0",
-        "-6 addr add 2001:db8:77::1/64 dev hv0 nodad",
-    ];
-    for s in steps {
-        if let Err(e) = ns.ip(s) {
-            skip(test, &e);
-            return None;
-        }
-    }
-    Some(ns)
 }
 
 /// `ip ARGS` in the namespace, its standard output.
