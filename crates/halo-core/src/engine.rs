@@ -269,8 +269,14 @@ impl Engine {
         self.peers.iter().find(|p| p.name == node).map(|p| p.state)
     }
 
-    /// The latest time by which the runtime must deliver the next [`Event::Tick`].
+    /// The latest time by which the runtime must deliver the next [`Event::Tick`]. Computed
+    /// once at the end of every [`handle`](Self::handle) (only `handle` changes the state),
+    /// so the runtime may ask as often as it likes.
     pub fn next_deadline(&self) -> u64 {
+        self.promised_deadline
+    }
+
+    fn compute_deadline(&self) -> u64 {
         let Some(started) = self.started_ms else {
             return 0;
         };
@@ -323,7 +329,7 @@ impl Engine {
                 self.shut_down = true;
             }
         }
-        self.promised_deadline = self.next_deadline();
+        self.promised_deadline = self.compute_deadline();
     }
 
     fn start(&mut self, now: Now, out: &mut Vec<Action>) {
