@@ -339,7 +339,21 @@ impl Daemon<'_> {
 
     fn deliver(&mut self, now: Now, link: usize, bytes: &[u8], actions: &mut Vec<Action>) {
         match halo_wire::decode(bytes, &self.keyring) {
-            Ok(msg) => self.engine.handle(now, Event::Message { link, msg }, actions),
+            Ok(msg) => {
+                if self.logger.debug_level() > 0 {
+                    self.logger.log(
+                        halo_host::Level::Debug,
+                        &format!(
+                            "got {} from {} (seq {}) on link {}",
+                            msg.kind().unwrap_or("?"),
+                            msg.get("src").unwrap_or("?"),
+                            msg.get("seq").unwrap_or("-"),
+                            self.links.name(link)
+                        ),
+                    );
+                }
+                self.engine.handle(now, Event::Message { link, msg }, actions)
+            }
             Err(reason) => self.dropped(now, link, reason, bytes),
         }
     }

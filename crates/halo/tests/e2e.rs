@@ -278,9 +278,14 @@ fn status_json_has_the_documented_fields_and_sigterm_is_a_shutdown_not_a_death()
         return;
     };
     let cf = format!("{TIMING}udpport 694\nbcast eth0\nnode n1 n2\n");
-    c.start("n1", &cf);
+    // n1 also keeps a debug log: every message received is in it, the info lines too.
+    let debugfile = c.tb.dir.join("n1.debug");
+    c.start("n1", &format!("{cf}debug 1\ndebugfile {}\n", debugfile.display()));
     c.start("n2", &cf);
     c.wait_all(&["n1", "n2"], "active", Duration::from_secs(10));
+    let debug = std::fs::read_to_string(&debugfile).unwrap_or_default();
+    assert!(debug.contains("debug: got status from n2"), "{debug}");
+    assert!(debug.contains("Comm_now_up(): updating status to active"), "{debug}");
     let out = std::process::Command::new(HALO)
         .args(["--socket", &c.socket("n1").to_string_lossy(), "status", "--json"])
         .output()
