@@ -8,8 +8,10 @@
 //! from it for the deadtime *it* advertised (`dt`). Every sequenced message can be asked
 //! for again (`NS_rexmit`) and is acknowledged (`NS_ackmsg`) as Heartbeat does it.
 use crate::history::{History, Lookup};
+use crate::resources::{GroupConfig, OperatorCmd, ResourceStatus, Resources, RscOut, View};
 use crate::seqtrack::{GenVerdict, SeqTrack, Verdict};
 use crate::status::{ClusterStatus, LinkStatus, NodeStatus};
+use halo_config::AutoFailback;
 use halo_wire::Message;
 use std::collections::BTreeMap;
 
@@ -48,6 +50,12 @@ pub struct CoreConfig {
     pub flow_control: bool,
     /// Seed of the engine's only randomness (ACK triggers, retransmit-request jitter).
     pub seed: u64,
+    /// haresources groups (empty: resources are not managed).
+    pub groups: Vec<GroupConfig>,
+    pub auto_failback: AutoFailback,
+    /// Groups the start-up probe found running here: held until placement says otherwise,
+    /// never started twice.
+    pub running_at_start: Vec<String>,
 }
 
 impl CoreConfig {
@@ -67,6 +75,9 @@ impl CoreConfig {
             links: links.iter().map(|s| s.to_string()).collect(),
             flow_control: true,
             seed: 1,
+            groups: Vec::new(),
+            auto_failback: AutoFailback::On,
+            running_at_start: Vec::new(),
         }
     }
 }
@@ -79,8 +90,15 @@ pub enum Event {
     Message { link: usize, msg: Message },
     /// The first line of `/proc/loadavg`, carried in the `ld` field.
     Load(String),
-    /// Graceful stop: tell the peers we leave (`shutdone`), so they need not wait deadtime.
+    /// Graceful stop: release every group, then tell the peers we leave (`shutdone`), so
+    /// they take over at once instead of waiting deadtime. [`Action::Exit`] follows.
     Shutdown,
+    /// The runtime finished starting a group ([`Action::StartGroup`]).
+    GroupStarted { key: String, ok: bool, detail: String },
+    /// The runtime finished stopping a group ([`Action::StopGroup`]).
+    GroupStopped { key: String, ok: bool, detail: String },
+    /// A running group's periodic monitor found a resource not running.
+    MonitorFailed { key: String, why: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -97,6 +115,22 @@ pub enum Action {
     /// Send on every link (Heartbeat writes every message to all media).
     Send(Message),
     Log(Level, String),
+    /// Start a resource group (left to right); answer with [`Event::GroupStarted`].
+    StartGroup {
+        key: String,
+        reason: String,
+    },
+    /// Stop a resource group (right to left); answer with [`Event::GroupStopped`].
+    StopGroup {
+        key: String,
+        reason: String,
+    },
+    /// Announce a held group's addresses again (gratuitous ARP / NA).
+    Announce {
+        key: String,
+    },
+    /// The graceful shutdown is complete: the runtime may exit.
+    Exit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +230,10 @@ pub struct Engine {
     retransmitted: u64,
     rng: u64,
     shut_down: bool,
+    /// Shutdown asked: groups are being released before `shutdone`.
+    leaving: bool,
+    rsc: Resources,
+    last_now_ms: u64,
 }
 
 impl Engine {
@@ -223,6 +261,8 @@ impl Engine {
             });
         }
         let flow_control = cfg.flow_control;
+        let rsc =
+            Resources::new(&cfg.node, &cfg.nodes, cfg.auto_failback, &cfg.groups, &cfg.running_at_start);
         Engine {
             cfg,
             state: NodeState::Init,
@@ -246,6 +286,9 @@ impl Engine {
             retransmitted: 0,
             rng,
             shut_down: false,
+            leaving: false,
+            rsc,
+            last_now_ms: 0,
         }
     }
 
@@ -307,6 +350,9 @@ impl Engine {
                 d = d.min(*at);
             }
         }
+        if let Some(r) = self.rsc.deadline(self.last_now_ms) {
+            d = d.min(r);
+        }
         d
     }
 
@@ -317,19 +363,85 @@ impl Engine {
         if self.started_ms.is_none() {
             self.start(now, out);
         }
+        self.last_now_ms = now.ms;
         match ev {
             Event::Tick => self.tick(now, out),
             Event::Message { link, msg } => self.receive(now, link, msg, out),
             Event::Load(l) => self.load = l,
             Event::Shutdown => {
+                if !self.leaving {
+                    self.leaving = true;
+                    self.with_rsc(now, out, |r, _, o| r.shutdown(o));
+                }
+            }
+            Event::GroupStarted { key, ok, detail } => {
+                self.with_rsc(now, out, |r, v, o| r.started(now.ms, &key, ok, &detail, v, o))
+            }
+            Event::GroupStopped { key, ok, detail } => {
+                self.with_rsc(now, out, |r, v, o| r.stopped(now.ms, &key, ok, &detail, v, o))
+            }
+            Event::MonitorFailed { key, why } => {
+                self.with_rsc(now, out, |r, _, o| r.monitor_failed(now.ms, &key, &why, o))
+            }
+        }
+        if self.leaving && !self.shut_down {
+            if self.rsc.all_released() {
                 let mut m = Message::of_type("shutdone");
                 m.add("st", "dead");
                 self.send(now, m, out);
-                out.push(Action::Log(Level::Info, "halo shutdown: sent shutdone to the cluster".into()));
+                out.push(Action::Log(
+                    Level::Info,
+                    "halo shutdown: resources released, sent shutdone to the cluster".into(),
+                ));
+                out.push(Action::Exit);
                 self.shut_down = true;
             }
+        } else if self.comm_up && !self.shut_down {
+            self.with_rsc(now, out, |r, v, o| r.reconcile(now.ms, v, o));
         }
         self.promised_deadline = self.compute_deadline();
+    }
+
+    /// Runs a resource-manager step with the membership view, then sends what it produced.
+    fn with_rsc(
+        &mut self,
+        now: Now,
+        out: &mut Vec<Action>,
+        f: impl FnOnce(&mut Resources, &View, &mut RscOut),
+    ) {
+        let mut ro = RscOut::default();
+        {
+            let peers = &self.peers;
+            let active = |n: &str| peers.iter().any(|p| p.name == n && p.state == NodeState::Active);
+            let alive = |n: &str| peers.iter().any(|p| p.name == n && p.state != NodeState::Dead);
+            let view = View { active: &active, alive: &alive };
+            f(&mut self.rsc, &view, &mut ro);
+        }
+        out.append(&mut ro.actions);
+        for m in ro.msgs {
+            self.send(now, m, out);
+        }
+    }
+
+    /// An operator's `standby`, `takeover` or `cleanup`; the answer is for the operator.
+    pub fn operator(&mut self, now: Now, cmd: OperatorCmd, out: &mut Vec<Action>) -> Result<String, String> {
+        if self.leaving {
+            return Err("halo is shutting down".into());
+        }
+        let mut result = Err(String::new());
+        self.with_rsc(now, out, |r, _, o| result = r.operator(cmd, o));
+        if self.comm_up {
+            self.with_rsc(now, out, |r, v, o| r.reconcile(now.ms, v, o));
+        }
+        self.promised_deadline = self.compute_deadline();
+        result
+    }
+
+    pub fn resource_status(&self, now: Now) -> ResourceStatus {
+        let peers = &self.peers;
+        let active = |n: &str| peers.iter().any(|p| p.name == n && p.state == NodeState::Active);
+        let alive = |n: &str| peers.iter().any(|p| p.name == n && p.state != NodeState::Dead);
+        self.rsc.status(now.ms, &View { active: &active, alive: &alive })
     }
 
     fn start(&mut self, now: Now, out: &mut Vec<Action>) {
@@ -482,6 +594,8 @@ impl Engine {
             GenVerdict::Newer { previous } => {
                 if previous > 0 {
                     out.push(Action::Log(Level::Info, format!("Heartbeat restart on node {src}")));
+                    let name = src.clone();
+                    self.with_rsc(now, out, |r, _, o| r.peer_returned(&name, o));
                 }
                 let p = &mut self.peers[pi];
                 p.seq.new_generation(hg);
@@ -567,6 +681,9 @@ impl Engine {
                 out.push(Action::Log(Level::Info, format!("Received shutdown notice from '{src}'.")));
                 self.set_dead(now, pi, false, out);
             }
+            "starting" | "resource" | "ask_resources" | "hb_takeover" => {
+                self.with_rsc(now, out, |r, v, o| r.on_message(now.ms, &src, &kind, &msg, v, o));
+            }
             _ => {}
         }
     }
@@ -620,7 +737,9 @@ impl Engine {
         p.protocol = Some(has_protocol);
         if p.declared_dead && st != NodeState::Dead {
             p.declared_dead = false;
-            out.push(Action::Log(Level::Crit, format!("Cluster node {} returning after partition.", p.name)));
+            let name = p.name.clone();
+            out.push(Action::Log(Level::Crit, format!("Cluster node {name} returning after partition.")));
+            self.with_rsc(now, out, |r, _, o| r.peer_returned(&name, o));
         }
         if !has_protocol && self.flow_control {
             self.flow_control = false;
@@ -826,6 +945,8 @@ impl Engine {
                 out.push(Action::Log(Level::Info, format!("Link {}:{} dead.", p.name, self.cfg.links[i])));
             }
         }
+        let name = p.name.clone();
+        self.with_rsc(now, out, |r, _, o| r.peer_dead(&name, o));
         if !self.comm_up {
             self.check_comm_up(now, out);
         }
@@ -908,6 +1029,7 @@ impl Engine {
         self.state = NodeState::Active;
         out.push(Action::Log(Level::Info, "Comm_now_up(): updating status to active".into()));
         self.send_status(now, out);
+        self.with_rsc(now, out, |r, _, o| r.comm_up(now.ms, o));
     }
 
     // ---------------------------------------------------------------- status

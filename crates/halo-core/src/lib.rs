@@ -16,8 +16,10 @@
 
 pub mod engine;
 pub mod history;
+pub mod resources;
 pub mod seqtrack;
 pub mod status;
 
 pub use engine::{Action, CoreConfig, Engine, Event, Level, NodeState, Now};
+pub use resources::{GroupConfig, GroupState, OperatorCmd, ResourceStatus, RscSet};
 pub use status::{ClusterStatus, LinkStatus, NodeStatus};

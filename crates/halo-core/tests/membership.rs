@@ -78,6 +78,8 @@ impl Sim {
                     }
                 }
                 Action::Log(level, text) => self.logs.push((self.now, from, level, text)),
+                // No haresources in these scenarios: no group actions.
+                _ => {}
             }
         }
     }

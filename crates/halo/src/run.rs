@@ -174,6 +174,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         links: links_names,
         flow_control: true,
         seed: generation ^ u64::from(std::process::id()) ^ now_secs.rotate_left(17),
+        groups: Vec::new(),
+        auto_failback: hc.auto_failback,
+        running_at_start: Vec::new(),
     });
 
     let has_serial = links.has_serial();
@@ -389,6 +392,9 @@ impl Daemon<'_> {
             match a {
                 Action::Send(m) => self.send(&m),
                 Action::Log(l, text) => self.logger.log(level(l), &text),
+                // Groups are not configured into the engine yet: it asks for none of these.
+                Action::StartGroup { .. } | Action::StopGroup { .. } | Action::Announce { .. } => {}
+                Action::Exit => {}
             }
         }
     }

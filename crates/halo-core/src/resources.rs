@@ -1,0 +1,1022 @@
+//! Resource groups in haresources mode: who runs which group, and when it moves.
+//!
+//! Every node runs the same deterministic placement over the same facts, so the nodes agree
+//! on an owner without a vote:
+//!
+//! * the membership view (which nodes are `active`),
+//! * what every node holds, says it is in standby for, claims (an operator's `takeover`) and
+//!   has failed — each node states these facts about *itself* in its `starting` and
+//!   `resource` messages (Heartbeat's messages, with halo fields that Heartbeat ignores),
+//! * `auto_failback` and each group's preferred node (the haresources line's node).
+//!
+//! A node starts a group only when placement names it, it has heard what every live peer
+//! holds (or Heartbeat's 10 s `RQSTDELAY` passed), and no live node holds the group. A
+//! holder whose group belongs elsewhere stops it first and says so; only then does the new
+//! owner start it. So two nodes never both start a group unless they disagree about
+//! membership (a partition: the safety issue's quorum and fencing). When a partition heals
+//! and two nodes hold one group, placement names one keeper; the others stop, and the
+//! keeper announces its addresses again so the network forgets the loser's MAC.
+//!
+//! Heartbeat 3.0.6 peers do not run this placement: they move resources only through their
+//! own protocol (spec §3.13). halo speaks it to them: it answers `starting` with
+//! `resource rsc_hold=… isstable=…`, hands groups to a Heartbeat peer with the three-step
+//! `ask_resources` (me → other → done), takes groups a Heartbeat peer gives up the same way,
+//! and reads `hb_takeover` as that peer's claim. `auto_failback legacy` behaves as `on`
+//! between halo nodes (the `ip-request` exchange of Heartbeat's legacy mode is not spoken).
+use crate::engine::{Action, Level};
+use halo_config::AutoFailback;
+use halo_wire::Message;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Heartbeat's `RQSTDELAY`: how long a node waits for its peers' holdings before it takes
+/// its groups anyway.
+pub const RQSTDELAY_MS: u64 = 10_000;
+/// How long a standby request (`ask_resources info=me`) waits for `info=other`.
+pub const ASK_TIMEOUT_MS: u64 = 10_000;
+/// A group whose monitor fails is restarted in place this many times within
+/// [`RESTART_WINDOW_MS`]; one more failure moves it away.
+pub const MAX_RESTARTS: usize = 3;
+pub const RESTART_WINDOW_MS: u64 = 60_000;
+
+/// Heartbeat's resource sets (spec §3.13): relative to the node that names them, `local`
+/// are the groups it prefers (its haresources lines), `foreign` all the others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RscSet {
+    pub local: bool,
+    pub foreign: bool,
+}
+
+impl RscSet {
+    pub const NONE: RscSet = RscSet { local: false, foreign: false };
+    pub const ALL: RscSet = RscSet { local: true, foreign: true };
+
+    pub fn parse(s: &str) -> Option<RscSet> {
+        Some(match s {
+            "none" => RscSet::NONE,
+            "local" => RscSet { local: true, foreign: false },
+            // hb_standby's `failback` is `foreign`.
+            "foreign" | "failback" => RscSet { local: false, foreign: true },
+            "all" => RscSet::ALL,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match (self.local, self.foreign) {
+            (false, false) => "none",
+            (true, false) => "local",
+            (false, true) => "foreign",
+            (true, true) => "all",
+        }
+    }
+
+    /// Whether the set, as named by `relative_to`, covers a group preferring `preferred`.
+    pub fn covers(self, relative_to: &str, preferred: &str) -> bool {
+        if preferred == relative_to {
+            self.local
+        } else {
+            self.foreign
+        }
+    }
+
+    /// The same groups named by the other node of a pair (hb_takeover's mirror).
+    pub fn mirror(self) -> RscSet {
+        RscSet { local: self.foreign, foreign: self.local }
+    }
+
+    fn union(self, o: RscSet) -> RscSet {
+        RscSet { local: self.local || o.local, foreign: self.foreign || o.foreign }
+    }
+
+    fn minus(self, o: RscSet) -> RscSet {
+        RscSet { local: self.local && !o.local, foreign: self.foreign && !o.foreign }
+    }
+}
+
+/// A group as the engine knows it: its key (first resource) and preferred node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub key: String,
+    pub node: String,
+}
+
+/// The local state of a group on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupState {
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+    /// A stop failed: the group may still run here. It is held (nobody else starts it)
+    /// until an operator clears it.
+    StopFailed,
+}
+
+impl GroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Stopped => "stopped",
+            GroupState::Starting => "starting",
+            GroupState::Running => "running",
+            GroupState::Stopping => "stopping",
+            GroupState::StopFailed => "stop_failed",
+        }
+    }
+
+    fn held(self) -> bool {
+        !matches!(self, GroupState::Stopped)
+    }
+}
+
+/// What the operator asks of this node (`halo standby`, `halo takeover`, `halo cleanup`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OperatorCmd {
+    Standby(RscSet),
+    Takeover(RscSet),
+    /// Forget a group's failure on this node (all groups when `None`).
+    Cleanup(Option<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub key: String,
+    pub preferred: String,
+    /// Our own state of the group.
+    pub state: &'static str,
+    /// The nodes that hold it, as far as we know (ourselves included).
+    pub holders: Vec<String>,
+    /// Where placement says it belongs now (None: no eligible node).
+    pub desired: Option<String>,
+    pub failed_here: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceStatus {
+    pub managed: bool,
+    pub auto_failback: &'static str,
+    pub standby: &'static str,
+    /// Heartbeat's `cl_status rscstatus`: none, local, foreign, all, transition.
+    pub rscstatus: &'static str,
+    pub stable: bool,
+    pub groups: Vec<GroupStatus>,
+    pub failovers: u64,
+}
+
+struct Group {
+    cfg: GroupConfig,
+    state: GroupState,
+    failed_here: bool,
+    last_error: Option<String>,
+    /// Monitor failures restarted in place (times).
+    restarts: Vec<u64>,
+    restart_after_stop: bool,
+    /// Another node held it too (a healed partition): announce again once it lets go.
+    contested: bool,
+    /// Why we started it (for logs and the `mach_down` notice).
+    took_from_dead: bool,
+}
+
+#[derive(Default)]
+struct PeerRsc {
+    /// We know its holdings since its last (re)start.
+    known: bool,
+    /// It sends halo's fields (else it is Heartbeat 3).
+    halo: bool,
+    holds: BTreeSet<String>,
+    standby: RscSet,
+    claims: BTreeSet<String>,
+    failed: BTreeSet<String>,
+    stable: bool,
+    leaving: bool,
+}
+
+enum AskPhase {
+    WaitOther,
+    Releasing,
+}
+
+/// A standby request we made to a Heartbeat peer.
+struct Ask {
+    peer: String,
+    keys: Vec<String>,
+    set: RscSet,
+    since: u64,
+    phase: AskPhase,
+}
+
+/// The membership facts placement needs: each node's name and whether it is `active`.
+pub struct View<'a> {
+    pub active: &'a dyn Fn(&str) -> bool,
+    /// Not dead: active, or still joining (`init`/`up`).
+    pub alive: &'a dyn Fn(&str) -> bool,
+}
+
+/// Messages and actions produced by the resource manager; the engine signs and sends.
+#[derive(Default)]
+pub struct RscOut {
+    pub msgs: Vec<Message>,
+    pub actions: Vec<Action>,
+}
+
+impl RscOut {
+    fn log(&mut self, l: Level, s: String) {
+        self.actions.push(Action::Log(l, s));
+    }
+}
+
+pub struct Resources {
+    me: String,
+    nodes: Vec<String>,
+    failback: AutoFailback,
+    groups: Vec<Group>,
+    peers: BTreeMap<String, PeerRsc>,
+    standby: RscSet,
+    claims: BTreeSet<String>,
+    comm_up_at: Option<u64>,
+    shutting_down: bool,
+    ask: Option<Ask>,
+    ask_quiet_until: u64,
+    /// A Heartbeat peer gave us groups (`ask_resources … done`): answer `done` when started.
+    owe_done: Option<(String, RscSet)>,
+    last_announced: Option<String>,
+    failovers: u64,
+}
+
+impl Resources {
+    pub fn new(
+        me: &str,
+        nodes: &[String],
+        failback: AutoFailback,
+        groups: &[GroupConfig],
+        running_at_start: &[String],
+    ) -> Resources {
+        let groups = groups
+            .iter()
+            .map(|g| Group {
+                cfg: g.clone(),
+                state: if running_at_start.contains(&g.key) {
+                    GroupState::Running
+                } else {
+                    GroupState::Stopped
+                },
+                failed_here: false,
+                last_error: None,
+                restarts: Vec::new(),
+                restart_after_stop: false,
+                contested: false,
+                took_from_dead: false,
+            })
+            .collect();
+        let peers = nodes.iter().filter(|n| **n != me).map(|n| (n.clone(), PeerRsc::default())).collect();
+        Resources {
+            me: me.to_string(),
+            nodes: nodes.to_vec(),
+            failback,
+            groups,
+            peers,
+            standby: RscSet::NONE,
+            claims: BTreeSet::new(),
+            comm_up_at: None,
+            shutting_down: false,
+            ask: None,
+            ask_quiet_until: 0,
+            owe_done: None,
+            last_announced: None,
+            failovers: 0,
+        }
+    }
+
+    pub fn managed(&self) -> bool {
+        !self.groups.is_empty()
+    }
+
+    pub fn group_state(&self, key: &str) -> Option<GroupState> {
+        self.groups.iter().find(|g| g.cfg.key == key).map(|g| g.state)
+    }
+
+    /// Nothing is held any more (a shutdown may complete).
+    pub fn all_released(&self) -> bool {
+        self.groups.iter().all(|g| !g.state.held() || g.state == GroupState::StopFailed)
+    }
+
+    fn informed(&self, now: u64, view: &View) -> bool {
+        let Some(up) = self.comm_up_at else { return false };
+        now >= up + RQSTDELAY_MS || self.peers.iter().all(|(n, p)| p.known || !(view.alive)(n))
+    }
+
+    /// Transitions in flight: Heartbeat's `isstable=0`.
+    fn in_flux(&self) -> bool {
+        self.ask.is_some()
+            || self.groups.iter().any(|g| matches!(g.state, GroupState::Starting | GroupState::Stopping))
+    }
+
+    // ------------------------------------------------------------- our statements
+
+    fn held_keys(&self) -> Vec<&str> {
+        self.groups.iter().filter(|g| g.state.held()).map(|g| g.cfg.key.as_str()).collect()
+    }
+
+    fn rsc_hold(&self) -> RscSet {
+        let mut s = RscSet::NONE;
+        for g in self.groups.iter().filter(|g| g.state.held()) {
+            if g.cfg.node == self.me {
+                s.local = true;
+            } else {
+                s.foreign = true;
+            }
+        }
+        s
+    }
+
+    /// halo's fields: what we hold, our standby, claims and failures. Heartbeat ignores them.
+    fn add_halo_fields(&self, m: &mut Message) {
+        m.add("halo", "1");
+        let held = self.held_keys();
+        if !held.is_empty() {
+            m.add("halo_groups", held.join(" "));
+        }
+        if self.standby != RscSet::NONE {
+            m.add("halo_standby", self.standby.name());
+        }
+        if !self.claims.is_empty() {
+            m.add("halo_claim", self.claims.iter().cloned().collect::<Vec<_>>().join(" "));
+        }
+        let failed: Vec<&str> =
+            self.groups.iter().filter(|g| g.failed_here).map(|g| g.cfg.key.as_str()).collect();
+        if !failed.is_empty() {
+            m.add("halo_failed", failed.join(" "));
+        }
+        if self.shutting_down {
+            m.add("halo_leaving", "1");
+        }
+    }
+
+    fn resource_msg(&self, stable: bool, info: Option<&str>) -> Message {
+        let mut m = Message::of_type("resource");
+        m.add("rsc_hold", self.rsc_hold().name());
+        m.add("rtype", "full");
+        m.add("isstable", if stable { "1" } else { "0" });
+        if let Some(i) = info {
+            m.add("info", i);
+        }
+        self.add_halo_fields(&mut m);
+        m
+    }
+
+    /// Says what we hold when it changed since we last said it.
+    fn announce(&mut self, now: u64, view: &View, info: Option<&str>, out: &mut RscOut) {
+        let stable = self.informed(now, view) && !self.in_flux();
+        let m = self.resource_msg(stable, info);
+        let digest = format!("{m:?}");
+        if info.is_none() && self.last_announced.as_deref() == Some(digest.as_str()) {
+            return;
+        }
+        self.last_announced = Some(digest);
+        out.msgs.push(m);
+    }
+
+    // ------------------------------------------------------------- membership hooks
+
+    /// Communication is up: say we start, with what we already hold (groups found running
+    /// by the start-up probe), so peers never start those behind our back.
+    pub fn comm_up(&mut self, now: u64, out: &mut RscOut) {
+        if !self.managed() {
+            return;
+        }
+        self.comm_up_at = Some(now);
+        let mut m = Message::of_type("starting");
+        self.add_halo_fields(&mut m);
+        out.msgs.push(m);
+        let held = self.held_keys();
+        if !held.is_empty() {
+            out.log(Level::Info, format!("holding at start (found running): {}", held.join(" ")));
+        }
+    }
+
+    /// A peer died (deadtime passed) or left (`shutdone`): whatever it held is gone.
+    pub fn peer_dead(&mut self, name: &str, out: &mut RscOut) {
+        let Some(p) = self.peers.get_mut(name) else { return };
+        let held: Vec<String> = p.holds.iter().cloned().collect();
+        *p = PeerRsc { known: true, halo: p.halo, ..Default::default() };
+        if !held.is_empty() {
+            out.log(Level::Info, format!("node {name} no longer holds: {}", held.join(" ")));
+            for g in self.groups.iter_mut().filter(|g| held.contains(&g.cfg.key)) {
+                g.took_from_dead = true;
+            }
+        }
+        if self.ask.as_ref().is_some_and(|a| a.peer == name) {
+            out.log(Level::Warn, format!("standby request to {name} abandoned: it is dead"));
+            self.ask = None;
+        }
+        if self.owe_done.as_ref().is_some_and(|(p, _)| p == name) {
+            self.owe_done = None;
+        }
+    }
+
+    /// A peer restarted (new generation) or came back after a partition: what it holds is
+    /// unknown until it says; ask it by saying `starting` ourselves (it answers with
+    /// `resource`, Heartbeat too).
+    pub fn peer_returned(&mut self, name: &str, out: &mut RscOut) {
+        if !self.managed() {
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(name) {
+            p.known = false;
+        }
+        if self.comm_up_at.is_some() {
+            let mut m = Message::of_type("starting");
+            self.add_halo_fields(&mut m);
+            out.msgs.push(m);
+        }
+    }
+
+    // ------------------------------------------------------------- messages
+
+    pub fn on_message(
+        &mut self,
+        now: u64,
+        src: &str,
+        kind: &str,
+        msg: &Message,
+        view: &View,
+        out: &mut RscOut,
+    ) {
+        if !self.managed() || !self.peers.contains_key(src) {
+            return;
+        }
+        match kind {
+            "starting" => {
+                self.read_statements(src, msg, true);
+                if self.comm_up_at.is_some() {
+                    // Heartbeat's reply to `starting`: our holdings, stable or not.
+                    let stable = self.informed(now, view) && !self.in_flux();
+                    out.msgs.push(self.resource_msg(stable, None));
+                }
+            }
+            "resource" => {
+                self.read_statements(src, msg, false);
+                if let Some(p) = self.peers.get_mut(src) {
+                    p.stable = msg.get("isstable") == Some("1");
+                }
+            }
+            "ask_resources" => self.on_ask(now, src, msg, view, out),
+            "hb_takeover" => {
+                let set = msg.get("rsc_hold").and_then(RscSet::parse).unwrap_or(RscSet::ALL);
+                let keys: Vec<String> = self
+                    .groups
+                    .iter()
+                    .filter(|g| set.covers(src, &g.cfg.node))
+                    .map(|g| g.cfg.key.clone())
+                    .collect();
+                out.log(Level::Info, format!("node {src} takes over [{}]: {}", set.name(), keys.join(" ")));
+                for k in &keys {
+                    if self.claims.remove(k) {
+                        out.log(Level::Info, format!("our claim on {k} yields to {src}'s takeover"));
+                    }
+                }
+                if let Some(p) = self.peers.get_mut(src) {
+                    p.standby = p.standby.minus(set);
+                    if !p.halo {
+                        p.claims.extend(keys);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads a peer's statements about itself from `starting` / `resource`.
+    fn read_statements(&mut self, src: &str, msg: &Message, starting: bool) {
+        let keys_of = |groups: &[Group], set: RscSet| -> BTreeSet<String> {
+            groups.iter().filter(|g| set.covers(src, &g.cfg.node)).map(|g| g.cfg.key.clone()).collect()
+        };
+        let words = |f: &str| -> BTreeSet<String> {
+            msg.get(f).unwrap_or("").split_whitespace().map(str::to_string).collect()
+        };
+        let is_halo = msg.get("halo") == Some("1");
+        let holds = if is_halo {
+            words("halo_groups")
+        } else if starting {
+            BTreeSet::new()
+        } else {
+            keys_of(&self.groups, msg.get("rsc_hold").and_then(RscSet::parse).unwrap_or(RscSet::NONE))
+        };
+        let Some(p) = self.peers.get_mut(src) else { return };
+        p.known = true;
+        p.halo = is_halo;
+        p.holds = holds;
+        if is_halo {
+            p.standby = msg.get("halo_standby").and_then(RscSet::parse).unwrap_or(RscSet::NONE);
+            p.claims = words("halo_claim");
+            p.failed = words("halo_failed");
+            p.leaving = msg.get("halo_leaving") == Some("1");
+        } else if starting {
+            // A (re)starting Heartbeat node forgets its standby and claims.
+            p.standby = RscSet::NONE;
+            p.claims.clear();
+            p.failed.clear();
+            p.leaving = false;
+        }
+        if starting {
+            p.stable = false;
+        }
+        // A claim of theirs on a group wins over an older claim of ours.
+        let theirs: Vec<String> = p.claims.iter().cloned().collect();
+        for k in theirs {
+            self.claims.remove(&k);
+        }
+        if msg.get("info") == Some("shutdown") {
+            if let Some(p) = self.peers.get_mut(src) {
+                p.leaving = true;
+            }
+        }
+    }
+
+    fn on_ask(&mut self, now: u64, src: &str, msg: &Message, view: &View, out: &mut RscOut) {
+        let set = msg.get("rsc_hold").and_then(RscSet::parse).unwrap_or(RscSet::NONE);
+        match msg.get("info") {
+            Some("me") => {
+                if !self.informed(now, view) || self.in_flux() || self.shutting_down {
+                    out.log(
+                        Level::Info,
+                        format!("standby message [me] from {src} ignored. Other side is in flux."),
+                    );
+                    return;
+                }
+                // The peer wants to give up `set` (named as it sees it): it is in standby
+                // for those until it restarts or takes them back.
+                if let Some(p) = self.peers.get_mut(src) {
+                    p.standby = p.standby.union(set);
+                }
+                out.log(
+                    Level::Info,
+                    format!("node {src} goes standby [{}]: we will take its groups", set.name()),
+                );
+                let mut m = Message::of_type("ask_resources");
+                m.add("rsc_hold", set.name());
+                m.add("info", "other");
+                out.msgs.push(m);
+                self.owe_done = Some((src.to_string(), set));
+            }
+            Some("other") => {
+                if let Some(a) = self.ask.as_mut() {
+                    if a.peer == src && matches!(a.phase, AskPhase::WaitOther) {
+                        a.phase = AskPhase::Releasing;
+                        let keys = a.keys.clone();
+                        let set = a.set;
+                        out.log(
+                            Level::Info,
+                            format!("{src} agreed: releasing [{}] {}", set.name(), keys.join(" ")),
+                        );
+                        out.msgs.push(self.resource_msg(false, Some("standby")));
+                        for k in keys {
+                            self.stop(&k, "handing over to a Heartbeat peer", out);
+                        }
+                    }
+                }
+            }
+            Some("done") if self.owe_done.as_ref().is_some_and(|(p, _)| p == src) => {
+                // The peer has released what it asked to give up.
+                let keys: Vec<String> = self
+                    .groups
+                    .iter()
+                    .filter(|g| set.covers(src, &g.cfg.node))
+                    .map(|g| g.cfg.key.clone())
+                    .collect();
+                if let Some(p) = self.peers.get_mut(src) {
+                    for k in &keys {
+                        p.holds.remove(k);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------- operator
+
+    pub fn operator(&mut self, cmd: OperatorCmd, out: &mut RscOut) -> Result<String, String> {
+        if !self.managed() {
+            return Err("no resource groups are configured (no haresources)".into());
+        }
+        match cmd {
+            OperatorCmd::Standby(set) => {
+                self.standby = self.standby.union(set);
+                let me = self.me.clone();
+                self.claims
+                    .retain(|k| !self.groups.iter().any(|g| g.cfg.key == *k && set.covers(&me, &g.cfg.node)));
+                out.log(Level::Info, format!("Going standby [{}].", set.name()));
+                Ok(format!("standby [{}]: the groups move to the other nodes", set.name()))
+            }
+            OperatorCmd::Takeover(set) => {
+                self.standby = self.standby.minus(set);
+                let me = self.me.clone();
+                let keys: Vec<String> = self
+                    .groups
+                    .iter()
+                    .filter(|g| set.covers(&me, &g.cfg.node))
+                    .map(|g| g.cfg.key.clone())
+                    .collect();
+                self.claims.extend(keys.iter().cloned());
+                let mut m = Message::of_type("hb_takeover");
+                m.add("rsc_hold", set.name());
+                out.msgs.push(m);
+                out.log(Level::Info, format!("Taking over [{}]: {}", set.name(), keys.join(" ")));
+                Ok(format!("takeover [{}]: {}", set.name(), keys.join(" ")))
+            }
+            OperatorCmd::Cleanup(key) => {
+                let mut n = 0;
+                for g in self.groups.iter_mut() {
+                    if key.as_ref().is_none_or(|k| *k == g.cfg.key) {
+                        if g.failed_here || g.state == GroupState::StopFailed {
+                            n += 1;
+                        }
+                        g.failed_here = false;
+                        g.last_error = None;
+                        g.restarts.clear();
+                        if g.state == GroupState::StopFailed {
+                            // The operator vouches that it is stopped.
+                            g.state = GroupState::Stopped;
+                        }
+                    }
+                }
+                if let Some(k) = &key {
+                    if !self.groups.iter().any(|g| g.cfg.key == *k) {
+                        return Err(format!("no resource group {k}"));
+                    }
+                }
+                out.log(Level::Info, format!("cleanup: {n} failed group(s) cleared"));
+                Ok(format!("{n} failed group(s) cleared"))
+            }
+        }
+    }
+
+    /// Graceful stop: give everything up (peers take over at our `shutdone`).
+    pub fn shutdown(&mut self, out: &mut RscOut) {
+        self.shutting_down = true;
+        if !self.managed() {
+            return;
+        }
+        out.msgs.push(self.resource_msg(false, Some("shutdown")));
+        let keys: Vec<String> = self
+            .groups
+            .iter()
+            .rev()
+            .filter(|g| g.state == GroupState::Running)
+            .map(|g| g.cfg.key.clone())
+            .collect();
+        for k in keys {
+            self.stop(&k, "shutting down", out);
+        }
+    }
+
+    // ------------------------------------------------------------- agent results
+
+    pub fn started(&mut self, now: u64, key: &str, ok: bool, detail: &str, view: &View, out: &mut RscOut) {
+        let Some(g) = self.groups.iter_mut().find(|g| g.cfg.key == key) else { return };
+        if g.state != GroupState::Starting {
+            return;
+        }
+        if ok {
+            g.state = GroupState::Running;
+            out.log(Level::Info, format!("resource group {key} started"));
+            if std::mem::take(&mut g.took_from_dead) {
+                self.failovers += 1;
+                let mut m = Message::of_type("resource");
+                m.add("rsc_hold", "foreign");
+                m.add("info", "mach_down");
+                out.msgs.push(m);
+            }
+        } else {
+            // The executor stopped what did start; the group is down here and may go elsewhere.
+            g.state = GroupState::Stopped;
+            g.failed_here = true;
+            g.last_error = Some(detail.to_string());
+            out.log(Level::Crit, format!("Giving up resources due to failure of {key}: {detail}"));
+        }
+        self.finish_owed_done(out);
+        self.announce(now, view, None, out);
+    }
+
+    pub fn stopped(&mut self, now: u64, key: &str, ok: bool, detail: &str, view: &View, out: &mut RscOut) {
+        let Some(g) = self.groups.iter_mut().find(|g| g.cfg.key == key) else { return };
+        if g.state != GroupState::Stopping {
+            return;
+        }
+        if ok {
+            g.state = GroupState::Stopped;
+            out.log(Level::Info, format!("resource group {key} stopped"));
+            if std::mem::take(&mut g.restart_after_stop) && !g.failed_here && !self.shutting_down {
+                g.state = GroupState::Starting;
+                out.actions.push(Action::StartGroup {
+                    key: key.to_string(),
+                    reason: "restart after a monitor failure".into(),
+                });
+            }
+        } else {
+            g.state = GroupState::StopFailed;
+            g.restart_after_stop = false;
+            g.last_error = Some(detail.to_string());
+            out.log(
+                Level::Crit,
+                format!("Resource STOP failure for group {key}: {detail}. It stays held here (nobody else starts it) until `halo cleanup {key}`."),
+            );
+        }
+        // A standby hand-over to a Heartbeat peer completes when everything asked is stopped.
+        if let Some(a) = &self.ask {
+            if matches!(a.phase, AskPhase::Releasing)
+                && a.keys.iter().all(|k| self.group_state(k) != Some(GroupState::Stopping))
+            {
+                let mut m = Message::of_type("ask_resources");
+                m.add("rsc_hold", a.set.name());
+                m.add("info", "done");
+                out.msgs.push(m);
+                self.ask = None;
+            }
+        }
+        self.announce(now, view, None, out);
+    }
+
+    /// A running group's monitor failed: restart in place, or give it up after too many.
+    pub fn monitor_failed(&mut self, now: u64, key: &str, why: &str, out: &mut RscOut) {
+        let Some(g) = self.groups.iter_mut().find(|g| g.cfg.key == key) else { return };
+        if g.state != GroupState::Running {
+            return;
+        }
+        g.restarts.retain(|t| now < t + RESTART_WINDOW_MS);
+        g.last_error = Some(why.to_string());
+        if g.restarts.len() < MAX_RESTARTS {
+            g.restarts.push(now);
+            g.restart_after_stop = true;
+            out.log(
+                Level::Warn,
+                format!(
+                    "group {key} failed its monitor ({why}): restarting it here ({} of {MAX_RESTARTS})",
+                    g.restarts.len()
+                ),
+            );
+        } else {
+            g.failed_here = true;
+            out.log(
+                Level::Crit,
+                format!(
+                    "group {key} failed its monitor {} times in {} s: moving it away",
+                    MAX_RESTARTS + 1,
+                    RESTART_WINDOW_MS / 1000
+                ),
+            );
+        }
+        self.stop(key, "monitor failure", out);
+    }
+
+    fn finish_owed_done(&mut self, out: &mut RscOut) {
+        if let Some((peer, set)) = &self.owe_done {
+            let keys: Vec<&Group> = self.groups.iter().filter(|g| set.covers(peer, &g.cfg.node)).collect();
+            if keys.iter().all(|g| g.state != GroupState::Starting)
+                && keys.iter().any(|g| g.state == GroupState::Running)
+            {
+                let mut m = Message::of_type("ask_resources");
+                m.add("rsc_hold", set.mirror().name());
+                m.add("info", "done");
+                out.msgs.push(m);
+                self.owe_done = None;
+            }
+        }
+    }
+
+    fn stop(&mut self, key: &str, reason: &str, out: &mut RscOut) {
+        let Some(g) = self.groups.iter_mut().find(|g| g.cfg.key == key) else { return };
+        if g.state != GroupState::Running {
+            return;
+        }
+        g.state = GroupState::Stopping;
+        out.actions.push(Action::StopGroup { key: key.to_string(), reason: reason.to_string() });
+    }
+
+    // ------------------------------------------------------------- placement
+
+    fn eligible(&self, node: &str, g: &Group, view: &View) -> bool {
+        if node == self.me {
+            return self.comm_up_at.is_some()
+                && !self.shutting_down
+                && !self.standby.covers(&self.me, &g.cfg.node)
+                && !g.failed_here
+                && g.state != GroupState::StopFailed;
+        }
+        let Some(p) = self.peers.get(node) else { return false };
+        (view.active)(node)
+            && !p.leaving
+            && !p.standby.covers(node, &g.cfg.node)
+            && !p.failed.contains(&g.cfg.key)
+    }
+
+    fn holders(&self, g: &Group, view: &View) -> Vec<String> {
+        let mut h = Vec::new();
+        for n in &self.nodes {
+            if *n == self.me {
+                if g.state.held() {
+                    h.push(n.clone());
+                }
+            } else if let Some(p) = self.peers.get(n) {
+                if (view.active)(n) && p.holds.contains(&g.cfg.key) {
+                    h.push(n.clone());
+                }
+            }
+        }
+        h
+    }
+
+    /// Where a group belongs, given who holds it. The same answer on every node that
+    /// shares the facts.
+    fn desired(&self, g: &Group, holders: &[String], view: &View) -> Option<String> {
+        let ok = |n: &str| self.eligible(n, g, view);
+        let claimed_by = |n: &str| -> bool {
+            if n == self.me {
+                self.claims.contains(&g.cfg.key)
+            } else {
+                self.peers.get(n).is_some_and(|p| p.claims.contains(&g.cfg.key))
+            }
+        };
+        if let Some(n) = self.nodes.iter().find(|n| ok(n) && claimed_by(n)) {
+            return Some(n.clone());
+        }
+        let pref = &g.cfg.node;
+        if self.failback != AutoFailback::Off && ok(pref) {
+            return Some(pref.clone());
+        }
+        // Keep it where it runs (several holders after a partition: the preferred one,
+        // else the first in ha.cf order).
+        if holders.contains(pref) && ok(pref) {
+            return Some(pref.clone());
+        }
+        if let Some(h) = holders.iter().find(|h| ok(h)) {
+            return Some(h.clone());
+        }
+        if ok(pref) {
+            return Some(pref.clone());
+        }
+        let start = self.nodes.iter().position(|n| n == pref).unwrap_or(0);
+        (1..=self.nodes.len()).map(|i| &self.nodes[(start + i) % self.nodes.len()]).find(|n| ok(n)).cloned()
+    }
+
+    /// Decides and acts: called after every event, once membership is settled for it.
+    pub fn reconcile(&mut self, now: u64, view: &View, out: &mut RscOut) {
+        if !self.managed() || self.comm_up_at.is_none() {
+            return;
+        }
+        if let Some(a) = &self.ask {
+            if matches!(a.phase, AskPhase::WaitOther) && now >= a.since + ASK_TIMEOUT_MS {
+                out.log(
+                    Level::Warn,
+                    format!("No reply to standby request from {}. Standby request cancelled.", a.peer),
+                );
+                self.ask = None;
+                self.ask_quiet_until = now + ASK_TIMEOUT_MS;
+            }
+        }
+        let informed = self.informed(now, view);
+        let mut to_heartbeat: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for i in 0..self.groups.len() {
+            let g = &self.groups[i];
+            let holders = self.holders(g, view);
+            let desired = self.desired(g, &holders, view);
+            let others_hold = holders.iter().any(|h| *h != self.me);
+            let key = g.cfg.key.clone();
+            match g.state {
+                GroupState::Stopped
+                    if informed && desired.as_deref() == Some(self.me.as_str()) && !others_hold =>
+                {
+                    let g = &mut self.groups[i];
+                    g.state = GroupState::Starting;
+                    let reason = if g.took_from_dead {
+                        "its holder died".to_string()
+                    } else if g.cfg.node == self.me {
+                        "it is ours".to_string()
+                    } else {
+                        format!("{} cannot run it", g.cfg.node)
+                    };
+                    out.log(Level::Info, format!("Acquiring resource group {key} ({reason})"));
+                    out.actions.push(Action::StartGroup { key, reason });
+                }
+                GroupState::Running => {
+                    if others_hold {
+                        self.groups[i].contested = true;
+                    } else if std::mem::take(&mut self.groups[i].contested) {
+                        // We kept it through a healed partition: make the network forget the
+                        // other holder's MAC.
+                        out.log(
+                            Level::Warn,
+                            format!("group {key}: the other holder let go; announcing it again"),
+                        );
+                        out.actions.push(Action::Announce { key: key.clone() });
+                    }
+                    match desired {
+                        Some(d) if d == self.me => {}
+                        Some(d) if self.peers.get(&d).is_some_and(|p| !p.halo) && !others_hold => {
+                            if !self.shutting_down {
+                                to_heartbeat.entry(d).or_default().push(key);
+                            }
+                        }
+                        Some(d) => {
+                            if !informed {
+                                continue;
+                            }
+                            // Another halo node should run it (failback, standby, claim, or a
+                            // partition healed with two holders): stop, say so, it starts.
+                            let why = if holders.len() > 1 {
+                                format!("{d} keeps it (both held it)")
+                            } else {
+                                format!("it belongs on {d}")
+                            };
+                            out.log(Level::Info, format!("Releasing resource group {key}: {why}"));
+                            self.stop(&key, &why, out);
+                        }
+                        None => {
+                            let why = "no node may run it (standby or failure)".to_string();
+                            out.log(Level::Warn, format!("Releasing resource group {key}: {why}"));
+                            self.stop(&key, &why, out);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Heartbeat peers take groups only through their standby protocol.
+        if self.ask.is_none() && now >= self.ask_quiet_until {
+            if let Some((peer, keys)) = to_heartbeat.into_iter().next() {
+                let mut set = RscSet::NONE;
+                for k in &keys {
+                    if let Some(g) = self.groups.iter().find(|g| g.cfg.key == *k) {
+                        if g.cfg.node == self.me {
+                            set.local = true;
+                        } else {
+                            set.foreign = true;
+                        }
+                    }
+                }
+                out.log(Level::Info, format!("asking {peer} to take [{}]: {}", set.name(), keys.join(" ")));
+                let mut m = Message::of_type("ask_resources");
+                m.add("rsc_hold", set.name());
+                m.add("info", "me");
+                m.add("halo_groups", keys.join(" "));
+                out.msgs.push(m);
+                self.ask = Some(Ask { peer, keys, set, since: now, phase: AskPhase::WaitOther });
+            }
+        }
+        self.announce(now, view, None, out);
+    }
+
+    /// The next time reconcile must run even if nothing happens (RQSTDELAY, ask timeout).
+    pub fn deadline(&self, now: u64) -> Option<u64> {
+        let mut d: Option<u64> = None;
+        let mut at = |t: u64| {
+            if t > now {
+                d = Some(d.map_or(t, |x: u64| x.min(t)))
+            }
+        };
+        if let Some(up) = self.comm_up_at {
+            if self.managed() {
+                at(up + RQSTDELAY_MS);
+            }
+        }
+        if let Some(a) = &self.ask {
+            at(a.since + ASK_TIMEOUT_MS);
+        }
+        at(self.ask_quiet_until);
+        d
+    }
+
+    pub fn status(&self, now: u64, view: &View) -> ResourceStatus {
+        let groups = self
+            .groups
+            .iter()
+            .map(|g| {
+                let holders = self.holders(g, view);
+                GroupStatus {
+                    key: g.cfg.key.clone(),
+                    preferred: g.cfg.node.clone(),
+                    state: g.state.name(),
+                    desired: self.desired(g, &holders, view),
+                    holders,
+                    failed_here: g.failed_here,
+                    last_error: g.last_error.clone(),
+                }
+            })
+            .collect();
+        let rscstatus = if self.in_flux() { "transition" } else { self.rsc_hold().name() };
+        ResourceStatus {
+            managed: self.managed(),
+            auto_failback: match self.failback {
+                AutoFailback::On => "on",
+                AutoFailback::Off => "off",
+                AutoFailback::Legacy => "legacy",
+            },
+            standby: self.standby.name(),
+            rscstatus,
+            stable: self.informed(now, view) && !self.in_flux(),
+            groups,
+            failovers: self.failovers,
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Resource placement driven in memory: engines with haresources groups, a virtual clock,
+//! a virtual network (through the real codec), and a virtual executor that "runs" a group's
+//! start or stop after a few milliseconds. Every step checks the safety invariant that
+//! matters most: no group runs on two nodes at once while the nodes agree on membership.
+use halo_config::AutoFailback;
+use halo_core::{Action, CoreConfig, Engine, Event, GroupConfig, Level, Now, OperatorCmd, RscSet};
+use halo_wire::{AuthMethod, Keyring};
+use std::collections::{BTreeMap, BTreeSet};
+
+const AGENT_MS: u64 = 5;
+
+struct Sim {
+    now: u64,
+    engines: Vec<Engine>,
+    gens: Vec<u64>,
+    cfg: Vec<CoreConfig>,
+    queue: Vec<(u64, usize, Vec<u8>)>,
+    /// (due, node, key, start?, ok)
+    agents: Vec<(u64, usize, String, bool, bool)>,
+    /// Groups that really run on each node (what the executor did).
+    running: Vec<BTreeSet<String>>,
+    /// Group starts that must fail, per node.
+    fail_start: BTreeSet<(usize, String)>,
+    down: BTreeSet<usize>,
+    cut: BTreeSet<usize>,
+    logs: Vec<(u64, usize, Level, String)>,
+    starts: Vec<(u64, usize, String)>,
+    exited: BTreeSet<usize>,
+    keyring: Keyring,
+    /// Longest time any group ran on two nodes at once while no cable was cut.
+    max_double_ms: u64,
+    double_since: BTreeMap<String, u64>,
+}
+
+fn groups() -> Vec<GroupConfig> {
+    vec![
+        GroupConfig { key: "IPaddr::10.0.0.50/24/eth0".into(), node: "n1".into() },
+        GroupConfig { key: "10.0.0.60".into(), node: "n2".into() },
+    ]
+}
+
+impl Sim {
+    fn new(n: usize, failback: AutoFailback) -> Sim {
+        let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        let cfg: Vec<CoreConfig> = (0..n)
+            .map(|i| {
+                let mut c = CoreConfig::new(&names[i], &refs, &["eth0"]);
+                c.keepalive_ms = 100;
+                c.deadtime_ms = 1000;
+                c.warntime_ms = 500;
+                c.initdead_ms = 2000;
+                c.generation = 100;
+                c.uuid = [i as u8 + 1; 16];
+                c.seed = i as u64 + 3;
+                c.groups = groups();
+                c.auto_failback = failback;
+                c
+            })
+            .collect();
+        let engines = cfg.iter().cloned().map(Engine::new).collect();
+        Sim {
+            now: 0,
+            engines,
+            gens: vec![100; n],
+            cfg,
+            queue: Vec::new(),
+            agents: Vec::new(),
+            running: vec![BTreeSet::new(); n],
+            fail_start: BTreeSet::new(),
+            down: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            logs: Vec::new(),
+            starts: Vec::new(),
+            exited: BTreeSet::new(),
+            keyring: Keyring::new(1, vec![(1, AuthMethod::Sha1, b"k".to_vec())]),
+            max_double_ms: 0,
+            double_since: BTreeMap::new(),
+        }
+    }
+
+    fn apply(&mut self, from: usize, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Send(m) => {
+                    if self.cut.contains(&from) {
+                        continue;
+                    }
+                    let bytes = halo_wire::encode(&m, &self.keyring);
+                    for to in 0..self.engines.len() {
+                        if to != from && !self.cut.contains(&to) {
+                            self.queue.push((self.now + 1, to, bytes.clone()));
+                        }
+                    }
+                }
+                Action::Log(l, t) => self.logs.push((self.now, from, l, t)),
+                Action::StartGroup { key, .. } => {
+                    let ok = !self.fail_start.contains(&(from, key.clone()));
+                    self.starts.push((self.now, from, key.clone()));
+                    self.agents.push((self.now + AGENT_MS, from, key, true, ok));
+                }
+                Action::StopGroup { key, .. } => {
+                    self.agents.push((self.now + AGENT_MS, from, key, false, true))
+                }
+                Action::Announce { .. } => {}
+                Action::Exit => {
+                    self.exited.insert(from);
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, i: usize, ev: Event) {
+        let mut out = Vec::new();
+        self.engines[i].handle(Now::at(self.now), ev, &mut out);
+        self.apply(i, out);
+    }
+
+    fn step(&mut self, ms: u64) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.now += 1;
+            let (due, rest): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(|q| q.0 <= self.now);
+            self.queue = rest;
+            for (_, to, bytes) in due {
+                if self.down.contains(&to) || self.exited.contains(&to) {
+                    continue;
+                }
+                let msg = halo_wire::decode(&bytes, &self.keyring).expect("verifies");
+                self.handle(to, Event::Message { link: 0, msg });
+            }
+            let (due, rest): (Vec<_>, Vec<_>) = self.agents.drain(..).partition(|a| a.0 <= self.now);
+            self.agents = rest;
+            for (_, node, key, start, ok) in due {
+                if self.down.contains(&node) {
+                    continue;
+                }
+                if start {
+                    if ok {
+                        self.running[node].insert(key.clone());
+                    }
+                    self.handle(
+                        node,
+                        Event::GroupStarted { key, ok, detail: if ok { "" } else { "exit 1" }.into() },
+                    );
+                } else {
+                    self.running[node].remove(&key);
+                    self.handle(node, Event::GroupStopped { key, ok, detail: String::new() });
+                }
+            }
+            for i in 0..self.engines.len() {
+                if self.down.contains(&i) || self.exited.contains(&i) {
+                    continue;
+                }
+                if self.engines[i].next_deadline() <= self.now {
+                    self.handle(i, Event::Tick);
+                }
+            }
+            self.check_double();
+        }
+    }
+
+    fn check_double(&mut self) {
+        for g in groups() {
+            let holders = (0..self.engines.len())
+                .filter(|i| !self.down.contains(i) && self.running[*i].contains(&g.key))
+                .count();
+            if holders > 1 && self.cut.is_empty() {
+                let since = *self.double_since.entry(g.key.clone()).or_insert(self.now);
+                self.max_double_ms = self.max_double_ms.max(self.now - since);
+            } else {
+                self.double_since.remove(&g.key);
+            }
+        }
+    }
+
+    /// Crash: the process and everything it ran are gone (a dead machine).
+    fn crash(&mut self, i: usize) {
+        self.down.insert(i);
+        self.running[i].clear();
+        self.agents.retain(|a| a.1 != i);
+    }
+
+    /// A fresh process with a higher generation; `keep` says whether what ran survived.
+    fn restart(&mut self, i: usize, keep: bool) {
+        self.gens[i] += 1;
+        let mut c = self.cfg[i].clone();
+        c.generation = self.gens[i];
+        if !keep {
+            self.running[i].clear();
+        }
+        c.running_at_start = self.running[i].iter().cloned().collect();
+        self.engines[i] = Engine::new(c);
+        self.down.remove(&i);
+        self.exited.remove(&i);
+    }
+
+    fn runs(&self, i: usize, key: &str) -> bool {
+        self.running[i].contains(key)
+    }
+
+    fn logged(&self, i: usize, needle: &str) -> bool {
+        self.logs.iter().any(|(_, n, _, t)| *n == i && t.contains(needle))
+    }
+
+    fn starts_of(&self, i: usize, key: &str) -> usize {
+        self.starts.iter().filter(|(_, n, k)| *n == i && k == key).count()
+    }
+
+    fn operator(&mut self, i: usize, cmd: OperatorCmd) -> Result<String, String> {
+        let mut out = Vec::new();
+        let r = self.engines[i].operator(Now::at(self.now), cmd, &mut out);
+        self.apply(i, out);
+        r
+    }
+}
+
+const G1: &str = "IPaddr::10.0.0.50/24/eth0";
+const G2: &str = "10.0.0.60";
+
+#[test]
+fn simultaneous_start_each_node_takes_its_own_group_once_without_heartbeats_10s_wait() {
+    let mut sim = Sim::new(2, AutoFailback::On);
+    sim.step(1500);
+    assert!(sim.runs(0, G1) && !sim.runs(1, G1));
+    assert!(sim.runs(1, G2) && !sim.runs(0, G2));
+    assert_eq!(sim.starts_of(0, G1), 1);
+    assert_eq!(sim.starts_of(1, G1), 0);
+    assert_eq!(sim.max_double_ms, 0);
+    let st = sim.engines[0].resource_status(Now::at(sim.now));
+    assert!(st.stable);
+    assert_eq!(st.rscstatus, "local");
+    let g = st.groups.iter().find(|g| g.key == G1).unwrap();
+    assert_eq!(g.holders, vec!["n1".to_string()]);
+}
+
+#[test]
+fn death_of_the_owner_moves_its_group_after_deadtime_and_auto_failback_on_brings_it_back() {
+    let mut sim = Sim::new(2, AutoFailback::On);
+    sim.step(6000);
+    assert!(sim.runs(0, G1));
+    sim.crash(0);
+    let t = sim.now;
+    sim.step(900);
+    assert!(!sim.runs(1, G1), "not before deadtime");
+    sim.step(400);
+    assert!(sim.runs(1, G1), "the peer takes over after deadtime");
+    let (started_at, _, _) = sim.starts.iter().rev().find(|(_, n, k)| *n == 1 && k == G1).unwrap();
+    assert!(*started_at - t <= 1000 + 100 + 2, "takes over right at the death verdict");
+    assert!(sim.logged(1, "Acquiring resource group IPaddr::10.0.0.50/24/eth0 (its holder died)"));
+    // n1 comes back: with auto_failback on the group returns to it, handed over (stop, then start).
+    sim.restart(0, false);
+    sim.step(3000);
+    assert!(sim.runs(0, G1) && !sim.runs(1, G1));
+    assert!(sim.runs(1, G2) && !sim.runs(0, G2));
+    assert_eq!(sim.max_double_ms, 0, "never on both nodes");
+    assert!(sim.logged(1, "Releasing resource group IPaddr::10.0.0.50/24/eth0: it belongs on n1"));
+}
+
+#[test]
+fn auto_failback_off_leaves_the_group_where_it_runs() {
+    let mut sim = Sim::new(2, AutoFailback::Off);
+    sim.step(6000);
+    sim.crash(0);
+    sim.step(1500);
+    assert!(sim.runs(1, G1));
+    sim.restart(0, false);
+    sim.step(3000);
+    assert!(sim.runs(1, G1) && !sim.runs(0, G1), "stays on n2");
+    assert_eq!(sim.max_double_ms, 0);
+}
+
+#[test]
+fn standby_and_takeover_move_groups_on_demand() {
+    let mut sim = Sim::new(2, AutoFailback::On);
+    sim.step(6000);
+    let r = sim.operator(0, OperatorCmd::Standby(RscSet::ALL)).unwrap();
+    assert!(r.contains("standby [all]"), "{r}");
+    sim.step(200);
+    assert!(sim.runs(1, G1) && sim.runs(1, G2) && !sim.runs(0, G1));
+    assert_eq!(sim.engines[1].resource_status(Now::at(sim.now)).rscstatus, "all");
+    // Standby sticks even with auto_failback on, until takeover.
+    sim.step(2000);
+    assert!(!sim.runs(0, G1));
+    sim.operator(0, OperatorCmd::Takeover(RscSet::parse("local").unwrap())).unwrap();
+    sim.step(200);
+    assert!(sim.runs(0, G1) && !sim.runs(1, G1));
+    assert!(sim.runs(1, G2));
+    // Takeover of foreign groups moves n2's own group here too (a claim).
+    sim.operator(0, OperatorCmd::Takeover(RscSet::ALL)).unwrap();
+    sim.step(200);
+    assert!(sim.runs(0, G2) && !sim.runs(1, G2));
+    assert_eq!(sim.max_double_ms, 0);
+    // n2 takes it back in turn.
+    sim.operator(1, OperatorCmd::Takeover(RscSet::parse("local").unwrap())).unwrap();
+    sim.step(200);
+    assert!(sim.runs(1, G2) && !sim.runs(0, G2));
+    assert_eq!(sim.max_double_ms, 0);
+}
+
+#[test]
+fn graceful_shutdown_releases_first_and_the_peer_takes_over_without_waiting_deadtime() {
+    let mut sim = Sim::new(2, AutoFailback::On);
+    sim.step(6000);
+    sim.handle(0, Event::Shutdown);
+    sim.step(100);
+    assert!(sim.exited.contains(&0), "exits once released");
+    assert!(!sim.runs(0, G1));
+    assert!(sim.runs(1, G1), "taken over within 100 ms, long before the 1 s deadtime");
+    assert!(sim.logged(1, "Received shutdown notice from 'n1'."));
+    assert_eq!(sim.max_double_ms, 0);
+}
+
+#[test]
+fn a_failed_start_gives_the_group_to_the_other_node() {
+    let mut sim = Sim::new(2, AutoFailback::On);
+    sim.fail_start.insert((0, G1.to_string()));
+    sim.step(2000);
+    assert!(!sim.runs(0, G1));
+    assert!(sim.runs(1, G1));
+    assert!(sim.logged(0, "Giving up resources due to failure of IPaddr::10.0.0.50/24/eth0"));
+    let st = sim.engines[0].resource_status(Now::at(sim.now));
+    assert!(st.groups.iter().find(|g| g.key == G1).unwrap().failed_here);
+    // After cleanup it is eligible again, and failback brings it home.
+    sim.fail_start.clear();
+    sim.operator(0, OperatorCmd::Cleanup(None)).unwrap();
+    sim.step(200);
+    assert!(sim.runs(0, G1) && !sim.runs(1, G1));
+    assert_eq!(sim.max_double_ms, 0);
+}
+
+#[test]
+fn monitor_failures_restart_in_place_then_move_the_group() {
+    let mut sim = Sim::new(2, AutoFailback::Off);
+    sim.step(6000);
+    for _ in 0..3 {
+        sim.handle(0, Event::MonitorFailed { key: G1.into(), why: "not running".into() });
+        sim.step(50);
+        assert!(sim.runs(0, G1), "restarted in place");
+    }
+    assert_eq!(sim.starts_of(0, G1), 4);
+    sim.handle(0, Event::MonitorFailed { key: G1.into(), why: "not running".into() });
+    sim.step(100);
+    assert!(!sim.runs(0, G1) && sim.runs(1, G1), "the fourth failure moves it");
+}
+
+#[test]
+fn a_restarted_node_that_finds_its_group_running_does_not_start_it_twice() {
+    let mut sim = Sim::new(2, AutoFailback::On);
+    sim.step(6000);
+    // halo on n1 crashes and is restarted at once: the peer never noticed, the VIP still runs.
+    sim.down.insert(0);
+    sim.step(200);
+    sim.restart(0, true);
+    sim.step(3000);
+    assert!(sim.runs(0, G1) && !sim.runs(1, G1));
+    assert_eq!(sim.starts_of(0, G1), 1, "probed running, never started again");
+    assert_eq!(sim.starts_of(1, G1), 0);
+}
+
+#[test]
+fn an_orphan_found_at_start_on_a_node_that_does_not_own_the_group_is_stopped() {
+    let mut sim = Sim::new(2, AutoFailback::On);
+    sim.step(6000);
+    // n2 restarts and finds n1's VIP configured locally (left over): n1 owns it.
+    sim.running[1].insert(G1.to_string());
+    sim.down.insert(1);
+    sim.step(100);
+    sim.restart(1, true);
+    sim.step(3000);
+    assert!(sim.runs(0, G1) && !sim.runs(1, G1), "the orphan on n2 is stopped, n1 keeps it");
+}
+
+#[test]
+fn a_healed_partition_leaves_each_group_on_exactly_one_node() {
+    let mut sim = Sim::new(2, AutoFailback::Off);
+    sim.step(6000);
+    sim.cut.insert(0);
+    sim.step(2000);
+    assert!(sim.runs(0, G1) && sim.runs(1, G1), "split brain: both hold it while cut");
+    sim.cut.clear();
+    sim.step(2000);
+    let holders = (0..2).filter(|i| sim.runs(*i, G1)).count();
+    assert_eq!(holders, 1, "exactly one keeps it after the heal");
+    assert!(sim.runs(0, G1), "the preferred node keeps it");
+    assert!(sim.runs(1, G2) && !sim.runs(0, G2));
+}
+
+#[test]
+fn three_nodes_place_a_dead_nodes_group_on_exactly_one_survivor() {
+    let mut sim = Sim::new(3, AutoFailback::On);
+    sim.step(6000);
+    sim.crash(0);
+    sim.step(1500);
+    let holders: Vec<usize> = (1..3).filter(|i| sim.runs(*i, G1)).collect();
+    assert_eq!(holders, vec![1], "the next node after n1 in ha.cf order takes it");
+    assert_eq!(sim.max_double_ms, 0);
+}
