@@ -356,6 +356,17 @@ pub fn present(addr: IpAddr) -> Result<Option<AddrInfo>, VipError> {
     Ok(found.map(|a| info(&mut s, &a)))
 }
 
+/// Every interface `addr` is configured on now, in the kernel's order: [`present`] answers
+/// with the first only, while an LVS-DR VIP may sit on `lo` and on the NIC at once (and
+/// the NIC is the one that matters for "is it running").
+pub fn present_all(addr: IpAddr) -> Result<Vec<AddrInfo>, VipError> {
+    let what = format!("look for {addr}");
+    let mut s = socket(&what)?;
+    let found: Vec<AddrMsg> =
+        dump_addrs(&mut s, nl::family_of(addr), &what)?.into_iter().filter(|a| a.addr == addr).collect();
+    Ok(found.iter().map(|a| info(&mut s, a)).collect())
+}
+
 /// The first free alias label of `iface` — `eth0:0`, `eth0:1`, … — as IPaddr numbers its
 /// ifconfig aliases. Labels in use are those of the IPv4 addresses configured now.
 pub fn next_free_label(iface: &str) -> Result<String, VipError> {

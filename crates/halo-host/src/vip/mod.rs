@@ -37,8 +37,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
 pub use addr::{
-    add, next_free_label, present, remove, resolve, restore_loopback, take_from_loopback, AddrInfo,
-    LoopbackSave,
+    add, next_free_label, present, present_all, remove, resolve, restore_loopback, take_from_loopback,
+    AddrInfo, LoopbackSave,
 };
 pub use announce::{announce, AnnounceStats, Announcer};
 pub use spec::parse_ip_spec;
