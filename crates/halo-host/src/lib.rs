@@ -27,9 +27,13 @@
 //! * [`agents`] — [`agents::resolve`] and [`agents::run`]: resource scripts (Heartbeat-class,
 //!   LSB, OCF) found and called as Heartbeat's ResourceManager does, with timeouts and
 //!   process-tree kill; for worker threads only, never the heartbeat thread.
+//! * [`group`] — [`GroupExecutor`]: haresources groups started left to right and stopped
+//!   right to left over the built-in IPaddr/IPaddr2 and the agents, probes, monitors, and
+//!   held VIPs kept announced and put back when removed behind halo's back. Worker threads.
 
 pub mod agents;
 mod error;
+pub mod group;
 pub mod log;
 pub mod net;
 pub mod rt;
@@ -40,6 +44,7 @@ pub mod vip;
 mod testutil;
 
 pub use error::HostError;
+pub use group::{GroupEnv, GroupError, GroupExecutor, HeldAddress, ProbeResult, ResourceFailure};
 pub use log::{Level, LogConfig, Logger};
 pub use net::{LinkSpec, LinkStats, Links};
 pub use rt::{loadavg, lock_memory, set_realtime};
