@@ -38,7 +38,8 @@
 //! # Resource words
 //!
 //! * `IPaddr::spec`, `IPaddr2::spec` and bare addresses (`10.0.0.5/24/eth0`): built in,
-//!   over netlink (no shell): the address is added on the interface `findif` would pick
+//!   over netlink (no shell); `IPaddr2::2001:db8::5/64` works too (the `::` inside an IPv6
+//!   address is not taken for argument separators): the address is added on the interface `findif` would pick
 //!   (or the one given), `IPaddr` with an alias label `iface:N` (first free) unless a label
 //!   is given, `IPaddr2` with no label unless given. After adding, the first gratuitous ARP
 //!   request+reply pair (IPv6: one unsolicited NA) is sent before `start_group` returns;
@@ -611,14 +612,21 @@ impl GroupExecutor {
         let e = &self.env;
         match r.agent.as_str() {
             "IPaddr" | "IPaddr2" => {
-                let [arg] = r.args.as_slice() else {
-                    return Err(format!(
-                        "{} takes one argument, ip[/bits[/iface[:label]][/broadcast]], not {}",
-                        r.agent,
-                        r.args.len()
-                    ));
+                // haresources splits words on `::`, which cuts an IPv6 address in pieces
+                // (`IPaddr2::2001:db8::5` → `2001:db8`, `5`): the argument is then
+                // everything after the agent's `::` in the word as written.
+                let whole = r.raw.strip_prefix(r.agent.as_str()).and_then(|x| x.strip_prefix("::"));
+                let spec = match (r.args.as_slice(), whole.map(vip::parse_ip_spec)) {
+                    ([arg], _) => vip::parse_ip_spec(arg).map_err(|e| e.to_string())?,
+                    (_, Some(Ok(spec))) if spec.addr.is_ipv6() => spec,
+                    (args, _) => {
+                        return Err(format!(
+                            "{} takes one argument, ip[/bits[/iface[:label]][/broadcast]], not {}",
+                            r.agent,
+                            args.len()
+                        ))
+                    }
                 };
-                let spec = vip::parse_ip_spec(arg).map_err(|e| e.to_string())?;
                 Ok(Kind::Ip { spec, alias_label: r.agent == "IPaddr" })
             }
             a if a.starts_with("heartbeat:") => {

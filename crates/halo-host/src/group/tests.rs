@@ -247,6 +247,7 @@ fn group_word_errors() {
     };
     assert!(why("IPaddr2").contains("IPaddr2 takes one argument"));
     assert!(why("IPaddr2::10.0.0.1::x").contains("takes one argument"));
+    assert!(why("IPaddr2::2001:db8::5::x").contains("takes one argument"));
     assert!(why("IPaddr::nodea").contains("an IPv4 or IPv6 address first"));
     assert!(why("heartbeat:IPaddr2::10.0.0.1").starts_with("Cannot locate resource script IPaddr2"));
     assert!(why("heartbeat:../x").starts_with("invalid resource script name"));
@@ -643,4 +644,24 @@ fn group_real_heartbeat_ipaddr2_wrapper() {
     r.unwrap_or_else(|e| panic!("{e}: {logged:?}"));
     assert!(where_is(&ns, "192.0.2.60").is_empty() && where_is(&ns, "192.0.2.61").is_empty());
     assert_eq!(ns_probe(&ns, &ex, &g), vec![ProbeResult::Stopped; 2]);
+}
+
+#[test]
+fn group_ipv6_vip_with_refreshes() {
+    let Some(ns) = setup("group_ipv6_vip_with_refreshes") else { return };
+    let s = Scratch::new("group-v6");
+    let env =
+        GroupEnv { reannounce_after: None, refresh_interval: Some(Duration::from_millis(150)), ..s.env() };
+    let ex = executor(&ns, env);
+    let g = group(&["IPaddr2::2001:db8:77::20"]);
+    assert_eq!(ns_probe(&ns, &ex, &g), vec![ProbeResult::Stopped]);
+    let (r, logged) = ns_start(&ns, &ex, &g);
+    r.unwrap_or_else(|e| panic!("{e}: {logged:?}"));
+    assert_eq!(where_is(&ns, "2001:db8:77::20"), vec![("hv0".to_string(), 64, None)]);
+    // Three NAs per burst, bursts repeated every refresh interval while held.
+    let h = held_until(&ex, |h| h.first().is_some_and(|h| h.bursts >= 3 && h.frames_sent >= 9));
+    assert!(h[0].bursts >= 3 && h[0].frames_sent >= 9 && h[0].frames_failed == 0, "{h:?}");
+    ns_stop(&ns, &ex, &g).0.expect("stop");
+    assert!(where_is(&ns, "2001:db8:77::20").is_empty());
+    assert!(ex.held().is_empty());
 }
