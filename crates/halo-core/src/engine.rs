@@ -437,6 +437,11 @@ impl Engine {
         result
     }
 
+    /// Keys of the groups running here (for the runtime's monitors).
+    pub fn running_groups(&self) -> Vec<String> {
+        self.rsc.running_keys()
+    }
+
     pub fn resource_status(&self, now: Now) -> ResourceStatus {
         let peers = &self.peers;
         let active = |n: &str| peers.iter().any(|p| p.name == n && p.state == NodeState::Active);

@@ -291,6 +291,10 @@ impl Resources {
         !self.groups.is_empty()
     }
 
+    pub fn running_keys(&self) -> Vec<String> {
+        self.groups.iter().filter(|g| g.state == GroupState::Running).map(|g| g.cfg.key.clone()).collect()
+    }
+
     pub fn group_state(&self, key: &str) -> Option<GroupState> {
         self.groups.iter().find(|g| g.cfg.key == key).map(|g| g.state)
     }

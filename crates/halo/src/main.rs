@@ -45,10 +45,35 @@ enum Cmd {
     },
     /// A two-node cluster in network namespaces: both nodes alive, then one dies.
     Demo,
+    /// Give resource groups away to the other nodes (hb_standby): `all` (default), `local`
+    /// (the groups this node prefers), `foreign` or `failback` (the others'). Sticks until
+    /// `halo takeover`.
+    Standby {
+        #[arg(default_value = "all")]
+        set: String,
+    },
+    /// Take resource groups here (hb_takeover): `all` (default), `local` or `foreign`.
+    Takeover {
+        #[arg(default_value = "all")]
+        set: String,
+    },
+    /// Forget the failures of a group on this node (all groups without KEY), so it may run
+    /// here again.
+    Cleanup { key: Option<String> },
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Called as Heartbeat's tools (a symlink named hb_standby or hb_takeover): same job.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let argv0 = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|a| a.to_string_lossy().into_owned());
+    if let Some(tool @ ("hb_standby" | "hb_takeover")) = argv0.as_deref() {
+        let sub = if tool == "hb_standby" { "standby" } else { "takeover" };
+        args.insert(1, sub.into());
+    }
+    let cli = Cli::parse_from(args);
     if !matches!(cli.cmd, Cmd::Run { .. }) {
         // A command whose output goes into `head` or `grep -q` should end quietly when the
         // pipe closes, as every Unix tool does. The daemon keeps SIGPIPE ignored (Rust's
@@ -67,6 +92,15 @@ fn main() {
             halo::cmd::check::check(&config_dir, config_only, node.as_deref())
         }
         Cmd::Demo => halo::cmd::demo::demo(),
+        Cmd::Standby { set } => halo::cmd::status::operator(&cli.socket, &format!("standby {set}")),
+        Cmd::Takeover { set } => halo::cmd::status::operator(&cli.socket, &format!("takeover {set}")),
+        Cmd::Cleanup { key } => {
+            let cmd = match key {
+                Some(k) => format!("cleanup {k}"),
+                None => "cleanup".to_string(),
+            };
+            halo::cmd::status::operator(&cli.socket, &cmd)
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),

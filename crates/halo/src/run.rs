@@ -2,9 +2,10 @@
 //! the reason when it is invalid), raises the generation, opens the links, and drives the
 //! engine from one poll(2) loop: packets in, ticks at the engine's deadlines, actions out.
 use crate::control;
+use crate::rsc::Groups;
 use anyhow::{anyhow, bail, Context};
 use halo_config::{AuthMethodName, GenMethod, Model, MsgFmt, UuidFrom};
-use halo_core::{Action, CoreConfig, Engine, Event, Level, Now};
+use halo_core::{Action, CoreConfig, Engine, Event, GroupConfig, Level, Now, OperatorCmd, RscSet};
 use halo_host::{Links, LogConfig, Logger};
 use halo_wire::{AuthMethod, DropReason, Keyring, Message};
 use nix::sys::signal::{SigSet, Signal};
@@ -12,7 +13,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub struct RunArgs {
@@ -90,17 +91,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     model.check_local_node(&node).map_err(|e| anyhow!("{e}"))?;
     let hc = &model.ha_cf;
 
-    let logger = Logger::new(LogConfig {
-        logfile: hc.logfile.clone(),
-        debugfile: hc.debugfile.clone(),
-        facility: hc.logfacility.clone(),
-        ident: "halo".into(),
-        node: node.clone(),
-        debug_level: hc.debug,
-        stderr: true,
-        syslog_socket: PathBuf::from("/dev/log"),
-    })
-    .context("opening the logs")?;
+    let logger = Arc::new(
+        Logger::new(LogConfig {
+            logfile: hc.logfile.clone(),
+            debugfile: hc.debugfile.clone(),
+            facility: hc.logfacility.clone(),
+            ident: "halo".into(),
+            node: node.clone(),
+            debug_level: hc.debug,
+            stderr: true,
+            syslog_socket: PathBuf::from("/dev/log"),
+        })
+        .context("opening the logs")?,
+    );
     for w in &warnings {
         logger.log(halo_host::Level::Warn, w);
     }
@@ -156,6 +159,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     }
 
+    // Resource groups: probe what already runs here before deciding anything.
+    let haresources = model.haresources.as_ref().map(|h| h.groups.clone()).unwrap_or_default();
+    let (groups, running_at_start) = if haresources.is_empty() {
+        (None, Vec::new())
+    } else {
+        let (g, running) =
+            Groups::open(&haresources, &args.config_dir, &args.state_dir, &node, Arc::clone(&logger))?;
+        (Some(g), running)
+    };
+
     let links_names: Vec<String> = (0..links.len()).map(|i| links.name(i).to_string()).collect();
     for (i, name) in links_names.iter().enumerate() {
         logger.log(halo_host::Level::Info, &format!("{} link {name} opened", links.kind(i)));
@@ -174,9 +187,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         links: links_names,
         flow_control: true,
         seed: generation ^ u64::from(std::process::id()) ^ now_secs.rotate_left(17),
-        groups: Vec::new(),
+        groups: haresources
+            .iter()
+            .map(|g| GroupConfig { key: g.key().to_string(), node: g.node.clone() })
+            .collect(),
         auto_failback: hc.auto_failback,
-        running_at_start: Vec::new(),
+        running_at_start,
     });
 
     let has_serial = links.has_serial();
@@ -193,6 +209,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         last_load_ms: None,
         log_badpack: hc.log_badpack,
         has_serial,
+        groups,
+        exit: false,
+        leave_by_ms: None,
     };
     let code = daemon.run(&sigfd, &wake_rx, &req_rx);
     let _ = std::fs::remove_file(&args.socket);
@@ -212,12 +231,22 @@ struct Daemon<'a> {
     last_load_ms: Option<u64>,
     log_badpack: bool,
     has_serial: bool,
+    groups: Option<Groups>,
+    /// The engine said the graceful shutdown is complete.
+    exit: bool,
+    /// A shutdown in progress gives up waiting for the groups to stop at this time.
+    leave_by_ms: Option<u64>,
 }
+
+/// How long a graceful shutdown waits for the groups to stop (each stop has its own
+/// timeouts and retries) before leaving anyway.
+const LEAVE_GRACE_MS: u64 = 120_000;
 
 enum Source {
     Link,
     Signal,
     Wake,
+    Groups,
 }
 
 impl Daemon<'_> {
@@ -234,6 +263,9 @@ impl Daemon<'_> {
         }
         fds.push((pfd(sigfd.as_raw_fd()), Source::Signal));
         fds.push((pfd(wake.as_raw_fd()), Source::Wake));
+        if let Some(g) = &self.groups {
+            fds.push((pfd(g.fd()), Source::Groups));
+        }
         let mut raw: Vec<libc::pollfd> = fds.iter().map(|(p, _)| *p).collect();
         let mut received = Vec::new();
         let mut actions = Vec::new();
@@ -301,16 +333,29 @@ impl Daemon<'_> {
                                     self.logger.log(halo_host::Level::Info, "SIGHUP: log files reopened");
                                 }
                                 Ok(sig) => {
+                                    if self.leave_by_ms.is_some() {
+                                        self.logger.log(
+                                            halo_host::Level::Warn,
+                                            &format!("{sig} again: leaving now, without waiting for the groups to stop"),
+                                        );
+                                        return Ok(1);
+                                    }
                                     self.logger.log(
                                         halo_host::Level::Info,
-                                        &format!("{sig}: shutting down, telling the cluster"),
+                                        &format!("{sig}: shutting down: releasing resources, then telling the cluster"),
                                     );
+                                    self.leave_by_ms = Some(now.ms + LEAVE_GRACE_MS);
                                     self.engine.handle(now, Event::Shutdown, &mut actions);
                                     self.apply(&mut actions);
-                                    self.logger.log(halo_host::Level::Info, "halo stopped");
-                                    return Ok(0);
                                 }
                                 Err(_) => {}
+                            }
+                        }
+                    }
+                    Source::Groups => {
+                        if let Some(g) = self.groups.as_mut() {
+                            for ev in g.drain() {
+                                self.engine.handle(now, ev, &mut actions);
                             }
                         }
                     }
@@ -328,6 +373,23 @@ impl Daemon<'_> {
                 raw[i].fd = -1;
             }
             self.apply(&mut actions);
+            if self.exit {
+                self.logger.log(halo_host::Level::Info, "halo stopped");
+                return Ok(0);
+            }
+            if self.leave_by_ms.is_some_and(|t| now.ms >= t) {
+                self.logger.log(
+                    halo_host::Level::Crit,
+                    "shutdown: resource groups did not stop in time; leaving without shutdone (peers wait deadtime)",
+                );
+                return Ok(1);
+            }
+            if let Some(g) = self.groups.as_mut() {
+                if now.ms >= g.next_monitor_ms() {
+                    let running = self.engine.running_groups();
+                    g.monitor(now.ms, &running);
+                }
+            }
             let now = self.clock.now();
             if now.ms >= self.engine.next_deadline() {
                 if self.last_load_ms.is_none_or(|t| now.ms >= t + LOAD_REFRESH_MS) {
@@ -392,9 +454,24 @@ impl Daemon<'_> {
             match a {
                 Action::Send(m) => self.send(&m),
                 Action::Log(l, text) => self.logger.log(level(l), &text),
-                // Groups are not configured into the engine yet: it asks for none of these.
-                Action::StartGroup { .. } | Action::StopGroup { .. } | Action::Announce { .. } => {}
-                Action::Exit => {}
+                Action::StartGroup { key, reason } => {
+                    self.logger.log(halo_host::Level::Info, &format!("starting group {key}: {reason}"));
+                    if let Some(g) = self.groups.as_mut() {
+                        g.start(&key);
+                    }
+                }
+                Action::StopGroup { key, reason } => {
+                    self.logger.log(halo_host::Level::Info, &format!("stopping group {key}: {reason}"));
+                    if let Some(g) = self.groups.as_mut() {
+                        g.stop(&key);
+                    }
+                }
+                Action::Announce { key } => {
+                    if let Some(g) = self.groups.as_mut() {
+                        g.announce(&key);
+                    }
+                }
+                Action::Exit => self.exit = true,
             }
         }
     }
@@ -430,11 +507,57 @@ impl Daemon<'_> {
     }
 
     fn answer(&mut self, now: Now, cmd: &str) -> String {
-        match cmd {
-            "status" => status_json(&self.engine.status(now), &self.wire_dropped, self.links).to_string(),
-            other => control::error_json(&format!("unknown command '{other}'")),
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        let set = |w: Option<&&str>| -> Result<RscSet, String> {
+            let w = w.copied().unwrap_or("all");
+            RscSet::parse(w).filter(|s| *s != RscSet::NONE).ok_or_else(|| {
+                format!("'{w}' is not a resource set: expected all, local, foreign or failback")
+            })
+        };
+        let op = match words.first().copied() {
+            Some("status") => {
+                let mut v = status_json(&self.engine.status(now), &self.wire_dropped, self.links);
+                v["resources"] = resources_json(&self.engine.resource_status(now));
+                return v.to_string();
+            }
+            Some("standby") => set(words.get(1)).map(OperatorCmd::Standby),
+            Some("takeover") => set(words.get(1)).map(OperatorCmd::Takeover),
+            Some("cleanup") => Ok(OperatorCmd::Cleanup(words.get(1).map(|s| s.to_string()))),
+            _ => Err(format!("unknown command '{cmd}'")),
+        };
+        let op = match op {
+            Ok(op) => op,
+            Err(e) => return control::error_json(&e),
+        };
+        let mut actions = Vec::new();
+        let r = self.engine.operator(now, op, &mut actions);
+        self.apply(&mut actions);
+        match r {
+            Ok(msg) => serde_json::json!({ "ok": msg }).to_string(),
+            Err(e) => control::error_json(&e),
         }
     }
+}
+
+pub fn resources_json(r: &halo_core::ResourceStatus) -> serde_json::Value {
+    use serde_json::json;
+    json!({
+        "managed": r.managed,
+        "auto_failback": r.auto_failback,
+        "standby": r.standby,
+        "rscstatus": r.rscstatus,
+        "stable": r.stable,
+        "failovers": r.failovers,
+        "groups": r.groups.iter().map(|g| json!({
+            "key": g.key,
+            "node": g.preferred,
+            "state": g.state,
+            "holders": g.holders,
+            "desired": g.desired,
+            "failed": g.failed_here,
+            "last_error": g.last_error,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 pub fn status_json(

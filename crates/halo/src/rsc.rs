@@ -1,0 +1,288 @@
+//! The runtime side of resource groups: carries out the engine's `StartGroup`, `StopGroup`
+//! and `Announce` on worker threads (never the heartbeat thread), monitors running groups,
+//! watches held addresses, and reports back through a channel and a wake-up pipe that the
+//! heartbeat thread polls.
+//!
+//! One operation per group at a time: an operation asked while another runs for the same
+//! group waits in a queue. Monitors run only for groups the engine says are running and
+//! nothing else is happening to.
+use halo_config::ResourceGroup;
+use halo_core::Event;
+use halo_host::group::{GroupEnv, GroupExecutor, ProbeResult};
+use halo_host::{Level, Logger};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// How often a running group is monitored (`status` / OCF `monitor`).
+pub const MONITOR_INTERVAL_MS: u64 = 5000;
+/// How often held addresses are verified even without a netlink event.
+const ADDR_CHECK_MS: i32 = 5000;
+
+/// What a worker reports: the group it has finished with (free for the next operation),
+/// and the event for the engine, if there is news.
+struct Done {
+    freed: Option<String>,
+    event: Option<Event>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Start,
+    Stop,
+    Announce,
+    Monitor,
+}
+
+pub struct Groups {
+    exec: Arc<GroupExecutor>,
+    groups: BTreeMap<String, ResourceGroup>,
+    logger: Arc<Logger>,
+    tx: mpsc::Sender<Done>,
+    rx: mpsc::Receiver<Done>,
+    wake_tx: Arc<OwnedFd>,
+    wake_rx: OwnedFd,
+    busy: BTreeSet<String>,
+    queued: BTreeMap<String, VecDeque<Op>>,
+    last_monitor_ms: u64,
+}
+
+fn wake(fd: &OwnedFd) {
+    let _ = nix::unistd::write(fd, &[1u8]);
+}
+
+impl Groups {
+    /// Opens the executor (in this thread's network namespace), probes every group, and
+    /// returns the runtime with the keys of the groups found fully running. A group found
+    /// partly running is stopped first: half a group is an orphan, never a holding.
+    pub fn open(
+        groups: &[ResourceGroup],
+        config_dir: &Path,
+        state_dir: &Path,
+        node: &str,
+        logger: Arc<Logger>,
+    ) -> anyhow::Result<(Groups, Vec<String>)> {
+        let env = GroupEnv {
+            config_dir: config_dir.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            env: vec![
+                ("HA_CURHOST".into(), node.to_string()),
+                ("HA_DIR".into(), config_dir.display().to_string()),
+                ("HA_FUNCS".into(), config_dir.join("shellfuncs").display().to_string()),
+                ("HA_RSCTMP".into(), "/run/resource-agents".into()),
+            ],
+            ..GroupEnv::default()
+        };
+        let exec = Arc::new(GroupExecutor::new(env));
+        if let Some(e) = exec.watch_error() {
+            logger.log(
+                Level::Warn,
+                &format!("cannot watch addresses ({e}): held VIPs are checked every 5 s only"),
+            );
+        }
+        let mut running = Vec::new();
+        for g in groups {
+            let key = g.key().to_string();
+            let mut log = |l: Level, s: String| logger.log(l, &s);
+            let probe = exec.probe_group(g, &mut log);
+            let up = probe.iter().filter(|p| **p == ProbeResult::Running).count();
+            for (r, p) in g.resources.iter().zip(&probe) {
+                if let ProbeResult::Failed(why) = p {
+                    logger.log(Level::Warn, &format!("probe of {} in group {key}: {why}", r.raw));
+                }
+            }
+            if up == probe.len() && up > 0 {
+                logger.log(
+                    Level::Info,
+                    &format!("group {key} is running here already (probed): held, not started again"),
+                );
+                running.push(key);
+            } else if up > 0 {
+                logger.log(
+                    Level::Warn,
+                    &format!("group {key} is partly running here ({up} of {} resources): stopping it before joining", probe.len()),
+                );
+                if let Err(e) = exec.stop_group(g, &mut log) {
+                    logger.log(Level::Crit, &format!("{e}"));
+                }
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let (wake_rx, wake_tx) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
+        let wake_tx = Arc::new(wake_tx);
+        let me = Groups {
+            exec,
+            groups: groups.iter().map(|g| (g.key().to_string(), g.clone())).collect(),
+            logger,
+            tx,
+            rx,
+            wake_tx,
+            wake_rx,
+            busy: BTreeSet::new(),
+            queued: BTreeMap::new(),
+            last_monitor_ms: 0,
+        };
+        me.watch_addresses();
+        Ok((me, running))
+    }
+
+    /// The descriptor the heartbeat thread polls: readable when results are waiting.
+    pub fn fd(&self) -> RawFd {
+        self.wake_rx.as_raw_fd()
+    }
+
+    /// Results of finished operations, as engine events.
+    pub fn drain(&mut self) -> Vec<Event> {
+        let mut buf = [0u8; 64];
+        while matches!(nix::unistd::read(&self.wake_rx, &mut buf), Ok(n) if n > 0) {}
+        let mut evs = Vec::new();
+        while let Ok(done) = self.rx.try_recv() {
+            if let Some(k) = done.freed {
+                self.busy.remove(&k);
+                self.next(&k);
+            }
+            evs.extend(done.event);
+        }
+        evs
+    }
+
+    pub fn start(&mut self, key: &str) {
+        self.submit(key, Op::Start);
+    }
+
+    pub fn stop(&mut self, key: &str) {
+        self.submit(key, Op::Stop);
+    }
+
+    pub fn announce(&mut self, key: &str) {
+        self.submit(key, Op::Announce);
+    }
+
+    /// When [`monitor`](Self::monitor) has work next.
+    pub fn next_monitor_ms(&self) -> u64 {
+        self.last_monitor_ms + MONITOR_INTERVAL_MS
+    }
+
+    /// Monitors the groups `running` says run here, at most every [`MONITOR_INTERVAL_MS`].
+    pub fn monitor(&mut self, now_ms: u64, running: &[String]) {
+        if now_ms < self.last_monitor_ms + MONITOR_INTERVAL_MS {
+            return;
+        }
+        self.last_monitor_ms = now_ms;
+        for k in running {
+            if !self.busy.contains(k) && self.queued.get(k).is_none_or(|q| q.is_empty()) {
+                self.submit(k, Op::Monitor);
+            }
+        }
+    }
+
+    fn submit(&mut self, key: &str, op: Op) {
+        self.queued.entry(key.to_string()).or_default().push_back(op);
+        if !self.busy.contains(key) {
+            self.next(key);
+        }
+    }
+
+    fn next(&mut self, key: &str) {
+        let Some(op) = self.queued.get_mut(key).and_then(|q| q.pop_front()) else { return };
+        let Some(g) = self.groups.get(key).cloned() else {
+            self.logger.log(Level::Error, &format!("no resource group {key} in haresources"));
+            return;
+        };
+        self.busy.insert(key.to_string());
+        let exec = Arc::clone(&self.exec);
+        let logger = Arc::clone(&self.logger);
+        let tx = self.tx.clone();
+        let wake_tx = Arc::clone(&self.wake_tx);
+        let key = key.to_string();
+        let spawned =
+            std::thread::Builder::new().name(format!("halo-rsc-{op:?}").to_lowercase()).spawn(move || {
+                let mut log = |l: Level, s: String| logger.log(l, &s);
+                let freed = Some(key.clone());
+                let event = match op {
+                    Op::Start => {
+                        let members: Vec<&str> = g.resources.iter().map(|r| r.raw.as_str()).collect();
+                        log(
+                            Level::Info,
+                            format!("Acquiring resource group: {} {}", g.node, members.join(" ")),
+                        );
+                        match exec.start_group(&g, &mut log) {
+                            Ok(()) => Some(Event::GroupStarted { key, ok: true, detail: String::new() }),
+                            Err(e) => Some(Event::GroupStarted { key, ok: false, detail: e.to_string() }),
+                        }
+                    }
+                    Op::Stop => {
+                        let members: Vec<&str> = g.resources.iter().map(|r| r.raw.as_str()).collect();
+                        log(
+                            Level::Info,
+                            format!("Releasing resource group: {} {}", g.node, members.join(" ")),
+                        );
+                        match exec.stop_group(&g, &mut log) {
+                            Ok(()) => Some(Event::GroupStopped { key, ok: true, detail: String::new() }),
+                            Err(e) => Some(Event::GroupStopped { key, ok: false, detail: e.to_string() }),
+                        }
+                    }
+                    Op::Announce => {
+                        // Starting a running group adopts its addresses and announces them again.
+                        if let Err(e) = exec.start_group(&g, &mut log) {
+                            log(Level::Error, format!("announcing group {key} again: {e}"));
+                        }
+                        None
+                    }
+                    Op::Monitor => {
+                        let failed = exec.monitor_group(&g, &mut log);
+                        if failed.is_empty() {
+                            None
+                        } else {
+                            let why = failed
+                                .iter()
+                                .map(|(i, w)| {
+                                    format!(
+                                        "{}: {w}",
+                                        g.resources.get(*i).map(|r| r.raw.as_str()).unwrap_or("?")
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("; ");
+                            Some(Event::MonitorFailed { key, why })
+                        }
+                    }
+                };
+                let _ = tx.send(Done { freed, event });
+                wake(&wake_tx);
+            });
+        if let Err(e) = spawned {
+            self.logger.log(Level::Crit, &format!("cannot start a worker thread: {e}"));
+        }
+    }
+
+    /// A thread of its own waits for address changes and restores held VIPs removed behind
+    /// halo's back; a VIP that cannot be restored fails its group.
+    fn watch_addresses(&self) {
+        let exec = Arc::clone(&self.exec);
+        let logger = Arc::clone(&self.logger);
+        let tx = self.tx.clone();
+        let wake_tx = Arc::clone(&self.wake_tx);
+        let _ = std::thread::Builder::new().name("halo-addrwatch".into()).spawn(move || loop {
+            match exec.watch_fd() {
+                Some(fd) => {
+                    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                    // SAFETY: one valid pollfd for the duration of the call.
+                    unsafe { libc::poll(&mut p, 1, ADDR_CHECK_MS) };
+                }
+                None => std::thread::sleep(Duration::from_millis(ADDR_CHECK_MS as u64)),
+            }
+            let mut log = |l: Level, s: String| logger.log(l, &s);
+            for key in exec.check_addresses(&mut log) {
+                let event = Some(Event::MonitorFailed { key, why: ADDR_LOST.into() });
+                let _ = tx.send(Done { freed: None, event });
+                wake(&wake_tx);
+            }
+        });
+    }
+}
+
+const ADDR_LOST: &str = "a held address was removed and could not be restored";
