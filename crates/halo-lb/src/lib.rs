@@ -20,10 +20,14 @@
 //!   from ldirectord.cf, and [`check::Health`] (rise/fall, last results) per real server.
 //! * [`ipvsadm`]: a model of the IPVS table and what `ipvsadm` 1.31 prints for it, byte for
 //!   byte (`-L -n` and its `--stats`/`--rate`/... views, `-c`, `-S`), as pure functions.
+//! * [`dataplane`]: the director's typed desired state (virtual services, real servers,
+//!   weights, persistence, NAT or DR) and [`dataplane::NftDataPlane`], which makes one nftables
+//!   table match it (reconciled, one atomic transaction, counters per real server).
 
 #![deny(unsafe_code)]
 
 pub mod check;
+pub mod dataplane;
 pub mod ipvsadm;
 pub mod scheduler;
 
