@@ -189,6 +189,9 @@ struct PeerRsc {
     failed: BTreeSet<String>,
     stable: bool,
     leaving: bool,
+    /// Sequence number of the newest statement applied: a retransmitted older one (a gap
+    /// filled after a partition) must not undo a newer one.
+    last_seq: u64,
 }
 
 enum AskPhase {
@@ -402,7 +405,7 @@ impl Resources {
     pub fn peer_dead(&mut self, name: &str, out: &mut RscOut) {
         let Some(p) = self.peers.get_mut(name) else { return };
         let held: Vec<String> = p.holds.iter().cloned().collect();
-        *p = PeerRsc { known: true, halo: p.halo, ..Default::default() };
+        *p = PeerRsc { known: true, halo: p.halo, last_seq: p.last_seq, ..Default::default() };
         if !held.is_empty() {
             out.log(Level::Info, format!("node {name} no longer holds: {}", held.join(" ")));
             for g in self.groups.iter_mut().filter(|g| held.contains(&g.cfg.key)) {
@@ -421,12 +424,17 @@ impl Resources {
     /// A peer restarted (new generation) or came back after a partition: what it holds is
     /// unknown until it says; ask it by saying `starting` ourselves (it answers with
     /// `resource`, Heartbeat too).
-    pub fn peer_returned(&mut self, name: &str, out: &mut RscOut) {
+    pub fn peer_returned(&mut self, name: &str, restarted: bool, out: &mut RscOut) {
         if !self.managed() {
             return;
         }
         if let Some(p) = self.peers.get_mut(name) {
             p.known = false;
+        }
+        if restarted {
+            if let Some(p) = self.peers.get_mut(name) {
+                p.last_seq = 0;
+            }
         }
         if self.comm_up_at.is_some() {
             let mut m = Message::of_type("starting");
@@ -446,8 +454,17 @@ impl Resources {
         view: &View,
         out: &mut RscOut,
     ) {
-        if !self.managed() || !self.peers.contains_key(src) {
+        if !self.managed() {
             return;
+        }
+        let Some(p) = self.peers.get_mut(src) else { return };
+        // Only what is newer than the last statement counts (all of a sender's messages
+        // share one sequence).
+        if let Some(seq) = msg.get_hex("seq") {
+            if seq <= p.last_seq {
+                return;
+            }
+            p.last_seq = seq;
         }
         match kind {
             "starting" => {
@@ -684,7 +701,6 @@ impl Resources {
         }
         if ok {
             g.state = GroupState::Running;
-            out.log(Level::Info, format!("resource group {key} started"));
             if std::mem::take(&mut g.took_from_dead) {
                 self.failovers += 1;
                 let mut m = Message::of_type("resource");
@@ -710,7 +726,6 @@ impl Resources {
         }
         if ok {
             g.state = GroupState::Stopped;
-            out.log(Level::Info, format!("resource group {key} stopped"));
             if std::mem::take(&mut g.restart_after_stop) && !g.failed_here && !self.shutting_down {
                 g.state = GroupState::Starting;
                 out.actions.push(Action::StartGroup {

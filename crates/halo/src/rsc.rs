@@ -203,28 +203,14 @@ impl Groups {
                 let mut log = |l: Level, s: String| logger.log(l, &s);
                 let freed = Some(key.clone());
                 let event = match op {
-                    Op::Start => {
-                        let members: Vec<&str> = g.resources.iter().map(|r| r.raw.as_str()).collect();
-                        log(
-                            Level::Info,
-                            format!("Acquiring resource group: {} {}", g.node, members.join(" ")),
-                        );
-                        match exec.start_group(&g, &mut log) {
-                            Ok(()) => Some(Event::GroupStarted { key, ok: true, detail: String::new() }),
-                            Err(e) => Some(Event::GroupStarted { key, ok: false, detail: e.to_string() }),
-                        }
-                    }
-                    Op::Stop => {
-                        let members: Vec<&str> = g.resources.iter().map(|r| r.raw.as_str()).collect();
-                        log(
-                            Level::Info,
-                            format!("Releasing resource group: {} {}", g.node, members.join(" ")),
-                        );
-                        match exec.stop_group(&g, &mut log) {
-                            Ok(()) => Some(Event::GroupStopped { key, ok: true, detail: String::new() }),
-                            Err(e) => Some(Event::GroupStopped { key, ok: false, detail: e.to_string() }),
-                        }
-                    }
+                    Op::Start => match exec.start_group(&g, &mut log) {
+                        Ok(()) => Some(Event::GroupStarted { key, ok: true, detail: String::new() }),
+                        Err(e) => Some(Event::GroupStarted { key, ok: false, detail: e.to_string() }),
+                    },
+                    Op::Stop => match exec.stop_group(&g, &mut log) {
+                        Ok(()) => Some(Event::GroupStopped { key, ok: true, detail: String::new() }),
+                        Err(e) => Some(Event::GroupStopped { key, ok: false, detail: e.to_string() }),
+                    },
                     Op::Announce => {
                         // Starting a running group adopts its addresses and announces them again.
                         if let Err(e) = exec.start_group(&g, &mut log) {

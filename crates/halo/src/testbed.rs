@@ -32,6 +32,19 @@ pub fn sh(args: &[&str]) -> anyhow::Result<Output> {
 }
 
 impl Testbed {
+    /// A testbed for a test that needs root: without root, `None` (the test is skipped with
+    /// a note) — unless `HALO_REQUIRE_ROOT=1` (CI), where that is a failure.
+    pub fn for_test(tag: &str) -> Option<Testbed> {
+        if !is_root() {
+            if std::env::var("HALO_REQUIRE_ROOT").as_deref() == Ok("1") {
+                panic!("this test needs root (network namespaces) and HALO_REQUIRE_ROOT=1");
+            }
+            eprintln!("skipping: not root (set HALO_REQUIRE_ROOT=1 to make this a failure)");
+            return None;
+        }
+        Some(Testbed::new(tag).expect("testbed"))
+    }
+
     pub fn new(tag: &str) -> anyhow::Result<Testbed> {
         if !is_root() {
             bail!("network namespaces need root: run this as root (sudo)");
