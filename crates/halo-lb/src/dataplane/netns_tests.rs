@@ -430,7 +430,79 @@ fn dataplane_direct_routing() {
     let seen: Vec<String> = (0..4).map(|_| bed.who(CLIENT, 80)).collect();
     assert_eq!(count(&seen, &first), 0, "no new connection to the quiescent server: {seen:?}");
     let stats = plane.stats().expect("stats");
-    let tcp: Vec<&RealStats> = stats.iter().filter(|s| s.service.is_some_and(|k| k.port == 80)).collect();
+    let tcp: Vec<&RealStats> = stats.iter().filter(|s| s.service.port == 80).collect();
     assert_eq!(tcp.len(), 2);
     assert!(tcp.iter().all(|s| s.in_packets > 0 && s.out_packets == 0), "{stats:?}");
+}
+
+#[test]
+fn dataplane_repairs_hand_edits_and_leaves_other_tables_alone() {
+    if !can_run("dataplane_repairs_hand_edits_and_leaves_other_tables_alone") {
+        return;
+    }
+    let mut bed = Bed::new();
+    bed.tcp_server("r1", 80);
+    bed.tcp_server("r2", 80);
+    let dir = bed.ns("dir");
+    let nft = |args: &str| {
+        let mut full = vec!["ip", "netns", "exec", &dir, "nft"];
+        full.extend(args.split_whitespace());
+        sh(&full);
+    };
+    nft("add table ip other");
+    nft("add chain ip other c");
+    nft("add rule ip other c counter");
+    let plane = bed.plane();
+    let desired = Desired { services: vec![service(80, "rr", Forward::Masq, &[1, 1])] };
+    plane.apply(&desired).expect("apply");
+    // Someone drops the service's new connections by hand: the next apply sees the foreign
+    // rule in the kernel's listing and puts the table back.
+    nft("insert rule ip halo_lb svc_tcp_10_77_0_100_80 drop");
+    let blocked = in_ns(&bed.ns("cl"), || {
+        TcpStream::connect_timeout(&SocketAddr::from((VIP, 80)), Duration::from_millis(300))
+    });
+    assert!(blocked.is_err(), "the hand-made drop rule is in force");
+    let changes = plane.apply(&desired).expect("apply");
+    assert_eq!(changes, vec![Change::RulesReplaced("svc_tcp_10_77_0_100_80".into())]);
+    let seen: Vec<String> = (0..2).map(|_| bed.who(CLIENT, 80)).collect();
+    assert_eq!((count(&seen, "r1"), count(&seen, "r2")), (1, 1), "{seen:?}");
+    // A chain deleted by hand comes back.
+    nft("flush chain ip halo_lb forward");
+    nft("delete chain ip halo_lb forward");
+    assert_eq!(plane.apply(&desired).expect("apply"), vec![Change::ChainAdded("forward".into())]);
+    assert_eq!(plane.apply(&desired).expect("apply"), Vec::<Change>::new());
+    plane.remove().expect("remove");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &dir, "nft", "list", "table", "ip", "other"])
+        .output()
+        .expect("nft");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("counter"),
+        "other table intact"
+    );
+}
+
+#[test]
+fn dataplane_direct_routing_with_persistence() {
+    if !can_run("dataplane_direct_routing_with_persistence") {
+        return;
+    }
+    let mut bed = Bed::new();
+    bed.dr_reals();
+    bed.tcp_server("r1", 80);
+    bed.tcp_server("r2", 80);
+    let clients: Vec<Ipv4Addr> = (21..25).map(|d| Ipv4Addr::new(10, 77, 0, d)).collect();
+    for c in &clients {
+        sh(&["ip", "-n", &bed.ns("cl"), "addr", "add", &format!("{c}/24"), "dev", "eth0"]);
+    }
+    let plane = bed.plane();
+    let mut svc = service(80, "rr", Forward::Gate, &[1, 1]);
+    svc.persistence = Some(Persistence { timeout_s: 120, netmask: Ipv4Addr::BROADCAST });
+    plane.apply(&Desired { services: vec![svc] }).expect("apply");
+    let first: Vec<String> = clients.iter().map(|&c| bed.who(c, 80)).collect();
+    assert_eq!((count(&first, "r1"), count(&first, "r2")), (2, 2), "{first:?}");
+    for _ in 0..2 {
+        let again: Vec<String> = clients.iter().map(|&c| bed.who(c, 80)).collect();
+        assert_eq!(again, first, "each client stays on its real server");
+    }
 }

@@ -201,10 +201,10 @@ impl fmt::Display for Change {
 /// Traffic of one real server of one virtual service since its counters were created. `in`
 /// is client → real server, `out` the replies (always 0 for DR, where the replies do not pass
 /// the director; IPVS shows the same).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RealStats {
-    pub service: Option<ServiceKey>,
-    pub real: Option<SocketAddrV4>,
+    pub service: ServiceKey,
+    pub real: SocketAddrV4,
     pub in_packets: u64,
     pub in_bytes: u64,
     pub out_packets: u64,
@@ -256,16 +256,19 @@ impl NftDataPlane {
         Ok(json!({ "nftables": commands }))
     }
 
-    /// Per real server traffic counters, in the order the kernel lists them.
+    /// Per real server traffic counters, ordered by service and real server.
     pub fn stats(&self) -> Result<Vec<RealStats>, Error> {
         let Some(have) = self.read()? else { return Ok(Vec::new()) };
         let mut by_real: BTreeMap<(ServiceKey, SocketAddrV4), RealStats> = BTreeMap::new();
         for (name, c) in &have.counters {
             let Some((dir, svc, real)) = parse_counter_name(name) else { continue };
             let e = by_real.entry((svc, real)).or_insert(RealStats {
-                service: Some(svc),
-                real: Some(real),
-                ..RealStats::default()
+                service: svc,
+                real,
+                in_packets: 0,
+                in_bytes: 0,
+                out_packets: 0,
+                out_bytes: 0,
             });
             if dir == "in" {
                 (e.in_packets, e.in_bytes) = (c.0, c.1);
