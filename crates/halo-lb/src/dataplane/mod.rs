@@ -22,8 +22,11 @@
 //!   address and port, or the masked client address with persistence) it serves, with a
 //!   timeout refreshed by every packet: flows already in a set keep their real server
 //!   whatever the weights become; new flows are scheduled. A real server removed from the
-//!   desired state loses its set, so its DR flows are rescheduled (set its weight to 0 first to
-//!   drain it, as ldirectord's `quiescent=yes` does).
+//!   desired state is kept, at weight 0, for as long as its flow set still holds flows (read
+//!   back from the kernel at each apply), so its established connections keep working too;
+//!   the apply after they expire removes it. (With persistence the set is the persistence
+//!   set, refreshed by every packet, and a removed real server's set goes at once: its
+//!   clients are rescheduled, as IPVS invalidates templates of a deleted destination.)
 //! * Persistence (`persistent` + `netmask`): a dynamic set per real server of masked client
 //!   addresses, with the persistence timeout, refreshed by each new connection (NAT) or each
 //!   packet (DR). A client whose masked address is in a real server's set goes there, even if

@@ -423,12 +423,22 @@ fn dataplane_direct_routing() {
     let weights: &[u32] = if first == "r1" { &[0, 3] } else { &[3, 0] };
     let mut d2 = desired.clone();
     d2.services[0] = service(80, "wrr", Forward::Gate, weights);
+    let d2_for_removal = d2.clone();
     assert!(!plane.apply(&d2).expect("apply").is_empty());
     for _ in 0..3 {
         assert_eq!(c.ask(), first, "the established DR connection stays");
     }
     let seen: Vec<String> = (0..4).map(|_| bed.who(CLIENT, 80)).collect();
     assert_eq!(count(&seen, &first), 0, "no new connection to the quiescent server: {seen:?}");
+    // Removed altogether: it drains (kept at weight 0 while its flow set holds flows).
+    let mut d3 = d2_for_removal;
+    d3.services[0].reals.retain(|r| r.weight > 0);
+    let left = if first == "r1" { "r2" } else { "r1" };
+    plane.apply(&d3).expect("apply");
+    assert_eq!(c.ask(), first, "the established DR connection to a removed server stays");
+    let seen: Vec<String> = (0..3).map(|_| bed.who(CLIENT, 80)).collect();
+    assert_eq!(count(&seen, left), 3, "{seen:?}");
+    assert_eq!(plane.apply(&d3).expect("re-apply"), Vec::<Change>::new());
     let stats = plane.stats().expect("stats");
     let tcp: Vec<&RealStats> = stats.iter().filter(|s| s.service.port == 80).collect();
     assert_eq!(tcp.len(), 2);

@@ -238,8 +238,8 @@ impl NftDataPlane {
     /// nothing was sent to the kernel). Blocks for one to three `nft` runs (~10 ms each).
     pub fn apply(&self, desired: &Desired) -> Result<Vec<Change>, Error> {
         desired.validate()?;
-        let want = Plan::build(desired);
         let have = self.read()?;
+        let want = Plan::build(&with_draining(desired, have.as_ref()));
         let (changes, commands) = want.reconcile(&self.table, have.as_ref());
         if !changes.is_empty() {
             let doc = json!({ "nftables": commands });
@@ -312,6 +312,32 @@ impl NftDataPlane {
             what,
         })
     }
+}
+
+/// `desired` plus, for each DR service without persistence, the real servers it no longer
+/// lists whose flow sets in the kernel still hold flows, at weight 0: their established
+/// connections keep going to them (conntrack does this for NAT), and a later apply drops them
+/// once their flows have expired.
+fn with_draining(desired: &Desired, have: Option<&Kernel>) -> Desired {
+    let mut d = desired.clone();
+    let Some(k) = have else { return d };
+    for s in d.services.iter_mut().filter(|s| s.forward == Forward::Gate && s.persistence.is_none()) {
+        let prefix = format!("aff_{}_", svc_tag(&s.key));
+        for (name, set) in &k.sets {
+            let Some(rest) = name.strip_prefix("aff_").filter(|_| name.starts_with(&prefix)) else {
+                continue;
+            };
+            let Some((_, key, addr)) = parse_counter_name(&format!("in_{rest}")) else { continue };
+            if set.elems > 0
+                && key == s.key
+                && addr.port() == s.key.port
+                && !s.reals.iter().any(|r| r.addr == addr)
+            {
+                s.reals.push(super::RealServer { addr, weight: 0 });
+            }
+        }
+    }
+    d
 }
 
 // ------------------------------------------------------------------------------------------
