@@ -44,6 +44,11 @@
 //! Limits: IPv4 only; firewall-mark services and `ipip` tunnelling are refused; one forwarding
 //! method per virtual service; a DR real server must listen on the virtual port. The director
 //! must forward (`net.ipv4.ip_forward=1`) for NAT; that and the VIP itself are the host's job.
+//! [`NftDataPlane::apply`] blocks for a few `nft` runs (~10 ms each): call it from a blocking
+//! task, never from the heartbeat path. Verified on this machine's kernel (6.18, no IPVS)
+//! with Debian bookworm's nft 1.0.6, whose JSON parser accepts everything used here (it
+//! cannot parse a dynamic *map* statement, which is why persistence and DR flows are one
+//! plain set per real server rather than one map per service).
 
 pub mod nft;
 
