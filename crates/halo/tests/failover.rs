@@ -22,6 +22,7 @@ start)
     cd "$D/www" || exit 1
     python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>&1 </dev/null &
     echo $! > "$PID"
+    echo start >> "$D/starts"
     i=0
     while [ $i -lt 100 ]; do
         ss -ltn | grep -q ':80 ' && exit 0
@@ -36,6 +37,32 @@ status)
 esac
 exit 0
 "#;
+
+/// A Heartbeat-class script whose start fails on `n1` only (HA_CURHOST) and works elsewhere.
+const FLAKY: &str = r#"#!/bin/sh
+D=$(cd "$(dirname "$0")/.." && pwd)
+case "$1" in
+start)
+    [ "$HA_CURHOST" = n1 ] && { echo "flaky: refusing to start on n1" >&2; exit 1; }
+    touch "$D/flaky.on"; exit 0 ;;
+stop) rm -f "$D/flaky.on"; exit 0 ;;
+status) if [ -f "$D/flaky.on" ]; then echo running; else echo stopped; fi ;;
+esac
+exit 0
+"#;
+
+/// How a node's `ha.cf` differs between the scenarios.
+#[derive(Clone, Copy)]
+struct Timing {
+    deadtime: &'static str,
+    warntime: &'static str,
+    initdead: &'static str,
+}
+
+/// Seed 001's timing scaled down: a cable cut is noticed in a second.
+const FAST: Timing = Timing { deadtime: "1", warntime: "500ms", initdead: "3" };
+/// Room to restart a killed daemon before its peer declares it dead.
+const SLOW: Timing = Timing { deadtime: "6", warntime: "2", initdead: "12" };
 
 struct Cluster {
     tb: Testbed,
@@ -56,18 +83,27 @@ impl Cluster {
     }
 
     fn config(&self, node: &str, failback: &str, haresources: &str) -> PathBuf {
+        self.config_timed(node, failback, FAST, haresources)
+    }
+
+    fn config_timed(&self, node: &str, failback: &str, t: Timing, haresources: &str) -> PathBuf {
         let log = self.tb.dir.join(format!("{node}.log"));
         let cf = format!(
-            "keepalive 100ms\nwarntime 500ms\ndeadtime 1\ninitdead 3\nbcast eth0\nauto_failback {failback}\n\
+            "keepalive 100ms\nwarntime {}\ndeadtime {}\ninitdead {}\nbcast eth0\nauto_failback {failback}\n\
              node n1 n2\nlogfile {}\nrealtime off\n",
+            t.warntime,
+            t.deadtime,
+            t.initdead,
             log.display()
         );
         let dir = self.tb.write_config(node, &cf, AUTHKEYS).unwrap();
         std::fs::write(dir.join("haresources"), haresources).unwrap();
         let rd = dir.join("resource.d");
         std::fs::create_dir_all(&rd).unwrap();
-        std::fs::write(rd.join("web"), WEB).unwrap();
-        std::fs::set_permissions(rd.join("web"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for (name, text) in [("web", WEB), ("flaky", FLAKY)] {
+            std::fs::write(rd.join(name), text).unwrap();
+            std::fs::set_permissions(rd.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         std::fs::create_dir_all(dir.join("www")).unwrap();
         std::fs::write(dir.join("www/index.html"), format!("{node}\n")).unwrap();
         dir
@@ -98,25 +134,114 @@ impl Cluster {
             + &std::fs::read_to_string(self.tb.dir.join(format!("{node}.out"))).unwrap_or_default()
     }
 
-    fn has_vip(&self, node: &str) -> bool {
+    fn logs(&self) -> String {
+        format!("--- n1\n{}\n--- n2\n{}", self.log("n1"), self.log("n2"))
+    }
+
+    fn addrs(&self, node: &str) -> String {
         let out = self.tb.exec(node, &["ip", "-4", "addr", "show"]).unwrap();
-        String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/"))
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn has_vip(&self, node: &str) -> bool {
+        self.addrs(node).contains(&format!("{VIP}/"))
     }
 
     /// Waits until the client is served by `node`; panics with both logs otherwise.
     fn served_by(&self, node: &str, within: Duration, what: &str) {
         if wait_for(within, || (self.fetch().as_deref() == Some(node)).then_some(())).is_none() {
             panic!(
-                "{what}: the client was not served by {node} within {within:?} (got {:?})\n--- n1\n{}\n--- n2\n{}",
+                "{what}: the client was not served by {node} within {within:?} (got {:?})\n{}",
                 self.fetch(),
-                self.log("n1"),
-                self.log("n2")
+                self.logs()
             );
+        }
+    }
+
+    /// Waits until `f` holds; panics with `what` and both logs otherwise.
+    fn until(&self, within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+        if wait_for(within, || f().then_some(())).is_none() {
+            panic!("{what} (waited {within:?})\n{}", self.logs());
+        }
+    }
+
+    /// For `during`, the client is served by `node` every time it asks (allowing one lost
+    /// answer for a retransmitted SYN) and `other` never holds the VIP.
+    fn stays_on(&self, node: &str, other: &str, during: Duration, what: &str) {
+        let end = std::time::Instant::now() + during;
+        let mut misses = Vec::new();
+        while std::time::Instant::now() < end {
+            let got = self.fetch();
+            if got.as_deref() != Some(node) {
+                misses.push(got);
+            }
+            assert!(!self.has_vip(other), "{what}: {other} holds the VIP\n{}", self.logs());
+            assert!(misses.len() <= 1, "{what}: the client got {misses:?}, not {node}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
     fn ctl(&self, node: &str, cmd: &str) -> serde_json::Value {
         halo::control::request(&self.socket(node), cmd).unwrap_or_else(|e| panic!("{node} {cmd}: {e}"))
+    }
+
+    /// `halo status --json` as an operator runs it.
+    fn status_json(&self, node: &str) -> serde_json::Value {
+        let out = std::process::Command::new(HALO)
+            .arg("--socket")
+            .arg(self.socket(node))
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "halo status --json: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The config directory of a node (as written by [`config_timed`]).
+    fn dir(&self, node: &str) -> PathBuf {
+        self.tb.dir.join(node).join("ha.d")
+    }
+
+    /// How many times `web start` ran on `node`.
+    fn web_starts(&self, node: &str) -> usize {
+        std::fs::read_to_string(self.dir(node).join("starts")).unwrap_or_default().lines().count()
+    }
+
+    /// The pid of `node`'s web server, if its pid file names a live one.
+    fn web_pid(&self, node: &str) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.dir(node).join("web.pid")).ok()?.trim().parse().ok()?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).ok().map(|()| pid)
+    }
+
+    /// Kills halo on `node` with SIGKILL: what it started keeps running, orphaned.
+    fn crash(&mut self, node: &str) {
+        let pid = self.pid(node);
+        self.tb.stop(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    /// Orphans (web servers of a killed halo) live on in their namespaces: kill every
+    /// process left in the hosts' namespaces, then let the testbed remove them.
+    fn drop(&mut self) {
+        for _ in 0..2 {
+            for host in ["n1", "n2", "client"] {
+                let Ok(out) =
+                    std::process::Command::new("ip").args(["netns", "pids", &self.tb.ns(host)]).output()
+                else {
+                    continue;
+                };
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -168,4 +293,61 @@ fn seed_001_vip_and_web_fail_over_and_fail_back() {
     assert!(!c.has_vip("n1"), "n1 released the VIP before exiting");
     c.served_by("n2", Duration::from_secs(5), "takeover after a graceful stop");
     assert!(c.log("n2").contains("Received shutdown notice from 'n1'."), "{}", c.log("n2"));
+}
+
+/// `auto_failback off`: the node that took the group over keeps it when the cut node's
+/// cable comes back; `halo takeover` on the returning node moves it there.
+#[test]
+#[ignore = "halo-core resources.rs Resources::desired: with auto_failback off and two holders after a healed partition the preferred node keeps the group (`n1 keeps it (both held it)`), so it fails back to the cut node"]
+fn auto_failback_off_keeps_the_group_on_the_node_that_took_it() {
+    let Some(mut c) = Cluster::new("fboff") else { return };
+    let hr = format!("n1 IPaddr::{VIP}/16/eth0:0 web\n");
+    let d1 = c.config("n1", "off", &hr);
+    let d2 = c.config("n2", "off", &hr);
+    c.start("n1", &d1);
+    c.start("n2", &d2);
+    c.served_by("n1", Duration::from_secs(15), "initial acquisition");
+    std::thread::sleep(Duration::from_secs(3));
+    c.tb.cable("n1", false).unwrap();
+    c.served_by("n2", Duration::from_secs(10), "failover after the cable cut");
+
+    c.tb.cable("n1", true).unwrap();
+    // Both held the group while cut: n1 must let go, n2 keep serving.
+    c.until(Duration::from_secs(10), "n1 released the VIP after the heal", || !c.has_vip("n1"));
+    c.stays_on("n2", "n1", Duration::from_secs(5), "auto_failback off after the heal");
+    let st = c.ctl("n1", "status");
+    assert_eq!(st["resources"]["groups"][0]["holders"], serde_json::json!(["n2"]), "{st}");
+
+    let r = c.ctl("n1", "takeover all");
+    assert!(r["ok"].as_str().unwrap().contains("takeover"), "{r}");
+    c.served_by("n1", Duration::from_secs(10), "halo takeover on the returning node");
+    c.until(Duration::from_secs(5), "n2 released the VIP after the takeover", || !c.has_vip("n2"));
+}
+
+/// `auto_failback off` without a partition: n1 stops (SIGTERM), n2 takes the group, n1
+/// comes back and takes nothing; `halo takeover` on n1 moves the group back.
+#[test]
+fn auto_failback_off_returning_node_takes_nothing_until_takeover() {
+    let Some(mut c) = Cluster::new("fboffr") else { return };
+    let hr = format!("n1 IPaddr::{VIP}/16/eth0:0 web\n");
+    let d1 = c.config("n1", "off", &hr);
+    let d2 = c.config("n2", "off", &hr);
+    c.start("n1", &d1);
+    c.start("n2", &d2);
+    c.served_by("n1", Duration::from_secs(15), "initial acquisition");
+    let pid = c.pid("n1");
+    c.tb.stop(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    c.served_by("n2", Duration::from_secs(10), "takeover after a graceful stop");
+
+    c.start("n1", &d1);
+    c.until(Duration::from_secs(15), "n1 rejoined and knows n2 holds the group", || {
+        halo::control::request(&c.socket("n1"), "status")
+            .is_ok_and(|st| st["resources"]["groups"][0]["holders"] == serde_json::json!(["n2"]))
+    });
+    c.stays_on("n2", "n1", Duration::from_secs(5), "auto_failback off after n1's return");
+    assert_eq!(c.web_starts("n1"), 1, "n1 did not start the web server again");
+
+    c.ctl("n1", "takeover all");
+    c.served_by("n1", Duration::from_secs(10), "halo takeover on the returning node");
+    c.until(Duration::from_secs(5), "n2 released the VIP after the takeover", || !c.has_vip("n2"));
 }
