@@ -351,3 +351,82 @@ fn auto_failback_off_returning_node_takes_nothing_until_takeover() {
     c.served_by("n1", Duration::from_secs(10), "halo takeover on the returning node");
     c.until(Duration::from_secs(5), "n2 released the VIP after the takeover", || !c.has_vip("n2"));
 }
+
+/// resource-agents' real OCF IPaddr2 and Dummy under halo: `ocf:PROVIDER:TYPE::name=value`
+/// and `OCF::TYPE::INSTANCE` (parameters in `conf/OCF/Dummy/state`, a per-node state file).
+/// IPaddr2 adds the VIP the client reaches the web server through; on a cable cut the
+/// group, Dummy's state file included, comes up on n2.
+#[test]
+fn real_ocf_ipaddr2_and_dummy_fail_over() {
+    let Some(mut c) = Cluster::new("ocf") else { return };
+    for agent in ["IPaddr2", "Dummy"] {
+        let p = Path::new("/usr/lib/ocf/resource.d/heartbeat").join(agent);
+        assert!(p.exists(), "{} is missing: install resource-agents (scripts/test.sh)", p.display());
+    }
+    let hr = format!("n1 ocf:heartbeat:IPaddr2::ip={VIP}::cidr_netmask=16 OCF::Dummy::state web\n");
+    let mut dirs = Vec::new();
+    for node in ["n1", "n2"] {
+        let d = c.config(node, "on", &hr);
+        let conf = d.join("conf/OCF/Dummy");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("state"), format!("state={}\n", d.join("dummy.state").display())).unwrap();
+        dirs.push(d);
+    }
+    c.start("n1", &dirs[0]);
+    c.start("n2", &dirs[1]);
+    c.served_by("n1", Duration::from_secs(20), "initial acquisition through OCF IPaddr2");
+    let a = c.addrs("n1");
+    assert!(a.contains(&format!("inet {VIP}/16")) && a.contains("eth0"), "{a}");
+    assert!(!c.has_vip("n2"));
+    assert!(dirs[0].join("dummy.state").exists(), "Dummy started on n1\n{}", c.logs());
+    assert!(!dirs[1].join("dummy.state").exists(), "Dummy not started on n2");
+    assert!(c.log("n1").contains("/usr/lib/ocf/resource.d/heartbeat/IPaddr2"), "{}", c.log("n1"));
+
+    std::thread::sleep(Duration::from_secs(3));
+    c.tb.cable("n1", false).unwrap();
+    c.served_by("n2", Duration::from_secs(15), "failover after the cable cut");
+    assert!(c.addrs("n2").contains(&format!("inet {VIP}/16")));
+    assert!(dirs[1].join("dummy.state").exists(), "Dummy's state file followed to n2\n{}", c.logs());
+    c.tb.cable("n1", true).unwrap();
+    c.served_by("n1", Duration::from_secs(15), "failback after the heal");
+    c.until(Duration::from_secs(10), "n2 stopped the group: VIP and Dummy state gone", || {
+        !c.has_vip("n2") && !dirs[1].join("dummy.state").exists()
+    });
+}
+
+/// Debian heartbeat's IPaddr2 wrapper as `heartbeat:IPaddr2::VIP/16/eth0` (halo's built-in
+/// IPaddr2 is bypassed): the wrapper from /etc/ha.d/resource.d is linked into the test's
+/// resource.d, where `heartbeat:NAME` looks.
+#[test]
+fn debian_heartbeat_ipaddr2_wrapper_fails_over() {
+    let Some(mut c) = Cluster::new("hbw") else { return };
+    let wrapper = Path::new("/etc/ha.d/resource.d/IPaddr2");
+    assert!(wrapper.exists(), "{} is missing: install heartbeat (scripts/test.sh)", wrapper.display());
+    let hr = format!("n1 heartbeat:IPaddr2::{VIP}/16/eth0 web\n");
+    let mut dirs = Vec::new();
+    for node in ["n1", "n2"] {
+        let d = c.config(node, "on", &hr);
+        for f in ["IPaddr2", "hto-mapfuncs"] {
+            std::os::unix::fs::symlink(
+                Path::new("/etc/ha.d/resource.d").join(f),
+                d.join("resource.d").join(f),
+            )
+            .unwrap();
+        }
+        dirs.push(d);
+    }
+    c.start("n1", &dirs[0]);
+    c.start("n2", &dirs[1]);
+    c.served_by("n1", Duration::from_secs(20), "initial acquisition through the IPaddr2 wrapper");
+    assert!(c.addrs("n1").contains(&format!("inet {VIP}/16")));
+    assert!(!c.has_vip("n2"));
+    assert!(
+        c.log("n1").contains(&format!("resource.d/IPaddr2 {VIP}/16/eth0 start")),
+        "the wrapper ran, not the built-in\n{}",
+        c.log("n1")
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    c.tb.cable("n1", false).unwrap();
+    c.served_by("n2", Duration::from_secs(15), "failover after the cable cut");
+    assert!(c.addrs("n2").contains(&format!("inet {VIP}/16")));
+}
