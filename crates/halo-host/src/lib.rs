@@ -36,6 +36,7 @@ mod error;
 pub mod group;
 pub mod log;
 pub mod net;
+pub mod respawn;
 pub mod rt;
 pub mod state;
 pub mod vip;

@@ -5,6 +5,17 @@ use std::io;
 
 use crate::HostError;
 
+/// Puts the calling thread back under the normal scheduler. Threads inherit the policy of
+/// the thread that creates them, so a worker started from the real-time heartbeat thread
+/// calls this first: slow work must never compete with heartbeats at real-time priority.
+pub fn set_normal() {
+    // SAFETY: `sched_param` is plain data; the call only changes this thread's policy.
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_OTHER, &param);
+    }
+}
+
 /// Puts the calling thread under `SCHED_RR` at `prio` (default: the middle of the
 /// `SCHED_RR` range, as Heartbeat does) and returns the priority set.
 ///

@@ -200,6 +200,7 @@ impl Groups {
         let key = key.to_string();
         let spawned =
             std::thread::Builder::new().name(format!("halo-rsc-{op:?}").to_lowercase()).spawn(move || {
+                halo_host::rt::set_normal();
                 let mut log = |l: Level, s: String| logger.log(l, &s);
                 let freed = Some(key.clone());
                 let event = match op {

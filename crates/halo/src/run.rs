@@ -145,6 +145,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let (req_tx, req_rx) = mpsc::channel();
     control::serve(&args.socket, req_tx, wake_tx)?;
 
+    // Resource groups: probe what already runs here before deciding anything. Done before
+    // this thread turns real-time, so the executor's own threads run at normal priority.
+    let haresources = model.haresources.as_ref().map(|h| h.groups.clone()).unwrap_or_default();
+    let (groups, running_at_start) = if haresources.is_empty() {
+        (None, Vec::new())
+    } else {
+        let (g, running) =
+            Groups::open(&haresources, &args.config_dir, &args.state_dir, &node, Arc::clone(&logger))?;
+        (Some(g), running)
+    };
+
     if hc.realtime {
         match halo_host::set_realtime(hc.rtprio) {
             Ok(p) => {
@@ -158,16 +169,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             logger.log(halo_host::Level::Warn, &format!("realtime: cannot lock memory: {e}"));
         }
     }
-
-    // Resource groups: probe what already runs here before deciding anything.
-    let haresources = model.haresources.as_ref().map(|h| h.groups.clone()).unwrap_or_default();
-    let (groups, running_at_start) = if haresources.is_empty() {
-        (None, Vec::new())
-    } else {
-        let (g, running) =
-            Groups::open(&haresources, &args.config_dir, &args.state_dir, &node, Arc::clone(&logger))?;
-        (Some(g), running)
-    };
 
     let links_names: Vec<String> = (0..links.len()).map(|i| links.name(i).to_string()).collect();
     for (i, name) in links_names.iter().enumerate() {
@@ -212,8 +213,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         groups,
         exit: false,
         leave_by_ms: None,
+        respawn_specs: hc
+            .respawn
+            .iter()
+            .map(|r| halo_host::respawn::Spec { user: r.user.clone(), command: r.command.clone() })
+            .collect(),
+        respawn: None,
     };
     let code = daemon.run(&sigfd, &wake_rx, &req_rx);
+    if let Some(sup) = daemon.respawn.take() {
+        logger.log(halo_host::Level::Info, "stopping the respawn children");
+        sup.stop();
+    }
     let _ = std::fs::remove_file(&args.socket);
     code
 }
@@ -224,7 +235,7 @@ struct Daemon<'a> {
     links: &'a mut Links,
     keyring: Keyring,
     netstring_only: bool,
-    logger: &'a Logger,
+    logger: &'a Arc<Logger>,
     wire_dropped: BTreeMap<&'static str, u64>,
     drop_quiet: BTreeMap<&'static str, u64>,
     send_quiet: BTreeMap<usize, u64>,
@@ -236,6 +247,9 @@ struct Daemon<'a> {
     exit: bool,
     /// A shutdown in progress gives up waiting for the groups to stop at this time.
     leave_by_ms: Option<u64>,
+    /// ha.cf `respawn` lines, started once communication is up (as Heartbeat does).
+    respawn_specs: Vec<halo_host::respawn::Spec>,
+    respawn: Option<halo_host::respawn::Supervisor>,
 }
 
 /// How long a graceful shutdown waits for the groups to stop (each stop has its own
@@ -383,6 +397,12 @@ impl Daemon<'_> {
                     "shutdown: resource groups did not stop in time; leaving without shutdone (peers wait deadtime)",
                 );
                 return Ok(1);
+            }
+            if self.respawn.is_none() && !self.respawn_specs.is_empty() && self.engine.comm_up() {
+                let logger = Arc::clone(self.logger);
+                let log: Arc<dyn Fn(halo_host::Level, String) + Send + Sync> =
+                    Arc::new(move |l, m: String| logger.log(l, &m));
+                self.respawn = Some(halo_host::respawn::Supervisor::start(&self.respawn_specs, log));
             }
             if let Some(g) = self.groups.as_mut() {
                 if now.ms >= g.next_monitor_ms() {

@@ -182,7 +182,7 @@ fn check_env_name(k: &str) -> Result<(), String> {
 /// In the forked child, before exec: undo what halo's own process may have changed —
 /// ignored signals (inherited across exec), a blocked signal mask, real-time scheduling
 /// and a raised priority — so every agent starts like one run from a shell.
-fn reset_child() -> io::Result<()> {
+pub(crate) fn reset_child() -> io::Result<()> {
     // SAFETY: plain system calls on this process, with valid pointers to local values.
     unsafe {
         for sig in 1..=64 {

@@ -46,6 +46,7 @@ use std::time::Duration;
 use halo_config::ResourceSpec;
 
 pub use exec::{run, OUTPUT_LIMIT};
+pub(crate) use exec::reset_child;
 
 /// How an agent is called and how its answers are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
