@@ -56,6 +56,10 @@ pub struct CoreConfig {
     /// Groups the start-up probe found running here: held until placement says otherwise,
     /// never started twice.
     pub running_at_start: Vec<String>,
+    /// ha.cf ping nodes (`ping`, `ping6`, `ping_group` names): alive while they answer.
+    pub ping_nodes: Vec<String>,
+    /// A ping node is dead after this long without an answer (`deadping`).
+    pub deadping_ms: u64,
 }
 
 impl CoreConfig {
@@ -78,6 +82,8 @@ impl CoreConfig {
             groups: Vec::new(),
             auto_failback: AutoFailback::On,
             running_at_start: Vec::new(),
+            ping_nodes: Vec::new(),
+            deadping_ms: 10_000,
         }
     }
 }
@@ -99,6 +105,8 @@ pub enum Event {
     GroupStopped { key: String, ok: bool, detail: String },
     /// A running group's periodic monitor found a resource not running.
     MonitorFailed { key: String, why: String },
+    /// A ping node answered an ICMP echo.
+    PingReply { node: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -234,6 +242,10 @@ pub struct Engine {
     leaving: bool,
     rsc: Resources,
     last_now_ms: u64,
+    /// Ping nodes: name, last answer (the start counts as one: a ping node is presumed
+    /// alive until deadping passes in silence, so a starting node does not look cut off),
+    /// and whether it is alive.
+    pings: Vec<(String, u64, bool)>,
 }
 
 impl Engine {
@@ -261,8 +273,11 @@ impl Engine {
             });
         }
         let flow_control = cfg.flow_control;
-        let rsc =
+        let mut rsc =
             Resources::new(&cfg.node, &cfg.nodes, cfg.auto_failback, &cfg.groups, &cfg.running_at_start);
+        if !cfg.ping_nodes.is_empty() {
+            rsc.set_ping_count(cfg.ping_nodes.len());
+        }
         Engine {
             cfg,
             state: NodeState::Init,
@@ -289,6 +304,7 @@ impl Engine {
             leaving: false,
             rsc,
             last_now_ms: 0,
+            pings: Vec::new(),
         }
     }
 
@@ -353,6 +369,9 @@ impl Engine {
         if let Some(r) = self.rsc.deadline(self.last_now_ms) {
             d = d.min(r);
         }
+        for p in self.pings.iter().filter(|p| p.2) {
+            d = d.min(p.1 + self.cfg.deadping_ms + 1);
+        }
         d
     }
 
@@ -382,6 +401,19 @@ impl Engine {
             }
             Event::MonitorFailed { key, why } => {
                 self.with_rsc(now, out, |r, _, o| r.monitor_failed(now.ms, &key, &why, o))
+            }
+            Event::PingReply { node } => {
+                if let Some(p) = self.pings.iter_mut().find(|p| p.0 == node) {
+                    p.1 = now.ms;
+                    if !p.2 {
+                        p.2 = true;
+                        out.push(Action::Log(
+                            Level::Info,
+                            format!("Status update for ping node {node}: status ping"),
+                        ));
+                        self.ping_count_changed();
+                    }
+                }
             }
         }
         if self.leaving && !self.shut_down {
@@ -449,8 +481,29 @@ impl Engine {
         self.rsc.status(now.ms, &View { active: &active, alive: &alive })
     }
 
+    fn ping_count_changed(&mut self) {
+        let n = self.pings.iter().filter(|p| p.2).count();
+        self.rsc.set_ping_count(n);
+    }
+
+    fn check_pings(&mut self, now: Now, out: &mut Vec<Action>) {
+        let deadping = self.cfg.deadping_ms;
+        let mut changed = false;
+        for p in self.pings.iter_mut() {
+            if p.2 && now.ms > p.1 + deadping {
+                p.2 = false;
+                changed = true;
+                out.push(Action::Log(Level::Warn, format!("ping node {}: is dead", p.0)));
+            }
+        }
+        if changed {
+            self.ping_count_changed();
+        }
+    }
+
     fn start(&mut self, now: Now, out: &mut Vec<Action>) {
         self.started_ms = Some(now.ms);
+        self.pings = self.cfg.ping_nodes.iter().map(|n| (n.clone(), now.ms, true)).collect();
         out.push(Action::Log(
             Level::Info,
             format!(
@@ -880,6 +933,7 @@ impl Engine {
             for pi in 0..self.peers.len() {
                 self.check_peer(now, started, pi, out);
             }
+            self.check_pings(now, out);
         }
 
         if !self.comm_up {
@@ -1087,6 +1141,20 @@ impl Engine {
                 deadtime_ms: p.deadtime(&self.cfg, self.comm_up),
                 late_heartbeats: p.late_heartbeats,
                 lost_packets: p.lost_packets,
+            });
+        }
+        for (name, last, alive) in &self.pings {
+            nodes.push(NodeStatus {
+                name: name.clone(),
+                state: if *alive { "ping" } else { "dead" },
+                kind: "ping",
+                generation: 0,
+                uuid: None,
+                links: Vec::new(),
+                last_heard_ms: Some(now.ms.saturating_sub(*last)),
+                deadtime_ms: self.cfg.deadping_ms,
+                late_heartbeats: 0,
+                lost_packets: 0,
             });
         }
         ClusterStatus {

@@ -189,6 +189,8 @@ struct PeerRsc {
     failed: BTreeSet<String>,
     stable: bool,
     leaving: bool,
+    /// Ping nodes it reaches (halo peers with ping nodes say so; None: unknown).
+    ping: Option<usize>,
     /// Sequence number of the newest statement applied: a retransmitted older one (a gap
     /// filled after a partition) must not undo a newer one.
     last_seq: u64,
@@ -244,6 +246,9 @@ pub struct Resources {
     owe_done: Option<(String, RscSet)>,
     last_announced: Option<String>,
     failovers: u64,
+    /// Ping nodes we reach (None: no ping nodes configured). ipfail's rule: a node that
+    /// reaches fewer ping nodes than another active node may run nothing.
+    ping_count: Option<usize>,
 }
 
 impl Resources {
@@ -287,7 +292,12 @@ impl Resources {
             owe_done: None,
             last_announced: None,
             failovers: 0,
+            ping_count: None,
         }
+    }
+
+    pub fn set_ping_count(&mut self, n: usize) {
+        self.ping_count = Some(n);
     }
 
     pub fn managed(&self) -> bool {
@@ -356,6 +366,9 @@ impl Resources {
         }
         if self.shutting_down {
             m.add("halo_leaving", "1");
+        }
+        if let Some(n) = self.ping_count {
+            m.add("halo_ping", n.to_string());
         }
     }
 
@@ -532,6 +545,7 @@ impl Resources {
             p.claims = words("halo_claim");
             p.failed = words("halo_failed");
             p.leaving = msg.get("halo_leaving") == Some("1");
+            p.ping = msg.get("halo_ping").and_then(|n| n.parse().ok());
         } else if starting {
             // A (re)starting Heartbeat node forgets its standby and claims.
             p.standby = RscSet::NONE;
@@ -815,7 +829,25 @@ impl Resources {
 
     // ------------------------------------------------------------- placement
 
+    /// Whether a node reaches fewer ping nodes than some other active node does.
+    fn cut_off(&self, node: &str, view: &View) -> bool {
+        let Some(mine) = self.ping_count else { return false };
+        let count = |n: &str| if n == self.me { Some(mine) } else { self.peers.get(n).and_then(|p| p.ping) };
+        let Some(c) = count(node) else { return false };
+        let best = self
+            .nodes
+            .iter()
+            .filter(|n| **n == self.me || (view.active)(n))
+            .filter_map(|n| count(n))
+            .max()
+            .unwrap_or(0);
+        c < best
+    }
+
     fn eligible(&self, node: &str, g: &Group, view: &View) -> bool {
+        if self.cut_off(node, view) {
+            return false;
+        }
         if node == self.me {
             return self.comm_up_at.is_some()
                 && !self.shutting_down

@@ -30,6 +30,8 @@ struct Sim {
     /// Longest time any group ran on two nodes at once while no cable was cut.
     max_double_ms: u64,
     double_since: BTreeMap<String, u64>,
+    /// Nodes whose ping node answers them (when ping nodes are configured).
+    ping_ok: Vec<bool>,
 }
 
 fn groups() -> Vec<GroupConfig> {
@@ -76,6 +78,7 @@ impl Sim {
             keyring: Keyring::new(1, vec![(1, AuthMethod::Sha1, b"k".to_vec())]),
             max_double_ms: 0,
             double_since: BTreeMap::new(),
+            ping_ok: vec![true; n],
         }
     }
 
@@ -151,6 +154,9 @@ impl Sim {
             for i in 0..self.engines.len() {
                 if self.down.contains(&i) || self.exited.contains(&i) {
                     continue;
+                }
+                if self.now.is_multiple_of(100) && self.ping_ok[i] && !self.cfg[i].ping_nodes.is_empty() {
+                    self.handle(i, Event::PingReply { node: "gw".into() });
                 }
                 if self.engines[i].next_deadline() <= self.now {
                     self.handle(i, Event::Tick);
@@ -394,5 +400,42 @@ fn three_nodes_place_a_dead_nodes_group_on_exactly_one_survivor() {
     sim.step(1500);
     let holders: Vec<usize> = (1..3).filter(|i| sim.runs(*i, G1)).collect();
     assert_eq!(holders, vec![1], "the next node after n1 in ha.cf order takes it");
+    assert_eq!(sim.max_double_ms, 0);
+}
+
+#[test]
+fn ipfail_a_node_that_loses_its_ping_node_hands_its_groups_to_the_peer_that_still_reaches_it() {
+    let mut sim = Sim::new(2, AutoFailback::On);
+    for c in sim.cfg.iter_mut() {
+        c.ping_nodes = vec!["gw".into()];
+        c.deadping_ms = 500;
+    }
+    for i in 0..2 {
+        sim.restart(i, false);
+    }
+    sim.step(6000);
+    assert!(sim.runs(0, G1) && sim.runs(1, G2));
+    sim.ping_ok[0] = false;
+    sim.step(1000);
+    assert!(sim.logged(0, "ping node gw: is dead"));
+    assert!(!sim.runs(0, G1) && sim.runs(1, G1), "n1 lost its uplink: n2 runs its group");
+    assert!(sim.runs(1, G2));
+    assert_eq!(sim.max_double_ms, 0);
+    let st = sim.engines[0].status(Now::at(sim.now));
+    let gw = st.nodes.iter().find(|n| n.name == "gw").unwrap();
+    assert_eq!((gw.kind, gw.state), ("ping", "dead"));
+    // Both cut off: equal counts, nobody is worse off; placement is as usual again (as
+    // ipfail's abort_giveup then auto failback): n1's group goes home.
+    sim.ping_ok[1] = false;
+    sim.step(1000);
+    assert!(sim.runs(0, G1) && !sim.runs(1, G1) && sim.runs(1, G2));
+    // Only n2 gets its uplink back: n1 is worse off again and gives its group away.
+    sim.ping_ok[1] = true;
+    sim.step(1000);
+    assert!(!sim.runs(0, G1) && sim.runs(1, G1));
+    // Both fine: home again.
+    sim.ping_ok = vec![true, true];
+    sim.step(1000);
+    assert!(sim.runs(0, G1) && !sim.runs(1, G1));
     assert_eq!(sim.max_double_ms, 0);
 }

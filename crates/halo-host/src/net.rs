@@ -12,6 +12,7 @@
 //! stop the other links. Opening may block briefly (peer name resolution), so do it before
 //! the heartbeat loop starts.
 
+pub mod ping;
 mod serial;
 mod sock;
 

@@ -129,6 +129,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     .with_context(|| format!("reading the node uuid in {}", args.state_dir.display()))?;
 
     let mut links = Links::open(&hc.media, hc.udpport).context("opening the heartbeat links")?;
+
+    // Ping nodes: echo replies reach the heartbeat thread through a channel and a pipe.
+    let (aux_tx, aux_rx) = mpsc::channel::<Event>();
+    let (aux_wake_rx, aux_wake_tx): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut targets = Vec::new();
+    for p in &hc.ping_nodes {
+        let mut addrs = Vec::new();
+        for a in &p.addrs {
+            match a.parse::<std::net::IpAddr>() {
+                Ok(ip) => addrs.push(ip),
+                Err(_) => logger.log(
+                    halo_host::Level::Warn,
+                    &format!("ping node {}: {a:?} is not an IP address; not pinged", p.name),
+                ),
+            }
+        }
+        targets.push(halo_host::net::ping::PingTarget { node: p.name.clone(), addrs });
+    }
+    let _pinger = if targets.is_empty() {
+        None
+    } else {
+        let interval = std::time::Duration::from_millis(hc.keepalive_ms.max(10));
+        let started = halo_host::net::ping::start(targets, interval, move |node| {
+            let _ = aux_tx.send(Event::PingReply { node: node.to_string() });
+            let _ = nix::unistd::write(&aux_wake_tx, &[1u8]);
+        });
+        Some(started.context("opening raw ICMP sockets for the ping nodes")?)
+    };
     let keyring = keyring(&model);
 
     // Signals are read from a signalfd in the poll loop; block them before any thread
@@ -194,6 +223,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             .collect(),
         auto_failback: hc.auto_failback,
         running_at_start,
+        ping_nodes: hc.ping_nodes.iter().map(|p| p.name.clone()).collect(),
+        deadping_ms: hc.deadping_ms,
     });
 
     let has_serial = links.has_serial();
@@ -220,7 +251,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             .collect(),
         respawn: None,
     };
-    let code = daemon.run(&sigfd, &wake_rx, &req_rx);
+    let code = daemon.run(&sigfd, &wake_rx, &req_rx, &aux_wake_rx, &aux_rx);
     if let Some(sup) = daemon.respawn.take() {
         logger.log(halo_host::Level::Info, "stopping the respawn children");
         sup.stop();
@@ -261,6 +292,8 @@ enum Source {
     Signal,
     Wake,
     Groups,
+    /// Ping replies.
+    Aux,
 }
 
 impl Daemon<'_> {
@@ -269,6 +302,8 @@ impl Daemon<'_> {
         sigfd: &SignalFd,
         wake: &OwnedFd,
         requests: &mpsc::Receiver<control::Request>,
+        aux_wake: &OwnedFd,
+        aux: &mpsc::Receiver<Event>,
     ) -> anyhow::Result<i32> {
         let mut fds: Vec<(libc::pollfd, Source)> = Vec::new();
         let pfd = |fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
@@ -280,6 +315,7 @@ impl Daemon<'_> {
         if let Some(g) = &self.groups {
             fds.push((pfd(g.fd()), Source::Groups));
         }
+        fds.push((pfd(aux_wake.as_raw_fd()), Source::Aux));
         let mut raw: Vec<libc::pollfd> = fds.iter().map(|(p, _)| *p).collect();
         let mut received = Vec::new();
         let mut actions = Vec::new();
@@ -364,6 +400,13 @@ impl Daemon<'_> {
                                 }
                                 Err(_) => {}
                             }
+                        }
+                    }
+                    Source::Aux => {
+                        let mut buf = [0u8; 256];
+                        while matches!(nix::unistd::read(aux_wake, &mut buf), Ok(n) if n > 0) {}
+                        while let Ok(ev) = aux.try_recv() {
+                            self.engine.handle(now, ev, &mut actions);
                         }
                     }
                     Source::Groups => {
