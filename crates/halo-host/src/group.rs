@@ -25,7 +25,9 @@
 //!   LSB-compliant", as Heartbeat said). What to do about a stop failure (Heartbeat
 //!   rebooted) is the caller's decision.
 //! * [`GroupExecutor::probe_group`] at daemon start (what runs already: no double start, no
-//!   orphan VIP), [`GroupExecutor::monitor_group`] periodically for started groups.
+//!   orphan VIP), then [`GroupExecutor::adopt_group`] for a group kept as running (its
+//!   built-in VIPs are held, watched and announced like started ones),
+//!   [`GroupExecutor::monitor_group`] periodically for started groups.
 //! * Held addresses: poll [`GroupExecutor::watch_fd`] (readable when any address changes in
 //!   the namespace) and call [`GroupExecutor::check_addresses`] when it is readable — and,
 //!   as a safety net, every few seconds anyway (it verifies every held address, not only
@@ -495,6 +497,22 @@ impl GroupExecutor {
                 res
             })
             .collect()
+    }
+
+    /// Takes over a group found running by [`GroupExecutor::probe_group`] (a restarted
+    /// daemon keeping what its predecessor started): every built-in VIP of it that is
+    /// configured is held from now on — watched, restored if removed, announced again —
+    /// as if this executor had started it. Changes nothing else.
+    pub fn adopt_group(&self, g: &ResourceGroup, log: Log) {
+        let key = g.key();
+        for r in &g.resources {
+            if let Ok(Kind::Ip { spec, .. }) = self.classify(r) {
+                if matches!(on_nic(spec.addr), Ok(Some(_))) {
+                    log(Level::Info, format!("{key}: {} found configured; holding it", r.raw));
+                    self.adopt_ip(key, r, &spec, log);
+                }
+            }
+        }
     }
 
     /// Checks a started group: the index and reason of every resource that does not run

@@ -98,6 +98,8 @@ impl Groups {
                     Level::Info,
                     &format!("group {key} is running here already (probed): held, not started again"),
                 );
+                // Its addresses are ours to watch and announce, as if we had started them.
+                exec.adopt_group(g, &mut log);
                 running.push(key);
             } else if up > 0 {
                 logger.log(

@@ -462,6 +462,15 @@ fn restart_after_kill_9_adopts_the_running_group() {
     let st = c.ctl("n2", "status");
     assert_eq!(st["resources"]["groups"][0]["holders"], serde_json::json!(["n1"]), "{st}");
     assert!(!c.log("n2").contains("node n1: is dead"), "{}", c.log("n2"));
+
+    // The restarted halo holds the adopted VIP like one it started: removed behind its
+    // back, it is put back by the address watch (not by a restart of the whole group).
+    c.tb.exec("n1", &["ip", "addr", "del", &format!("{VIP}/16"), "dev", "eth0"]).unwrap();
+    c.until(Duration::from_secs(10), "the adopted VIP was put back on n1", || c.has_vip("n1"));
+    c.served_by("n1", Duration::from_secs(10), "after the adopted VIP was restored");
+    c.until(Duration::from_secs(5), "the removal was logged", || c.log("n1").contains("behind halo's back"));
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(c.web_starts("n1"), 1, "the group was not restarted\n{}", c.logs());
 }
 
 /// The orphan case: n1's halo is killed, n2 takes the group over after deadtime, then n1's

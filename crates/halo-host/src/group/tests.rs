@@ -555,6 +555,38 @@ fn group_probe_finds_a_running_vip_and_start_adopts_it() {
     );
 }
 
+/// A restarted halo keeps a group found running without starting it: `adopt_group` holds
+/// its VIP (announced, watched: put back when removed) and leaves the rest alone.
+#[test]
+fn group_adopt_holds_a_probed_vip() {
+    let Some(ns) = setup("group_adopt_holds_a_probed_vip") else { return };
+    let s = Scratch::new("group-adopt");
+    s.script("svc", None);
+    let g = group(&["IPaddr2::192.0.2.31/24", "svc"]);
+    let ex = executor(&ns, s.env());
+    ns_start(&ns, &ex, &g).0.expect("start");
+    drop(ex);
+    let ex2 = executor(&ns, s.env());
+    assert_eq!(ns_probe(&ns, &ex2, &g), vec![ProbeResult::Running, ProbeResult::Running]);
+    assert!(ex2.held().is_empty());
+    let g2 = g.clone();
+    let logged = in_ns(&ns, &ex2, move |ex| {
+        let mut logged = Vec::new();
+        ex.adopt_group(&g2, &mut |l, m| logged.push((l, m)));
+        logged
+    });
+    assert!(!logged.iter().any(|(_, m)| m.contains("adding") || m.contains("Running")), "{logged:?}");
+    assert_eq!(s.order(), vec!["svc start".to_string()], "svc was not started again");
+    let h = held_until(&ex2, |h| h.first().is_some_and(|h| h.frames_sent >= 2));
+    assert_eq!((h.len(), h[0].iface.as_str(), h[0].group.as_str()), (1, "hv0", "IPaddr2::192.0.2.31/24"));
+    assert!(h[0].frames_sent >= 2, "announced again: {h:?}");
+    ns.ip("addr del 192.0.2.31/24 dev hv0").expect("ip addr del");
+    let lost = in_ns(&ns, &ex2, |ex| ex.check_addresses(&mut |_, _| {}));
+    assert!(lost.is_empty());
+    assert_eq!(where_is(&ns, "192.0.2.31").len(), 1, "the adopted VIP was put back");
+    ns_stop(&ns, &ex2, &g).0.expect("stop");
+}
+
 fn readable(fd: BorrowedFd<'_>) -> bool {
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
