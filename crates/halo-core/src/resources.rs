@@ -175,6 +175,19 @@ struct Group {
     contested: bool,
     /// Why we started it (for logs and the `mach_down` notice).
     took_from_dead: bool,
+    /// How good our claim is when another node holds the group too: we found it running at
+    /// start-up (`Adopted`: maybe an orphan), or took it from a node we saw die (`Seized`:
+    /// maybe a partition, seed 003's rule: the side that seized gives up). Cleared once the
+    /// whole cluster is up and nobody else holds it.
+    claim: Claim,
+}
+
+/// The strength of a holding, strongest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Claim {
+    Normal,
+    Seized,
+    Adopted,
 }
 
 #[derive(Default)]
@@ -191,6 +204,8 @@ struct PeerRsc {
     leaving: bool,
     /// Ping nodes it reaches (halo peers with ping nodes say so; None: unknown).
     ping: Option<usize>,
+    seized: BTreeSet<String>,
+    adopted: BTreeSet<String>,
     /// Sequence number of the newest statement applied: a retransmitted older one (a gap
     /// filled after a partition) must not undo a newer one.
     last_seq: u64,
@@ -274,6 +289,7 @@ impl Resources {
                 restart_after_stop: false,
                 contested: false,
                 took_from_dead: false,
+                claim: if running_at_start.contains(&g.key) { Claim::Adopted } else { Claim::Normal },
             })
             .collect();
         let peers = nodes.iter().filter(|n| **n != me).map(|n| (n.clone(), PeerRsc::default())).collect();
@@ -369,6 +385,17 @@ impl Resources {
         }
         if let Some(n) = self.ping_count {
             m.add("halo_ping", n.to_string());
+        }
+        for (field, claim) in [("halo_seized", Claim::Seized), ("halo_adopted", Claim::Adopted)] {
+            let keys: Vec<&str> = self
+                .groups
+                .iter()
+                .filter(|g| g.state.held() && g.claim == claim)
+                .map(|g| g.cfg.key.as_str())
+                .collect();
+            if !keys.is_empty() {
+                m.add(field, keys.join(" "));
+            }
         }
     }
 
@@ -546,6 +573,8 @@ impl Resources {
             p.failed = words("halo_failed");
             p.leaving = msg.get("halo_leaving") == Some("1");
             p.ping = msg.get("halo_ping").and_then(|n| n.parse().ok());
+            p.seized = words("halo_seized");
+            p.adopted = words("halo_adopted");
         } else if starting {
             // A (re)starting Heartbeat node forgets its standby and claims.
             p.standby = RscSet::NONE;
@@ -878,6 +907,17 @@ impl Resources {
         h
     }
 
+    fn claim_of(&self, node: &str, g: &Group) -> Claim {
+        if node == self.me {
+            return g.claim;
+        }
+        match self.peers.get(node) {
+            Some(p) if p.adopted.contains(&g.cfg.key) => Claim::Adopted,
+            Some(p) if p.seized.contains(&g.cfg.key) => Claim::Seized,
+            _ => Claim::Normal,
+        }
+    }
+
     /// Where a group belongs, given who holds it. The same answer on every node that
     /// shares the facts.
     fn desired(&self, g: &Group, holders: &[String], view: &View) -> Option<String> {
@@ -896,13 +936,15 @@ impl Resources {
         if self.failback != AutoFailback::Off && ok(pref) {
             return Some(pref.clone());
         }
-        // Keep it where it runs (several holders after a partition: the preferred one,
-        // else the first in ha.cf order).
-        if holders.contains(pref) && ok(pref) {
-            return Some(pref.clone());
-        }
-        if let Some(h) = holders.iter().find(|h| ok(h)) {
-            return Some(h.clone());
+        // Keep it where it runs. Several holders (a healed partition, an orphan found at
+        // start-up): the strongest claim keeps it, then the preferred node, then ha.cf order.
+        let strongest = holders.iter().filter(|h| ok(h)).map(|h| self.claim_of(h, g)).min();
+        if let Some(best) = strongest {
+            let keepers: Vec<&String> =
+                holders.iter().filter(|h| ok(h) && self.claim_of(h, g) == best).collect();
+            if let Some(h) = keepers.iter().find(|h| **h == pref).or(keepers.first()) {
+                return Some((*h).clone());
+            }
         }
         if ok(pref) {
             return Some(pref.clone());
@@ -940,6 +982,7 @@ impl Resources {
                 {
                     let g = &mut self.groups[i];
                     g.state = GroupState::Starting;
+                    g.claim = if g.took_from_dead { Claim::Seized } else { Claim::Normal };
                     let reason = if g.took_from_dead {
                         "its holder died".to_string()
                     } else if g.cfg.node == self.me {
@@ -951,6 +994,10 @@ impl Resources {
                     out.actions.push(Action::StartGroup { key, reason });
                 }
                 GroupState::Running => {
+                    let all_up = self.peers.keys().all(|n| (view.active)(n));
+                    if informed && all_up && !others_hold {
+                        self.groups[i].claim = Claim::Normal;
+                    }
                     if others_hold {
                         self.groups[i].contested = true;
                     } else if std::mem::take(&mut self.groups[i].contested) {

@@ -439,3 +439,17 @@ fn ipfail_a_node_that_loses_its_ping_node_hands_its_groups_to_the_peer_that_stil
     assert!(sim.runs(0, G1) && !sim.runs(1, G1));
     assert_eq!(sim.max_double_ms, 0);
 }
+
+#[test]
+fn an_orphan_found_at_restart_yields_to_the_node_that_took_the_group_over() {
+    let mut sim = Sim::new(2, AutoFailback::Off);
+    sim.step(6000);
+    // halo on n1 dies (kill -9): its VIP stays configured, an orphan; n2 takes over.
+    sim.down.insert(0);
+    sim.step(1500);
+    assert!(sim.runs(1, G1) && sim.runs(0, G1), "n2 took over; n1's orphan is still there");
+    sim.restart(0, true);
+    sim.step(3000);
+    assert!(sim.runs(1, G1) && !sim.runs(0, G1), "the orphan on n1 is stopped, n2 keeps the group");
+    assert_eq!(sim.starts_of(1, G1), 1);
+}
