@@ -503,6 +503,22 @@ impl GroupExecutor {
     /// daemon keeping what its predecessor started): every built-in VIP of it that is
     /// configured is held from now on — watched, restored if removed, announced again —
     /// as if this executor had started it. Changes nothing else.
+    /// Announces the group's held built-in addresses again now (a new burst: the first
+    /// pair before returning, the rest in the background), e.g. once another node that held
+    /// the same VIP during a partition let go: the network must forget that node's MAC.
+    pub fn announce_group(&self, g: &ResourceGroup, log: Log) {
+        for r in &g.resources {
+            let Ok(Kind::Ip { spec, .. }) = self.classify(r) else { continue };
+            let _ops = lock(&self.addr_ops);
+            let held = lock(&self.shared.state).held.remove(&spec.addr);
+            let Some(mut h) = held else { continue };
+            log(Level::Info, format!("{}: announcing {} again", h.group, h.resolved.addr));
+            self.first_pair(&mut h, log);
+            lock(&self.shared.state).held.insert(spec.addr, h);
+            self.shared.wake.notify_all();
+        }
+    }
+
     pub fn adopt_group(&self, g: &ResourceGroup, log: Log) {
         let key = g.key();
         for r in &g.resources {

@@ -43,7 +43,8 @@ enum Cmd {
         #[arg(long)]
         node: Option<String>,
     },
-    /// A two-node cluster in network namespaces: both nodes alive, then one dies.
+    /// A two-node cluster in network namespaces with a VIP and a web server: the active node
+    /// loses its cable, the other takes over; prints the outage a client saw.
     Demo,
     /// Give resource groups away to the other nodes (hb_standby): `all` (default), `local`
     /// (the groups this node prefers), `foreign` or `failback` (the others'). Sticks until

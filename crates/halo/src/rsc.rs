@@ -215,10 +215,7 @@ impl Groups {
                         Err(e) => Some(Event::GroupStopped { key, ok: false, detail: e.to_string() }),
                     },
                     Op::Announce => {
-                        // Starting a running group adopts its addresses and announces them again.
-                        if let Err(e) = exec.start_group(&g, &mut log) {
-                            log(Level::Error, format!("announcing group {key} again: {e}"));
-                        }
+                        exec.announce_group(&g, &mut log);
                         None
                     }
                     Op::Monitor => {
