@@ -213,6 +213,15 @@ impl Cluster {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).ok().map(|()| pid)
     }
 
+    /// A client asking the VIP every 100 ms in the background, one line per answer (the
+    /// page, or FAIL) in the returned file, until the testbed goes.
+    fn background_client(&mut self) -> PathBuf {
+        let out = self.tb.dir.join("client.answers");
+        let script = format!("while :; do curl -s --max-time 1 http://{VIP}/ || echo FAIL; sleep 0.1; done");
+        self.tb.spawn("client", Path::new("/bin/sh"), &["-c", &script], &out).unwrap();
+        out
+    }
+
     /// Kills halo on `node` with SIGKILL: what it started keeps running, orphaned.
     fn crash(&mut self, node: &str) {
         let pid = self.pid(node);
@@ -453,6 +462,10 @@ fn restart_after_kill_9_adopts_the_running_group() {
     c.served_by("n1", Duration::from_secs(30), "initial acquisition");
     std::thread::sleep(Duration::from_secs(2));
     let web = c.web_pid("n1").expect("n1's web server runs");
+    let answers = c.background_client();
+    c.until(Duration::from_secs(5), "the background client is served", || {
+        std::fs::read_to_string(&answers).is_ok_and(|a| a.lines().any(|l| l == "n1"))
+    });
 
     c.crash("n1");
     assert!(c.has_vip("n1"), "the VIP stays up when halo is killed");
@@ -466,6 +479,12 @@ fn restart_after_kill_9_adopts_the_running_group() {
     assert_eq!(c.web_starts("n1"), 1, "the web server was started once\n{}", c.logs());
     assert_eq!(c.web_starts("n2"), 0, "n2 never started it\n{}", c.logs());
     assert_eq!(c.web_pid("n1"), Some(web), "the same web server still serves");
+    // Every answer through the crash and the restart came from n1; at most one was lost.
+    let got = std::fs::read_to_string(&answers).unwrap();
+    let lines: Vec<&str> = got.lines().skip_while(|l| *l != "n1").collect();
+    assert!(lines.len() > 20, "the client kept asking: {lines:?}");
+    assert!(lines.iter().all(|l| *l == "n1" || *l == "FAIL"), "{lines:?}");
+    assert!(lines.iter().filter(|l| **l == "FAIL").count() <= 1, "service was lost: {lines:?}");
     let st = c.ctl("n2", "status");
     assert_eq!(st["resources"]["groups"][0]["holders"], serde_json::json!(["n1"]), "{st}");
     assert!(!c.log("n2").contains("node n1: is dead"), "{}", c.log("n2"));
