@@ -74,15 +74,30 @@ check_netns() { [ -e "$(netns_path)" ] || die "network namespace '$NETNS' does n
 
 # pid of our running master control process, or nothing
 running_pid() {
-    local pid exe
+    local pid
     [ -s "$PIDFILE" ] || return 1
     pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
     case $pid in ''|*[!0-9]*) return 1;; esac
-    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+    if ! is_master "$pid"; then
+        # heartbeat restarts itself (a healed partition, SIGHUP) by re-exec and fork:
+        # the master then has a new pid in the same mount namespace.
+        pid=$(for p in $(ns_pids); do is_master "$p" && echo "$p"; done | head -n1)
+        [ -n "$pid" ] || return 1
+        echo "$pid" > "$PIDFILE"
+    fi
+    echo "$pid"
+}
+
+is_master() {
+    local exe
+    exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
     [ "$exe" = "$HB_BIN" ] || return 1
     # must be in the netns we were told about
-    [ "$(stat -L -c %i "/proc/$pid/ns/net")" = "$(stat -L -c %i "$(netns_path)" 2>/dev/null)" ] || return 1
-    echo "$pid"
+    [ "$(stat -L -c %i "/proc/$1/ns/net")" = "$(stat -L -c %i "$(netns_path)" 2>/dev/null)" ] || return 1
+    case $({ tr '\0' ' ' < "/proc/$1/cmdline"; } 2>/dev/null) in
+        "heartbeat: master control process"*|"$HB_BIN"*) return 0;;
+    esac
+    return 1
 }
 
 # all pids whose mount namespace is the recorded one and whose network

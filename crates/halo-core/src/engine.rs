@@ -653,7 +653,7 @@ impl Engine {
                 if previous > 0 {
                     out.push(Action::Log(Level::Info, format!("Heartbeat restart on node {src}")));
                     let name = src.clone();
-                    self.with_rsc(now, out, |r, _, o| r.peer_returned(&name, true, o));
+                    self.with_rsc(now, out, |r, _, o| r.peer_returned(now.ms, &name, true, o));
                 }
                 let p = &mut self.peers[pi];
                 p.seq.new_generation(hg);
@@ -797,7 +797,7 @@ impl Engine {
             p.declared_dead = false;
             let name = p.name.clone();
             out.push(Action::Log(Level::Crit, format!("Cluster node {name} returning after partition.")));
-            self.with_rsc(now, out, |r, _, o| r.peer_returned(&name, false, o));
+            self.with_rsc(now, out, |r, _, o| r.peer_returned(now.ms, &name, false, o));
         }
         if !has_protocol && self.flow_control {
             self.flow_control = false;

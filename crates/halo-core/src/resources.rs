@@ -209,6 +209,9 @@ struct PeerRsc {
     /// Sequence number of the newest statement applied: a retransmitted older one (a gap
     /// filled after a partition) must not undo a newer one.
     last_seq: u64,
+    /// A Heartbeat peer back from a partition gives everything up and restarts: until
+    /// then (ms) we keep what we hold even where it holds the same group.
+    hb_yields_until: u64,
 }
 
 enum AskPhase {
@@ -259,6 +262,9 @@ pub struct Resources {
     ask_quiet_until: u64,
     /// A Heartbeat peer gave us groups (`ask_resources … done`): answer `done` when started.
     owe_done: Option<(String, RscSet)>,
+    /// The peer of `owe_done` said its own `done` (it released): ours follows once what it
+    /// gave us is started — or at once when it gave us nothing we run.
+    owe_done_released: bool,
     last_announced: Option<String>,
     failovers: u64,
     /// Ping nodes we reach (None: no ping nodes configured). ipfail's rule: a node that
@@ -306,6 +312,7 @@ impl Resources {
             ask: None,
             ask_quiet_until: 0,
             owe_done: None,
+            owe_done_released: false,
             last_announced: None,
             failovers: 0,
             ping_count: None,
@@ -464,12 +471,25 @@ impl Resources {
     /// A peer restarted (new generation) or came back after a partition: what it holds is
     /// unknown until it says; ask it by saying `starting` ourselves (it answers with
     /// `resource`, Heartbeat too).
-    pub fn peer_returned(&mut self, name: &str, restarted: bool, out: &mut RscOut) {
+    pub fn peer_returned(&mut self, now: u64, name: &str, restarted: bool, out: &mut RscOut) {
         if !self.managed() {
             return;
         }
         if let Some(p) = self.peers.get_mut(name) {
             p.known = false;
+            p.stable = false;
+            // Heartbeat 3.0.6 answers a partition's end by giving up everything and
+            // restarting (spec §3.10): what we hold stays here meanwhile.
+            p.hb_yields_until = if restarted || p.halo { 0 } else { now + RQSTDELAY_MS };
+        }
+        // A standby exchange with the peer's previous life will never complete (Heartbeat
+        // forgets it; until the 10 s timeout we would say isstable=0 and stall its start).
+        if self.ask.as_ref().is_some_and(|a| a.peer == name) {
+            out.log(Level::Info, format!("standby request to {name} abandoned: it restarted"));
+            self.ask = None;
+        }
+        if self.owe_done.as_ref().is_some_and(|(p, _)| p == name) {
+            self.owe_done = None;
         }
         if restarted {
             if let Some(p) = self.peers.get_mut(name) {
@@ -480,6 +500,10 @@ impl Resources {
             let mut m = Message::of_type("starting");
             self.add_halo_fields(&mut m);
             out.msgs.push(m);
+            // Our `starting` marks us unstable for the peer (Heartbeat: BOTHSTARTING, and it
+            // delays its own shutdown/restart on it): say `isstable=1` again even if nothing
+            // changed since the last statement.
+            self.last_announced = None;
         }
     }
 
@@ -564,6 +588,11 @@ impl Resources {
             keys_of(&self.groups, msg.get("rsc_hold").and_then(RscSet::parse).unwrap_or(RscSet::NONE))
         };
         let Some(p) = self.peers.get_mut(src) else { return };
+        // Heartbeat says `resource rsc_hold=<what it keeps> info=shutdown|standby` *before*
+        // its givegroup runs: what it drops is still held until its `shutdone` or
+        // `ask_resources … done`. Starting it on that word alone runs the group twice.
+        let releasing = !is_halo && !starting && matches!(msg.get("info"), Some("shutdown" | "standby"));
+        let holds = if releasing { p.holds.union(&holds).cloned().collect() } else { holds };
         p.known = true;
         p.halo = is_halo;
         p.holds = holds;
@@ -622,6 +651,7 @@ impl Resources {
                 m.add("info", "other");
                 out.msgs.push(m);
                 self.owe_done = Some((src.to_string(), set));
+                self.owe_done_released = false;
             }
             Some("other") => {
                 if let Some(a) = self.ask.as_mut() {
@@ -653,6 +683,13 @@ impl Resources {
                         p.holds.remove(k);
                     }
                 }
+                // Our `done` follows in reconcile (after the start it triggers, if any).
+                self.owe_done_released = true;
+            }
+            Some("done") => {
+                // The peer we handed groups to took them: like Heartbeat's releaser, say
+                // `isstable=1` again (its `me`/`other` left us unstable in its eyes).
+                self.last_announced = None;
             }
             _ => {}
         }
@@ -834,10 +871,16 @@ impl Resources {
 
     fn finish_owed_done(&mut self, out: &mut RscOut) {
         if let Some((peer, set)) = &self.owe_done {
+            // Heartbeat's standby waits for this `done` ("Shutdown delayed until current
+            // resource activity finishes"), also when its set covered no group at all.
             let keys: Vec<&Group> = self.groups.iter().filter(|g| set.covers(peer, &g.cfg.node)).collect();
-            if keys.iter().all(|g| g.state != GroupState::Starting)
-                && keys.iter().any(|g| g.state == GroupState::Running)
-            {
+            if self.owe_done_released && keys.iter().all(|g| g.state != GroupState::Starting) {
+                // Heartbeat's `ask_resources … me` made both sides count the other unstable;
+                // like Heartbeat's acquirer, say `isstable=1` before `done`, or its shutdown
+                // and its next standby wait for it.
+                let r = self.resource_msg(!self.in_flux(), None);
+                self.last_announced = Some(format!("{r:?}"));
+                out.msgs.push(r);
                 let mut m = Message::of_type("ask_resources");
                 m.add("rsc_hold", set.mirror().name());
                 m.add("info", "done");
@@ -1012,9 +1055,21 @@ impl Resources {
                     match desired {
                         Some(d) if d == self.me => {}
                         Some(d) if self.peers.get(&d).is_some_and(|p| !p.halo) && !others_hold => {
-                            if !self.shutting_down {
+                            // Heartbeat ignores `ask_resources info=me` unless it is stable
+                            // ("Other side is in flux"): wait for its `isstable=1`.
+                            if !self.shutting_down && self.peers.get(&d).is_some_and(|p| p.known && p.stable)
+                            {
                                 to_heartbeat.entry(d).or_default().push(key);
                             }
+                        }
+                        Some(_)
+                            if others_hold
+                                && holders.iter().filter(|h| **h != self.me).all(|h| {
+                                    self.peers.get(h).is_some_and(|p| !p.halo && now < p.hb_yields_until)
+                                }) =>
+                        {
+                            // A Heartbeat peer back from a partition holds it too; it is
+                            // about to give everything up and restart.
                         }
                         Some(d) => {
                             if !informed {
@@ -1062,6 +1117,7 @@ impl Resources {
                 self.ask = Some(Ask { peer, keys, set, since: now, phase: AskPhase::WaitOther });
             }
         }
+        self.finish_owed_done(out);
         self.announce(now, view, None, out);
     }
 
@@ -1082,6 +1138,9 @@ impl Resources {
             at(a.since + ASK_TIMEOUT_MS);
         }
         at(self.ask_quiet_until);
+        for p in self.peers.values() {
+            at(p.hb_yields_until);
+        }
         d
     }
 
