@@ -473,3 +473,32 @@ fn halo_preferred_group_fails_over_to_heartbeat_and_back_and_moves_on_standby_ta
     assert!(c.has_vip("halo") && !c.has_vip("hb"), "{}", c.dump());
     c.check_no_double();
 }
+
+/// `auto_failback off` on both: the group stays where it runs when its preferred node
+/// (Heartbeat) returns, until the operator moves it with `halo standby`.
+#[test]
+fn auto_failback_off_leaves_the_group_on_halo_until_standby() {
+    let Some(mut c) = Mixed::new("hfo", "hb", "off") else { return };
+    c.phase("initial acquisition", false);
+    c.hb_start();
+    c.halo_start();
+    c.both_active(Duration::from_secs(40));
+    c.served_by("hb", Duration::from_secs(40), "initial acquisition");
+
+    c.phase("heartbeat stops (shutdone)", false);
+    c.hb_stop();
+    c.served_by("halo", Duration::from_secs(15), "takeover after heartbeat's shutdone");
+
+    c.phase("heartbeat returns (no failback)", false);
+    c.hb_start();
+    c.both_active(Duration::from_secs(40));
+    // Past Heartbeat's RQSTDELAY: nothing moves.
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(c.fetch().as_deref(), Some("halo"), "{}", c.dump());
+    assert!(!c.has_vip("hb"), "{}", c.dump());
+
+    c.phase("halo standby", false);
+    c.halo_cli(&["standby", "all"]);
+    c.served_by("hb", Duration::from_secs(30), "halo standby");
+    c.check_no_double();
+}
