@@ -506,9 +506,38 @@ impl GroupExecutor {
     /// Announces the group's held built-in addresses again now (a new burst: the first
     /// pair before returning, the rest in the background), e.g. once another node that held
     /// the same VIP during a partition let go: the network must forget that node's MAC.
+    /// IPaddr/IPaddr2 run as external agents (`ocf:heartbeat:IPaddr2::ip=...`,
+    /// `heartbeat:IPaddr2::...`) are announced here too: a burst sent from this call (it
+    /// blocks for the burst), since no announcer holds their addresses.
     pub fn announce_group(&self, g: &ResourceGroup, log: Log) {
         for r in &g.resources {
-            let Ok(Kind::Ip { spec, .. }) = self.classify(r) else { continue };
+            let kind = self.classify(r);
+            if let Ok(Kind::Agent { agent, args, params, .. }) = &kind {
+                if agent.name == "IPaddr" || agent.name == "IPaddr2" {
+                    let addr = params
+                        .iter()
+                        .find(|(k, _)| k == "ip")
+                        .and_then(|(_, v)| v.parse::<IpAddr>().ok())
+                        .or_else(|| args.first().and_then(|a| vip::parse_ip_spec(a).ok()).map(|s| s.addr));
+                    if let Some(Ok(Some(info))) = addr.map(on_nic) {
+                        let resolved = Resolved {
+                            addr: info.addr,
+                            prefix: info.prefix,
+                            iface: info.iface.clone(),
+                            ifindex: info.ifindex,
+                            label: None,
+                            broadcast: None,
+                        };
+                        log(Level::Info, format!("{}: announcing {} again ({})", g.key(), info.addr, r.raw));
+                        let count = self.env.announce_count.max(1);
+                        if let Err(e) = vip::announce(&resolved, count, self.env.announce_interval) {
+                            log(Level::Warn, format!("{}: announcing {}: {e}", g.key(), info.addr));
+                        }
+                    }
+                }
+                continue;
+            }
+            let Ok(Kind::Ip { spec, .. }) = kind else { continue };
             let _ops = lock(&self.addr_ops);
             let held = lock(&self.shared.state).held.remove(&spec.addr);
             let Some(mut h) = held else { continue };

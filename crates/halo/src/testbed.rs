@@ -161,7 +161,7 @@ impl Testbed {
         let Some(i) = self.children.iter().position(|c| c.id() == pid) else { bail!("no child {pid}") };
         let mut child = self.children.remove(i);
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = child.try_wait()? {
                 return Ok(st.code());
@@ -169,7 +169,7 @@ impl Testbed {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("process {pid} did not stop within 10 s");
+                bail!("process {pid} did not stop within 30 s");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
