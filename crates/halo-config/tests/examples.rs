@@ -110,7 +110,10 @@ fn seed_001() {
     let w: Vec<String> = l.warnings.iter().map(|d| d.to_string()).collect();
     // udpport follows bcast in the seed: reported, not fatal.
     assert!(w.iter().any(|m| m.contains("ha.cf:13: udpport 694 comes after media")), "{w:?}");
-    assert!(!w.iter().any(|m| m.contains("'ping' is accepted but not implemented")), "ping is implemented: {w:?}");
+    assert!(
+        !w.iter().any(|m| m.contains("'ping' is accepted but not implemented")),
+        "ping is implemented: {w:?}"
+    );
 }
 
 #[test]

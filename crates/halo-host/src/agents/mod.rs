@@ -45,8 +45,8 @@ use std::time::Duration;
 
 use halo_config::ResourceSpec;
 
-pub use exec::{run, OUTPUT_LIMIT};
 pub(crate) use exec::reset_child;
+pub use exec::{run, OUTPUT_LIMIT};
 
 /// How an agent is called and how its answers are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
