@@ -62,6 +62,12 @@
 //!   `INSTANCE`, its parameters read from `<config_dir>/conf/OCF/TYPE/INSTANCE` (shell
 //!   `VAR=value` lines; an `OCF_RESKEY_` prefix on a name is dropped, so both the
 //!   Heartbeat wrapper's files and plain `name=value` files work).
+//! * A word whose script name was registered with [`GroupExecutor::register_builtin`]
+//!   (`ldirectord`, `ldirectord::file.cf`: the daemon registers halo's director): carried
+//!   out by that [`Builtin`] inside the daemon, with the `::` arguments. The binary owns
+//!   the built-in (halo-host never depends on the director). Naming a script explicitly
+//!   still runs the script: `heartbeat:ldirectord::file.cf` runs
+//!   `<config_dir>/resource.d/ldirectord` (Debian's ldirectord), whatever is registered.
 //! * Anything else: `agents::resolve_spec` — `<config_dir>/resource.d`, then the init
 //!   directory, then OCF `heartbeat` agents — called with the `::` arguments before the
 //!   operation (OCF agents: the arguments must be `name=value` parameters).
@@ -232,6 +238,7 @@ pub struct GroupExecutor {
     watch_fd: Option<RawFd>,
     watch_error: Option<String>,
     announcer: Option<JoinHandle<()>>,
+    builtins: HashMap<String, Arc<dyn Builtin>>,
 }
 
 struct Shared {
@@ -371,8 +378,26 @@ fn announcer_loop(shared: Arc<Shared>, s: Schedule) {
     }
 }
 
+/// A resource run inside the daemon rather than by a script, registered under a script
+/// name with [`GroupExecutor::register_builtin`]. Each call gets the group key, the `::`
+/// arguments of the word and a log sink; calls are blocking and come from worker threads
+/// (never the heartbeat thread), one operation per group at a time.
+pub trait Builtin: Send + Sync {
+    /// Starts it (it is not running: `status` said so). `Err` names the reason.
+    fn start(&self, group: &str, args: &[String], log: &mut dyn FnMut(Level, String)) -> Result<(), String>;
+    /// Stops it; stopping what does not run is a success.
+    fn stop(&self, group: &str, args: &[String], log: &mut dyn FnMut(Level, String)) -> Result<(), String>;
+    /// Does it run? `Err` when that cannot be told.
+    fn status(&self, args: &[String]) -> Result<bool, String>;
+}
+
 /// How a resource word is carried out.
 enum Kind {
+    /// Registered with [`GroupExecutor::register_builtin`].
+    Builtin {
+        builtin: Arc<dyn Builtin>,
+        args: Vec<String>,
+    },
     /// halo's own IPaddr (`alias_label`: give it an `iface:N` label) or IPaddr2.
     Ip {
         spec: VipSpec,
@@ -418,7 +443,15 @@ impl GroupExecutor {
             watch_fd,
             watch_error,
             announcer,
+            builtins: HashMap::new(),
         }
+    }
+
+    /// Carries out the resource words whose script name is `name` (`ldirectord` for
+    /// `ldirectord` and `ldirectord::file.cf`) with `builtin` from now on. Words that name a
+    /// script class explicitly (`heartbeat:NAME`, `ocf:`, `OCF::`) are not affected.
+    pub fn register_builtin(&mut self, name: &str, builtin: Arc<dyn Builtin>) {
+        self.builtins.insert(name.to_string(), builtin);
     }
 
     /// The settings this executor runs with.
@@ -692,6 +725,10 @@ impl GroupExecutor {
                 };
                 Ok(Kind::Ip { spec, alias_label: r.agent == "IPaddr" })
             }
+            a if self.builtins.contains_key(a) => {
+                let builtin = Arc::clone(&self.builtins[a]);
+                Ok(Kind::Builtin { builtin, args: r.args.clone() })
+            }
             a if a.starts_with("heartbeat:") => {
                 let name = &a["heartbeat:".len()..];
                 if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0')
@@ -770,6 +807,7 @@ impl GroupExecutor {
         }
         match &kind {
             Kind::Ip { spec, alias_label } => self.start_ip(key, r, spec, *alias_label, log)?,
+            Kind::Builtin { builtin, args } => builtin.start(key, args, log)?,
             Kind::Agent { .. } => match self.run(&kind, r, Op::Start, log) {
                 Running::Yes | Running::No => {}
                 Running::Failed(why) => return Err(why),
@@ -793,6 +831,7 @@ impl GroupExecutor {
             }
             let res = match &kind {
                 Kind::Ip { spec, .. } => self.stop_ip(key, r, spec, log),
+                Kind::Builtin { builtin, args } => builtin.stop(key, args, log),
                 Kind::Agent { .. } => match self.run(&kind, r, Op::Stop, log) {
                     Running::Yes | Running::No => Ok(()),
                     Running::Failed(why) => Err(why),
@@ -823,6 +862,11 @@ impl GroupExecutor {
                 Ok(Some(_)) => Running::Yes,
                 Ok(None) => Running::No,
                 Err(e) => Running::Failed(e.to_string()),
+            },
+            Kind::Builtin { builtin, args } => match builtin.status(args) {
+                Ok(true) => Running::Yes,
+                Ok(false) => Running::No,
+                Err(why) => Running::Failed(why),
             },
             Kind::Agent { .. } => self.run(kind, r, op, log),
         }
