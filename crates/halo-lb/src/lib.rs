@@ -23,11 +23,15 @@
 //! * [`dataplane`]: the director's typed desired state (virtual services, real servers,
 //!   weights, persistence, NAT or DR) and [`dataplane::NftDataPlane`], which makes one nftables
 //!   table match it (reconciled, one atomic transaction, counters per real server).
+//! * [`director`]: the director's state without I/O — ldirectord.cf's services, the health
+//!   of each real server, and from them the desired state (`quiescent`, `fallback`) and the
+//!   IPVS model `halo lvs` prints.
 
 #![deny(unsafe_code)]
 
 pub mod check;
 pub mod dataplane;
+pub mod director;
 pub mod ipvsadm;
 pub mod scheduler;
 
