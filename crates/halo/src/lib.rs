@@ -9,6 +9,7 @@
 
 pub mod cmd;
 pub mod control;
+pub mod director;
 pub mod rsc;
 pub mod run;
 pub mod testbed;

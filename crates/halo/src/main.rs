@@ -61,6 +61,50 @@ enum Cmd {
     /// Forget the failures of a group on this node (all groups without KEY), so it may run
     /// here again.
     Cleanup { key: Option<String> },
+    /// The director's table as `ipvsadm -L -n` prints it (`--stats`, `--rate`, `--exact`,
+    /// `-c`), or each real server's health (`--health`); `halo lvs realserver ...` sets up
+    /// an LVS-DR real server.
+    Lvs {
+        #[command(subcommand)]
+        sub: Option<LvsCmd>,
+        #[arg(long)]
+        stats: bool,
+        #[arg(long)]
+        rate: bool,
+        #[arg(long)]
+        exact: bool,
+        /// Connection entries (`ipvsadm -L -n -c`).
+        #[arg(short = 'c', long = "connection")]
+        connection: bool,
+        /// Every real server with its weight, check and health.
+        #[arg(long)]
+        health: bool,
+        /// Accepted for ipvsadm habits (`halo lvs -L -n`): the output is always numeric.
+        #[arg(short = 'L', long = "list", hide = true)]
+        list: bool,
+        #[arg(short = 'n', long = "numeric", hide = true)]
+        numeric: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LvsCmd {
+    /// LVS-DR real server (seed 002's lvsdr script): the VIPs on lo, arp_ignore=1 and
+    /// arp_announce=2; without --vip, the VIPs of the director groups of haresources and of
+    /// ldirectord.cf in --config-dir.
+    Realserver {
+        #[arg(value_parser = ["start", "stop", "status"])]
+        action: String,
+        #[arg(long = "vip")]
+        vips: Vec<std::net::IpAddr>,
+        #[arg(long)]
+        interface: Option<String>,
+        #[arg(long, default_value = halo::DEFAULT_CONFIG_DIR)]
+        config_dir: PathBuf,
+        /// Where the values replaced are saved for stop (`lvs-realserver`).
+        #[arg(long, default_value = halo::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
 }
 
 fn main() {
@@ -101,6 +145,13 @@ fn main() {
                 None => "cleanup".to_string(),
             };
             halo::cmd::status::operator(&cli.socket, &cmd)
+        }
+        Cmd::Lvs {
+            sub: Some(LvsCmd::Realserver { action, vips, interface, config_dir, state_dir }), ..
+        } => halo::cmd::lvs::realserver(&action, &vips, interface.as_deref(), &config_dir, &state_dir),
+        Cmd::Lvs { sub: None, stats, rate, exact, connection, health, list: _, numeric: _ } => {
+            let view = halo::cmd::lvs::View { stats, rate, exact, conn: connection, health };
+            halo::cmd::lvs::lvs(&cli.socket, view)
         }
     };
     match result {

@@ -38,6 +38,7 @@ enum Op {
 
 pub struct Groups {
     exec: Arc<GroupExecutor>,
+    director: Arc<crate::director::Director>,
     groups: BTreeMap<String, ResourceGroup>,
     logger: Arc<Logger>,
     tx: mpsc::Sender<Done>,
@@ -75,7 +76,11 @@ impl Groups {
             ],
             ..GroupEnv::default()
         };
-        let exec = Arc::new(GroupExecutor::new(env));
+        // `ldirectord` words run halo's own director (see crate::director).
+        let director = Arc::new(crate::director::Director::new(config_dir, Arc::clone(&logger)));
+        let mut exec = GroupExecutor::new(env);
+        exec.register_builtin("ldirectord", Arc::clone(&director) as Arc<dyn halo_host::group::Builtin>);
+        let exec = Arc::new(exec);
         if let Some(e) = exec.watch_error() {
             logger.log(
                 Level::Warn,
@@ -117,6 +122,7 @@ impl Groups {
         let wake_tx = Arc::new(wake_tx);
         let me = Groups {
             exec,
+            director,
             groups: groups.iter().map(|g| (g.key().to_string(), g.clone())).collect(),
             logger,
             tx,
@@ -129,6 +135,11 @@ impl Groups {
         };
         me.watch_addresses();
         Ok((me, running))
+    }
+
+    /// The built-in director (`ldirectord` words), for `halo lvs`.
+    pub fn director(&self) -> Arc<crate::director::Director> {
+        Arc::clone(&self.director)
     }
 
     /// The descriptor the heartbeat thread polls: readable when results are waiting.

@@ -420,6 +420,21 @@ impl Daemon<'_> {
                         let mut buf = [0u8; 64];
                         while matches!(nix::unistd::read(wake, &mut buf), Ok(n) if n > 0) {}
                         while let Ok(req) = requests.try_recv() {
+                            // `lvs` reads nft counters (blocking): answered from a thread
+                            // of its own with the director's state, never on this one.
+                            if req.cmd.split_whitespace().next() == Some("lvs") {
+                                let director = self.groups.as_ref().map(|g| g.director());
+                                let _ =
+                                    std::thread::Builder::new().name("halo-lvs".into()).spawn(move || {
+                                        halo_host::rt::set_normal();
+                                        let v = match director {
+                                            Some(d) => d.lvs_json(),
+                                            None => crate::director::empty_lvs_json(),
+                                        };
+                                        let _ = req.reply.send(v.to_string());
+                                    });
+                                continue;
+                            }
                             let answer = self.answer(now, &req.cmd);
                             let _ = req.reply.send(answer);
                         }
