@@ -10,6 +10,7 @@
 pub mod cmd;
 pub mod control;
 pub mod director;
+pub mod http;
 pub mod rsc;
 pub mod run;
 pub mod testbed;

@@ -25,6 +25,12 @@ enum Cmd {
         /// Where the generation counter and node UUID are kept.
         #[arg(long, default_value = halo::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// Serve Prometheus `/metrics` and `/api/status` over HTTP: `--http` alone listens on
+        /// 127.0.0.1:9694, `--http PORT` on loopback, `--http ADDR:PORT` where asked. Off
+        /// when absent.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "9694",
+              value_parser = halo::http::parse_addr)]
+        http: Option<std::net::SocketAddr>,
     },
     /// Show the cluster as the local daemon sees it.
     Status {
@@ -85,6 +91,23 @@ enum Cmd {
         #[arg(short = 'n', long = "numeric", hide = true)]
         numeric: bool,
     },
+    /// Heartbeat's cl_status (also called as `cl_status` through a symlink): same
+    /// subcommands, output and exit codes (`halo cl_status -h` lists them).
+    #[command(name = "cl_status", disable_help_flag = true)]
+    ClStatus {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Heartbeat's ResourceManager (also called as `ResourceManager` through a symlink):
+    /// listkeys NODE, allkeys, ourkeys, otherkeys, status RESOURCE.
+    #[command(name = "resourcemanager", alias = "ResourceManager", disable_help_flag = true)]
+    ResourceManager {
+        /// Directory holding haresources (and resource.d/).
+        #[arg(long, default_value = halo::DEFAULT_CONFIG_DIR)]
+        config_dir: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,9 +137,23 @@ fn main() {
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
         .map(|a| a.to_string_lossy().into_owned());
-    if let Some(tool @ ("hb_standby" | "hb_takeover")) = argv0.as_deref() {
-        let sub = if tool == "hb_standby" { "standby" } else { "takeover" };
-        args.insert(1, sub.into());
+    if let Some(tool @ ("hb_standby" | "hb_takeover" | "cl_status" | "ResourceManager")) = argv0.as_deref() {
+        let sub = match tool {
+            "hb_standby" => "standby",
+            "hb_takeover" => "takeover",
+            "cl_status" => "cl_status",
+            _ => "resourcemanager",
+        };
+        let mut pre: Vec<std::ffi::OsString> = Vec::new();
+        // Heartbeat's tools take no socket or directory option: the environment can say.
+        if let Some(sock) = std::env::var_os("HALO_SOCKET") {
+            pre.extend(["--socket".into(), sock]);
+        }
+        pre.push(sub.into());
+        if let (true, Some(dir)) = (tool == "ResourceManager", std::env::var_os("HALO_CONFIG_DIR")) {
+            pre.extend(["--config-dir".into(), dir]);
+        }
+        args.splice(1..1, pre);
     }
     let cli = Cli::parse_from(args);
     if !matches!(cli.cmd, Cmd::Run { .. }) {
@@ -129,9 +166,11 @@ fn main() {
         }
     }
     let result = match cli.cmd {
-        Cmd::Run { config_dir, node, state_dir } => {
-            halo::run::run(halo::run::RunArgs { config_dir, node, state_dir, socket: cli.socket })
+        Cmd::Run { config_dir, node, state_dir, http } => {
+            halo::run::run(halo::run::RunArgs { config_dir, node, state_dir, socket: cli.socket, http })
         }
+        Cmd::ClStatus { args } => Ok(halo::cmd::cl_status::main(&cli.socket, &args)),
+        Cmd::ResourceManager { config_dir, args } => Ok(halo::cmd::resourcemanager::main(&config_dir, &args)),
         Cmd::Status { json } => halo::cmd::status::status(&cli.socket, json),
         Cmd::Check { config_dir, config_only, node } => {
             halo::cmd::check::check(&config_dir, config_only, node.as_deref())

@@ -21,6 +21,8 @@ pub struct RunArgs {
     pub node: Option<String>,
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// Serve `/metrics` and `/api/status` over HTTP at this address (off when None).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// Heartbeat's own state file: a node migrating from Heartbeat keeps a generation its
@@ -173,6 +175,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
     let (req_tx, req_rx) = mpsc::channel();
     control::serve(&args.socket, req_tx, wake_tx)?;
+    if let Some(addr) = args.http {
+        // A client of the control socket like the CLI: the heartbeat thread only ever
+        // hands it snapshots.
+        crate::http::serve(addr, args.socket.clone())?;
+        logger.log(halo_host::Level::Info, &format!("metrics and status served on http://{addr}/"));
+    }
 
     // Resource groups: probe what already runs here before deciding anything. Done before
     // this thread turns real-time, so the executor's own threads run at normal priority.
@@ -242,6 +250,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         log_badpack: hc.log_badpack,
         has_serial,
         groups,
+        model: &model,
         exit: false,
         leave_by_ms: None,
         respawn_specs: hc
@@ -274,6 +283,9 @@ struct Daemon<'a> {
     log_badpack: bool,
     has_serial: bool,
     groups: Option<Groups>,
+    /// The configuration: haresources for the resources of each group in status, ha.cf's
+    /// recorded parameters for `cl_status hbparameter`.
+    model: &'a Model,
     /// The engine said the graceful shutdown is complete.
     exit: bool,
     /// A shutdown in progress gives up waiting for the groups to stop at this time.
@@ -596,7 +608,14 @@ impl Daemon<'_> {
             Some("status") => {
                 let mut v = status_json(&self.engine.status(now), &self.wire_dropped, self.links);
                 v["resources"] = resources_json(&self.engine.resource_status(now));
+                if let Some(h) = &self.model.haresources {
+                    crate::cmd::status::add_group_resources(&mut v, &h.groups);
+                }
                 return v.to_string();
+            }
+            Some("parameter") => {
+                let name = words.get(1).copied().unwrap_or("");
+                return crate::cmd::cl_status::parameter_json(&self.model.ha_cf, name).to_string();
             }
             Some("standby") => set(words.get(1)).map(OperatorCmd::Standby),
             Some("takeover") => set(words.get(1)).map(OperatorCmd::Takeover),

@@ -1,4 +1,6 @@
 pub mod check;
+pub mod cl_status;
 pub mod demo;
 pub mod lvs;
+pub mod resourcemanager;
 pub mod status;

@@ -1,4 +1,9 @@
-//! `halo status [--json]`.
+//! `halo status [--json]`: a one-shot view of the cluster in the spirit of `crm_mon -1`
+//! (seed 004): the stack, how many nodes and groups are configured, who is online, every
+//! group with each of its resources and where it runs, failed actions, heartbeat links.
+//! The text is rendered from the same JSON `--json` prints, so scripts and people see one
+//! truth, and the view is tested from JSON fixtures without a daemon.
+use serde_json::{json, Value};
 use std::path::Path;
 
 pub fn status(socket: &Path, json: bool) -> anyhow::Result<i32> {
@@ -19,77 +24,240 @@ pub fn operator(socket: &Path, cmd: &str) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The text view: one line per node, its links beneath, like `cl_status listnodes -v`.
-pub fn render(v: &serde_json::Value) -> String {
-    let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("?").to_string();
-    let me = s(v, "node");
-    let mut out = format!(
-        "halo on {me}: {} (generation {}){}\n",
-        s(v, "state"),
-        v.get("generation").and_then(|g| g.as_u64()).unwrap_or(0),
-        if v.get("comm_up").and_then(|c| c.as_bool()) == Some(true) { "" } else { ", joining the cluster" }
-    );
-    for n in v.get("nodes").and_then(|n| n.as_array()).into_iter().flatten() {
-        let name = s(n, "name");
-        let heard = match n.get("last_heard_ms").and_then(|h| h.as_u64()) {
-            Some(_) if name == me => "local".to_string(),
-            Some(ms) => format!("heard {ms} ms ago"),
-            None => "never heard".to_string(),
+/// Adds `resources: [{name, agent, args, state, nodes, failed}]` to every entry of
+/// `resources.groups` of a status JSON, from haresources. The engine knows groups, not
+/// resources: a resource runs where its group runs; `failed` marks the one the group's
+/// `last_error` names.
+pub fn add_group_resources(v: &mut Value, groups: &[halo_config::ResourceGroup]) {
+    let me = v.get("node").and_then(|n| n.as_str()).unwrap_or("").to_string();
+    let Some(list) = v.pointer_mut("/resources/groups").and_then(|g| g.as_array_mut()) else { return };
+    for g in list.iter_mut() {
+        let key = g.get("key").and_then(|k| k.as_str()).unwrap_or("");
+        let Some(cfg) = groups.iter().find(|c| c.key() == key) else { continue };
+        let holders: Vec<String> = strings(g.get("holders"));
+        let here = g.get("state").and_then(|s| s.as_str()).unwrap_or("stopped");
+        // Held by others, or by us unless we are stopping it.
+        let only_us_stopping = here == "stopping" && holders == [me.as_str()];
+        let (state, nodes) = if !holders.is_empty() && !only_us_stopping {
+            ("started", holders)
+        } else {
+            match here {
+                "starting" => ("starting", vec![me.clone()]),
+                "stopping" => ("stopping", vec![me.clone()]),
+                "stop_failed" => ("failed", vec![me.clone()]),
+                _ => ("stopped", Vec::new()),
+            }
         };
-        out.push_str(&format!(
-            "  {:<20} {:<7} gen {:<12} {}\n",
-            name,
-            s(n, "state"),
-            n.get("generation").and_then(|g| g.as_u64()).unwrap_or(0),
-            heard
-        ));
-        for l in n.get("links").and_then(|l| l.as_array()).into_iter().flatten() {
-            out.push_str(&format!("      link {:<16} {}\n", s(l, "name"), s(l, "state")));
+        let error = g.get("last_error").and_then(|e| e.as_str()).unwrap_or("").to_string();
+        let resources: Vec<Value> = cfg
+            .resources
+            .iter()
+            .map(|r| {
+                let failed = !error.is_empty()
+                    && (error.contains(&format!("start {}:", r.raw))
+                        || error.contains(&format!("stop {}:", r.raw)));
+                json!({
+                    "name": r.raw,
+                    "agent": r.agent,
+                    "args": r.args,
+                    "state": state,
+                    "nodes": nodes,
+                    "failed": failed,
+                })
+            })
+            .collect();
+        g["resources"] = Value::Array(resources);
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(|h| h.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str().map(str::to_string))
+        .collect()
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(|x| x.as_str()).unwrap_or("?")
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn bracket(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "[ ]".to_string();
+    }
+    format!("[ {} ]", names.join(" "))
+}
+
+/// The text view (what `halo status` prints).
+pub fn render(v: &Value) -> String {
+    let me = s(v, "node");
+    let nodes: Vec<&Value> = v.get("nodes").and_then(|n| n.as_array()).into_iter().flatten().collect();
+    let normal: Vec<&Value> = nodes.iter().copied().filter(|n| s(n, "type") != "ping").collect();
+    let ping: Vec<&Value> = nodes.iter().copied().filter(|n| s(n, "type") == "ping").collect();
+    let rsc = v.get("resources").filter(|r| r.get("managed").and_then(|m| m.as_bool()) == Some(true));
+    let groups: Vec<&Value> =
+        rsc.and_then(|r| r.get("groups")).and_then(|g| g.as_array()).into_iter().flatten().collect();
+    let n_resources: usize =
+        groups.iter().map(|g| g.get("resources").and_then(|r| r.as_array()).map_or(1, |r| r.len())).sum();
+
+    let mut out = String::from("Stack: halo (Heartbeat 3 compatible)\n");
+    let comm = if v.get("comm_up").and_then(|c| c.as_bool()) == Some(true) {
+        "communication up"
+    } else {
+        "joining the cluster"
+    };
+    out.push_str(&format!(
+        "Local node: {me} ({}, generation {}) - {comm}\n",
+        s(v, "state"),
+        v.get("generation").and_then(|g| g.as_u64()).unwrap_or(0)
+    ));
+    out.push('\n');
+    let mut conf = plural(normal.len(), "node configured", "nodes configured");
+    if !ping.is_empty() {
+        conf.push_str(&format!(", {}", plural(ping.len(), "ping node", "ping nodes")));
+    }
+    out.push_str(&conf);
+    out.push('\n');
+    match rsc {
+        Some(r) => out.push_str(&format!(
+            "{} ({}), auto_failback {}\n",
+            plural(groups.len(), "resource group configured", "resource groups configured"),
+            plural(n_resources, "resource", "resources"),
+            s(r, "auto_failback")
+        )),
+        None => out.push_str("no resource groups configured (no haresources)\n"),
+    }
+    out.push('\n');
+
+    let up = |n: &Value| matches!(s(n, "state"), "active" | "up" | "ping");
+    let online: Vec<&str> = normal.iter().filter(|n| up(n)).map(|n| s(n, "name")).collect();
+    let joining: Vec<&str> =
+        normal.iter().filter(|n| s(n, "state") == "init").map(|n| s(n, "name")).collect();
+    let offline: Vec<&str> =
+        normal.iter().filter(|n| !up(n) && s(n, "state") != "init").map(|n| s(n, "name")).collect();
+    if let Some(sb) = rsc.map(|r| s(r, "standby")).filter(|sb| *sb != "none" && *sb != "?") {
+        out.push_str(&format!("Node {me}: standby ({sb})\n"));
+    }
+    out.push_str(&format!("Online: {}\n", bracket(&online)));
+    if !joining.is_empty() {
+        out.push_str(&format!("Joining: {}\n", bracket(&joining)));
+    }
+    if !offline.is_empty() {
+        out.push_str(&format!("OFFLINE: {}\n", bracket(&offline)));
+    }
+    if !ping.is_empty() {
+        let reached: Vec<&str> = ping.iter().filter(|n| up(n)).map(|n| s(n, "name")).collect();
+        let lost: Vec<&str> = ping.iter().filter(|n| !up(n)).map(|n| s(n, "name")).collect();
+        out.push_str(&format!("Ping nodes reached: {}\n", bracket(&reached)));
+        if !lost.is_empty() {
+            out.push_str(&format!("Ping nodes OFFLINE: {}\n", bracket(&lost)));
         }
     }
-    if let Some(r) = v.get("resources").filter(|r| r.get("managed").and_then(|m| m.as_bool()) == Some(true)) {
-        out.push_str(&format!(
-            "resource groups (auto_failback {}, this node holds {}{}):\n",
-            s(r, "auto_failback"),
-            s(r, "rscstatus"),
-            match s(r, "standby").as_str() {
-                "none" => String::new(),
-                sb => format!(", standby {sb}"),
+
+    if !groups.is_empty() {
+        out.push_str("\nFull list of resources:\n\n");
+        for g in &groups {
+            let desired = match g.get("desired").and_then(|d| d.as_str()) {
+                Some(d) => d.to_string(),
+                None => "nowhere".to_string(),
+            };
+            out.push_str(&format!(
+                " Resource Group: {} (prefers {}, belongs on {desired})\n",
+                s(g, "key"),
+                s(g, "node")
+            ));
+            match g.get("resources").and_then(|r| r.as_array()) {
+                Some(list) => {
+                    for r in list {
+                        out.push_str(&format!(
+                            "     {}\t({}):\t{}\n",
+                            s(r, "name"),
+                            s(r, "agent"),
+                            where_line(s(r, "state"), &strings(r.get("nodes")), r, me)
+                        ));
+                    }
+                }
+                None => {
+                    let holders = strings(g.get("holders"));
+                    let state = if holders.is_empty() { "stopped" } else { "started" };
+                    out.push_str(&format!("     {}:\t{}\n", s(g, "key"), where_line(state, &holders, g, me)));
+                }
             }
-        ));
-        for g in r.get("groups").and_then(|g| g.as_array()).into_iter().flatten() {
-            let holders: Vec<&str> = g
-                .get("holders")
-                .and_then(|h| h.as_array())
+        }
+    }
+
+    let failed: Vec<&&Value> =
+        groups.iter().filter(|g| g.get("failed").and_then(|f| f.as_bool()) == Some(true)).collect();
+    if !failed.is_empty() {
+        out.push_str("\nFailed Resource Actions:\n");
+        for g in failed {
+            let what = g
+                .get("resources")
+                .and_then(|r| r.as_array())
+                .and_then(|r| r.iter().find(|r| r.get("failed").and_then(|f| f.as_bool()) == Some(true)))
+                .map(|r| s(r, "name"))
+                .unwrap_or_else(|| s(g, "key"));
+            let err = g.get("last_error").and_then(|e| e.as_str()).unwrap_or("failed");
+            out.push_str(&format!(
+                "* {what} (group {}) on {me}: {err} - blocked here until `halo cleanup {}`\n",
+                s(g, "key"),
+                s(g, "key")
+            ));
+        }
+    }
+
+    let with_links: Vec<&&Value> = nodes
+        .iter()
+        .filter(|n| n.get("links").and_then(|l| l.as_array()).is_some_and(|l| !l.is_empty()))
+        .collect();
+    if !with_links.is_empty() {
+        out.push_str("\nHeartbeat links:\n");
+        for n in with_links {
+            let links: Vec<String> = n
+                .get("links")
+                .and_then(|l| l.as_array())
                 .into_iter()
                 .flatten()
-                .filter_map(|h| h.as_str())
+                .map(|l| format!("{} {}", s(l, "name"), s(l, "state")))
                 .collect();
-            let at =
-                if holders.is_empty() { "stopped".to_string() } else { format!("on {}", holders.join(", ")) };
-            let failed =
-                if g.get("failed").and_then(|f| f.as_bool()) == Some(true) { " FAILED here" } else { "" };
-            out.push_str(&format!(
-                "  {:<40} {:<24} (prefers {}, here {}){failed}\n",
-                s(g, "key"),
-                at,
-                s(g, "node"),
-                s(g, "state")
-            ));
-            if let Some(e) = g.get("last_error").and_then(|e| e.as_str()) {
-                out.push_str(&format!("      last error: {e}\n"));
-            }
+            out.push_str(&format!(" * {}: {}\n", s(n, "name"), links.join(", ")));
         }
     }
     if let Some(d) = v.get("dropped").and_then(|d| d.as_object()) {
         let parts: Vec<String> = d
             .iter()
-            .filter(|(k, _)| *k != "duplicate" && *k != "own")
+            .filter(|(k, c)| *k != "duplicate" && *k != "own" && c.as_u64() != Some(0))
             .map(|(k, c)| format!("{k}={c}"))
             .collect();
         if !parts.is_empty() {
-            out.push_str(&format!("  dropped packets: {}\n", parts.join(" ")));
+            out.push_str(&format!("\nDropped packets: {}\n", parts.join(" ")));
         }
     }
     out
+}
+
+/// `Started n1`, `Started [ n1 n2 ]` (held twice: a healed partition), `Stopped`, ...
+fn where_line(state: &str, nodes: &[String], entry: &Value, me: &str) -> String {
+    let at = match nodes {
+        [] => String::new(),
+        [one] => format!(" {one}"),
+        many => format!(" [ {} ]", many.join(" ")),
+    };
+    let failed = if entry.get("failed").and_then(|f| f.as_bool()) == Some(true) {
+        format!(" (FAILED on {me})")
+    } else {
+        String::new()
+    };
+    match state {
+        "started" => format!("Started{at}{failed}"),
+        "starting" => format!("Starting{at}{failed}"),
+        "stopping" => format!("Stopping{at}{failed}"),
+        "failed" => format!("FAILED{at} (stop failed)"),
+        _ => format!("Stopped{failed}"),
+    }
 }

@@ -1,0 +1,446 @@
+//! Snapshots of `halo status` (text and `--json`), `/metrics`, and `cl_status` answers for
+//! the main cluster states, without a daemon: each state is built as the engine reports it
+//! (`ClusterStatus`, `ResourceStatus`), turned into JSON by the daemon's own builders, and
+//! rendered. `UPDATE_SNAPSHOTS=1 cargo test -p halo --test status_view` rewrites the
+//! files under `tests/snapshots/status/` (review the diff).
+use halo::cmd::cl_status::{self, Source};
+use halo_core::resources::GroupStatus;
+use halo_core::{ClusterStatus, LinkStatus, NodeStatus, ResourceStatus};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const HARESOURCES: &str = "\
+n1 10.78.0.100/16/eth0 web
+n2 IPaddr2::10.78.0.200/16 db::main
+";
+
+fn node(name: &str, state: &'static str, link: &'static str, heard: Option<u64>) -> NodeStatus {
+    NodeStatus {
+        name: name.into(),
+        state,
+        kind: "normal",
+        generation: if name == "n1" { 12 } else { 7 },
+        uuid: None,
+        links: vec![LinkStatus { name: "eth0".into(), state: link }],
+        last_heard_ms: heard,
+        deadtime_ms: 1000,
+        late_heartbeats: if name == "n2" { 3 } else { 0 },
+        lost_packets: if name == "n2" { 1 } else { 0 },
+    }
+}
+
+fn ping(alive: bool) -> NodeStatus {
+    NodeStatus {
+        name: "10.78.0.254".into(),
+        state: if alive { "ping" } else { "dead" },
+        kind: "ping",
+        generation: 0,
+        uuid: None,
+        links: vec![LinkStatus { name: "10.78.0.254".into(), state: if alive { "up" } else { "dead" } }],
+        last_heard_ms: Some(400),
+        deadtime_ms: 5000,
+        late_heartbeats: 0,
+        lost_packets: 0,
+    }
+}
+
+fn cluster(nodes: Vec<NodeStatus>) -> ClusterStatus {
+    ClusterStatus {
+        node: "n1".into(),
+        state: "active",
+        generation: 12,
+        comm_up: true,
+        flow_control: true,
+        nodes,
+        dropped: vec![("replay", 2), ("unknown_node", 0)],
+        sent_messages: 1234,
+        retransmitted: 5,
+        max_lateness_ms: 3,
+    }
+}
+
+fn group(
+    key: &str,
+    preferred: &str,
+    state: &'static str,
+    holders: &[&str],
+    desired: Option<&str>,
+) -> GroupStatus {
+    GroupStatus {
+        key: key.into(),
+        preferred: preferred.into(),
+        state,
+        holders: holders.iter().map(|h| h.to_string()).collect(),
+        desired: desired.map(str::to_string),
+        failed_here: false,
+        last_error: None,
+    }
+}
+
+fn resources(
+    rscstatus: &'static str,
+    standby: &'static str,
+    failovers: u64,
+    groups: Vec<GroupStatus>,
+) -> ResourceStatus {
+    ResourceStatus { managed: true, auto_failback: "on", standby, rscstatus, stable: true, groups, failovers }
+}
+
+/// The status JSON exactly as `halo run` answers `status`.
+fn status_json(c: &ClusterStatus, r: &ResourceStatus) -> Value {
+    let links = halo_host::Links::open(&[], 694).unwrap();
+    let mut wire = BTreeMap::new();
+    wire.insert("bad_auth", 4u64);
+    let mut v = halo::run::status_json(c, &wire, &links);
+    v["resources"] = halo::run::resources_json(r);
+    let h = halo_config::parse_haresources(Path::new("haresources"), HARESOURCES).unwrap();
+    halo::cmd::status::add_group_resources(&mut v, &h.groups);
+    v
+}
+
+fn scenarios() -> Vec<(&'static str, Value)> {
+    let all_online = status_json(
+        &cluster(vec![node("n1", "active", "up", Some(0)), node("n2", "active", "up", Some(80)), ping(true)]),
+        &resources(
+            "local",
+            "none",
+            0,
+            vec![
+                group("10.78.0.100/16/eth0", "n1", "running", &["n1"], Some("n1")),
+                group("IPaddr2::10.78.0.200/16", "n2", "stopped", &["n2"], Some("n2")),
+            ],
+        ),
+    );
+    let n2_offline = status_json(
+        &cluster(vec![
+            node("n1", "active", "up", Some(0)),
+            node("n2", "dead", "dead", Some(4200)),
+            ping(true),
+        ]),
+        &resources(
+            "all",
+            "none",
+            1,
+            vec![
+                group("10.78.0.100/16/eth0", "n1", "running", &["n1"], Some("n1")),
+                group("IPaddr2::10.78.0.200/16", "n2", "running", &["n1"], Some("n1")),
+            ],
+        ),
+    );
+    let mut flaky = group("10.78.0.100/16/eth0", "n1", "stopped", &["n2"], Some("n2"));
+    flaky.failed_here = true;
+    flaky.last_error = Some(
+        "resource group 10.78.0.100/16/eth0: cannot start web: exit code 1 (web: refusing to start)".into(),
+    );
+    let failed_group = status_json(
+        &cluster(vec![
+            node("n1", "active", "up", Some(0)),
+            node("n2", "active", "up", Some(50)),
+            ping(false),
+        ]),
+        &resources(
+            "none",
+            "none",
+            0,
+            vec![flaky, group("IPaddr2::10.78.0.200/16", "n2", "stopped", &[], Some("n2"))],
+        ),
+    );
+    let standby = status_json(
+        &cluster(vec![
+            node("n1", "active", "up", Some(0)),
+            node("n2", "active", "up", Some(120)),
+            ping(true),
+        ]),
+        &resources(
+            "none",
+            "all",
+            0,
+            vec![
+                group("10.78.0.100/16/eth0", "n1", "stopped", &["n2"], Some("n2")),
+                group("IPaddr2::10.78.0.200/16", "n2", "stopped", &["n2"], Some("n2")),
+            ],
+        ),
+    );
+    vec![
+        ("all_online", all_online),
+        ("n2_offline", n2_offline),
+        ("failed_group", failed_group),
+        ("standby", standby),
+    ]
+}
+
+fn snapshots() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/status")
+}
+
+/// Compares `actual` with the snapshot file (or writes it with UPDATE_SNAPSHOTS=1).
+fn check(name: &str, actual: &str) {
+    let file = snapshots().join(name);
+    if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
+        std::fs::create_dir_all(snapshots()).unwrap();
+        std::fs::write(&file, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_SNAPSHOTS=1 to create it)", file.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "{} differs from the snapshot (UPDATE_SNAPSHOTS=1 rewrites it)",
+        file.display()
+    );
+}
+
+#[test]
+fn json_snapshots_keep_every_existing_field() {
+    for (name, v) in scenarios() {
+        for k in [
+            "node",
+            "state",
+            "generation",
+            "comm_up",
+            "flow_control",
+            "nodes",
+            "dropped",
+            "links",
+            "sent_messages",
+            "retransmitted",
+            "max_lateness_ms",
+            "resources",
+        ] {
+            assert!(v.get(k).is_some(), "{name}: {k} missing");
+        }
+        for n in v["nodes"].as_array().unwrap() {
+            for k in [
+                "name",
+                "state",
+                "type",
+                "generation",
+                "uuid",
+                "links",
+                "last_heard_ms",
+                "deadtime_ms",
+                "late_heartbeats",
+                "lost_packets",
+            ] {
+                assert!(n.get(k).is_some(), "{name}: nodes[].{k} missing");
+            }
+        }
+        for k in ["managed", "auto_failback", "standby", "rscstatus", "stable", "failovers", "groups"] {
+            assert!(v["resources"].get(k).is_some(), "{name}: resources.{k} missing");
+        }
+        for g in v["resources"]["groups"].as_array().unwrap() {
+            for k in ["key", "node", "state", "holders", "desired", "failed", "last_error", "resources"] {
+                assert!(g.get(k).is_some(), "{name}: groups[].{k} missing");
+            }
+            for r in g["resources"].as_array().unwrap() {
+                for k in ["name", "agent", "args", "state", "nodes", "failed"] {
+                    assert!(r.get(k).is_some(), "{name}: groups[].resources[].{k} missing");
+                }
+            }
+        }
+        check(&format!("{name}.json"), &(serde_json::to_string_pretty(&v).unwrap() + "\n"));
+    }
+}
+
+#[test]
+fn text_snapshots_render_from_the_json_fixtures() {
+    for (name, v) in scenarios() {
+        // The text is rendered from the JSON document alone (what a remote client has).
+        let text: Value = match std::fs::read_to_string(snapshots().join(format!("{name}.json"))) {
+            Ok(t) if std::env::var("UPDATE_SNAPSHOTS").as_deref() != Ok("1") => {
+                serde_json::from_str(&t).unwrap()
+            }
+            _ => v.clone(),
+        };
+        let out = halo::cmd::status::render(&text);
+        assert_eq!(out, halo::cmd::status::render(&v), "{name}: fixture and builder disagree");
+        check(&format!("{name}.txt"), &out);
+    }
+}
+
+#[test]
+fn text_says_what_matters_in_each_state() {
+    let s: BTreeMap<_, _> =
+        scenarios().into_iter().map(|(n, v)| (n, halo::cmd::status::render(&v))).collect();
+    let all = &s["all_online"];
+    assert!(all.contains("Stack: halo (Heartbeat 3 compatible)"), "{all}");
+    assert!(all.contains("2 nodes configured, 1 ping node"), "{all}");
+    assert!(all.contains("2 resource groups configured (4 resources)"), "{all}");
+    assert!(all.contains("Online: [ n1 n2 ]"), "{all}");
+    assert!(!all.contains("OFFLINE"), "{all}");
+    assert!(all.contains("Ping nodes reached: [ 10.78.0.254 ]"), "{all}");
+    assert!(all.contains(" Resource Group: 10.78.0.100/16/eth0"), "{all}");
+    assert!(all.contains("     10.78.0.100/16/eth0\t(IPaddr):\tStarted n1"), "{all}");
+    assert!(all.contains("     web\t(web):\tStarted n1"), "{all}");
+    assert!(all.contains("     db::main\t(db):\tStarted n2"), "{all}");
+    let off = &s["n2_offline"];
+    assert!(off.contains("Online: [ n1 ]\nOFFLINE: [ n2 ]"), "{off}");
+    assert!(off.contains("     db::main\t(db):\tStarted n1"), "{off}");
+    assert!(off.contains(" * n2: eth0 dead"), "{off}");
+    let failed = &s["failed_group"];
+    assert!(
+        failed.contains("Failed Resource Actions:\n* web (group 10.78.0.100/16/eth0) on n1:"),
+        "{failed}"
+    );
+    assert!(failed.contains("     web\t(web):\tStarted n2 (FAILED on n1)"), "{failed}");
+    assert!(failed.contains("     db::main\t(db):\tStopped"), "{failed}");
+    assert!(failed.contains("Ping nodes OFFLINE: [ 10.78.0.254 ]"), "{failed}");
+    let sb = &s["standby"];
+    assert!(sb.contains("Node n1: standby (all)"), "{sb}");
+    assert!(sb.contains("     web\t(web):\tStarted n2"), "{sb}");
+}
+
+#[test]
+fn metrics_snapshot() {
+    for (name, v) in scenarios() {
+        let m = halo::http::metrics(&v);
+        check(&format!("{name}.metrics"), &m);
+    }
+    let v = scenarios().remove(1).1;
+    let m = halo::http::metrics(&v);
+    for line in [
+        "halo_node_state{node=\"n2\",type=\"normal\",state=\"dead\"} 1",
+        "halo_node_state{node=\"n1\",type=\"normal\",state=\"active\"} 1",
+        "halo_heartbeats_late_total{node=\"n2\"} 3",
+        "halo_packets_lost_total{node=\"n2\"} 1",
+        "halo_dropped_packets_total{reason=\"bad_auth\"} 4",
+        "halo_dropped_packets_total{reason=\"replay\"} 2",
+        "halo_failovers_total 1",
+        "halo_group_held{group=\"IPaddr2::10.78.0.200/16\",node=\"n1\"} 1",
+        "halo_group_state{group=\"IPaddr2::10.78.0.200/16\",state=\"running\"} 1",
+        "halo_resource_started{group=\"IPaddr2::10.78.0.200/16\",resource=\"db::main\"} 1",
+        "halo_link_up{node=\"n2\",link=\"eth0\"} 0",
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    }
+    // Every sample belongs to a family declared just before it.
+    let mut declared = std::collections::BTreeSet::new();
+    for l in m.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            declared.insert(rest.split(' ').next().unwrap().to_string());
+        } else if !l.starts_with('#') {
+            let name = l.split(['{', ' ']).next().unwrap();
+            assert!(declared.contains(name), "{name} has no TYPE line");
+        }
+    }
+}
+
+/// cl_status answered from a fixture instead of the daemon.
+struct Fixture {
+    status: Option<Value>,
+}
+
+impl Source for Fixture {
+    fn ask(&mut self, cmd: &str) -> Result<Value, String> {
+        let Some(st) = &self.status else {
+            return Err("no halo daemon answers on /run/halo/halo.sock".into());
+        };
+        match cmd.split_once(' ') {
+            None if cmd == "status" => Ok(st.clone()),
+            Some(("parameter", name)) => {
+                let hc = halo_config::HaCf {
+                    recorded: vec![
+                        ("keepalive".into(), "1".into()),
+                        ("warntime".into(), "15000ms".into()),
+                        ("pacemaker".into(), "false".into()),
+                    ],
+                    ..Default::default()
+                };
+                let v = cl_status::parameter_json(&hc, name);
+                match v.get("error").and_then(|e| e.as_str()) {
+                    Some(e) => Err(e.to_string()),
+                    None => Ok(v),
+                }
+            }
+            _ => Err(format!("unknown command '{cmd}'")),
+        }
+    }
+}
+
+fn cl(v: Option<&Value>, args: &str) -> (i32, String, String) {
+    let args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+    cl_status::run(&mut Fixture { status: v.cloned() }, &args)
+}
+
+#[test]
+fn cl_status_subcommands_outputs_and_exit_codes() {
+    let sc: BTreeMap<_, _> = scenarios().into_iter().collect();
+    let all = Some(&sc["all_online"]);
+    let off = Some(&sc["n2_offline"]);
+    let e = |code: i32, out: &str| (code, out.to_string());
+    let t = |v: Option<&Value>, a: &str| {
+        let (c, o, _) = cl(v, a);
+        (c, o)
+    };
+    assert_eq!(t(all, "hbstatus"), e(0, "Heartbeat is running on this machine.\n"));
+    assert_eq!(t(None, "hbstatus"), e(1, "Heartbeat is stopped on this machine.\n"));
+    assert_eq!(
+        t(all, "hbstatus -v"),
+        e(
+            0,
+            &format!(
+                "version:\t{}\nmanaged by:\t\"haresources\"\n\nn1\tactive\t(nodetype: normal)\n\teth0\tup\n\
+                 \nn2\tactive\t(nodetype: normal)\n\teth0\tup\n\n10.78.0.254\tping\t(nodetype: ping)\n\t10.78.0.254\tup\n",
+                cl_status::hbversion()
+            )
+        )
+    );
+    assert!(t(all, "hbstatus -v -m").1.starts_with("Heartbeat version 3.0.6 (halo "));
+    assert!(t(all, "hbstatus -v -m").1.contains("Resources controlled by \"haresources\"\n"));
+    assert_eq!(t(all, "listnodes"), e(0, "n1\nn2\n10.78.0.254\n"));
+    assert_eq!(t(all, "listnodes -n"), e(0, "n1\nn2\n"));
+    assert_eq!(t(all, "listnodes -p"), e(0, "10.78.0.254\n"));
+    assert_eq!(t(all, "listnodes -np"), e(0, "n1\nn2\n10.78.0.254\n"));
+    assert_eq!(t(all, "listnodes -m -n"), e(0, "The nodes are as follow:\nn1\nn2\n"));
+    assert_eq!(t(all, "nodestatus n2"), e(0, "active\n"));
+    assert_eq!(t(off, "nodestatus n2"), e(1, "dead\n"));
+    assert_eq!(t(all, "nodestatus 10.78.0.254"), e(0, "ping\n"));
+    assert_eq!(t(all, "nodestatus -m n1"), e(0, "The cluster node n1 is active\n"));
+    assert_eq!(t(off, "nodestatus n2 -m"), e(1, "The cluster node n2 is dead\n"));
+    let (c, o, err) = cl(all, "nodestatus nosuch");
+    assert_eq!((c, o.as_str(), err.as_str()), (11, "", "Error. May be due to incorrect node name\n"));
+    assert_eq!(cl(all, "nodestatus").0, 11);
+    assert_eq!(t(all, "nodetype n1"), e(0, "normal\n"));
+    assert_eq!(t(all, "nodetype 10.78.0.254"), e(0, "ping\n"));
+    assert_eq!(t(all, "nodetype -m n1"), e(0, "The node n1's type: normal\n"));
+    assert_eq!(cl(all, "nodetype x").0, 11);
+    assert_eq!(t(all, "nodeweight n2"), e(0, "100\n"));
+    assert_eq!(t(all, "nodeweight -m n2"), e(0, "The weight of the cluster node n2 is 100\n"));
+    assert_eq!(cl(all, "nodeweight x").0, 11);
+    assert_eq!(t(all, "nodesite n2"), e(0, "\n"));
+    assert_eq!(t(all, "nodesite -m n2"), e(0, "The site of the cluster node n2 is \n"));
+    assert_eq!(t(all, "listhblinks n2"), e(0, "\teth0\n"));
+    assert_eq!(t(all, "listhblinks -v n2"), e(0, "\teth0\tup\n"));
+    assert_eq!(t(all, "listhblinks -m n2"), e(0, "\tthis node has the following heartbeat links:\n\teth0\n"));
+    assert_eq!(t(all, "listhblinks 10.78.0.254"), e(0, "\t10.78.0.254\n"));
+    assert_eq!(cl(all, "listhblinks x").0, 13);
+    assert_eq!(t(all, "hblinkstatus n2 eth0"), e(0, "up\n"));
+    assert_eq!(t(off, "hblinkstatus n2 eth0"), e(1, "dead\n"));
+    assert_eq!(t(off, "hblinkstatus -m n2 eth0"), e(1, "The node n2's heartbeat link eth0 is dead\n"));
+    assert_eq!(cl(all, "hblinkstatus n2 eth9").0, 13);
+    assert_eq!(cl(all, "hblinkstatus n2").0, 11);
+    assert_eq!(t(all, "clientstatus n2 ipfail"), e(1, "offline\n"));
+    assert_eq!(t(all, "rscstatus"), e(0, "local\n"));
+    assert_eq!(t(off, "rscstatus"), e(0, "all\n"));
+    assert_eq!(t(Some(&sc["standby"]), "rscstatus -m"), e(0, "This node is holding none resources.\n"));
+    assert_eq!(t(all, "hbparameter -p keepalive"), e(0, "1\n"));
+    assert_eq!(t(all, "hbparameter -pwarntime"), e(0, "15000ms\n"));
+    assert_eq!(t(all, "hbparameter -m -p keepalive"), e(0, "Heartbeat parameter keepalive's value: 1\n"));
+    assert_eq!(t(all, "hbparameter -p hbversion"), e(0, &format!("{}\n", cl_status::hbversion())));
+    assert_eq!(cl(all, "hbparameter -p node").0, 1);
+    assert_eq!(cl(all, "hbparameter -p nosuch").0, 1);
+    assert_eq!(cl(all, "hbparameter").0, 11);
+    assert_eq!(cl(all, "listnodes -x").0, 11);
+    let (c, _, err) = cl(all, "frobnicate");
+    assert_eq!(c, 11);
+    assert!(err.contains("frobnicate: invalid sub-command."), "{err}");
+    let (c, o, _) = cl(all, "");
+    assert_eq!(c, 0);
+    assert!(o.starts_with("Usage: cl_status <sub-command>"), "{o}");
+    // Without a daemon every subcommand but hbstatus fails to sign on: 1.
+    let (c, o, err) = cl(None, "nodestatus n1");
+    assert_eq!((c, o.as_str()), (1, ""));
+    assert!(err.contains("Cannot signon with heartbeat"), "{err}");
+}
