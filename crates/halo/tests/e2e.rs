@@ -306,7 +306,7 @@ fn status_json_has_the_documented_fields_and_sigterm_is_a_shutdown_not_a_death()
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("n2") && text.contains("active") && text.contains("link eth0"), "{text}");
+    assert!(text.contains("Online: [ n1 n2 ]") && text.contains(" * n2: eth0 up"), "{text}");
 
     let pid = c.pids[1];
     let code = c.tb.stop(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
