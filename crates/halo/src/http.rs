@@ -335,3 +335,26 @@ pub fn metrics(v: &Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_addresses_are_loopback_unless_given() {
+        assert_eq!(parse_addr("9694").unwrap(), "127.0.0.1:9694".parse().unwrap());
+        assert_eq!(parse_addr("8080").unwrap(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(parse_addr("0.0.0.0").unwrap(), "0.0.0.0:9694".parse().unwrap());
+        assert_eq!(parse_addr("10.0.0.1:80").unwrap(), "10.0.0.1:80".parse().unwrap());
+        assert_eq!(parse_addr("[::1]:9000").unwrap(), "[::1]:9000".parse().unwrap());
+        assert_eq!(parse_addr("::").unwrap(), "[::]:9694".parse().unwrap());
+        assert!(parse_addr("localhost:80").is_err());
+        assert!(parse_addr("99999").is_err());
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let v = serde_json::json!({"node": "a\"b\\c\nd", "nodes": []});
+        assert!(metrics(&v).contains(r#"halo_info{node="a\"b\\c\nd","#), "{}", metrics(&v));
+    }
+}
