@@ -697,3 +697,45 @@ fn group_ipv6_vip_with_refreshes() {
     assert!(where_is(&ns, "2001:db8:77::20").is_empty());
     assert!(ex.held().is_empty());
 }
+
+/// A built-in that records its calls and keeps its state in memory.
+#[derive(Default)]
+struct Recorder {
+    calls: std::sync::Mutex<Vec<String>>,
+    running: std::sync::Mutex<bool>,
+}
+
+impl Builtin for Recorder {
+    fn start(&self, group: &str, args: &[String], _log: &mut dyn FnMut(Level, String)) -> Result<(), String> {
+        self.calls.lock().unwrap().push(format!("start {group} {}", args.join(" ")));
+        *self.running.lock().unwrap() = true;
+        Ok(())
+    }
+    fn stop(&self, _group: &str, args: &[String], _log: &mut dyn FnMut(Level, String)) -> Result<(), String> {
+        self.calls.lock().unwrap().push(format!("stop {}", args.join(" ")));
+        *self.running.lock().unwrap() = false;
+        Ok(())
+    }
+    fn status(&self, _args: &[String]) -> Result<bool, String> {
+        Ok(*self.running.lock().unwrap())
+    }
+}
+
+#[test]
+fn group_builtin_runs_registered_words_and_leaves_explicit_scripts_alone() {
+    let s = Scratch::new("group-builtin");
+    s.script("ldirectord", None);
+    let rec = Arc::new(Recorder::default());
+    let mut ex = GroupExecutor::new(s.env());
+    ex.register_builtin("ldirectord", Arc::clone(&rec) as Arc<dyn Builtin>);
+    let g = group(&["ldirectord::web.cf", "heartbeat:ldirectord"]);
+    assert_eq!(probe(&ex, &g), vec![ProbeResult::Stopped; 2]);
+    start(&ex, &g).0.expect("start");
+    assert_eq!(*rec.calls.lock().unwrap(), ["start ldirectord::web.cf web.cf"]);
+    assert_eq!(s.order(), ["ldirectord start"], "the explicit heartbeat: word runs the script");
+    assert_eq!(probe(&ex, &g), vec![ProbeResult::Running; 2]);
+    *rec.running.lock().unwrap() = false;
+    assert_eq!(monitor(&ex, &g), vec![(0, "not running".to_string())]);
+    stop(&ex, &g).0.expect("stop");
+    assert_eq!(rec.calls.lock().unwrap().last().map(String::as_str), Some("stop web.cf"));
+}
