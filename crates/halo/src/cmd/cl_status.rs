@@ -355,7 +355,7 @@ fn dispatch(src: &mut dyn Source, args: &[String], out: &mut String, err: &mut S
             NORMAL_FAIL
         }
         "rscstatus" => {
-            if pacemaker(src) {
+            if pacemaker(src).is_some() {
                 log_err(err, "Cannot get cluster resource status of a pacemaker cluster; try crm_mon");
                 return NORMAL_FAIL;
             }
@@ -393,16 +393,12 @@ fn dispatch(src: &mut dyn Source, args: &[String], out: &mut String, err: &mut S
     }
 }
 
-/// ha.cf `pacemaker` (or `crm`) set to anything but a false boolean.
-fn pacemaker(src: &mut dyn Source) -> bool {
-    let v = src.ask("parameter pacemaker").or_else(|_| src.ask("parameter crm"));
-    match v {
-        Ok(v) => !matches!(
-            str_of(&v, "value").to_ascii_lowercase().as_str(),
-            "false" | "off" | "no" | "n" | "0" | "f"
-        ),
-        Err(_) => false,
-    }
+/// ha.cf `pacemaker` (or `crm`) when set to anything but a false boolean.
+fn pacemaker(src: &mut dyn Source) -> Option<String> {
+    let v = src.ask("parameter pacemaker").or_else(|_| src.ask("parameter crm")).ok()?;
+    let value = str_of(&v, "value").to_string();
+    let off = matches!(value.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "n" | "0" | "f");
+    (!off).then_some(value)
 }
 
 fn hbstatus(
@@ -438,15 +434,15 @@ fn hbstatus(
             Some(v) => out.push_str(&format!("Heartbeat version {v}\n")),
             None => out.push_str("Heartbeat is running on this machine.\n"),
         }
-        out.push_str(if pm {
+        out.push_str(if pm.is_some() {
             "Resources controlled by Pacemaker.\n"
         } else {
             "Resources controlled by \"haresources\"\n"
         });
     } else {
         out.push_str(&format!("version:\t{}\n", version.as_deref().unwrap_or("unknown")));
-        if pm {
-            out.push_str("managed by:\tpacemaker\t(on)\n");
+        if let Some(pm) = &pm {
+            out.push_str(&format!("managed by:\tpacemaker\t({pm})\n"));
         } else {
             out.push_str("managed by:\t\"haresources\"\n");
         }
