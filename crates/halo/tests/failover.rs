@@ -51,6 +51,17 @@ esac
 exit 0
 "#;
 
+/// A Heartbeat-class script whose start takes 3 s (a slow service coming up).
+const SLOW_START: &str = r#"#!/bin/sh
+D=$(cd "$(dirname "$0")/.." && pwd)
+case "$1" in
+start) sleep 3; touch "$D/slow.on"; exit 0 ;;
+stop) rm -f "$D/slow.on"; exit 0 ;;
+status) if [ -f "$D/slow.on" ]; then echo running; else echo stopped; fi ;;
+esac
+exit 0
+"#;
+
 /// How a node's `ha.cf` differs between the scenarios.
 #[derive(Clone, Copy)]
 struct Timing {
@@ -100,7 +111,7 @@ impl Cluster {
         std::fs::write(dir.join("haresources"), haresources).unwrap();
         let rd = dir.join("resource.d");
         std::fs::create_dir_all(&rd).unwrap();
-        for (name, text) in [("web", WEB), ("flaky", FLAKY)] {
+        for (name, text) in [("web", WEB), ("flaky", FLAKY), ("slow", SLOW_START)] {
             std::fs::write(rd.join(name), text).unwrap();
             std::fs::set_permissions(rd.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
         }
@@ -183,6 +194,16 @@ impl Cluster {
 
     fn ctl(&self, node: &str, cmd: &str) -> serde_json::Value {
         halo::control::request(&self.socket(node), cmd).unwrap_or_else(|e| panic!("{node} {cmd}: {e}"))
+    }
+
+    /// Waits until `node`'s own state of the (first) group is `running`: the client may be
+    /// served before the start has been reported (SIGTERM in between hits a halo-core bug,
+    /// see `sigterm_while_the_group_starts_releases_it_once_started`).
+    fn running_on(&self, node: &str) {
+        self.until(Duration::from_secs(10), &format!("{node} reports the group running"), || {
+            halo::control::request(&self.socket(node), "status")
+                .is_ok_and(|st| st["resources"]["groups"][0]["state"] == "running")
+        });
     }
 
     /// `halo status --json` as an operator runs it.
@@ -297,6 +318,7 @@ fn seed_001_vip_and_web_fail_over_and_fail_back() {
     assert!(!c.has_vip("n2"));
 
     // SIGTERM: n1 releases first and says so; n2 takes over without waiting deadtime.
+    c.running_on("n1");
     let pid = c.pid("n1");
     c.tb.stop(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(!c.has_vip("n1"), "n1 released the VIP before exiting");
@@ -351,6 +373,7 @@ fn auto_failback_off_returning_node_takes_nothing_until_takeover() {
     c.start("n1", &d1);
     c.start("n2", &d2);
     c.served_by("n1", Duration::from_secs(15), "initial acquisition");
+    c.running_on("n1");
     let pid = c.pid("n1");
     c.tb.stop(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     c.served_by("n2", Duration::from_secs(10), "takeover after a graceful stop");
@@ -599,4 +622,26 @@ fn monitored_resource_killed_is_restarted_in_place() {
     assert!(c.log("n1").contains("failed its monitor"), "{}", c.log("n1"));
     assert!(!c.has_vip("n2"));
     assert_eq!(c.web_starts("n2"), 0, "the group did not move\n{}", c.logs());
+}
+
+/// SIGTERM while the group is still starting: halo lets the start finish, then releases the
+/// group, says `shutdone` and exits; n2 takes over at once.
+#[test]
+#[ignore = "halo-core: Resources::shutdown stops only Running groups and the engine no longer reconciles once leaving, so a group whose start completes after SIGTERM stays Running: all_released() never holds, halo waits LEAVE_GRACE_MS (120 s) and exits 1 without shutdone, the VIP and services left up"]
+fn sigterm_while_the_group_starts_releases_it_once_started() {
+    let Some(mut c) = Cluster::new("termst") else { return };
+    let hr = format!("n1 IPaddr::{VIP}/16/eth0:0 slow web\n");
+    let d1 = c.config("n1", "on", &hr);
+    let d2 = c.config("n2", "on", &hr);
+    c.start("n1", &d1);
+    c.start("n2", &d2);
+    c.until(Duration::from_secs(15), "n1 is starting the slow resource", || {
+        c.log("n1").contains("resource.d/slow start")
+    });
+    let pid = c.pid("n1");
+    let code = c.tb.stop(pid, nix::sys::signal::Signal::SIGTERM);
+    assert!(matches!(code, Ok(Some(0))), "n1 exited cleanly: {code:?}\n{}", c.logs());
+    assert!(!c.has_vip("n1"), "n1 released the VIP before exiting");
+    assert!(!d1.join("slow.on").exists() && c.web_pid("n1").is_none(), "n1 stopped its resources");
+    c.served_by("n2", Duration::from_secs(10), "takeover after a graceful stop during a start");
 }
