@@ -20,11 +20,11 @@ PID="$D/web.pid"
 case "$1" in
 start)
     cd "$D/www" || exit 1
-    python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>&1 </dev/null &
+    python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>>"$D/web.err" </dev/null &
     echo $! > "$PID"
     echo start >> "$D/starts"
     i=0
-    while [ $i -lt 100 ]; do
+    while [ $i -lt 600 ]; do
         ss -ltn | grep -q ':80 ' && exit 0
         sleep 0.05; i=$((i+1))
     done
@@ -483,6 +483,7 @@ fn restart_after_kill_9_adopts_the_running_group() {
     c.start("n1", &d1);
     c.start("n2", &d2);
     c.served_by("n1", Duration::from_secs(30), "initial acquisition");
+    c.running_on("n1");
     std::thread::sleep(Duration::from_secs(2));
     let web = c.web_pid("n1").expect("n1's web server runs");
     let answers = c.background_client();
@@ -534,6 +535,7 @@ fn restart_after_takeover_removes_the_orphaned_vip() {
     c.start("n1", &d1);
     c.start("n2", &d2);
     c.served_by("n1", Duration::from_secs(15), "initial acquisition");
+    c.running_on("n1");
     std::thread::sleep(Duration::from_secs(2));
     c.crash("n1");
     c.until(Duration::from_secs(10), "n2 took the group over", || c.has_vip("n2"));
@@ -559,6 +561,7 @@ fn vip_removed_behind_halos_back_is_restored() {
     c.start("n1", &d1);
     c.start("n2", &d2);
     c.served_by("n1", Duration::from_secs(15), "initial acquisition");
+    c.running_on("n1");
     c.tb.exec("n1", &["ip", "addr", "del", &format!("{VIP}/16"), "dev", "eth0"]).unwrap();
     c.until(Duration::from_secs(10), "the VIP was put back on n1", || c.has_vip("n1"));
     c.served_by("n1", Duration::from_secs(10), "after the VIP was restored");
@@ -614,6 +617,7 @@ fn monitored_resource_killed_is_restarted_in_place() {
     c.start("n1", &d1);
     c.start("n2", &d2);
     c.served_by("n1", Duration::from_secs(15), "initial acquisition");
+    c.running_on("n1");
     let web = c.web_pid("n1").expect("n1's web server runs");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(web), nix::sys::signal::Signal::SIGKILL).unwrap();
     c.until(Duration::from_secs(20), "the web server was started again on n1", || c.web_starts("n1") == 2);
@@ -644,4 +648,34 @@ fn sigterm_while_the_group_starts_releases_it_once_started() {
     assert!(!c.has_vip("n1"), "n1 released the VIP before exiting");
     assert!(!d1.join("slow.on").exists() && c.web_pid("n1").is_none(), "n1 stopped its resources");
     c.served_by("n2", Duration::from_secs(10), "takeover after a graceful stop during a start");
+}
+
+/// A resource that keeps dying: restarted in place MAX_RESTARTS times, then the group moves
+/// to n2 and n1 reports it failed there.
+#[test]
+fn resource_dying_too_often_moves_the_group_away() {
+    let Some(mut c) = Cluster::new("monx") else { return };
+    let hr = format!("n1 IPaddr::{VIP}/16/eth0:0 web\n");
+    let d1 = c.config("n1", "on", &hr);
+    let d2 = c.config("n2", "on", &hr);
+    c.start("n1", &d1);
+    c.start("n2", &d2);
+    c.served_by("n1", Duration::from_secs(15), "initial acquisition");
+    c.running_on("n1");
+    let restarts = halo_core::resources::MAX_RESTARTS;
+    for n in 1..=restarts {
+        let web = c.web_pid("n1").expect("n1's web server runs");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(web), nix::sys::signal::Signal::SIGKILL).unwrap();
+        c.until(Duration::from_secs(20), &format!("restart {n} in place"), || c.web_starts("n1") == n + 1);
+        // The next kill must hit a started group, not the start in progress.
+        c.running_on("n1");
+        c.served_by("n1", Duration::from_secs(10), &format!("after restart {n} in place"));
+    }
+    let web = c.web_pid("n1").expect("n1's web server runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(web), nix::sys::signal::Signal::SIGKILL).unwrap();
+    c.served_by("n2", Duration::from_secs(20), "the group moved after one failure too many");
+    c.until(Duration::from_secs(5), "n1 released the VIP", || !c.has_vip("n1"));
+    assert_eq!(c.web_starts("n1"), restarts + 1, "no restart in place after the last failure");
+    let st = c.status_json("n1");
+    assert_eq!(st["resources"]["groups"][0]["failed"], serde_json::json!(true), "{st}");
 }
