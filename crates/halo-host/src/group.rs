@@ -895,10 +895,10 @@ impl GroupExecutor {
         }
         let res = agents::interpret_status(agent, op, &o);
         if let Running::Failed(why) = &res {
-            log(
-                Level::Error,
-                format!("{} {} failed: {why} ({})", r.raw, op.word(&agent.class), o.describe()),
-            );
+            // The reason is often the outcome itself ("exit 1"): say it once.
+            let how = o.describe();
+            let how = if *why == how { String::new() } else { format!(" ({how})") };
+            log(Level::Error, format!("{} {} failed: {why}{how}", r.raw, op.word(&agent.class)));
         }
         res
     }
