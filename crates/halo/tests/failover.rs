@@ -679,3 +679,37 @@ fn resource_dying_too_often_moves_the_group_away() {
     let st = c.status_json("n1");
     assert_eq!(st["resources"]["groups"][0]["failed"], serde_json::json!(true), "{st}");
 }
+
+/// Restart safety with resource-agents' OCF IPaddr2 and Dummy: after `kill -9` and a quick
+/// restart, their `monitor` probes find them running; nothing is started twice and the
+/// group stays on n1.
+#[test]
+fn restart_after_kill_9_with_ocf_agents_starts_nothing_twice() {
+    let Some(mut c) = Cluster::new("rstocf") else { return };
+    let hr = format!("n1 ocf:heartbeat:IPaddr2::ip={VIP}::cidr_netmask=16 OCF::Dummy::state web\n");
+    let mut dirs = Vec::new();
+    for node in ["n1", "n2"] {
+        let d = c.config_timed(node, "on", SLOW, &hr);
+        let conf = d.join("conf/OCF/Dummy");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("state"), format!("state={}\n", d.join("dummy.state").display())).unwrap();
+        dirs.push(d);
+    }
+    c.start("n1", &dirs[0]);
+    c.start("n2", &dirs[1]);
+    c.served_by("n1", Duration::from_secs(30), "initial acquisition");
+    c.running_on("n1");
+    c.crash("n1");
+    c.start("n1", &dirs[0]);
+    c.until(Duration::from_secs(15), "the restarted n1 held the group (probed)", || {
+        c.log("n1").contains("is running here already (probed)")
+    });
+    c.stays_on("n1", "n2", Duration::from_secs(8), "after the restart");
+    // n1's logfile holds both lives (its .out only the second).
+    let logfile = std::fs::read_to_string(c.tb.dir.join("n1.log")).unwrap();
+    let starts = |what: &str| logfile.matches(what).count();
+    assert_eq!(starts("heartbeat/IPaddr2 start"), 1, "IPaddr2 started once\n{}", c.log("n1"));
+    assert_eq!(starts("heartbeat/Dummy start"), 1, "Dummy started once\n{}", c.log("n1"));
+    assert_eq!(c.web_starts("n1"), 1, "web started once\n{}", c.logs());
+    assert!(dirs[0].join("dummy.state").exists() && !dirs[1].join("dummy.state").exists());
+}
