@@ -26,7 +26,8 @@
 //!   rebooted) is the caller's decision.
 //! * [`GroupExecutor::probe_group`] at daemon start (what runs already: no double start, no
 //!   orphan VIP), then [`GroupExecutor::adopt_group`] for a group kept as running (its
-//!   built-in VIPs are held, watched and announced like started ones),
+//!   built-in VIPs are held and watched like started ones, announced only by a later
+//!   `start_group` or refresh),
 //!   [`GroupExecutor::monitor_group`] periodically for started groups.
 //! * Held addresses: poll [`GroupExecutor::watch_fd`] (readable when any address changes in
 //!   the namespace) and call [`GroupExecutor::check_addresses`] when it is readable — and,
@@ -532,10 +533,6 @@ impl GroupExecutor {
             .collect()
     }
 
-    /// Takes over a group found running by [`GroupExecutor::probe_group`] (a restarted
-    /// daemon keeping what its predecessor started): every built-in VIP of it that is
-    /// configured is held from now on — watched, restored if removed, announced again —
-    /// as if this executor had started it. Changes nothing else.
     /// Announces the group's held built-in addresses again now (a new burst: the first
     /// pair before returning, the rest in the background), e.g. once another node that held
     /// the same VIP during a partition let go: the network must forget that node's MAC.
@@ -581,13 +578,19 @@ impl GroupExecutor {
         }
     }
 
+    /// Takes over a group found running by [`GroupExecutor::probe_group`] (a restarted
+    /// daemon keeping what its predecessor started): every built-in VIP of it that is
+    /// configured is held from now on — watched, restored if removed, refreshed — as if
+    /// this executor had started it, but not announced at once (it may turn out to be an
+    /// orphan whose group another node owns; [`GroupExecutor::announce_group`] announces when it is ours).
+    /// Changes nothing else.
     pub fn adopt_group(&self, g: &ResourceGroup, log: Log) {
         let key = g.key();
         for r in &g.resources {
             if let Ok(Kind::Ip { spec, .. }) = self.classify(r) {
                 if matches!(on_nic(spec.addr), Ok(Some(_))) {
                     log(Level::Info, format!("{key}: {} found configured; holding it", r.raw));
-                    self.adopt_ip(key, r, &spec, log);
+                    self.adopt_ip(key, r, &spec, false, log);
                 }
             }
         }
@@ -796,7 +799,7 @@ impl GroupExecutor {
             Running::Yes => {
                 log(Level::Info, format!("{key}: {} is already running; not starting it", r.raw));
                 if let Kind::Ip { spec, .. } = &kind {
-                    self.adopt_ip(key, r, spec, log);
+                    self.adopt_ip(key, r, spec, true, log);
                 }
                 return Ok(false);
             }
@@ -1013,7 +1016,10 @@ impl GroupExecutor {
     }
 
     /// A VIP found running at start: hold it (watch, announce) without touching it.
-    fn adopt_ip(&self, key: &str, r: &ResourceSpec, spec: &VipSpec, log: Log) {
+    /// `announce`: send the first burst now (a start); else only the periodic refreshes (a
+    /// restarted daemon's probe: the network already knows this MAC, and if the group turns
+    /// out to be an orphan the owner's MAC must not be overridden).
+    fn adopt_ip(&self, key: &str, r: &ResourceSpec, spec: &VipSpec, announce: bool, log: Log) {
         let _ops = lock(&self.addr_ops);
         let addr = spec.addr;
         if lock(&self.shared.state).held.contains_key(&addr) {
@@ -1041,7 +1047,11 @@ impl GroupExecutor {
             frames_failed: 0,
             last_error: None,
         };
-        self.first_pair(&mut held, log);
+        if announce {
+            self.first_pair(&mut held, log);
+        } else {
+            held.next_burst = self.env.refresh_interval.map(|d| Instant::now() + d);
+        }
         lock(&self.shared.state).held.insert(addr, held);
         self.shared.wake.notify_all();
     }
