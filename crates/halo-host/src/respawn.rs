@@ -37,6 +37,9 @@ pub struct Spec {
     pub user: String,
     /// The command line, given to `/bin/sh -c "exec ..."`.
     pub command: String,
+    /// Kept holding the running child's pid (written at every start, removed when the
+    /// supervisor stops it), so that a restarted halo can find it.
+    pub pidfile: Option<std::path::PathBuf>,
 }
 
 /// What a child is doing, for status views.
@@ -141,6 +144,11 @@ impl Supervisor {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        for c in &self.children {
+            if let Some(f) = &c.spec.pidfile {
+                let _ = std::fs::remove_file(f);
+            }
+        }
     }
 }
 
@@ -190,6 +198,14 @@ fn supervise(c: &Child, s: &Shared, log: &LogFn) {
             }
         };
         *c.pid.lock().unwrap_or_else(|e| e.into_inner()) = Some(child.id());
+        if let Some(f) = &c.spec.pidfile {
+            if let Some(d) = f.parent() {
+                let _ = std::fs::create_dir_all(d);
+            }
+            if let Err(e) = std::fs::write(f, format!("{}\n", child.id())) {
+                log(Level::Warn, format!("respawn {cmd}: cannot write {}: {e}", f.display()));
+            }
+        }
         c.starts.fetch_add(1, Ordering::Relaxed);
         c.started_order.store(s.order.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
         log(Level::Info, format!("Starting \"{cmd}\" as uid {uid} gid {gid} (pid {})", child.id()));
@@ -270,7 +286,7 @@ mod tests {
         let count = dir.join("count");
         let cmd = format!("/bin/sh -c 'echo x >> {}; exit 3'", count.display());
         let (log, store) = logs();
-        let sup = Supervisor::start(&[Spec { user: me(), command: cmd }], log);
+        let sup = Supervisor::start(&[Spec { user: me(), command: cmd, pidfile: None }], log);
         let ok = wait(|| std::fs::read_to_string(&count).map(|s| s.lines().count()).unwrap_or(0) >= 4);
         assert!(ok, "{:?}", store.lock().unwrap());
         let st = sup.status();
@@ -287,8 +303,8 @@ mod tests {
         let (log, store) = logs();
         let sup = Supervisor::start(
             &[
-                Spec { user: me(), command: "/bin/sh -c 'exit 100'".into() },
-                Spec { user: me(), command: "/bin/sleep 60".into() },
+                Spec { user: me(), command: "/bin/sh -c 'exit 100'".into(), pidfile: None },
+                Spec { user: me(), command: "/bin/sleep 60".into(), pidfile: None },
             ],
             log,
         );
@@ -307,8 +323,10 @@ mod tests {
     #[test]
     fn an_unknown_user_is_an_error_not_a_start() {
         let (log, store) = logs();
-        let sup =
-            Supervisor::start(&[Spec { user: "no-such-user-halo".into(), command: "/bin/true".into() }], log);
+        let sup = Supervisor::start(
+            &[Spec { user: "no-such-user-halo".into(), command: "/bin/true".into(), pidfile: None }],
+            log,
+        );
         assert!(wait(|| sup.status()[0].given_up));
         assert_eq!(sup.status()[0].starts, 0);
         sup.stop();

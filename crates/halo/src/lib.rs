@@ -13,6 +13,7 @@ pub mod director;
 pub mod http;
 pub mod rsc;
 pub mod run;
+pub mod supervise;
 pub mod testbed;
 
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/ha.d";

@@ -80,6 +80,11 @@ impl Groups {
         let director = Arc::new(crate::director::Director::new(config_dir, Arc::clone(&logger)));
         let mut exec = GroupExecutor::new(env);
         exec.register_builtin("ldirectord", Arc::clone(&director) as Arc<dyn halo_host::group::Builtin>);
+        // cl_respawn's job as a resource: `respawn::/path/to/daemon::args` (or `cl_respawn::...`).
+        let respawn: Arc<dyn halo_host::group::Builtin> =
+            Arc::new(crate::supervise::Respawn::new(state_dir.to_path_buf(), Arc::clone(&logger)));
+        exec.register_builtin("respawn", Arc::clone(&respawn));
+        exec.register_builtin("cl_respawn", respawn);
         let exec = Arc::new(exec);
         if let Some(e) = exec.watch_error() {
             logger.log(

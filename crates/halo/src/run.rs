@@ -256,7 +256,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         respawn_specs: hc
             .respawn
             .iter()
-            .map(|r| halo_host::respawn::Spec { user: r.user.clone(), command: r.command.clone() })
+            .map(|r| halo_host::respawn::Spec {
+                user: r.user.clone(),
+                command: r.command.clone(),
+                pidfile: None,
+            })
             .collect(),
         respawn: None,
     };
