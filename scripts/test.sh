@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 # heartbeat: the real Heartbeat 3.0.6 peer of the interop tests; resource-agents: the real
-# OCF agents the agent-runner tests drive; iproute2: namespaces; nftables: cutting links one
-# way; procps, util-linux: the helper scripts; python3: the hostile-packet sender.
-apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3
+# OCF agents (Dummy, IPaddr2) the agent and failover tests drive; iproute2: namespaces and
+# `ss`; nftables: cutting links one way and the director's data plane; procps, util-linux:
+# the helper scripts; python3: the hostile-packet sender and the test web servers; curl: the
+# clients fetching through a VIP.
+apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3 curl
 rust_need
 cargo build --workspace --all-targets
 # One test at a time: the end-to-end tests time real daemons on a 2-core machine.
