@@ -201,6 +201,8 @@ struct Peer {
     lost_packets: u64,
     /// We saw it die; a return with the same generation is a healed partition.
     declared_dead: bool,
+    /// The `ld` field of its last status (its load average), when it sends one.
+    load: Option<String>,
 }
 
 impl Peer {
@@ -270,6 +272,7 @@ impl Engine {
                 late_heartbeats: 0,
                 lost_packets: 0,
                 declared_dead: false,
+                load: None,
             });
         }
         let flow_control = cfg.flow_control;
@@ -793,6 +796,9 @@ impl Engine {
         p.heard_ever = true;
         p.advertised_dt = msg.get_hex("dt").filter(|dt| *dt > 0);
         p.protocol = Some(has_protocol);
+        if let Some(ld) = msg.get("ld") {
+            p.load = Some(ld.to_string());
+        }
         if p.declared_dead && st != NodeState::Dead {
             p.declared_dead = false;
             let name = p.name.clone();
@@ -1112,6 +1118,7 @@ impl Engine {
                         .map(|l| LinkStatus { name: l.clone(), state: "up" })
                         .collect(),
                     last_heard_ms: Some(0),
+                    load: (!self.load.is_empty()).then(|| self.load.clone()),
                     deadtime_ms: self.cfg.deadtime_ms,
                     late_heartbeats: 0,
                     lost_packets: 0,
@@ -1138,6 +1145,7 @@ impl Engine {
                     })
                     .collect(),
                 last_heard_ms: p.last_status_ms.map(|t| now.ms.saturating_sub(t)),
+                load: p.load.clone(),
                 deadtime_ms: p.deadtime(&self.cfg, self.comm_up),
                 late_heartbeats: p.late_heartbeats,
                 lost_packets: p.lost_packets,
@@ -1152,6 +1160,7 @@ impl Engine {
                 uuid: None,
                 links: Vec::new(),
                 last_heard_ms: Some(now.ms.saturating_sub(*last)),
+                load: None,
                 deadtime_ms: self.cfg.deadping_ms,
                 late_heartbeats: 0,
                 lost_packets: 0,

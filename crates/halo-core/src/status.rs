@@ -19,6 +19,9 @@ pub struct NodeStatus {
     pub links: Vec<LinkStatus>,
     /// Milliseconds since the last status message (None: never heard).
     pub last_heard_ms: Option<u64>,
+    /// Its load average as its last status carried it (the `ld` field: the first line of
+    /// its `/proc/loadavg`); None when it sends none or was never heard.
+    pub load: Option<String>,
     /// The deadtime this node is timed out with (what it advertised, or ours).
     pub deadtime_ms: u64,
     pub late_heartbeats: u64,

@@ -661,6 +661,11 @@ pub fn resources_json(r: &halo_core::ResourceStatus) -> serde_json::Value {
     })
 }
 
+/// The one-minute load average of an `ld` field (`0.42 0.30 0.12 1/123 4567`).
+fn load1(ld: &str) -> Option<f64> {
+    ld.split_whitespace().next()?.parse::<f64>().ok().filter(|l| l.is_finite())
+}
+
 pub fn status_json(
     st: &halo_core::ClusterStatus,
     wire_dropped: &BTreeMap<&'static str, u64>,
@@ -683,6 +688,8 @@ pub fn status_json(
                 "uuid": n.uuid.map(|u| u.iter().map(|b| format!("{b:02x}")).collect::<String>()),
                 "links": n.links.iter().map(|l| json!({"name": l.name, "state": l.state})).collect::<Vec<_>>(),
                 "last_heard_ms": n.last_heard_ms,
+                "load": n.load,
+                "load1": n.load.as_deref().and_then(load1),
                 "deadtime_ms": n.deadtime_ms,
                 "late_heartbeats": n.late_heartbeats,
                 "lost_packets": n.lost_packets,
