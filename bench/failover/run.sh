@@ -213,8 +213,9 @@ quiet() {  # SYS: wait (up to 60 s) until neither node's log grew for QUIET (3) 
 }
 
 events() {  # FILE -> count of lines meaning a death / state change, and of late heartbeats
-    local f=$1
-    echo "$(grep -cE 'is dead|Entering (MASTER|BACKUP|FAULT) STATE|returning after partition' "$f" 2>/dev/null || true) $(grep -c 'Late heartbeat' "$f" 2>/dev/null || true)"
+    local t   # FILE may be a pipe (<(tail ...)): read it once
+    t=$(cat "$1" 2>/dev/null || true)
+    echo "$(grep -cE 'is dead|Entering (MASTER|BACKUP|FAULT) STATE' <<<"$t" || true) $(grep -c 'Late heartbeat' <<<"$t" || true)"
 }
 
 sys_k() { local i=0 s; for s in $SYSTEMS; do i=$((i + 1)); [ "$s" = "$1" ] && echo $i; done; return 0; }
@@ -258,6 +259,8 @@ soak() {  # LOAD: SOAK_S seconds idle with every system up, counting false failo
         io)  stress-ng --hdd 2 --hdd-bytes 1G --iomix 2 --temp-path "$TMP" --timeout "${SOAK_S}s" >/dev/null 2>&1 & lp=$!;;
     esac
     for s in $SYSTEMS; do for h in n1 n2; do before+=("$(wc -l < "$TMP/$s/$h/out")"); done; done
+    local t0 t1
+    t0=$(python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC) / 1e6)')
     local probes=()
     for s in $SYSTEMS; do
         k=$(sys_k "$s")
@@ -266,6 +269,7 @@ soak() {  # LOAD: SOAK_S seconds idle with every system up, counting false failo
         probes+=($!)
     done
     wait "${probes[@]}"
+    t1=$(python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC) / 1e6)')
     [ -n "$lp" ] && { kill "$lp" 2>/dev/null || true; wait "$lp" 2>/dev/null || true; }
     for s in $SYSTEMS; do
         local ev=0 late=0 e l
@@ -273,7 +277,7 @@ soak() {  # LOAD: SOAK_S seconds idle with every system up, counting false failo
             read -r e l < <(events <(tail -n +"$((before[i] + 1))" "$TMP/$s/$h/out")); i=$((i + 1))
             ev=$((ev + e)) late=$((late + l))
         done
-        echo "{\"soak\":\"$load\",\"seconds\":$SOAK_S,\"system\":\"$s\",\"events\":$ev,\"late\":$late,\"probe\":$(cat "$TMP/soak-$load-$s.json")}" | tee -a "$RESULTS"
+        echo "{\"soak\":\"$load\",\"t0\":$t0,\"t1\":$t1,\"seconds\":$SOAK_S,\"system\":\"$s\",\"events\":$ev,\"late\":$late,\"probe\":$(cat "$TMP/soak-$load-$s.json")}" | tee -a "$RESULTS"
         settled "$s" "$(sys_k "$s")" 30 || echo "# $s did not settle after the $load soak" >&2
     done
 }
@@ -295,7 +299,7 @@ done
 sleep 6   # peers advertise deadtime + 2 s for their first 5 s (Heartbeat does, so does halo)
 if [ $SOAK = 1 ]; then
     for load in ${SOAK_LOADS:-cpu io}; do soak "$load"; done
-    python3 "$HERE/summarize.py" --soak "$RESULTS"
+    python3 "$HERE/summarize.py" --soak --logs="$TMP" "$RESULTS"
     exit 0
 fi
 for ((r = 1; r <= TRIALS; r++)); do

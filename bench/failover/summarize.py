@@ -47,13 +47,52 @@ def stats(xs):
     return statistics.median(xs), min(xs), max(xs), len(xs)
 
 
+# What happens on n2 after the cut, from its stamped log (run.sh keeps the logs for this):
+# detection (cut -> "is dead" / MASTER), then address added, then the first answer.
+MARK = {
+    "halo": (r"node n1: is dead", r"adding \S+ on eth0"),
+    "heartbeat": (r"node n1: is dead", r"eval ifconfig eth0"),
+    "keepalived": (r"Entering MASTER STATE", r"setting VIPs"),
+}
+
+
+def stamped(path):
+    out = []
+    for f in (path + ".old", path):
+        if os.path.exists(f):
+            for line in open(f, errors="replace"):
+                t, _, rest = line.partition(" ")
+                try:
+                    out.append((float(t), rest))
+                except ValueError:
+                    pass
+    return out
+
+
+# Lines of a daemon's log that mean: a peer declared dead / n2 took the VIP / a late heartbeat.
+DEATH = r"is dead|Entering (MASTER|BACKUP|FAULT) STATE"
+TAKE_N2 = r"starting group|Taking over resource group|Entering MASTER STATE"  # one line per takeover
+LATE = r"Late heartbeat"
+
+
+def count(path, t0, t1, pat):
+    return sum(1 for t, l in stamped(path) if t0 <= t <= t1 and re.search(pat, l))
+
+
 if soak:
-    print("| load | system | seconds | false failovers (deaths / state changes) | late heartbeats | probes failed | answered by n2 | longest gap ms |")
+    print("| load | system | seconds | deaths declared / VRRP state changes (log lines, both nodes) | VIP taken by n2 (false failovers) | late heartbeats | probes failed | answered by n2 |")
     print("|---|---|---|---|---|---|---|---|")
     for r in [r for r in recs if "soak" in r]:
         p = r["probe"]
-        print(f"| {r['soak']} | {r['system']} | {r['seconds']} | {r['events']} | {r['late']} | "
-              f"{p['idle_failed']} / {p['idle_probes']} | {p['idle_other']} | {p['idle_max_gap_ms']:.0f} |")
+        if logs and "t0" in r:
+            d = os.path.join(logs, r["system"])
+            dead = sum(count(os.path.join(d, n, "out"), r["t0"], r["t1"], DEATH) for n in ("n1", "n2"))
+            take = count(os.path.join(d, "n2", "out"), r["t0"], r["t1"], TAKE_N2)
+            late = sum(count(os.path.join(d, n, "out"), r["t0"], r["t1"], LATE) for n in ("n1", "n2"))
+        else:
+            dead, take, late = r["events"], "?", r["late"]
+        print(f"| {r['soak']} | {LABEL.get(r['system'], r['system'])} | {r['seconds']} | {dead} | {take} | {late} | "
+              f"{p['idle_failed']} / {p['idle_probes']} | {p['idle_other']} |")
     sys.exit(0)
 
 systems = []
@@ -82,28 +121,6 @@ for s in systems:
     print(f"| {LABEL.get(s, s)} | {n}{f' (+{miss} no answer)' if miss else ''} | **{fmt(med)}** | {fmt(lo)} | {fmt(hi)} | "
           f"{fmt(dm)} ({fmt(dx)}) | {fmt(tm)} ({fmt(tx)}) | {idle_s:.0f} | {ev}{f' (+{other} answers by n2)' if other else ''} | "
           f"{failed} / {probes} | {late} |")
-
-# What happens on n2 after the cut, from its stamped log (run.sh keeps the logs for this):
-# detection (cut -> "is dead" / MASTER), then address added, then the first answer.
-MARK = {
-    "halo": (r"node n1: is dead", r"adding \S+ on eth0"),
-    "heartbeat": (r"node n1: is dead", r"eval ifconfig eth0"),
-    "keepalived": (r"Entering MASTER STATE", r"setting VIPs"),
-}
-
-
-def stamped(path):
-    out = []
-    for f in (path + ".old", path):
-        if os.path.exists(f):
-            for line in open(f, errors="replace"):
-                t, _, rest = line.partition(" ")
-                try:
-                    out.append((float(t), rest))
-                except ValueError:
-                    pass
-    return out
-
 
 if logs:
     print()
