@@ -203,9 +203,21 @@ struct Peer {
     declared_dead: bool,
     /// The `ld` field of its last status (its load average), when it sends one.
     load: Option<String>,
+    /// Sequence number of the newest `status` applied (this generation): a retransmitted
+    /// older one (a gap filled after a partition) must not set the state back.
+    status_seq: u64,
+    /// First heard (this generation) since we last checked its status: a peer that is
+    /// already `active` then came up without us (alone, or across a partition) and its
+    /// `starting` never reached us.
+    first_contact: bool,
 }
 
 impl Peer {
+    /// Whether we ask this peer to resend what we missed (not while we hold it dead).
+    fn asks_rexmit(&self) -> bool {
+        self.state != NodeState::Dead && self.heard_ever
+    }
+
     fn deadtime(&self, cfg: &CoreConfig, comm_up: bool) -> u64 {
         if !comm_up {
             return cfg.initdead_ms;
@@ -273,6 +285,8 @@ impl Engine {
                 lost_packets: 0,
                 declared_dead: false,
                 load: None,
+                status_seq: 0,
+                first_contact: false,
             });
         }
         let flow_control = cfg.flow_control;
@@ -365,8 +379,13 @@ impl Engine {
                     d = d.min((h + deadtime + 1).max(hold));
                 }
             }
-            if let Some(at) = p.seq.missing.values().min() {
-                d = d.min(*at);
+            // Only gaps that request_missing will ask for: a gap of a peer we hold dead
+            // (its messages arrive before the status that revives it) waits for that status;
+            // counting it would put the deadline in the past and spin the runtime.
+            if p.asks_rexmit() {
+                if let Some(at) = p.seq.missing.values().min() {
+                    d = d.min(*at);
+                }
             }
         }
         if let Some(r) = self.rsc.deadline(self.last_now_ms) {
@@ -470,6 +489,16 @@ impl Engine {
         }
         self.promised_deadline = self.compute_deadline();
         result
+    }
+
+    /// Our own state of a group (None: no such group).
+    pub fn group_state(&self, key: &str) -> Option<crate::resources::GroupState> {
+        self.rsc.group_state(key)
+    }
+
+    /// What this node is in standby for.
+    pub fn standby(&self) -> crate::resources::RscSet {
+        self.rsc.standby()
     }
 
     /// Keys of the groups running here (for the runtime's monitors).
@@ -661,6 +690,8 @@ impl Engine {
                 let p = &mut self.peers[pi];
                 p.seq.new_generation(hg);
                 p.declared_dead = false;
+                p.status_seq = 0;
+                p.first_contact = previous == 0;
             }
             GenVerdict::Same => {}
         }
@@ -743,9 +774,28 @@ impl Engine {
                 self.set_dead(now, pi, false, out);
             }
             "starting" | "resource" | "ask_resources" | "hb_takeover" => {
+                if kind == "starting" {
+                    self.starting_means_active(pi, seq.unwrap_or(0), out);
+                }
                 self.with_rsc(now, out, |r, v, o| r.on_message(now.ms, &src, &kind, &msg, v, o));
             }
             _ => {}
+        }
+    }
+
+    /// A node says `starting` only once it is active (`comm_now_up`, Heartbeat too). If its
+    /// `status st=active` is late or lost, we would place groups without it while it places
+    /// them with itself: both could start one. So its `starting` makes it active here.
+    fn starting_means_active(&mut self, pi: usize, seq: u64, out: &mut Vec<Action>) {
+        let p = &mut self.peers[pi];
+        if matches!(p.state, NodeState::Init | NodeState::Up) && p.heard_ever {
+            p.state = NodeState::Active;
+            // An older status (st=up) still on its way must not set it back.
+            p.status_seq = p.status_seq.max(seq);
+            out.push(Action::Log(
+                Level::Info,
+                format!("Status update for node {}: status active (it says starting)", p.name),
+            ));
         }
     }
 
@@ -780,6 +830,15 @@ impl Engine {
         let st = msg.get("st").and_then(NodeState::parse).unwrap_or(NodeState::Up);
         let has_protocol = msg.has("protocol");
         let p = &mut self.peers[pi];
+        // Heartbeat ignores a status older than the last one ("Status ordering", spec
+        // §3.11). Within a generation seq alone orders them: a status retransmitted to fill
+        // a gap after a partition would otherwise set an active peer back to `up`.
+        let seq = msg.get_hex("seq").unwrap_or(0);
+        if seq < p.status_seq {
+            *self.dropped.entry("old_status").or_default() += 1;
+            return;
+        }
+        p.status_seq = seq;
         if let Some(last) = p.last_status_ms {
             let interval = now.ms.saturating_sub(last);
             if p.state != NodeState::Dead && interval > warntime {
@@ -804,6 +863,18 @@ impl Engine {
             let name = p.name.clone();
             out.push(Action::Log(Level::Crit, format!("Cluster node {name} returning after partition.")));
             self.with_rsc(now, out, |r, _, o| r.peer_returned(now.ms, &name, false, o));
+        }
+        let p = &mut self.peers[pi];
+        if std::mem::take(&mut p.first_contact) && st == NodeState::Active && self.comm_up {
+            // It went active without hearing us (it booted alone or behind a partition and
+            // took what it found unheld): its `starting` is lost, so ask what it holds, as
+            // after a partition; until it answers, placement waits for it.
+            let name = p.name.clone();
+            out.push(Action::Log(
+                Level::Warn,
+                format!("node {name} is already active at first contact: asking what it holds"),
+            ));
+            self.with_rsc(now, out, |r, _, o| r.peer_returned(now.ms, &name, true, o));
         }
         if !has_protocol && self.flow_control {
             self.flow_control = false;
@@ -1021,7 +1092,7 @@ impl Engine {
         let delay = self.cfg.max_rexmit_delay_ms.max(1);
         for pi in 0..self.peers.len() {
             let p = &mut self.peers[pi];
-            if !matches!(p.state, NodeState::Up | NodeState::Active | NodeState::Init) || !p.heard_ever {
+            if !p.asks_rexmit() {
                 continue;
             }
             let due: Vec<u64> =

@@ -265,7 +265,7 @@ pub struct Resources {
     /// The peer of `owe_done` said its own `done` (it released): ours follows once what it
     /// gave us is started — or at once when it gave us nothing we run.
     owe_done_released: bool,
-    last_announced: Option<String>,
+    last_announced: Option<Message>,
     failovers: u64,
     /// Ping nodes we reach (None: no ping nodes configured). ipfail's rule: a node that
     /// reaches fewer ping nodes than another active node may run nothing.
@@ -329,6 +329,10 @@ impl Resources {
 
     pub fn running_keys(&self) -> Vec<String> {
         self.groups.iter().filter(|g| g.state == GroupState::Running).map(|g| g.cfg.key.clone()).collect()
+    }
+
+    pub fn standby(&self) -> RscSet {
+        self.standby
     }
 
     pub fn group_state(&self, key: &str) -> Option<GroupState> {
@@ -422,11 +426,10 @@ impl Resources {
     fn announce(&mut self, now: u64, view: &View, info: Option<&str>, out: &mut RscOut) {
         let stable = self.informed(now, view) && !self.in_flux();
         let m = self.resource_msg(stable, info);
-        let digest = format!("{m:?}");
-        if info.is_none() && self.last_announced.as_deref() == Some(digest.as_str()) {
+        if info.is_none() && self.last_announced.as_ref() == Some(&m) {
             return;
         }
-        self.last_announced = Some(digest);
+        self.last_announced = Some(m.clone());
         out.msgs.push(m);
     }
 
@@ -523,22 +526,30 @@ impl Resources {
         }
         let Some(p) = self.peers.get_mut(src) else { return };
         // Only what is newer than the last statement counts (all of a sender's messages
-        // share one sequence).
-        if let Some(seq) = msg.get_hex("seq") {
-            if seq <= p.last_seq {
-                return;
+        // share one sequence): a retransmitted older one must not undo a newer one.
+        let fresh = match msg.get_hex("seq") {
+            Some(seq) if seq <= p.last_seq => false,
+            Some(seq) => {
+                p.last_seq = seq;
+                true
             }
-            p.last_seq = seq;
-        }
+            None => true,
+        };
         match kind {
             "starting" => {
-                self.read_statements(src, msg, true);
+                if fresh {
+                    self.read_statements(src, msg, true);
+                }
+                // A `starting` overtaken by the sender's next `resource` (reordered on the
+                // wire) is still a question: unanswered, the sender waits RQSTDELAY for our
+                // holdings and meanwhile neither starts nor releases anything.
                 if self.comm_up_at.is_some() {
                     // Heartbeat's reply to `starting`: our holdings, stable or not.
                     let stable = self.informed(now, view) && !self.in_flux();
                     out.msgs.push(self.resource_msg(stable, None));
                 }
             }
+            _ if !fresh => {}
             "resource" => {
                 self.read_statements(src, msg, false);
                 if let Some(p) = self.peers.get_mut(src) {
@@ -879,7 +890,7 @@ impl Resources {
                 // like Heartbeat's acquirer, say `isstable=1` before `done`, or its shutdown
                 // and its next standby wait for it.
                 let r = self.resource_msg(!self.in_flux(), None);
-                self.last_announced = Some(format!("{r:?}"));
+                self.last_announced = Some(r.clone());
                 out.msgs.push(r);
                 let mut m = Message::of_type("ask_resources");
                 m.add("rsc_hold", set.mirror().name());

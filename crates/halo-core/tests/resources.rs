@@ -453,3 +453,137 @@ fn an_orphan_found_at_restart_yields_to_the_node_that_took_the_group_over() {
     assert!(sim.runs(1, G1) && !sim.runs(0, G1), "the orphan on n1 is stopped, n2 keeps the group");
     assert_eq!(sim.starts_of(1, G1), 1);
 }
+
+// ---------------------------------------------------------------------------------------
+// Regressions found by the deterministic simulator (tests/sim.rs). Each drives one engine
+// with hand-made messages from a peer `n2` so the exact ordering the simulator hit is kept.
+
+/// A message from n2 as the wire would deliver it (generation 7, sequence `seq`).
+fn from_n2(kind: &str, seq: u64, fields: &[(&str, &str)]) -> halo_wire::Message {
+    let mut m = halo_wire::Message::of_type(kind);
+    for (k, v) in fields {
+        m.add(k, v);
+    }
+    m.add("src", "n2");
+    m.add("seq", format!("{seq:x}"));
+    m.add("hg", "7");
+    m.add("ts", "6b49d200");
+    m
+}
+
+/// n1 alone in a two-node cluster with one group, fed by hand: returns the engine once its
+/// communication is up (n2 heard as `up`, `repnodes` answered).
+fn n1_up_with_n2(seq: &mut u64) -> (Engine, Vec<Action>) {
+    let mut c = CoreConfig::new("n1", &["n1", "n2"], &["eth0"]);
+    c.keepalive_ms = 100;
+    c.deadtime_ms = 1000;
+    c.initdead_ms = 2000;
+    c.groups = vec![GroupConfig { key: G2.into(), node: "n2".into() }];
+    let mut e = Engine::new(c);
+    let mut out = Vec::new();
+    e.handle(Now::at(0), Event::Tick, &mut out);
+    *seq += 1;
+    let st = from_n2("status", *seq, &[("st", "up"), ("dt", "3e8"), ("protocol", "1")]);
+    e.handle(Now::at(10), Event::Message { link: 0, msg: st }, &mut out);
+    *seq += 1;
+    let rep = from_n2("repnodes", *seq, &[("dest", "n1"), ("nodelist", "n1 n2 ")]);
+    e.handle(Now::at(20), Event::Message { link: 0, msg: rep }, &mut out);
+    assert!(e.comm_up());
+    (e, out)
+}
+
+fn sent<'a>(out: &'a [Action], kind: &str) -> Vec<&'a halo_wire::Message> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Send(m) if m.kind() == Some(kind) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_retransmitted_older_status_does_not_set_an_active_peer_back_to_up() {
+    // Sim: after a partition the gap is filled by retransmission, and n2's old `st=up` made
+    // it look joining again; placement dropped it as a holder and announced a "let go".
+    let mut seq = 0;
+    let (mut e, _) = n1_up_with_n2(&mut seq);
+    let mut out = Vec::new();
+    let active = from_n2("status", 9, &[("st", "active"), ("dt", "3e8")]);
+    e.handle(Now::at(100), Event::Message { link: 0, msg: active }, &mut out);
+    assert_eq!(e.node_state("n2"), Some(halo_core::NodeState::Active));
+    // Seq 3..8 were missed; the retransmitted status 3 (still `up`) arrives now.
+    let old = from_n2("status", 3, &[("st", "up"), ("dt", "3e8")]);
+    e.handle(Now::at(150), Event::Message { link: 0, msg: old }, &mut out);
+    assert_eq!(e.node_state("n2"), Some(halo_core::NodeState::Active));
+}
+
+#[test]
+fn a_starting_overtaken_by_the_senders_next_resource_is_still_answered() {
+    // Sim: reordering delivered n2's `resource` (seq 6) before its `starting` (seq 5); the
+    // `starting` was dropped as old, n2 never got our holdings and waited RQSTDELAY while
+    // both held a group after a partition.
+    let mut seq = 0;
+    let (mut e, _) = n1_up_with_n2(&mut seq);
+    let mut out = Vec::new();
+    let res = from_n2("resource", 6, &[("rsc_hold", "none"), ("isstable", "0"), ("halo", "1")]);
+    e.handle(Now::at(100), Event::Message { link: 0, msg: res }, &mut out);
+    out.clear();
+    let starting = from_n2("starting", 5, &[("halo", "1")]);
+    e.handle(Now::at(101), Event::Message { link: 0, msg: starting }, &mut out);
+    assert_eq!(sent(&out, "resource").len(), 1, "our holdings answer the late `starting`: {out:?}");
+}
+
+#[test]
+fn a_starting_peer_counts_as_active_even_before_its_active_status_arrives() {
+    // Sim: n2's `status st=active` was lost; n1 placed a group without n2 while n2, at its
+    // comm up, placed it with itself: both started it.
+    let mut seq = 0;
+    let (mut e, _) = n1_up_with_n2(&mut seq);
+    assert_eq!(e.node_state("n2"), Some(halo_core::NodeState::Up));
+    let mut out = Vec::new();
+    let starting = from_n2("starting", 3, &[("halo", "1")]);
+    e.handle(Now::at(30), Event::Message { link: 0, msg: starting }, &mut out);
+    assert_eq!(e.node_state("n2"), Some(halo_core::NodeState::Active));
+    // Its older `up` status, delivered late, does not undo that.
+    let st = from_n2("status", 2, &[("st", "up"), ("dt", "3e8")]);
+    e.handle(Now::at(31), Event::Message { link: 0, msg: st }, &mut out);
+    assert_eq!(e.node_state("n2"), Some(halo_core::NodeState::Active));
+}
+
+#[test]
+fn a_gap_from_a_peer_held_dead_does_not_put_the_next_deadline_in_the_past() {
+    // Sim: messages from a peer we held dead arrived with a gap before its status revived
+    // it; the gap's retransmit time (never served while it is dead) became the deadline,
+    // already past: the runtime would spin.
+    let mut seq = 0;
+    let (mut e, _) = n1_up_with_n2(&mut seq);
+    let mut out = Vec::new();
+    let mut now = 20;
+    while e.node_state("n2") != Some(halo_core::NodeState::Dead) {
+        now = e.next_deadline().max(now + 1);
+        e.handle(Now::at(now), Event::Tick, &mut out);
+    }
+    let a = from_n2("resource", 10, &[("rsc_hold", "none"), ("isstable", "1")]);
+    e.handle(Now::at(now + 1), Event::Message { link: 0, msg: a }, &mut out);
+    let b = from_n2("resource", 14, &[("rsc_hold", "none"), ("isstable", "1")]);
+    e.handle(Now::at(now + 2), Event::Message { link: 0, msg: b }, &mut out);
+    e.handle(Now::at(now + 500), Event::Tick, &mut out);
+    assert!(e.next_deadline() > now + 500, "deadline {} is not in the future", e.next_deadline());
+}
+
+#[test]
+fn nodes_that_came_up_apart_sort_out_their_groups_when_they_first_hear_each_other() {
+    // Sim: a node booted behind a partition declares its never-heard peers dead at initdead
+    // and takes every group; at the heal the peer's first message is a new generation, not
+    // a "return", so nobody asked what the other held and both kept the groups for good.
+    let mut sim = Sim::new(2, AutoFailback::On);
+    sim.cut.insert(0);
+    sim.step(4000);
+    assert!(sim.runs(0, G1) && sim.runs(0, G2), "n1 alone took both groups");
+    assert!(sim.runs(1, G1) && sim.runs(1, G2), "n2 alone took both groups");
+    sim.cut.clear();
+    sim.step(3000);
+    assert!(sim.logged(0, "node n2 is already active at first contact: asking what it holds"));
+    assert!(sim.runs(0, G1) && !sim.runs(1, G1), "G1 is on n1 only");
+    assert!(sim.runs(1, G2) && !sim.runs(0, G2), "G2 is on n2 only");
+}

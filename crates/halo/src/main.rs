@@ -38,6 +38,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of the cluster (crm_mon-like), refreshed every second: nodes, groups,
+    /// failed actions, links, the director's real servers; changes highlighted, recent
+    /// events listed. `q` quits.
+    Mon {
+        /// Seconds between two refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
     /// Validate the configuration (and the host) without starting anything.
     Check {
         #[arg(long, default_value = halo::DEFAULT_CONFIG_DIR)]
@@ -172,6 +180,10 @@ fn main() {
         Cmd::ClStatus { args } => Ok(halo::cmd::cl_status::main(&cli.socket, &args)),
         Cmd::ResourceManager { config_dir, args } => Ok(halo::cmd::resourcemanager::main(&config_dir, &args)),
         Cmd::Status { json } => halo::cmd::status::status(&cli.socket, json),
+        Cmd::Mon { interval } => {
+            let secs = if interval.is_finite() { interval.clamp(0.1, 3600.0) } else { 1.0 };
+            halo::cmd::mon::mon(&cli.socket, std::time::Duration::from_secs_f64(secs))
+        }
         Cmd::Check { config_dir, config_only, node } => {
             halo::cmd::check::check(&config_dir, config_only, node.as_deref())
         }

@@ -2,5 +2,6 @@ pub mod check;
 pub mod cl_status;
 pub mod demo;
 pub mod lvs;
+pub mod mon;
 pub mod resourcemanager;
 pub mod status;

@@ -1,0 +1,269 @@
+//! A schedule: the cluster's configuration and the timed faults and commands played on it,
+//! all drawn from one seed. Printing a `Scenario` shows what a seed does; the seed alone
+//! replays it.
+use super::Rng;
+use halo_config::AutoFailback;
+use halo_core::{GroupConfig, OperatorCmd, RscSet};
+use std::fmt;
+
+/// How a virtual resource agent behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Ok,
+    Fail,
+    /// Never answers: the executor reports a failure after [`Scenario::agent_timeout_ms`].
+    Hang,
+}
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Nodes with different side numbers stop hearing each other (both ways).
+    Partition(Vec<u8>),
+    /// Messages from `from` no longer reach `to` (the other direction still works).
+    OneWay {
+        from: usize,
+        to: usize,
+    },
+    /// Every cut and one-way loss ends.
+    Heal,
+    /// Link quality between all nodes: loss, duplication (percent) and the largest delay
+    /// (random delays reorder).
+    Quality {
+        drop_pct: u64,
+        dup_pct: u64,
+        max_delay_ms: u64,
+    },
+    /// A node stops (or starts again) reaching the ping node.
+    Ping {
+        node: usize,
+        ok: bool,
+    },
+    /// kill -9 of halo: the groups it ran keep running (a VIP stays configured).
+    CrashHalo(usize),
+    /// The machine dies: everything it ran is gone.
+    CrashMachine(usize),
+    /// A down node starts again (generation raised, running groups probed).
+    Restart(usize),
+    /// Graceful stop (`halo` gets SIGTERM): release, `shutdone`, exit.
+    Shutdown(usize),
+    Operator(usize, OperatorCmd),
+    /// From now on a group's agent on a node starts / stops like this.
+    Agent {
+        node: usize,
+        group: usize,
+        start: Mode,
+        stop: Mode,
+    },
+    /// The monitor of a running group fails on a node.
+    MonitorFail {
+        node: usize,
+        group: usize,
+    },
+}
+
+/// The quorum setting a scenario runs with (mirrors `CoreConfig::no_quorum_policy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoQuorumPolicy {
+    Ignore,
+    Freeze,
+    Stop,
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub seed: u64,
+    pub nodes: usize,
+    pub groups: Vec<GroupConfig>,
+    pub failback: AutoFailback,
+    pub keepalive_ms: u64,
+    pub deadtime_ms: u64,
+    pub initdead_ms: u64,
+    pub deadping_ms: u64,
+    /// A ping node `gw` is configured (two-node clusters only).
+    pub ping: bool,
+    pub policy: NoQuorumPolicy,
+    /// When each node boots.
+    pub boot_at: Vec<u64>,
+    /// Agent run time range (ms) and the executor's timeout for a hung agent.
+    pub agent_ms: (u64, u64),
+    pub agent_timeout_ms: u64,
+    pub quality: (u64, u64, u64),
+    pub ops: Vec<(u64, Op)>,
+    /// End of the chaos: the network heals for good, down nodes restart, agents behave.
+    pub chaos_end: u64,
+}
+
+impl Scenario {
+    pub fn generate(seed: u64) -> Scenario {
+        let mut r = Rng::new(seed);
+        let nodes = if r.pct(35) { 2 } else { r.range(3, 7) as usize };
+        let ngroups = r.range(1, 3) as usize;
+        let groups = (0..ngroups)
+            .map(|i| GroupConfig {
+                key: format!("10.0.0.{}", 50 + i),
+                node: format!("n{}", r.below(nodes as u64) + 1),
+            })
+            .collect();
+        let failback = *r.pick(&[
+            AutoFailback::On,
+            AutoFailback::On,
+            AutoFailback::Off,
+            AutoFailback::Off,
+            AutoFailback::Legacy,
+        ]);
+        let keepalive_ms = *r.pick(&[100, 200, 500]);
+        let deadtime_ms = keepalive_ms * r.range(4, 10);
+        let initdead_ms = deadtime_ms * 2;
+        let deadping_ms = deadtime_ms;
+        let ping = nodes == 2 && r.pct(60);
+        // The engine has no quorum yet: every schedule ignores it (the draw keeps seeds stable).
+        let _ = r.below(4);
+        let policy = NoQuorumPolicy::Ignore;
+        let boot_at =
+            (0..nodes).map(|_| if r.pct(80) { r.below(300) } else { r.below(initdead_ms * 2) }).collect();
+        let agent_ms = (1, *r.pick(&[5, 20, 100]));
+        let agent_timeout_ms = deadtime_ms;
+        let quality =
+            if r.pct(50) { (0, 0, r.range(1, 3)) } else { (r.below(15), r.below(10), r.range(1, 40)) };
+        let chaos_end = r.range(3, 8) * deadtime_ms + 500;
+        let nops = r.range(2, 14);
+        let mut ops = Vec::new();
+        for _ in 0..nops {
+            let at = r.range(200, chaos_end - 1);
+            let node = r.below(nodes as u64) as usize;
+            let other = (node + 1 + r.below(nodes as u64 - 1) as usize) % nodes;
+            let group = r.below(ngroups as u64) as usize;
+            let op = match r.below(100) {
+                0..=14 => {
+                    let sides = if nodes > 3 && r.pct(30) { 3 } else { 2 };
+                    Op::Partition((0..nodes).map(|_| r.below(sides) as u8).collect())
+                }
+                15..=22 => Op::OneWay { from: node, to: other },
+                23..=37 => Op::Heal,
+                38..=43 => {
+                    Op::Quality { drop_pct: r.below(25), dup_pct: r.below(15), max_delay_ms: r.range(1, 60) }
+                }
+                44..=48 => Op::Ping { node, ok: r.pct(40) },
+                49..=56 => Op::CrashHalo(node),
+                57..=60 => Op::CrashMachine(node),
+                61..=70 => Op::Restart(node),
+                71..=73 => Op::Shutdown(node),
+                74..=85 => {
+                    let set = *r.pick(&[
+                        RscSet::ALL,
+                        RscSet::parse("local").unwrap(),
+                        RscSet::parse("foreign").unwrap(),
+                    ]);
+                    let cmd = match r.below(3) {
+                        0 => OperatorCmd::Standby(set),
+                        1 => OperatorCmd::Takeover(set),
+                        _ => OperatorCmd::Cleanup(None),
+                    };
+                    Op::Operator(node, cmd)
+                }
+                86..=94 => {
+                    let modes = [Mode::Ok, Mode::Ok, Mode::Fail, Mode::Hang];
+                    Op::Agent { node, group, start: *r.pick(&modes), stop: *r.pick(&modes) }
+                }
+                _ => Op::MonitorFail { node, group },
+            };
+            ops.push((at, op));
+        }
+        ops.sort_by_key(|(t, _)| *t);
+        Scenario {
+            seed,
+            nodes,
+            groups,
+            failback,
+            keepalive_ms,
+            deadtime_ms,
+            initdead_ms,
+            deadping_ms,
+            ping,
+            policy,
+            boot_at,
+            agent_ms,
+            agent_timeout_ms,
+            quality,
+            ops,
+            chaos_end,
+        }
+    }
+
+    /// The longest a peer may still look alive after it went silent: its advertised
+    /// deadtime (2 s more during its first 5 s, spec §3.12), one keepalive, the largest
+    /// network delay.
+    pub fn detection_ms(&self) -> u64 {
+        self.deadtime_ms + 2000 + self.keepalive_ms + 60
+    }
+
+    /// Invariant (b)'s handover bound: once the nodes agree on membership, a group held by
+    /// two nodes is down to one within this: statements exchanged (retransmitted if lost,
+    /// within a deadtime), the loser's agent finished — a start that hangs cannot be
+    /// stopped before the executor's timeout ends it — and its stop run.
+    pub fn handover_ms(&self) -> u64 {
+        self.deadtime_ms + self.agent_timeout_ms + self.agent_ms.1
+    }
+
+    /// Invariant (c)'s bound, counted from the operator's clean-up after the heal: every
+    /// group runs on exactly one node within it (comm up after a restart, statements,
+    /// one stop and one start).
+    pub fn settle_ms(&self) -> u64 {
+        3 * self.deadtime_ms + self.initdead_ms + 4 * self.agent_ms.1
+    }
+
+    /// When the operator cleans up after the heal (in-flight hung agents have timed out).
+    pub fn cleanup_at(&self) -> u64 {
+        self.chaos_end + self.agent_timeout_ms + 1
+    }
+
+    /// The run ends here at the latest; it ends earlier once every group stayed settled
+    /// for [`Scenario::steady_ms`].
+    pub fn end(&self) -> u64 {
+        self.cleanup_at() + self.settle_ms() + self.steady_ms()
+    }
+
+    pub fn steady_ms(&self) -> u64 {
+        2 * self.deadtime_ms
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed {}: {} nodes, groups [{}], auto_failback {:?}, keepalive {} ms, deadtime {} ms, initdead {} ms, ping node: {}, no_quorum_policy {:?}",
+            self.seed,
+            self.nodes,
+            self.groups.iter().map(|g| format!("{}@{}", g.key, g.node)).collect::<Vec<_>>().join(" "),
+            self.failback,
+            self.keepalive_ms,
+            self.deadtime_ms,
+            self.initdead_ms,
+            self.ping,
+            self.policy,
+        )?;
+        writeln!(
+            f,
+            "  boot at {:?} ms; agents {}..{} ms, timeout {} ms; network drop {}% dup {}% delay <= {} ms",
+            self.boot_at,
+            self.agent_ms.0,
+            self.agent_ms.1,
+            self.agent_timeout_ms,
+            self.quality.0,
+            self.quality.1,
+            self.quality.2
+        )?;
+        for (t, op) in &self.ops {
+            writeln!(f, "  at {t:>6} ms: {op:?}")?;
+        }
+        writeln!(
+            f,
+            "  at {:>6} ms: heal for good, restart down nodes, agents behave; cleanup at {} ms; (c) checked from {} ms to {} ms",
+            self.chaos_end,
+            self.cleanup_at(),
+            self.cleanup_at() + self.settle_ms(),
+            self.end()
+        )
+    }
+}
