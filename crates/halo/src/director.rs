@@ -268,6 +268,17 @@ impl Director {
                             "health": r.checker.health().status(),
                             "last_check": r.checker.health().last().map(|c| c.reason.clone()),
                             "check": r.checker.spec().kind.name(),
+                            // The data plane's counters (nft counts packets and bytes, not
+                            // connections): the dashboard charts their rates.
+                            "counters": stats
+                                .iter()
+                                .find(|x| x.service == d.key && x.real == r.addr)
+                                .map(|x| json!({
+                                    "inpkts": x.in_packets,
+                                    "outpkts": x.out_packets,
+                                    "inbytes": x.in_bytes,
+                                    "outbytes": x.out_bytes,
+                                })),
                         })).collect::<Vec<_>>(),
                     })
                 })
