@@ -17,14 +17,18 @@
 //! * [`ha_cf`] — `ha.cf` directives, defaults and Heartbeat's start conditions.
 //! * [`authkeys`] — signing keys and the key-file permission rule.
 //! * [`haresources`] — resource groups, read the way ResourceManager reads them.
+//! * [`halo_toml`] — halo's own format: the same model from one file, plus several preferred
+//!   nodes per group, clones, order and colocation, and the director.
 //! * [`ldirectord_cf`] — ldirectord's global and virtual-service directives, with its
 //!   defaults and timeout resolution (host names are kept unresolved for the runtime).
 //! * [`time`] — time, boolean and integer syntax shared by the files.
 //! * [`diag`] — [`Diagnostic`] and [`ConfigError`].
 
 pub mod authkeys;
+pub mod convert;
 pub mod diag;
 pub mod ha_cf;
+pub mod halo_toml;
 pub mod haresources;
 pub mod ldirectord_cf;
 pub mod model;
@@ -42,8 +46,9 @@ pub use ldirectord_cf::{
     parse_ldirectord_cf, Fallback, Globals, LdirectordCf, RealServer, VirtualAddr, VirtualService,
 };
 pub use model::{
-    AuthKey, AuthKeys, AuthMethodName, AutoFailback, Autojoin, GenMethod, HaCf, Haresources, LatchedPorts,
-    Medium, Model, MsgFmt, PingKind, PingNode, ResourceGroup, ResourceSpec, Respawn, UuidFrom,
+    AuthKey, AuthKeys, AuthMethodName, AutoFailback, Autojoin, CloneSpec, Colocation, Director, GenMethod,
+    GroupPlacement, HaCf, Haresources, LatchedPorts, Medium, Model, MsgFmt, Order, PingKind, PingNode,
+    Placement, ResourceGroup, ResourceSpec, Respawn, UuidFrom,
 };
 pub use time::{parse_bool, parse_time_ms};
 
@@ -58,7 +63,26 @@ pub struct Loaded {
 /// (required; `authkeys` must not be readable by group or others), `haresources` and
 /// `nodeinfo` (optional), then applies Heartbeat's start conditions across the files.
 /// Every error of every file is collected, not just the first.
+///
+/// A directory with a `halo.toml` is read from that file instead (see [`load_toml_dir`]); one
+/// that has both `halo.toml` and `ha.cf` is refused, naming both, so that no one edits a file
+/// that is not read.
 pub fn load_dir(dir: &Path) -> Result<Loaded, ConfigError> {
+    let toml_path = dir.join(halo_toml::FILE);
+    if toml_path.exists() {
+        let ha_cf_path = dir.join("ha.cf");
+        if ha_cf_path.exists() {
+            return Err(ConfigError::new(vec![Diagnostic::new(
+                &toml_path,
+                0,
+                format!(
+                    "{} is here too: halo reads either halo.toml or the legacy files, never both; keep one (halo config convert prints one as the other)",
+                    ha_cf_path.display()
+                ),
+            )]));
+        }
+        return load_toml_dir(dir);
+    }
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
@@ -140,12 +164,179 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, ConfigError> {
     }
     match (ha_cf, authkeys) {
         (Some(ha_cf), Some(authkeys)) => Ok(Loaded {
-            model: Model { dir: dir.to_path_buf(), ha_cf, authkeys, haresources, nodeinfo },
+            model: Model {
+                dir: dir.to_path_buf(),
+                ha_cf,
+                authkeys,
+                haresources,
+                nodeinfo,
+                placement: Placement::default(),
+                director: None,
+            },
             warnings,
         }),
         // Unreachable in practice: a missing part always came with an error.
         _ => Err(ConfigError::new(vec![Diagnostic::new(dir, 0, "configuration is incomplete")])),
     }
+}
+
+/// Reads `DIR/halo.toml`: the cluster, links, logging, resources and director from that
+/// file; the keys from its `[auth]`, or from `DIR/authkeys` when it has none (a file holding
+/// keys must not be readable by group or others, whichever it is); `nodeinfo` as in a legacy
+/// directory. A `haresources` beside it is not read (a warning says so).
+pub fn load_toml_dir(dir: &Path) -> Result<Loaded, ConfigError> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let path = dir.join(halo_toml::FILE);
+    let mut parsed = None;
+    if let Some(bytes) = read_required(&path, &mut errors) {
+        match String::from_utf8(bytes) {
+            Ok(text) => {
+                let (p, e, w) = halo_toml::parse_halo_toml(&path, &text);
+                errors.extend(e);
+                warnings.extend(w);
+                parsed = p;
+            }
+            Err(e) => errors.push(Diagnostic::new(
+                &path,
+                text_line(e.as_bytes(), e.utf8_error().valid_up_to()),
+                "expected UTF-8 text (TOML files are UTF-8)",
+            )),
+        }
+    }
+    let Some(p) = parsed else {
+        return Err(ConfigError::new(errors));
+    };
+
+    let authkeys = match p.authkeys {
+        Some(keys) => {
+            match std::fs::metadata(&path) {
+                Ok(meta) => {
+                    if let Err(msg) = check_keyfile_mode(&path, meta.mode()) {
+                        errors.push(Diagnostic::new(&path, 0, format!("{msg} (it holds the [auth] keys)")));
+                    }
+                }
+                Err(e) => errors.push(io_diag(&path, &e)),
+            }
+            let authkeys_path = dir.join("authkeys");
+            if authkeys_path.exists() {
+                warnings.push(Diagnostic::new(
+                    &authkeys_path,
+                    0,
+                    "not read: halo.toml has an [auth] table (remove one of them)",
+                ));
+            }
+            Some(keys)
+        }
+        None => {
+            let authkeys_path = dir.join("authkeys");
+            let mut found = None;
+            if let Some(bytes) = read_required(&authkeys_path, &mut errors) {
+                let text = decode(&authkeys_path, &bytes, true, &mut errors, &mut warnings);
+                match std::fs::metadata(&authkeys_path) {
+                    Ok(meta) => {
+                        if let Err(msg) = check_keyfile_mode(&authkeys_path, meta.mode()) {
+                            errors.push(Diagnostic::new(&authkeys_path, 0, msg));
+                        }
+                    }
+                    Err(e) => errors.push(io_diag(&authkeys_path, &e)),
+                }
+                let (keys, e, w) = authkeys::parse_authkeys_lenient(&authkeys_path, &text);
+                errors.extend(e);
+                warnings.extend(w);
+                found = keys;
+            }
+            found
+        }
+    };
+
+    let haresources_path = dir.join("haresources");
+    if haresources_path.exists() {
+        warnings.push(Diagnostic::new(
+            &haresources_path,
+            0,
+            "not read: the resource groups come from halo.toml's [[group]] tables",
+        ));
+    }
+    if let Some(h) = &p.haresources {
+        if p.ha_cf.pacemaker_enabled() {
+            warnings.push(Diagnostic::new(
+                &path,
+                h.groups.first().map(|g| g.line).unwrap_or(0),
+                "the groups are not used because crm/pacemaker is enabled (as in Heartbeat)",
+            ));
+        } else if p.ha_cf.autojoin != Autojoin::None_ {
+            errors.push(Diagnostic::new(
+                &path,
+                p.ha_cf.line_of("autojoin").unwrap_or(0),
+                "autojoin conflicts with [[group]] (R1 style resource management): set autojoin = \"none\"",
+            ));
+        }
+    }
+
+    let director = match p.director {
+        None => None,
+        Some(halo_toml::DirectorSource::File { path: file, line }) => {
+            let full = dir.join(&file);
+            match std::fs::read(&full) {
+                Ok(bytes) => {
+                    let text = decode(&full, &bytes, false, &mut errors, &mut warnings);
+                    let (cf, e, w) = ldirectord_cf::parse_ldirectord_cf_lenient(&full, &text);
+                    errors.extend(e);
+                    warnings.extend(w);
+                    Some(Director { file: Some(file), text, cf })
+                }
+                Err(e) => {
+                    errors.push(Diagnostic::new(
+                        &path,
+                        line,
+                        format!("director.file: cannot read {}: {e}", full.display()),
+                    ));
+                    None
+                }
+            }
+        }
+        Some(halo_toml::DirectorSource::Inline { text, lines }) => {
+            let (mut cf, mut e, mut w) = ldirectord_cf::parse_ldirectord_cf_lenient(&path, &text);
+            halo_toml::remap_director(&mut cf, &mut e, &lines);
+            halo_toml::remap_director(&mut LdirectordCf::default(), &mut w, &lines);
+            errors.extend(e);
+            warnings.extend(w);
+            Some(Director { file: None, text, cf })
+        }
+    };
+
+    let nodeinfo_path = dir.join("nodeinfo");
+    let nodeinfo = read_optional(&nodeinfo_path, &mut errors).and_then(|bytes| {
+        let text = decode(&nodeinfo_path, &bytes, true, &mut errors, &mut warnings);
+        let (name, e, w) = parse_nodeinfo(&nodeinfo_path, &text);
+        errors.extend(e);
+        warnings.extend(w);
+        name
+    });
+
+    if !errors.is_empty() {
+        return Err(ConfigError::new(errors));
+    }
+    let Some(authkeys) = authkeys else {
+        return Err(ConfigError::new(vec![Diagnostic::new(dir, 0, "configuration is incomplete")]));
+    };
+    Ok(Loaded {
+        model: Model {
+            dir: dir.to_path_buf(),
+            ha_cf: p.ha_cf,
+            authkeys,
+            haresources: p.haresources,
+            nodeinfo,
+            placement: p.placement,
+            director,
+        },
+        warnings,
+    })
+}
+
+fn text_line(bytes: &[u8], offset: usize) -> usize {
+    bytes[..offset.min(bytes.len())].iter().filter(|b| **b == b'\n').count() + 1
 }
 
 /// Cross-checks haresources against ha.cf: R1 mode forbids autojoin, and every group's node

@@ -15,9 +15,24 @@ pub struct Model {
     /// First line of `nodeinfo` (without its newline) when that file exists and the line ends
     /// with a newline; it overrides `uname -n` as the local node name, as in Heartbeat.
     pub nodeinfo: Option<String>,
+    /// What only `halo.toml` can say about resources: several preferred nodes per group,
+    /// group names, clones, order and colocation. Empty for a legacy directory.
+    pub placement: Placement,
+    /// The director (`[director]` of halo.toml: ldirectord.cf inline or by file). `None` for a
+    /// legacy directory, where the `ldirectord[::FILE]` resource reads its file when it starts.
+    pub director: Option<Director>,
 }
 
 impl Model {
+    /// The nodes a group prefers, most preferred first: halo.toml's `nodes`, or the one node
+    /// of its haresources line.
+    pub fn preferred_nodes(&self, key: &str) -> Vec<String> {
+        if let Some(p) = self.placement.groups.iter().find(|g| g.key == key) {
+            return p.nodes.clone();
+        }
+        self.haresources.as_ref().and_then(|h| h.group(key)).map(|g| vec![g.node.clone()]).unwrap_or_default()
+    }
+
     /// The name this host goes by in the cluster: the `nodeinfo` override if present, else
     /// `uname` (the caller passes `uname -n`), lower-cased as Heartbeat does.
     pub fn local_node_name(&self, uname: &str) -> String {
@@ -404,6 +419,82 @@ pub struct AuthKey {
     pub key: Option<String>,
 }
 
+/// What halo.toml adds to haresources. The engine does not act on it yet (one preferred node
+/// per group, no clones or constraints); the model carries it so that it can.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Groups that have a name of their own or more than one preferred node, by group key.
+    /// A group not listed here is named by its key and prefers its haresources node.
+    pub groups: Vec<GroupPlacement>,
+    pub clones: Vec<CloneSpec>,
+    pub order: Vec<Order>,
+    pub colocation: Vec<Colocation>,
+}
+
+impl Placement {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.clones.is_empty()
+            && self.order.is_empty()
+            && self.colocation.is_empty()
+    }
+}
+
+/// A group's name and its preferred nodes. Preferences, not a fence: when every listed node
+/// is down the group may still run on any other cluster node, as a haresources group may.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPlacement {
+    /// The group key (its first resource as written), as in [`Haresources::group`].
+    pub key: String,
+    /// The name constraints and operators use; the key when none was given.
+    pub name: String,
+    /// Lower-cased, most preferred first, never empty; the first is the group's
+    /// [`ResourceGroup::node`].
+    pub nodes: Vec<String>,
+    pub line: usize,
+}
+
+/// Resources that run on every node at once (Pacemaker's clone, e.g. `gw_pingd_clone`),
+/// started left to right and stopped right to left on each node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneSpec {
+    pub name: String,
+    pub resources: Vec<ResourceSpec>,
+    /// The nodes it runs on, lower-cased; empty means every cluster node.
+    pub nodes: Vec<String>,
+    pub line: usize,
+}
+
+/// `then` starts only after `first` runs (on any node), and stops before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// Group or clone names.
+    pub first: String,
+    pub then: String,
+    pub line: usize,
+}
+
+/// `group` is placed where `with` runs (or, when `apart`, never where it runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Colocation {
+    pub group: String,
+    pub with: String,
+    pub apart: bool,
+    pub line: usize,
+}
+
+/// The director's configuration as halo.toml gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Director {
+    /// `file = "..."` as written (relative to the configuration directory) when the virtual
+    /// services are in an ldirectord.cf; `None` when they are inline.
+    pub file: Option<PathBuf>,
+    /// The same services as ldirectord.cf text (the file's text, or the inline tables
+    /// written out), for `halo config convert` and for tools that read ldirectord.cf.
+    pub text: String,
+    pub cf: crate::ldirectord_cf::LdirectordCf,
+}
+
 /// `haresources`: one resource group per logical line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Haresources {
@@ -557,6 +648,8 @@ mod tests {
             },
             haresources: None,
             nodeinfo: nodeinfo.map(str::to_string),
+            placement: Placement::default(),
+            director: None,
         }
     }
 
