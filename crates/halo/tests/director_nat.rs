@@ -1,0 +1,253 @@
+//! Seed 002's director in NAT mode (LVS-NAT, ldirectord's `masq`), with a UDP service beside
+//! the web one. The director `d` is a one-node halo cluster whose group
+//! `d IPaddr2::VIP/24/eth1 ldirectord::ldirectord.cf` holds the VIP on its outside link;
+//! the client sits on another subnet behind that link (a cable of its own, routed through the
+//! director); the real servers `r1` and `r2` are on the inside subnet with the director as
+//! their default gateway, and each serves HTTP (`testcluster.html`: R1 / R2) and DNS (a tiny
+//! responder answering `www.test` with its own address as the A record). The client's requests
+//! spread over both real servers for both services; a dead server leaves its table.
+use halo::testbed::{sh, wait_for, Testbed};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const HALO: &str = env!("CARGO_BIN_EXE_halo");
+const AUTHKEYS: &str = "auth 1\n1 sha1 nat-secret\n";
+const VIP: &str = "10.81.1.100";
+
+const LDIRECTORD_CF: &str = "\
+checktimeout=1
+negotiatetimeout=1
+checkinterval=1
+
+virtual=10.81.1.100:80
+\treal=10.81.0.11:80 masq 1
+\treal=10.81.0.12:80 masq 1
+\tservice=http
+\trequest=\"testcluster.html\"
+\treceive=\"R[12]\"
+\tscheduler=rr
+
+virtual=10.81.1.100:53
+\treal=10.81.0.11:53 masq 1
+\treal=10.81.0.12:53 masq 1
+\tservice=dns
+\trequest=\"www.test\"
+\treceive=\"^10\\.81\\.0\\.1[12]$\"
+\tscheduler=rr
+";
+
+/// Answers every A query with this server's address (argv[1]), anything else with no answer.
+const DNS_SERVER: &str = r#"
+import socket, struct, sys
+me = socket.inet_aton(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+while True:
+    q, peer = s.recvfrom(4096)
+    if len(q) < 17:
+        continue
+    i = 12
+    while i < len(q) and q[i] != 0:
+        i += q[i] + 1
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    question = q[12:i + 5]
+    a = qtype == 1
+    head = q[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, 1 if a else 0, 0, 0)
+    rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 0, 4) + me if a else b""
+    s.sendto(head + question + rr, peer)
+"#;
+
+/// `n` queries for www.test to argv[1]:53, each from a fresh socket (a new flow), one line
+/// per query: the A record, or FAIL.
+const DNS_CLIENT: &str = r#"
+import socket, struct, sys
+for k in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    q = struct.pack(">HHHHHH", k + 1, 0x0100, 1, 0, 0, 0) + b"\x03www\x04test\x00" + struct.pack(">HH", 1, 1)
+    s.sendto(q, (sys.argv[1], 53))
+    try:
+        r, _ = s.recvfrom(4096)
+        print(socket.inet_ntoa(r[-4:]) if struct.unpack(">H", r[6:8])[0] else "EMPTY")
+    except OSError:
+        print("FAIL")
+    s.close()
+"#;
+
+struct Nat {
+    tb: Testbed,
+    servers: Vec<(String, &'static str, u32)>,
+}
+
+impl Drop for Nat {
+    fn drop(&mut self) {
+        for host in ["d", "r1", "r2", "client"] {
+            let Ok(out) = Command::new("ip").args(["netns", "pids", &self.tb.ns(host)]).output() else {
+                continue;
+            };
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Nat {
+    fn new() -> Option<Nat> {
+        let mut tb = Testbed::for_test("nat")?;
+        // Inside: the director and the real servers on the switch.
+        tb.add_host("d", "10.81.0.1/24").unwrap();
+        tb.add_host("r1", "10.81.0.11/24").unwrap();
+        tb.add_host("r2", "10.81.0.12/24").unwrap();
+        // Outside: the client on its own subnet and its own cable to the director. It is made
+        // a testbed host (so it is cleaned up) whose switch cable is then pulled.
+        tb.add_host("client", "10.81.9.9/24").unwrap();
+        tb.cable("client", false).unwrap();
+        let (d, c) = (tb.ns("d"), tb.ns("client"));
+        sh(&["ip", "-n", &d, "link", "add", "eth1", "type", "veth", "peer", "name", "eth1", "netns", &c])
+            .unwrap();
+        sh(&["ip", "-n", &d, "addr", "add", "10.81.1.1/24", "dev", "eth1"]).unwrap();
+        sh(&["ip", "-n", &c, "addr", "add", "10.81.1.9/24", "dev", "eth1"]).unwrap();
+        sh(&["ip", "-n", &d, "link", "set", "eth1", "up"]).unwrap();
+        sh(&["ip", "-n", &c, "link", "set", "eth1", "up"]).unwrap();
+        sh(&["ip", "-n", &c, "route", "add", "10.81.0.0/24", "via", "10.81.1.1"]).unwrap();
+        for r in ["r1", "r2"] {
+            sh(&["ip", "-n", &tb.ns(r), "route", "add", "default", "via", "10.81.0.1"]).unwrap();
+        }
+        // LVS-NAT needs a forwarding director (ldirectord leaves that to the operator too).
+        tb.exec("d", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
+        Some(Nat { tb, servers: Vec::new() })
+    }
+
+    fn start_servers(&mut self, node: &str) {
+        let ip = if node == "r1" { "10.81.0.11" } else { "10.81.0.12" };
+        let www = self.tb.dir.join(node).join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("testcluster.html"), format!("{}\n", node.to_uppercase())).unwrap();
+        let web = format!("cd {} && exec python3 -m http.server 80 --bind 0.0.0.0", www.display());
+        let out = self.tb.dir.join(format!("{node}.web"));
+        let pid = self.tb.spawn(node, Path::new("/bin/sh"), &["-c", &web], &out).unwrap();
+        self.servers.push((node.to_string(), "web", pid));
+        let out = self.tb.dir.join(format!("{node}.dns"));
+        let pid = self.tb.spawn(node, Path::new("python3"), &["-c", DNS_SERVER, ip], &out).unwrap();
+        self.servers.push((node.to_string(), "dns", pid));
+        let up = wait_for(Duration::from_secs(10), || {
+            let t = self.tb.exec(node, &["ss", "-ltnun"]).ok()?;
+            let t = String::from_utf8_lossy(&t.stdout).to_string();
+            (t.contains(":80 ") && t.contains(":53 ")).then_some(())
+        });
+        assert!(up.is_some(), "the servers of {node} listen");
+    }
+
+    fn stop(&mut self, node: &str, what: &str) {
+        let i = self.servers.iter().position(|(n, w, _)| n == node && *w == what).expect("server runs");
+        let (_, _, pid) = self.servers.remove(i);
+        self.tb.stop(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+
+    fn lvs(&self) -> String {
+        let sock = self.tb.dir.join("d.sock");
+        let out = Command::new(HALO).args(["--socket", sock.to_str().unwrap(), "lvs"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fetches(&self, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &self.tb.ns("client"), "curl", "-s", "--max-time", "2"])
+                    .arg(format!("http://{VIP}/testcluster.html"))
+                    .output()
+                    .unwrap();
+                let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if out.status.success() && !body.is_empty() {
+                    body
+                } else {
+                    "FAIL".into()
+                }
+            })
+            .collect()
+    }
+
+    fn queries(&self, n: usize) -> Vec<String> {
+        let out = self.tb.exec("client", &["python3", "-c", DNS_CLIENT, VIP, &n.to_string()]).unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.tb.dir.join("d.log")).unwrap_or_default()
+            + &std::fs::read_to_string(self.tb.dir.join("d.out")).unwrap_or_default()
+    }
+
+    fn until(&self, within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+        if wait_for(within, || f().then_some(())).is_none() {
+            panic!("{what} (waited {within:?})\n{}\n{}", self.lvs(), self.log());
+        }
+    }
+}
+
+fn count(v: &[String], what: &str) -> usize {
+    v.iter().filter(|x| *x == what).count()
+}
+
+#[test]
+fn seed_002_director_nat_http_and_udp_dns() {
+    let Some(mut c) = Nat::new() else { return };
+    let log = c.tb.dir.join("d.log");
+    let cf = format!(
+        "keepalive 100ms\nwarntime 500ms\ndeadtime 1\ninitdead 2\nbcast eth0\nauto_failback off\n\
+         node d\nlogfile {}\nrealtime off\n",
+        log.display()
+    );
+    let dir = c.tb.write_config("d", &cf, AUTHKEYS).unwrap();
+    std::fs::write(dir.join("haresources"), format!("d IPaddr2::{VIP}/24/eth1 ldirectord::ldirectord.cf\n"))
+        .unwrap();
+    std::fs::write(dir.join("ldirectord.cf"), LDIRECTORD_CF).unwrap();
+    c.start_servers("r1");
+    c.start_servers("r2");
+    c.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
+
+    c.until(Duration::from_secs(30), "the director has both real servers of both services", || {
+        let t = c.lvs();
+        ["10.81.0.11:80", "10.81.0.12:80", "10.81.0.11:53", "10.81.0.12:53"].iter().all(|r| t.contains(r))
+    });
+    let table = c.lvs();
+    assert!(table.contains(&format!("TCP  {VIP}:80 rr")), "{table}");
+    assert!(table.contains(&format!("UDP  {VIP}:53 rr")), "{table}");
+    assert_eq!(table.matches("Masq").count(), 4, "every real server is NAT: {table}");
+
+    // HTTP through the NATing director: R1 and R2 alternate, the client sees only the VIP.
+    let seen = c.fetches(6);
+    assert_eq!((count(&seen, "R1"), count(&seen, "R2")), (3, 3), "{seen:?}\n{}", c.log());
+    // LVS-NAT rewrites only the destination: the real servers see the client's own address.
+    let web_log = std::fs::read_to_string(c.tb.dir.join("r1.web")).unwrap_or_default();
+    assert!(web_log.contains("10.81.1.9 - -"), "r1 saw the client's address: {web_log}");
+    // DNS over UDP: each query a new flow, spread over both servers.
+    let answers = c.queries(8);
+    assert_eq!(
+        (count(&answers, "10.81.0.11"), count(&answers, "10.81.0.12")),
+        (4, 4),
+        "{answers:?}\n{}",
+        c.lvs()
+    );
+
+    // r2's DNS responder dies: its DNS check fails, it leaves the UDP table only.
+    c.stop("r2", "dns");
+    c.until(Duration::from_secs(15), "r2 left the DNS table", || !c.lvs().contains("10.81.0.12:53"));
+    assert!(c.lvs().contains("10.81.0.12:80"), "r2 still serves HTTP: {}", c.lvs());
+    let answers = c.queries(4);
+    assert_eq!(count(&answers, "10.81.0.11"), 4, "{answers:?}");
+
+    // r1's web server dies: HTTP goes to r2 only.
+    c.stop("r1", "web");
+    c.until(Duration::from_secs(15), "r1 left the HTTP table", || !c.lvs().contains("10.81.0.11:80"));
+    let seen = c.fetches(4);
+    assert_eq!(count(&seen, "R2"), 4, "{seen:?}");
+    assert!(c.log().contains("Deleted real server: 10.81.0.12:53"), "{}", c.log());
+}
