@@ -57,6 +57,12 @@ enum Cmd {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Configuration tools: `halo config convert` prints the legacy files as halo.toml or
+    /// halo.toml as the legacy files.
+    Config {
+        #[command(subcommand)]
+        sub: ConfigCmd,
+    },
     /// A two-node cluster in network namespaces with a VIP and a web server: the active node
     /// loses its cable, the other takes over; prints the outage a client saw.
     Demo,
@@ -115,6 +121,23 @@ enum Cmd {
         config_dir: PathBuf,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the configuration in the other format: the legacy files as halo.toml (the
+    /// default for a legacy directory), or halo.toml as ha.cf, authkeys, haresources and
+    /// ldirectord.cf (the default for a halo.toml directory). What the target cannot say is
+    /// noted on stderr.
+    Convert {
+        #[arg(long, default_value = halo::DEFAULT_CONFIG_DIR)]
+        config_dir: PathBuf,
+        #[arg(long, value_parser = ["toml", "legacy"])]
+        to: Option<String>,
+        /// Write the files into this directory instead of printing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -186,6 +209,9 @@ fn main() {
         }
         Cmd::Check { config_dir, config_only, node } => {
             halo::cmd::check::check(&config_dir, config_only, node.as_deref())
+        }
+        Cmd::Config { sub: ConfigCmd::Convert { config_dir, to, out } } => {
+            halo::cmd::config::convert(&config_dir, to.as_deref(), out.as_deref())
         }
         Cmd::Demo => halo::cmd::demo::demo(),
         Cmd::Standby { set } => halo::cmd::status::operator(&cli.socket, &format!("standby {set}")),
