@@ -24,7 +24,9 @@ fn node(name: &str, state: &'static str, link: &'static str, heard: Option<u64>)
         uuid: None,
         links: vec![LinkStatus { name: "eth0".into(), state: link }],
         last_heard_ms: heard,
-        load: None,
+        load: heard.map(|_| {
+            if name == "n1" { "0.42 0.30 0.12 1/123 4567" } else { "1.50 0.80 0.40 2/99 77" }.into()
+        }),
         deadtime_ms: 1000,
         late_heartbeats: if name == "n2" { 3 } else { 0 },
         lost_packets: if name == "n2" { 1 } else { 0 },
