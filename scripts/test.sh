@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 # OCF agents (Dummy, IPaddr2) the agent and failover tests drive; iproute2: namespaces and
 # `ss`; nftables: cutting links one way and the director's data plane; procps, util-linux:
 # the helper scripts; python3: the hostile-packet sender and the test web servers; curl: the
-# clients fetching through a VIP.
-apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3 curl
+# clients fetching through a VIP; chromium: the headless browser the dashboard test drives.
+apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3 curl chromium
 rust_need
 cargo build --workspace --all-targets
 # One test at a time: the end-to-end tests time real daemons on a 2-core machine.

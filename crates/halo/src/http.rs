@@ -1,10 +1,11 @@
 //! The optional HTTP endpoint (`halo run --http [ADDR]`): Prometheus text at `/metrics`,
-//! the `halo status --json` document at `/api/status`.
+//! the `halo status --json` document at `/api/status`, the director's state (`halo lvs`'s
+//! JSON, with each real server's counters) at `/api/lvs`, and the web dashboard at `/`.
 //!
 //! It is a client of the control socket like the CLI, so the heartbeat thread only ever
 //! hands over snapshots and never waits for a scraper. A tiny HTTP/1.0 responder on
 //! threads of its own (one accepting, one per connection, a few at most), not a runtime:
-//! two GET routes do not justify tokio + axum in the daemon, and nothing here can block
+//! a few GET routes do not justify tokio + axum in the daemon, and nothing here can block
 //! the heartbeat path.
 use anyhow::Context;
 use serde_json::Value;
@@ -17,6 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const DEFAULT_PORT: u16 = 9694;
+/// The web dashboard: one self-contained page (no external script: the machines it runs
+/// on often have no Internet), which polls `/api/status` and `/api/lvs` every second and
+/// keeps the history for its charts in the browser.
+pub const DASHBOARD: &str = include_str!("../assets/dashboard.html");
 const MAX_CLIENTS: usize = 8;
 const MAX_HEAD: usize = 8192;
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -103,13 +108,17 @@ fn handle(mut conn: TcpStream, socket: &Path) -> std::io::Result<()> {
             }
             Err(e) => respond(&mut conn, 503, "text/plain", format!("{e:#}\n").as_bytes(), head_only),
         },
-        "/" => respond(
-            &mut conn,
-            200,
-            "text/plain",
-            b"halo: /metrics (Prometheus), /api/status (halo status --json)\n",
-            head_only,
-        ),
+        // The director's state with each real server's counters (what `halo lvs` reads).
+        "/api/lvs" => match crate::control::request(socket, "lvs") {
+            Ok(v) => {
+                let body = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+                respond(&mut conn, 200, "application/json", body.as_bytes(), head_only)
+            }
+            Err(e) => respond(&mut conn, 503, "text/plain", format!("{e:#}\n").as_bytes(), head_only),
+        },
+        "/" | "/index.html" => {
+            respond(&mut conn, 200, "text/html; charset=utf-8", DASHBOARD.as_bytes(), head_only)
+        }
         _ => respond(&mut conn, 404, "text/plain", b"not found\n", head_only),
     }
 }

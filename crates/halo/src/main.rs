@@ -25,9 +25,9 @@ enum Cmd {
         /// Where the generation counter and node UUID are kept.
         #[arg(long, default_value = halo::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
-        /// Serve Prometheus `/metrics` and `/api/status` over HTTP: `--http` alone listens on
-        /// 127.0.0.1:9694, `--http PORT` on loopback, `--http ADDR:PORT` where asked. Off
-        /// when absent.
+        /// Serve the web dashboard (`/`), Prometheus `/metrics`, `/api/status` and `/api/lvs`
+        /// over HTTP: `--http` alone listens on 127.0.0.1:9694, `--http PORT` on loopback,
+        /// `--http ADDR:PORT` where asked. Off when absent.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "9694",
               value_parser = halo::http::parse_addr)]
         http: Option<std::net::SocketAddr>,
