@@ -362,6 +362,19 @@ mod tests {
     }
 
     #[test]
+    fn the_dashboard_is_self_contained() {
+        // The machines it runs on often have no Internet: nothing may come from elsewhere
+        // (SVG's namespace is a name, not a download).
+        let page = DASHBOARD.replace("\"http://www.w3.org/2000/svg\"", "");
+        for external in ["http://", "https://", "//cdn", "<script src", "<link rel=\"stylesheet\""] {
+            assert!(!page.contains(external), "the dashboard refers to {external}");
+        }
+        for api in ["/api/status", "/api/lvs"] {
+            assert!(DASHBOARD.contains(api), "the dashboard polls {api}");
+        }
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let v = serde_json::json!({"node": "a\"b\\c\nd", "nodes": []});
         assert!(metrics(&v).contains(r#"halo_info{node="a\"b\\c\nd","#), "{}", metrics(&v));
