@@ -806,6 +806,10 @@ impl Resources {
             g.last_error = Some(detail.to_string());
             out.log(Level::Crit, format!("Giving up resources due to failure of {key}: {detail}"));
         }
+        if self.shutting_down {
+            // A start that was running when the shutdown came: release it now.
+            self.stop(key, "shutting down", out);
+        }
         self.finish_owed_done(out);
         self.announce(now, view, None, out);
     }

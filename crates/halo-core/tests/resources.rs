@@ -454,6 +454,30 @@ fn an_orphan_found_at_restart_yields_to_the_node_that_took_the_group_over() {
     assert_eq!(sim.starts_of(1, G1), 1);
 }
 
+#[test]
+fn a_shutdown_during_a_start_releases_the_group_once_started_then_leaves() {
+    let mut sim = Sim::new(2, AutoFailback::On);
+    let starting = |sim: &Sim| {
+        sim.engines[0]
+            .resource_status(Now::at(sim.now))
+            .groups
+            .iter()
+            .any(|g| g.key == G1 && g.state == "starting")
+    };
+    for _ in 0..3000 {
+        if starting(&sim) {
+            break;
+        }
+        sim.step(1);
+    }
+    assert!(starting(&sim), "n1 is starting its group");
+    sim.handle(0, Event::Shutdown);
+    sim.step(200);
+    assert!(sim.exited.contains(&0), "n1 left once the started group was stopped again");
+    assert!(!sim.runs(0, G1));
+    assert!(sim.runs(1, G1), "n2 took it over at the shutdone");
+}
+
 // ---------------------------------------------------------------------------------------
 // Regressions found by the deterministic simulator (tests/sim.rs). Each drives one engine
 // with hand-made messages from a peer `n2` so the exact ordering the simulator hit is kept.
