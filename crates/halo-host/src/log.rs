@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -134,6 +134,8 @@ pub struct Logger {
     debug_level: AtomicU8,
     failed: AtomicU64,
     sinks: Mutex<Sinks>,
+    /// stderr is the journal (`set_stderr_journal`).
+    journal: AtomicBool,
 }
 
 impl std::fmt::Debug for Logger {
@@ -182,6 +184,7 @@ impl Logger {
             pid: std::process::id(),
             failed: AtomicU64::new(0),
             sinks: Mutex::new(sinks),
+            journal: AtomicBool::new(false),
             cfg,
         })
     }
@@ -194,6 +197,14 @@ impl Logger {
     /// Changes the debug level at run time (SIGUSR1/SIGUSR2 in Heartbeat).
     pub fn set_debug_level(&self, level: u8) {
         self.debug_level.store(level, Ordering::Relaxed);
+    }
+
+    /// Says that stderr is the journal (systemd's `$JOURNAL_STREAM`): stderr lines then
+    /// carry no date, host, ident or pid (journald records them) but start with the
+    /// `<N>` severity prefix journald reads (`SyslogLevelPrefix=`), e.g.
+    /// `<4>WARN: Late heartbeat`. Files and syslog are unchanged.
+    pub fn set_stderr_journal(&self, on: bool) {
+        self.journal.store(on, Ordering::Relaxed);
     }
 
     /// Number of lines a sink failed to take (write errors, full syslog socket).
@@ -236,7 +247,12 @@ impl Logger {
                 failed += u64::from(f.write_all(line.as_bytes()).is_err());
             }
             if self.cfg.stderr {
-                failed += u64::from(io::stderr().lock().write_all(line.as_bytes()).is_err());
+                let ok = if self.journal.load(Ordering::Relaxed) {
+                    io::stderr().lock().write_all(journal_line(level, msg).as_bytes()).is_ok()
+                } else {
+                    io::stderr().lock().write_all(line.as_bytes()).is_ok()
+                };
+                failed += u64::from(!ok);
             }
             if failed > 0 {
                 self.failed.fetch_add(failed, Ordering::Relaxed);
@@ -298,6 +314,12 @@ impl Logger {
             sinks.syslog_retry_at = Instant::now() + SYSLOG_RETRY;
         }
     }
+}
+
+/// A stderr line when stderr is the journal: the severity prefix journald parses, the
+/// level word operators grep for, the message.
+fn journal_line(level: Level, msg: &str) -> String {
+    format!("<{}>{}: {}\n", level.severity(), level.word(), msg)
 }
 
 /// The parts of a local time a log line shows.
@@ -457,6 +479,20 @@ mod tests {
         server.set_nonblocking(false).expect("blocking");
         let w = recv();
         assert!(w.starts_with("<132>") && w.ends_with("]: now heard"), "{w}");
+    }
+
+    #[test]
+    fn journal_lines() {
+        assert_eq!(journal_line(Level::Info, "Link nodeb:eth0 up."), "<6>info: Link nodeb:eth0 up.\n");
+        assert_eq!(journal_line(Level::Warn, "Late heartbeat"), "<4>WARN: Late heartbeat\n");
+        assert_eq!(journal_line(Level::Crit, "x"), "<2>CRIT: x\n");
+        // The switch leaves the files alone.
+        let t = TempDir::new("logjournal");
+        let logger = Logger::new(cfg(&t.0)).expect("logger");
+        logger.set_stderr_journal(true);
+        logger.log(Level::Info, "to the file");
+        let log = std::fs::read_to_string(t.0.join("ha-log")).expect("read log");
+        assert!(log.ends_with(&format!("nodea halo: [{}]: info: to the file\n", std::process::id())), "{log}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod control;
 pub mod director;
 pub mod http;
+pub mod notify;
 pub mod rsc;
 pub mod run;
 pub mod supervise;

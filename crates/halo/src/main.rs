@@ -1,9 +1,12 @@
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
+
+/// `halo --version`: the release and the Heartbeat protocol it speaks on the wire.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (Heartbeat 3.0.6 wire protocol)");
 
 /// halo: high availability for Linux (Heartbeat 3 compatible).
 #[derive(Parser)]
-#[command(name = "halo", version, about, long_about = None)]
+#[command(name = "halo", version = VERSION, about, long_about = None)]
 struct Cli {
     /// Control socket of the daemon.
     #[arg(long, global = true, default_value = halo::DEFAULT_SOCKET)]
@@ -122,6 +125,17 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Write the manual pages (halo.8 and one halo-SUBCOMMAND.8 per subcommand) into DIR,
+    /// or print halo.8 without --out (`halo man | man -l -`).
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print the shell completion script: `halo completions bash > /etc/bash_completion.d/halo`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,6 +228,8 @@ fn main() {
             halo::cmd::config::convert(&config_dir, to.as_deref(), out.as_deref())
         }
         Cmd::Demo => halo::cmd::demo::demo(),
+        Cmd::Man { out } => halo::cmd::docs::man(Cli::command(), out.as_deref()),
+        Cmd::Completions { shell } => halo::cmd::docs::completions(Cli::command(), shell),
         Cmd::Standby { set } => halo::cmd::status::operator(&cli.socket, &format!("standby {set}")),
         Cmd::Takeover { set } => halo::cmd::status::operator(&cli.socket, &format!("takeover {set}")),
         Cmd::Cleanup { key } => {

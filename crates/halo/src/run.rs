@@ -89,6 +89,8 @@ impl Clock {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    // systemd (Type=notify): read and clear its variables before any thread starts.
+    let sd = crate::notify::Notifier::from_env();
     let (model, warnings, node) = load(&args.config_dir, args.node.as_deref())?;
     model.check_local_node(&node).map_err(|e| anyhow!("{e}"))?;
     let hc = &model.ha_cf;
@@ -106,6 +108,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         })
         .context("opening the logs")?,
     );
+    logger.set_stderr_journal(crate::notify::stderr_is_journal());
     for w in &warnings {
         logger.log(halo_host::Level::Warn, w);
     }
@@ -263,6 +266,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             })
             .collect(),
         respawn: None,
+        sd,
     };
     let code = daemon.run(&sigfd, &wake_rx, &req_rx, &aux_wake_rx, &aux_rx);
     if let Some(sup) = daemon.respawn.take() {
@@ -270,6 +274,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         sup.stop();
     }
     let _ = std::fs::remove_file(&args.socket);
+    daemon.sd.stopping("stopped");
     code
 }
 
@@ -297,6 +302,8 @@ struct Daemon<'a> {
     /// ha.cf `respawn` lines, started once communication is up (as Heartbeat does).
     respawn_specs: Vec<halo_host::respawn::Spec>,
     respawn: Option<halo_host::respawn::Supervisor>,
+    /// systemd's notify socket: READY, WATCHDOG, STATUS, STOPPING.
+    sd: crate::notify::Notifier,
 }
 
 /// How long a graceful shutdown waits for the groups to stop (each stop has its own
@@ -341,11 +348,16 @@ impl Daemon<'_> {
         let now = self.clock.now();
         self.engine.handle(now, Event::Tick, &mut actions);
         self.apply(&mut actions);
+        let status = self.sd_status();
+        self.sd.ready(Instant::now(), &status);
 
         loop {
             let now = self.clock.now();
             let deadline = self.engine.next_deadline();
-            let timeout = deadline.saturating_sub(now.ms).min(1000) as libc::c_int;
+            let mut timeout = deadline.saturating_sub(now.ms).min(1000) as libc::c_int;
+            if let Some(d) = self.sd.until_ping(Instant::now()) {
+                timeout = timeout.min(d.as_millis() as libc::c_int);
+            }
             for p in raw.iter_mut() {
                 p.revents = 0;
             }
@@ -411,6 +423,7 @@ impl Daemon<'_> {
                                         &format!("{sig}: shutting down: releasing resources, then telling the cluster"),
                                     );
                                     self.leave_by_ms = Some(now.ms + LEAVE_GRACE_MS);
+                                    self.sd.stopping("releasing resources, then leaving the cluster");
                                     self.engine.handle(now, Event::Shutdown, &mut actions);
                                     self.apply(&mut actions);
                                 }
@@ -492,8 +505,22 @@ impl Daemon<'_> {
                 }
                 self.engine.handle(now, Event::Tick, &mut actions);
                 self.apply(&mut actions);
+                if self.leave_by_ms.is_none() && self.sd.status_due(Instant::now()) {
+                    let status = self.sd_status();
+                    self.sd.status(&status);
+                }
             }
+            self.sd.watchdog_tick(Instant::now());
         }
+    }
+
+    /// The one-line status systemd shows (`systemctl status halo`).
+    fn sd_status(&self) -> String {
+        let st = self.engine.status(self.clock.now());
+        let nodes = st.nodes.iter().filter(|n| n.kind != "ping");
+        let up = nodes.clone().filter(|n| n.state == "active" || n.state == "up").count();
+        let held = self.engine.running_groups().len();
+        format!("{up} of {} nodes up, {held} group(s) held here, {}", nodes.count(), st.state)
     }
 
     fn deliver(&mut self, now: Now, link: usize, bytes: &[u8], actions: &mut Vec<Action>) {

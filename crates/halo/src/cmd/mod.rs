@@ -2,6 +2,7 @@ pub mod check;
 pub mod cl_status;
 pub mod config;
 pub mod demo;
+pub mod docs;
 pub mod lvs;
 pub mod mon;
 pub mod resourcemanager;
