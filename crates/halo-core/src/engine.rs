@@ -10,7 +10,7 @@
 use crate::history::{History, Lookup};
 use crate::resources::{GroupConfig, OperatorCmd, ResourceStatus, Resources, RscOut, View};
 use crate::seqtrack::{GenVerdict, SeqTrack, Verdict};
-use crate::status::{ClusterStatus, LinkStatus, NodeStatus};
+use crate::status::{ClusterStatus, LinkStatus, NodeStatus, QuorumStatus};
 use halo_config::AutoFailback;
 use halo_wire::Message;
 use std::collections::BTreeMap;
@@ -60,6 +60,44 @@ pub struct CoreConfig {
     pub ping_nodes: Vec<String>,
     /// A ping node is dead after this long without an answer (`deadping`).
     pub deadping_ms: u64,
+    /// What a node without quorum does with resource groups. `Ignore` (the default, as
+    /// Heartbeat 3 without a quorum plugin) never checks quorum.
+    pub no_quorum_policy: NoQuorumPolicy,
+}
+
+/// What a node does while its partition lacks quorum. Quorum is a strict majority of the
+/// configured nodes (this node and the peers it hears); in a two-node cluster with ping
+/// nodes, a lone node has quorum while it reaches a ping node (Heartbeat's quorum-plugin
+/// tie-breaker: the half still on the network keeps serving).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NoQuorumPolicy {
+    /// No quorum checks at all (Heartbeat-compatible default).
+    #[default]
+    Ignore,
+    /// Keep what runs here, start nothing (no takeover, no restart, no move).
+    Freeze,
+    /// Release every group; start nothing until quorum returns.
+    Stop,
+}
+
+impl NoQuorumPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            NoQuorumPolicy::Ignore => "ignore",
+            NoQuorumPolicy::Freeze => "freeze",
+            NoQuorumPolicy::Stop => "stop",
+        }
+    }
+
+    /// `ignore`, `freeze` or `stop` (Pacemaker's `no-quorum-policy` names).
+    pub fn parse(s: &str) -> Option<NoQuorumPolicy> {
+        Some(match s {
+            "ignore" => NoQuorumPolicy::Ignore,
+            "freeze" => NoQuorumPolicy::Freeze,
+            "stop" => NoQuorumPolicy::Stop,
+            _ => return None,
+        })
+    }
 }
 
 impl CoreConfig {
@@ -84,6 +122,7 @@ impl CoreConfig {
             running_at_start: Vec::new(),
             ping_nodes: Vec::new(),
             deadping_ms: 10_000,
+            no_quorum_policy: NoQuorumPolicy::Ignore,
         }
     }
 }
@@ -464,11 +503,12 @@ impl Engine {
         f: impl FnOnce(&mut Resources, &View, &mut RscOut),
     ) {
         let mut ro = RscOut::default();
+        let no_quorum = self.no_quorum();
         {
             let peers = &self.peers;
             let active = |n: &str| peers.iter().any(|p| p.name == n && p.state == NodeState::Active);
             let alive = |n: &str| peers.iter().any(|p| p.name == n && p.state != NodeState::Dead);
-            let view = View { active: &active, alive: &alive };
+            let view = View { active: &active, alive: &alive, no_quorum };
             f(&mut self.rsc, &view, &mut ro);
         }
         out.append(&mut ro.actions);
@@ -510,7 +550,32 @@ impl Engine {
         let peers = &self.peers;
         let active = |n: &str| peers.iter().any(|p| p.name == n && p.state == NodeState::Active);
         let alive = |n: &str| peers.iter().any(|p| p.name == n && p.state != NodeState::Dead);
-        self.rsc.status(now.ms, &View { active: &active, alive: &alive })
+        self.rsc.status(now.ms, &View { active: &active, alive: &alive, no_quorum: self.no_quorum() })
+    }
+
+    /// Quorum as this node sees it: its own vote and one per peer it hears (not dead).
+    pub fn quorum(&self) -> QuorumStatus {
+        let expected = self.cfg.nodes.len().max(1);
+        let votes = 1 + self.peers.iter().filter(|p| p.heard_ever && p.state != NodeState::Dead).count();
+        let tie_breaker = expected == 2 && !self.cfg.ping_nodes.is_empty();
+        let reaches_ping = self.pings.iter().any(|p| p.2);
+        let have = votes * 2 > expected || (tie_breaker && reaches_ping);
+        QuorumStatus {
+            have,
+            votes,
+            expected,
+            tie_breaker: if tie_breaker { Some(reaches_ping) } else { None },
+            policy: self.cfg.no_quorum_policy.name(),
+        }
+    }
+
+    /// The policy in force now: None while we have quorum or quorum is ignored.
+    fn no_quorum(&self) -> Option<NoQuorumPolicy> {
+        match self.cfg.no_quorum_policy {
+            NoQuorumPolicy::Ignore => None,
+            p if !self.quorum().have => Some(p),
+            _ => None,
+        }
     }
 
     fn ping_count_changed(&mut self) {
@@ -1163,6 +1228,14 @@ impl Engine {
         self.reqnodes_at = None;
         self.comm_up = true;
         self.state = NodeState::Active;
+        // Until now peers were timed out with initdead; from now on with their deadtime. A
+        // peer silent for longer than that is dead now — before placement (and quorum)
+        // counts it, and before its overdue deadline reads as our own stall.
+        if let Some(started) = self.started_ms {
+            for pi in 0..self.peers.len() {
+                self.check_peer(now, started, pi, out);
+            }
+        }
         out.push(Action::Log(Level::Info, "Comm_now_up(): updating status to active".into()));
         self.send_status(now, out);
         self.with_rsc(now, out, |r, _, o| r.comm_up(now.ms, o));
@@ -1248,6 +1321,7 @@ impl Engine {
             sent_messages: self.sent_messages,
             retransmitted: self.retransmitted,
             max_lateness_ms: self.max_lateness_ms,
+            quorum: self.quorum(),
         }
     }
 }

@@ -20,6 +20,6 @@ pub mod resources;
 pub mod seqtrack;
 pub mod status;
 
-pub use engine::{Action, CoreConfig, Engine, Event, Level, NodeState, Now};
+pub use engine::{Action, CoreConfig, Engine, Event, Level, NoQuorumPolicy, NodeState, Now};
 pub use resources::{GroupConfig, GroupState, OperatorCmd, ResourceStatus, RscSet};
-pub use status::{ClusterStatus, LinkStatus, NodeStatus};
+pub use status::{ClusterStatus, LinkStatus, NodeStatus, QuorumStatus};

@@ -23,7 +23,7 @@
 //! `ask_resources` (me → other → done), takes groups a Heartbeat peer gives up the same way,
 //! and reads `hb_takeover` as that peer's claim. `auto_failback legacy` behaves as `on`
 //! between halo nodes (the `ip-request` exchange of Heartbeat's legacy mode is not spoken).
-use crate::engine::{Action, Level};
+use crate::engine::{Action, Level, NoQuorumPolicy};
 use halo_config::AutoFailback;
 use halo_wire::Message;
 use std::collections::{BTreeMap, BTreeSet};
@@ -233,6 +233,8 @@ pub struct View<'a> {
     pub active: &'a dyn Fn(&str) -> bool,
     /// Not dead: active, or still joining (`init`/`up`).
     pub alive: &'a dyn Fn(&str) -> bool,
+    /// Our partition lacks quorum and this policy applies (None: quorum, or ignored).
+    pub no_quorum: Option<crate::engine::NoQuorumPolicy>,
 }
 
 /// Messages and actions produced by the resource manager; the engine signs and sends.
@@ -821,7 +823,11 @@ impl Resources {
         }
         if ok {
             g.state = GroupState::Stopped;
-            if std::mem::take(&mut g.restart_after_stop) && !g.failed_here && !self.shutting_down {
+            if std::mem::take(&mut g.restart_after_stop)
+                && !g.failed_here
+                && !self.shutting_down
+                && view.no_quorum.is_none()
+            {
                 g.state = GroupState::Starting;
                 out.actions.push(Action::StartGroup {
                     key: key.to_string(),
@@ -1034,8 +1040,19 @@ impl Resources {
             let desired = self.desired(g, &holders, view);
             let others_hold = holders.iter().any(|h| *h != self.me);
             let key = g.cfg.key.clone();
-            match g.state {
-                GroupState::Stopped
+            match (g.state, view.no_quorum) {
+                // Without quorum nothing starts (freeze and stop alike).
+                (GroupState::Stopped, Some(_)) => {}
+                (GroupState::Running, Some(NoQuorumPolicy::Stop)) => {
+                    out.log(
+                        Level::Warn,
+                        format!("Releasing resource group {key}: no quorum (no_quorum_policy stop)"),
+                    );
+                    self.stop(&key, "no quorum", out);
+                }
+                // Freeze: what runs stays, and nothing moves.
+                (GroupState::Running, Some(_)) => {}
+                (GroupState::Stopped, None)
                     if informed && desired.as_deref() == Some(self.me.as_str()) && !others_hold =>
                 {
                     let g = &mut self.groups[i];
@@ -1051,7 +1068,7 @@ impl Resources {
                     out.log(Level::Info, format!("Acquiring resource group {key} ({reason})"));
                     out.actions.push(Action::StartGroup { key, reason });
                 }
-                GroupState::Running => {
+                (GroupState::Running, None) => {
                     let all_up = self.peers.keys().all(|n| (view.active)(n));
                     if informed && all_up && !others_hold {
                         self.groups[i].claim = Claim::Normal;

@@ -44,4 +44,20 @@ pub struct ClusterStatus {
     pub retransmitted: u64,
     /// Our own worst scheduling lateness seen (ms): a late daemon must not call others dead.
     pub max_lateness_ms: u64,
+    pub quorum: QuorumStatus,
+}
+
+/// Quorum as this node sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// Whether this node's partition has quorum (computed even when the policy ignores it).
+    pub have: bool,
+    /// This node plus the peers it hears.
+    pub votes: usize,
+    /// Configured nodes.
+    pub expected: usize,
+    /// Two-node clusters with ping nodes: whether we reach one (the tie-breaker).
+    pub tie_breaker: Option<bool>,
+    /// `ignore`, `freeze` or `stop`.
+    pub policy: &'static str,
 }

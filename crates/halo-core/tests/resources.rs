@@ -611,3 +611,79 @@ fn nodes_that_came_up_apart_sort_out_their_groups_when_they_first_hear_each_othe
     assert!(sim.runs(0, G1) && !sim.runs(1, G1), "G1 is on n1 only");
     assert!(sim.runs(1, G2) && !sim.runs(0, G2), "G2 is on n2 only");
 }
+
+// ---------------------------------------------------------------------------------------
+// Quorum (no_quorum_policy).
+
+fn with_policy(n: usize, policy: halo_core::NoQuorumPolicy, ping: bool) -> Sim {
+    let mut sim = Sim::new(n, AutoFailback::On);
+    for c in sim.cfg.iter_mut() {
+        c.no_quorum_policy = policy;
+        if ping {
+            c.ping_nodes = vec!["gw".into()];
+            c.deadping_ms = 500;
+        }
+    }
+    for i in 0..n {
+        sim.restart(i, false);
+    }
+    sim.step(6000);
+    sim
+}
+
+#[test]
+fn quorum_stop_an_isolated_node_of_three_releases_its_group_and_the_majority_runs_it() {
+    let mut sim = with_policy(3, halo_core::NoQuorumPolicy::Stop, false);
+    assert!(sim.runs(0, G1));
+    let q = sim.engines[0].status(Now::at(sim.now)).quorum;
+    assert_eq!((q.have, q.votes, q.expected, q.policy), (true, 3, 3, "stop"));
+    sim.cut.insert(0);
+    sim.step(1500);
+    let q = sim.engines[0].status(Now::at(sim.now)).quorum;
+    assert_eq!((q.have, q.votes, q.expected), (false, 1, 3));
+    assert!(!sim.runs(0, G1), "n1 alone has no quorum: it released its group");
+    assert!(sim.logged(0, "no quorum (no_quorum_policy stop)"));
+    assert!(sim.runs(1, G1) && !sim.runs(2, G1), "n2 and n3 are a majority: n2 took it");
+    // Healed: quorum is back and failback brings the group home, once.
+    sim.cut.clear();
+    sim.step(3000);
+    assert!(sim.engines[0].status(Now::at(sim.now)).quorum.have);
+    assert!(sim.runs(0, G1) && !sim.runs(1, G1));
+}
+
+#[test]
+fn quorum_freeze_keeps_what_runs_and_starts_nothing() {
+    let mut sim = with_policy(3, halo_core::NoQuorumPolicy::Freeze, false);
+    sim.cut.insert(0);
+    sim.step(1500);
+    assert!(sim.runs(0, G1), "frozen: n1 keeps its group");
+    assert!(!sim.runs(0, G2), "and takes nothing from the nodes it lost");
+    assert!(sim.runs(1, G1), "the majority runs it too (no fencing yet)");
+}
+
+#[test]
+fn quorum_two_nodes_the_half_that_reaches_the_ping_node_keeps_quorum() {
+    let mut sim = with_policy(2, halo_core::NoQuorumPolicy::Stop, true);
+    assert!(sim.runs(0, G1) && sim.runs(1, G2));
+    // n1 loses its cable: to n2 and to the gateway.
+    sim.cut.insert(0);
+    sim.ping_ok[0] = false;
+    sim.step(2000);
+    let q = sim.engines[0].status(Now::at(sim.now)).quorum;
+    assert_eq!((q.have, q.votes, q.tie_breaker), (false, 1, Some(false)));
+    let q = sim.engines[1].status(Now::at(sim.now)).quorum;
+    assert_eq!((q.have, q.votes, q.tie_breaker), (true, 1, Some(true)));
+    assert!(!sim.runs(0, G1), "n1 has no quorum: released");
+    assert!(sim.runs(1, G1) && sim.runs(1, G2), "n2 reaches the ping node: it runs both");
+}
+
+#[test]
+fn quorum_is_ignored_by_default_as_in_heartbeat() {
+    let mut sim = Sim::new(3, AutoFailback::On);
+    sim.step(6000);
+    sim.cut.insert(0);
+    sim.step(1500);
+    let q = sim.engines[0].status(Now::at(sim.now)).quorum;
+    assert_eq!((q.have, q.policy), (false, "ignore"));
+    assert!(sim.runs(0, G1) && sim.runs(0, G2), "without a policy n1 alone takes everything");
+}

@@ -236,6 +236,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         running_at_start,
         ping_nodes: hc.ping_nodes.iter().map(|p| p.name.clone()).collect(),
         deadping_ms: hc.deadping_ms,
+        // Quorum is not configurable from ha.cf yet: Heartbeat's behaviour (no checks).
+        no_quorum_policy: halo_core::NoQuorumPolicy::Ignore,
     });
 
     let has_serial = links.has_serial();

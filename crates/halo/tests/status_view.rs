@@ -61,6 +61,7 @@ fn cluster(nodes: Vec<NodeStatus>) -> ClusterStatus {
         sent_messages: 1234,
         retransmitted: 5,
         max_lateness_ms: 3,
+        quorum: Default::default(),
     }
 }
 

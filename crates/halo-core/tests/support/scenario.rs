@@ -61,13 +61,7 @@ pub enum Op {
     },
 }
 
-/// The quorum setting a scenario runs with (mirrors `CoreConfig::no_quorum_policy`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NoQuorumPolicy {
-    Ignore,
-    Freeze,
-    Stop,
-}
+pub use halo_core::NoQuorumPolicy;
 
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -116,9 +110,11 @@ impl Scenario {
         let initdead_ms = deadtime_ms * 2;
         let deadping_ms = deadtime_ms;
         let ping = nodes == 2 && r.pct(60);
-        // The engine has no quorum yet: every schedule ignores it (the draw keeps seeds stable).
-        let _ = r.below(4);
-        let policy = NoQuorumPolicy::Ignore;
+        let policy = match r.below(4) {
+            0 => NoQuorumPolicy::Ignore,
+            1 => NoQuorumPolicy::Freeze,
+            _ => NoQuorumPolicy::Stop,
+        };
         let boot_at =
             (0..nodes).map(|_| if r.pct(80) { r.below(300) } else { r.below(initdead_ms * 2) }).collect();
         let agent_ms = (1, *r.pick(&[5, 20, 100]));

@@ -98,8 +98,11 @@ pub struct World {
     pub trace: bool,
     pub violation: Option<String>,
     pub stats: Stats,
-    /// Ground truth for invariant (a): since when each node's side lacks quorum.
-    no_quorum_since: Vec<Option<u64>>,
+    /// Ground truth for invariant (a): `lost[i][j]` is None while node i hears node j, else
+    /// since when it does not (0: never, this incarnation); `ping_lost[i]` likewise for
+    /// the ping node.
+    lost: Vec<Vec<Option<u64>>>,
+    ping_lost: Vec<Option<u64>>,
     /// Last change of membership ground truth (network, crash, boot, exit).
     last_change: u64,
     agreed_since: Option<u64>,
@@ -124,6 +127,7 @@ impl World {
                 c.seed = sc.seed.wrapping_mul(31).wrapping_add(i as u64);
                 c.groups = sc.groups.clone();
                 c.auto_failback = sc.failback;
+                c.no_quorum_policy = sc.policy;
                 if sc.ping {
                     c.ping_nodes = vec!["gw".into()];
                     c.deadping_ms = sc.deadping_ms;
@@ -156,7 +160,8 @@ impl World {
             trace: false,
             violation: None,
             stats: Stats::default(),
-            no_quorum_since: vec![None; n],
+            lost: vec![vec![Some(0); n]; n],
+            ping_lost: vec![None; n],
             last_change: 0,
             agreed_since: None,
             double_since: vec![None; g],
@@ -318,6 +323,8 @@ impl World {
             .collect();
         let held = c.running_at_start.clone();
         n.engine = Some(Engine::new(c));
+        // A new incarnation has heard nobody yet.
+        self.lost[i].iter_mut().for_each(|l| *l = Some(0));
         self.say(Some(i), || {
             format!("** boots, generation {}, running at start {held:?}", self.nodes[i].generation)
         });
@@ -574,14 +581,22 @@ impl World {
         self.up(j) && !self.blocked[j][i]
     }
 
-    /// Ground truth quorum of node `i`'s side: a strict majority of the configured nodes it
-    /// hears (itself included); in a two-node cluster with a ping node, the half that
-    /// reaches the ping node.
-    fn has_quorum(&self, i: usize) -> bool {
+    /// Whether node `i` may still count a vote for what it heard until `since`: a peer
+    /// that fell silent looks alive for up to `Scenario::detection_ms`.
+    fn recent(&self, since: Option<u64>, grace: u64) -> bool {
+        since.is_none_or(|t| self.now <= t + grace)
+    }
+
+    /// The most votes node `i`'s view may hold now (ground truth plus detection lag): a
+    /// strict majority of the configured nodes it hears or heard lately, itself included;
+    /// in a two-node cluster with a ping node, a lone node that reaches or lately reached it.
+    fn may_have_quorum(&self, i: usize) -> bool {
         let n = self.nodes.len();
-        let votes = 1 + (0..n).filter(|j| *j != i && self.hears(i, *j)).count();
+        let det = self.sc.detection_ms();
+        let votes = 1 + (0..n).filter(|j| *j != i && self.recent(self.lost[i][*j], det)).count();
+        let ping_grace = self.sc.deadping_ms + PING_EVERY_MS + self.sc.keepalive_ms;
         if n == 2 && self.sc.ping {
-            votes == 2 || self.ping_ok[i]
+            votes == 2 || self.recent(self.ping_lost[i], ping_grace)
         } else {
             votes * 2 > n
         }
@@ -589,28 +604,35 @@ impl World {
 
     fn membership_changed(&mut self) {
         self.last_change = self.now;
-        for i in 0..self.nodes.len() {
-            if self.up(i) && !self.has_quorum(i) {
-                self.no_quorum_since[i].get_or_insert(self.now);
-            } else {
-                self.no_quorum_since[i] = None;
+        let n = self.nodes.len();
+        for i in 0..n {
+            for j in 0..n {
+                if i == j {
+                    continue;
+                }
+                if self.up(i) && self.hears(i, j) {
+                    self.lost[i][j] = None;
+                } else if self.lost[i][j].is_none() {
+                    self.lost[i][j] = Some(self.now);
+                }
+            }
+            if self.ping_ok[i] {
+                self.ping_lost[i] = None;
+            } else if self.ping_lost[i].is_none() {
+                self.ping_lost[i] = Some(self.now);
             }
         }
     }
 
-    /// Invariant (a): with a quorum policy, a side that lacks quorum — for longer than it
-    /// takes its nodes to notice — never acquires a group.
+    /// Invariant (a): with a quorum policy, a node never starts a group while its view
+    /// cannot hold quorum — what it hears, plus what fell silent less than a detection
+    /// time ago, is no majority.
     fn check_acquire(&mut self, i: usize, key: &str) {
         if self.sc.policy == NoQuorumPolicy::Ignore {
             return;
         }
-        if let Some(since) = self.no_quorum_since[i] {
-            if self.now > since + self.sc.detection_ms() {
-                self.fail(format!(
-                    "(a) n{} acquired {key} without quorum (its side lacks quorum since {since} ms)",
-                    i + 1
-                ));
-            }
+        if !self.may_have_quorum(i) {
+            self.fail(format!("(a) n{} acquired {key} without quorum", i + 1));
         }
     }
 
