@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# The director's data path and health checker, measured in one run (root; installs wrk,
+# haproxy and nginx-light). Prints a table; raw output in bench/director/results.txt.
+#
+# Data path: namespaces c (client: wrk), d (director), r (real server: nginx, one worker,
+# a 6-byte answer). HTTP requests/s of `wrk -t1 -c$CONNS -d${DURATION}s`:
+#   direct      c -> r                      (c and r on one bridge)
+#   halo DR     c -> VIP on d's bridge port, halo's nftables plane, `gate` (r: VIP on lo)
+#   halo NAT    c -> VIP on d's own link to c, halo's nftables plane, `masq` (r's gateway: d)
+#   HAProxy     c -> haproxy on d (mode http, one backend r), the userspace alternative
+# Health checks: 10,000 real servers on 127.0.0.1 (ports 20000-29999, one tokio process),
+# each checked every second (http, ldirectord's default negotiate check; then connect):
+# CPU % of one core and RSS of the checker.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-50}
+ROUNDS=${ROUNDS:-3}
+CHECK_SECS=${CHECK_SECS:-20}
+OUT=bench/director/results.txt
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/main/target/bench}
+need=()
+for p in wrk haproxy nginx-light curl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+if ((${#need[@]})); then DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null; fi
+systemctl stop nginx haproxy 2>/dev/null || true
+# SKIP_BUILD=1 reuses the binaries of an earlier run (while the tree does not build).
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    cargo build -q --release -p halo --bin halo
+    cargo build -q --release -p halo-lb --example check_load --example check_farm
+fi
+BIN=$CARGO_TARGET_DIR/release
+TMP=$(mktemp -d)
+P=hb$$
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for ns in c d r sw; do
+        for pid in $(ip netns pids $P-$ns 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+        ip netns del $P-$ns 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+fail() { echo "$*"; cat "$TMP/halo.out" "$TMP/halo.log" 2>/dev/null | tail -30; exit 1; }
+ns() { local n=$1; shift; ip netns exec $P-$n "$@"; }
+for n in c d r sw; do ip netns add $P-$n; ip -n $P-$n link set lo up; done
+ip -n $P-sw link add br0 type bridge; ip -n $P-sw link set br0 up
+for n in c d r; do
+    ip link add eth0 netns $P-$n type veth peer name p-$n netns $P-sw
+    ip -n $P-sw link set p-$n master br0 up
+    ip -n $P-$n link set eth0 up
+done
+ip -n $P-c addr add 10.90.0.9/24 dev eth0
+ip -n $P-d addr add 10.90.0.1/24 dev eth0
+ip -n $P-r addr add 10.90.0.11/24 dev eth0
+# The NAT path: the client's own link to the director, another subnet.
+ip link add eth1 netns $P-d type veth peer name eth1 netns $P-c
+ip -n $P-d addr add 10.90.1.1/24 dev eth1; ip -n $P-d link set eth1 up
+ip -n $P-c addr add 10.90.1.9/24 dev eth1; ip -n $P-c link set eth1 up
+ip -n $P-r route add 10.90.1.0/24 via 10.90.0.1
+ns d sysctl -qw net.ipv4.ip_forward=1
+# r is also an LVS-DR real server for 10.90.0.100.
+ns r sysctl -qw net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
+ip -n $P-r addr add 10.90.0.100/32 dev lo
+
+cat >"$TMP/nginx.conf" <<NGX
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx.err;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server { listen 80 reuseport; location / { return 200 "hello\n"; } }
+}
+NGX
+ns r nginx -c "$TMP/nginx.conf"
+cat >"$TMP/haproxy.cfg" <<HAP
+global
+    maxconn 4000
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend f
+    bind 10.90.1.1:8080
+    default_backend b
+backend b
+    http-reuse always
+    server r 10.90.0.11:80
+HAP
+ns d haproxy -D -f "$TMP/haproxy.cfg" -p "$TMP/haproxy.pid"
+
+mkdir -p "$TMP/ha.d"
+cat >"$TMP/ha.d/ha.cf" <<HA
+keepalive 1
+deadtime 3
+initdead 3
+realtime off
+bcast eth0
+node d
+logfile $TMP/halo.log
+HA
+printf 'auth 1\n1 sha1 bench\n' >"$TMP/ha.d/authkeys"; chmod 600 "$TMP/ha.d/authkeys"
+echo "d IPaddr2::10.90.0.100/24/eth0 IPaddr2::10.90.1.100/24/eth1 ldirectord::ldirectord.cf" >"$TMP/ha.d/haresources"
+cat >"$TMP/ha.d/ldirectord.cf" <<LD
+checktimeout=2
+checkinterval=2
+
+virtual=10.90.0.100:80
+	real=10.90.0.11:80 gate
+	checktype=connect
+	scheduler=rr
+
+virtual=10.90.1.100:80
+	real=10.90.0.11:80 masq
+	checktype=connect
+	scheduler=rr
+LD
+ns d "$BIN/halo" --socket "$TMP/halo.sock" run --config-dir "$TMP/ha.d" --node d --state-dir "$TMP/state" >"$TMP/halo.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 60); do
+    t=$("$BIN/halo" --socket "$TMP/halo.sock" lvs 2>/dev/null || true)
+    [[ $(grep -c '10.90.0.11:80' <<<"$t") == 2 ]] && break
+    sleep 0.5
+done
+"$BIN/halo" --socket "$TMP/halo.sock" lvs >"$TMP/lvs.txt" 2>&1 || fail "halo lvs"; cat "$TMP/lvs.txt"
+[[ $(grep -c '10.90.0.11:80' "$TMP/lvs.txt") == 2 ]] || fail "the director did not come up"
+
+rps() { # URL -> requests/s
+    ns c wrk -t1 -c"$CONNS" -d"${DURATION}s" "$1" | awk '/^Requests\/sec:/ { print int($2) }'
+}
+declare -A R
+: >"$OUT"
+for round in $(seq "$ROUNDS"); do
+    for path in direct:http://10.90.0.11/ dr:http://10.90.0.100/ nat:http://10.90.1.100/ haproxy:http://10.90.1.1:8080/; do
+        name=${path%%:*}; url=${path#*:}
+        ns c curl -sf --max-time 2 "$url" >/dev/null || { echo "$name: $url does not answer"; exit 1; }
+        v=$(rps "$url")
+        echo "round $round $name $v" | tee -a "$OUT"
+        R[$name]="${R[$name]:-} $v"
+    done
+done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+d=$(median "${R[direct]}")
+
+ulimit -n "$(ulimit -Hn)"  # 10,000 listeners in one process
+"$BIN/examples/check_farm" 20000 10000 >"$TMP/farm.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do grep -qs listening "$TMP/farm.out" && break; sleep 0.2; done
+hc_http=$("$BIN/examples/check_load" 20000 10000 http "$CHECK_SECS")
+hc_conn=$("$BIN/examples/check_load" 20000 10000 connect "$CHECK_SECS")
+echo "checks http $hc_http" | tee -a "$OUT"
+echo "checks connect $hc_conn" | tee -a "$OUT"
+
+echo
+echo "HTTP requests/s (wrk -t1 -c$CONNS, ${DURATION}s, median of $ROUNDS; nginx, one worker)"
+printf '| path | requests/s | vs direct |\n|---|---|---|\n'
+for name in direct dr nat haproxy; do
+    m=$(median "${R[$name]}")
+    printf '| %s | %s | %s%% |\n' "$name" "$m" "$(awk -v a="$m" -v b="$d" 'BEGIN { printf "%.1f", (a / b - 1) * 100 }')"
+done
+echo
+echo "Health checks of 10,000 real servers every second (one current_thread runtime)"
+printf '| check | checks/s | up | CPU %% of one core | RSS MiB (peak) |\n|---|---|---|---|---|\n'
+for j in "$hc_http" "$hc_conn"; do
+    python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("| %s | %d | %.2f%% | %.1f | %.1f (%.1f) |" % (j["kind"], j["checks_per_s"], j["up_ratio"]*100, j["cpu_pct_one_core"], j["rss_mib"], j["hwm_mib"]))' "$j"
+done
