@@ -8,7 +8,10 @@
 //! from it for the deadtime *it* advertised (`dt`). Every sequenced message can be asked
 //! for again (`NS_rexmit`) and is acknowledged (`NS_ackmsg`) as Heartbeat does it.
 use crate::history::{History, Lookup};
-use crate::resources::{GroupConfig, OperatorCmd, ResourceStatus, Resources, RscOut, View};
+use crate::resources::{
+    CloneConfig, ColocationConfig, GroupConfig, OperatorCmd, OrderConfig, ResourceStatus, Resources, RscOut,
+    View,
+};
 use crate::seqtrack::{GenVerdict, SeqTrack, Verdict};
 use crate::status::{ClusterStatus, LinkStatus, NodeStatus, QuorumStatus};
 use halo_config::AutoFailback;
@@ -63,6 +66,12 @@ pub struct CoreConfig {
     /// What a node without quorum does with resource groups. `Ignore` (the default, as
     /// Heartbeat 3 without a quorum plugin) never checks quorum.
     pub no_quorum_policy: NoQuorumPolicy,
+    /// halo.toml's clones (run on every listed node at once, halo-only).
+    pub clones: Vec<CloneConfig>,
+    /// halo.toml's order constraints (by group or clone name).
+    pub order: Vec<OrderConfig>,
+    /// halo.toml's colocation constraints (by group or clone name).
+    pub colocation: Vec<ColocationConfig>,
 }
 
 /// What a node does while its partition lacks quorum. Quorum is a strict majority of the
@@ -123,6 +132,9 @@ impl CoreConfig {
             ping_nodes: Vec::new(),
             deadping_ms: 10_000,
             no_quorum_policy: NoQuorumPolicy::Ignore,
+            clones: Vec::new(),
+            order: Vec::new(),
+            colocation: Vec::new(),
         }
     }
 }
@@ -331,6 +343,7 @@ impl Engine {
         let flow_control = cfg.flow_control;
         let mut rsc =
             Resources::new(&cfg.node, &cfg.nodes, cfg.auto_failback, &cfg.groups, &cfg.running_at_start);
+        rsc.set_placement(&cfg.clones, &cfg.order, &cfg.colocation, &cfg.running_at_start);
         if !cfg.ping_nodes.is_empty() {
             rsc.set_ping_count(cfg.ping_nodes.len());
         }

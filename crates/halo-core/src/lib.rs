@@ -21,5 +21,8 @@ pub mod seqtrack;
 pub mod status;
 
 pub use engine::{Action, CoreConfig, Engine, Event, Level, NoQuorumPolicy, NodeState, Now};
-pub use resources::{GroupConfig, GroupState, OperatorCmd, ResourceStatus, RscSet};
+pub use resources::{
+    CloneConfig, CloneStatus, ColocationConfig, GroupConfig, GroupState, GroupStatus, OperatorCmd,
+    OrderConfig, ResourceStatus, RscSet,
+};
 pub use status::{ClusterStatus, LinkStatus, NodeStatus, QuorumStatus};

@@ -94,10 +94,69 @@ impl RscSet {
 }
 
 /// A group as the engine knows it: its key (first resource) and preferred node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupConfig {
     pub key: String,
+    /// The haresources line's node: the first preferred node. Heartbeat peers know only
+    /// this one (their `local`/`foreign` sets and `rsc_hold` are relative to it).
     pub node: String,
+    /// halo.toml's preferred nodes, most preferred first (`node` is the first); empty:
+    /// `node` alone.
+    pub nodes: Vec<String>,
+    /// The name order and colocation constraints use (halo.toml `name`); empty: the key.
+    pub name: String,
+}
+
+impl GroupConfig {
+    pub fn new(key: &str, node: &str) -> GroupConfig {
+        GroupConfig { key: key.to_string(), node: node.to_string(), ..GroupConfig::default() }
+    }
+
+    /// The name constraints and operators use.
+    pub fn name(&self) -> &str {
+        if self.name.is_empty() {
+            &self.key
+        } else {
+            &self.name
+        }
+    }
+
+    /// The preferred nodes, most preferred first.
+    pub fn preferred(&self) -> Vec<&str> {
+        if self.nodes.is_empty() {
+            vec![self.node.as_str()]
+        } else {
+            self.nodes.iter().map(String::as_str).collect()
+        }
+    }
+}
+
+/// A clone (halo.toml `[[clone]]`): its resources run on every listed node at once, each
+/// node starting, monitoring and stopping its own instance. Clones never move and are
+/// halo's alone: Heartbeat peers never hear of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CloneConfig {
+    /// Its name, which is also its key for the runtime (`StartGroup { key }`).
+    pub name: String,
+    /// The nodes it runs on; empty: every node.
+    pub nodes: Vec<String>,
+}
+
+/// `then` starts only once `first` runs (a group: on some node; a clone: here), and a
+/// `then` held here stops before `first` stops here. Group or clone names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderConfig {
+    pub first: String,
+    pub then: String,
+}
+
+/// `group` is placed where `with` runs, or (`apart`) where it does not. A preference:
+/// when no eligible node satisfies it, placement ignores it rather than stop the group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ColocationConfig {
+    pub group: String,
+    pub with: String,
+    pub apart: bool,
 }
 
 /// The local state of a group on this node.
@@ -137,10 +196,14 @@ pub enum OperatorCmd {
     Cleanup(Option<String>),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupStatus {
     pub key: String,
     pub preferred: String,
+    /// halo.toml's name (the key when none).
+    pub name: String,
+    /// Every preferred node, most preferred first (`preferred` is the first).
+    pub preferred_nodes: Vec<String>,
     /// Our own state of the group.
     pub state: &'static str,
     /// The nodes that hold it, as far as we know (ourselves included).
@@ -151,7 +214,22 @@ pub struct GroupStatus {
     pub last_error: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A clone's instances as this node knows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CloneStatus {
+    pub name: String,
+    /// The nodes it runs on (every node when the configuration lists none).
+    pub nodes: Vec<String>,
+    /// Our own instance's state (`stopped` where it does not run here).
+    pub state: &'static str,
+    /// The nodes whose instance runs, as far as we know (ourselves included).
+    pub running_on: Vec<String>,
+    /// The nodes whose instance failed (start failure or too many monitor failures).
+    pub failed_on: Vec<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResourceStatus {
     pub managed: bool,
     pub auto_failback: &'static str,
@@ -161,6 +239,8 @@ pub struct ResourceStatus {
     pub stable: bool,
     pub groups: Vec<GroupStatus>,
     pub failovers: u64,
+    /// halo.toml's clones (empty without any).
+    pub clones: Vec<CloneStatus>,
 }
 
 struct Group {
@@ -180,6 +260,8 @@ struct Group {
     /// maybe a partition, seed 003's rule: the side that seized gives up). Cleared once the
     /// whole cluster is up and nobody else holds it.
     claim: Claim,
+    /// A stop waiting for what is ordered after it here to stop first (the reason).
+    pending_stop: Option<String>,
 }
 
 /// The strength of a holding, strongest first.
@@ -206,6 +288,11 @@ struct PeerRsc {
     ping: Option<usize>,
     seized: BTreeSet<String>,
     adopted: BTreeSet<String>,
+    /// Groups it is still starting (held, not yet running: an order's `first` not met).
+    starting: BTreeSet<String>,
+    /// Clone instances it runs, and those that failed there (halo peers only).
+    clones: BTreeSet<String>,
+    clones_failed: BTreeSet<String>,
     /// Sequence number of the newest statement applied: a retransmitted older one (a gap
     /// filled after a partition) must not undo a newer one.
     last_seq: u64,
@@ -272,6 +359,27 @@ pub struct Resources {
     /// Ping nodes we reach (None: no ping nodes configured). ipfail's rule: a node that
     /// reaches fewer ping nodes than another active node may run nothing.
     ping_count: Option<usize>,
+    /// Clone instances (this node's), kept apart from `groups`: Heartbeat peers never see
+    /// them in `rsc_hold`, sets, claims or standby.
+    clones: Vec<Group>,
+    order: Vec<OrderConfig>,
+    colocation: Vec<ColocationConfig>,
+}
+
+fn new_group(cfg: GroupConfig, running_at_start: &[String]) -> Group {
+    let running = running_at_start.contains(&cfg.key);
+    Group {
+        cfg,
+        state: if running { GroupState::Running } else { GroupState::Stopped },
+        failed_here: false,
+        last_error: None,
+        restarts: Vec::new(),
+        restart_after_stop: false,
+        contested: false,
+        took_from_dead: false,
+        claim: if running { Claim::Adopted } else { Claim::Normal },
+        pending_stop: None,
+    }
 }
 
 impl Resources {
@@ -282,24 +390,7 @@ impl Resources {
         groups: &[GroupConfig],
         running_at_start: &[String],
     ) -> Resources {
-        let groups = groups
-            .iter()
-            .map(|g| Group {
-                cfg: g.clone(),
-                state: if running_at_start.contains(&g.key) {
-                    GroupState::Running
-                } else {
-                    GroupState::Stopped
-                },
-                failed_here: false,
-                last_error: None,
-                restarts: Vec::new(),
-                restart_after_stop: false,
-                contested: false,
-                took_from_dead: false,
-                claim: if running_at_start.contains(&g.key) { Claim::Adopted } else { Claim::Normal },
-            })
-            .collect();
+        let groups = groups.iter().map(|g| new_group(g.clone(), running_at_start)).collect();
         let peers = nodes.iter().filter(|n| **n != me).map(|n| (n.clone(), PeerRsc::default())).collect();
         Resources {
             me: me.to_string(),
@@ -318,7 +409,62 @@ impl Resources {
             last_announced: None,
             failovers: 0,
             ping_count: None,
+            clones: Vec::new(),
+            order: Vec::new(),
+            colocation: Vec::new(),
         }
+    }
+
+    /// halo.toml's clones and constraints. A clone found running at start-up
+    /// (`running_at_start` holds its name) is adopted, never started twice.
+    pub fn set_placement(
+        &mut self,
+        clones: &[CloneConfig],
+        order: &[OrderConfig],
+        colocation: &[ColocationConfig],
+        running_at_start: &[String],
+    ) {
+        self.clones = clones
+            .iter()
+            .map(|c| {
+                let cfg = GroupConfig {
+                    key: c.name.clone(),
+                    node: String::new(),
+                    nodes: c.nodes.clone(),
+                    name: c.name.clone(),
+                };
+                let mut g = new_group(cfg, running_at_start);
+                g.claim = Claim::Normal;
+                g
+            })
+            .collect();
+        self.order = order.to_vec();
+        self.colocation = colocation.to_vec();
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Group> {
+        self.groups.iter().chain(self.clones.iter())
+    }
+
+    fn find(&self, key: &str) -> Option<&Group> {
+        self.all().find(|g| g.cfg.key == key)
+    }
+
+    fn find_mut(&mut self, key: &str) -> Option<&mut Group> {
+        self.groups.iter_mut().chain(self.clones.iter_mut()).find(|g| g.cfg.key == key)
+    }
+
+    fn by_name(&self, name: &str) -> Option<&Group> {
+        self.all().find(|g| g.cfg.name() == name)
+    }
+
+    fn is_clone(&self, name: &str) -> bool {
+        self.clones.iter().any(|c| c.cfg.key == name)
+    }
+
+    /// Whether a clone has an instance on `node` by configuration.
+    fn clone_listed(c: &Group, node: &str) -> bool {
+        c.cfg.nodes.is_empty() || c.cfg.nodes.iter().any(|n| n == node)
     }
 
     pub fn set_ping_count(&mut self, n: usize) {
@@ -326,11 +472,12 @@ impl Resources {
     }
 
     pub fn managed(&self) -> bool {
-        !self.groups.is_empty()
+        !self.groups.is_empty() || !self.clones.is_empty()
     }
 
+    /// Groups and clone instances running here (the runtime monitors them).
     pub fn running_keys(&self) -> Vec<String> {
-        self.groups.iter().filter(|g| g.state == GroupState::Running).map(|g| g.cfg.key.clone()).collect()
+        self.all().filter(|g| g.state == GroupState::Running).map(|g| g.cfg.key.clone()).collect()
     }
 
     pub fn standby(&self) -> RscSet {
@@ -338,12 +485,12 @@ impl Resources {
     }
 
     pub fn group_state(&self, key: &str) -> Option<GroupState> {
-        self.groups.iter().find(|g| g.cfg.key == key).map(|g| g.state)
+        self.find(key).map(|g| g.state)
     }
 
     /// Nothing is held any more (a shutdown may complete).
     pub fn all_released(&self) -> bool {
-        self.groups.iter().all(|g| !g.state.held() || g.state == GroupState::StopFailed)
+        self.all().all(|g| !g.state.held() || g.state == GroupState::StopFailed)
     }
 
     fn informed(&self, now: u64, view: &View) -> bool {
@@ -409,6 +556,30 @@ impl Resources {
             if !keys.is_empty() {
                 m.add(field, keys.join(" "));
             }
+        }
+        // For order constraints and clones (halo.toml); Heartbeat ignores them too.
+        let starting: Vec<&str> = self
+            .groups
+            .iter()
+            .filter(|g| g.state == GroupState::Starting)
+            .map(|g| g.cfg.key.as_str())
+            .collect();
+        if !starting.is_empty() {
+            m.add("halo_starting", starting.join(" "));
+        }
+        let running: Vec<&str> = self
+            .clones
+            .iter()
+            .filter(|c| c.state == GroupState::Running)
+            .map(|c| c.cfg.key.as_str())
+            .collect();
+        if !running.is_empty() {
+            m.add("halo_clones", running.join(" "));
+        }
+        let failed: Vec<&str> =
+            self.clones.iter().filter(|c| c.failed_here).map(|c| c.cfg.key.as_str()).collect();
+        if !failed.is_empty() {
+            m.add("halo_clones_failed", failed.join(" "));
         }
     }
 
@@ -617,6 +788,9 @@ impl Resources {
             p.ping = msg.get("halo_ping").and_then(|n| n.parse().ok());
             p.seized = words("halo_seized");
             p.adopted = words("halo_adopted");
+            p.starting = words("halo_starting");
+            p.clones = words("halo_clones");
+            p.clones_failed = words("halo_clones_failed");
         } else if starting {
             // A (re)starting Heartbeat node forgets its standby and claims.
             p.standby = RscSet::NONE;
@@ -741,8 +915,9 @@ impl Resources {
             }
             OperatorCmd::Cleanup(key) => {
                 let mut n = 0;
-                for g in self.groups.iter_mut() {
-                    if key.as_ref().is_none_or(|k| *k == g.cfg.key) {
+                for g in self.groups.iter_mut().chain(self.clones.iter_mut()) {
+                    // By key or by halo.toml name.
+                    if key.as_ref().is_none_or(|k| *k == g.cfg.key || *k == g.cfg.name()) {
                         if g.failed_here || g.state == GroupState::StopFailed {
                             n += 1;
                         }
@@ -756,7 +931,7 @@ impl Resources {
                     }
                 }
                 if let Some(k) = &key {
-                    if !self.groups.iter().any(|g| g.cfg.key == *k) {
+                    if !self.all().any(|g| g.cfg.key == *k || g.cfg.name() == *k) {
                         return Err(format!("no resource group {k}"));
                     }
                 }
@@ -773,10 +948,12 @@ impl Resources {
             return;
         }
         out.msgs.push(self.resource_msg(false, Some("shutdown")));
+        // Groups first, then clones (what is ordered after another stops before it).
         let keys: Vec<String> = self
             .groups
             .iter()
             .rev()
+            .chain(self.clones.iter().rev())
             .filter(|g| g.state == GroupState::Running)
             .map(|g| g.cfg.key.clone())
             .collect();
@@ -788,7 +965,7 @@ impl Resources {
     // ------------------------------------------------------------- agent results
 
     pub fn started(&mut self, now: u64, key: &str, ok: bool, detail: &str, view: &View, out: &mut RscOut) {
-        let Some(g) = self.groups.iter_mut().find(|g| g.cfg.key == key) else { return };
+        let Some(g) = self.find_mut(key) else { return };
         if g.state != GroupState::Starting {
             return;
         }
@@ -811,22 +988,29 @@ impl Resources {
         if self.shutting_down {
             // A start that was running when the shutdown came: release it now.
             self.stop(key, "shutting down", out);
+        } else if let Some(first) = self.waiting_first(key) {
+            // What it is ordered after is to stop here: it goes first.
+            self.stop(key, &format!("{first} stops here"), out);
         }
         self.finish_owed_done(out);
         self.announce(now, view, None, out);
     }
 
     pub fn stopped(&mut self, now: u64, key: &str, ok: bool, detail: &str, view: &View, out: &mut RscOut) {
-        let Some(g) = self.groups.iter_mut().find(|g| g.cfg.key == key) else { return };
+        let order_ok = self.find(key).is_some_and(|g| self.order_ok(g, view));
+        let shutting_down = self.shutting_down;
+        let Some(g) = self.find_mut(key) else { return };
         if g.state != GroupState::Stopping {
             return;
         }
         if ok {
             g.state = GroupState::Stopped;
+            // Without what it is ordered after, the restart waits for reconcile.
             if std::mem::take(&mut g.restart_after_stop)
                 && !g.failed_here
-                && !self.shutting_down
+                && !shutting_down
                 && view.no_quorum.is_none()
+                && order_ok
             {
                 g.state = GroupState::Starting;
                 out.actions.push(Action::StartGroup {
@@ -843,6 +1027,7 @@ impl Resources {
                 format!("Resource STOP failure for group {key}: {detail}. It stays held here (nobody else starts it) until `halo cleanup {key}`."),
             );
         }
+        self.run_pending_stops(out);
         // A standby hand-over to a Heartbeat peer completes when everything asked is stopped.
         if let Some(a) = &self.ask {
             if matches!(a.phase, AskPhase::Releasing)
@@ -860,7 +1045,7 @@ impl Resources {
 
     /// A running group's monitor failed: restart in place, or give it up after too many.
     pub fn monitor_failed(&mut self, now: u64, key: &str, why: &str, out: &mut RscOut) {
-        let Some(g) = self.groups.iter_mut().find(|g| g.cfg.key == key) else { return };
+        let Some(g) = self.find_mut(key) else { return };
         if g.state != GroupState::Running {
             return;
         }
@@ -911,13 +1096,104 @@ impl Resources {
         }
     }
 
+    /// Stops a running group or clone instance; what is ordered after it and held here
+    /// stops first (the stop waits in `pending_stop` meanwhile).
     fn stop(&mut self, key: &str, reason: &str, out: &mut RscOut) {
-        let Some(g) = self.groups.iter_mut().find(|g| g.cfg.key == key) else { return };
-        if g.state != GroupState::Running {
+        let Some(g) = self.find(key) else { return };
+        if g.state != GroupState::Running || g.pending_stop.is_some() {
             return;
         }
-        g.state = GroupState::Stopping;
+        let name = g.cfg.name().to_string();
+        let deps = self.dependents_held(&name);
+        if !deps.is_empty() {
+            out.log(
+                Level::Info,
+                format!(
+                    "{name} is to stop here ({reason}): stopping {} first (ordered after it)",
+                    deps.join(" ")
+                ),
+            );
+            if let Some(g) = self.find_mut(key) {
+                g.pending_stop = Some(reason.to_string());
+            }
+            for d in deps {
+                self.stop(&d, &format!("{name} stops here"), out);
+            }
+            return;
+        }
+        if let Some(g) = self.find_mut(key) {
+            g.state = GroupState::Stopping;
+        }
         out.actions.push(Action::StopGroup { key: key.to_string(), reason: reason.to_string() });
+    }
+
+    /// Keys of what is ordered after `name` and held here (starting, running, stopping).
+    fn dependents_held(&self, name: &str) -> Vec<String> {
+        self.order
+            .iter()
+            .filter(|o| o.first == name)
+            .filter_map(|o| self.by_name(&o.then))
+            .filter(|d| matches!(d.state, GroupState::Starting | GroupState::Running | GroupState::Stopping))
+            .map(|d| d.cfg.key.clone())
+            .collect()
+    }
+
+    /// The name of a group or clone ordered before `key` whose stop here waits for it.
+    fn waiting_first(&self, key: &str) -> Option<String> {
+        let name = self.find(key)?.cfg.name().to_string();
+        self.order
+            .iter()
+            .filter(|o| o.then == name)
+            .filter_map(|o| self.by_name(&o.first))
+            .find(|f| f.pending_stop.is_some())
+            .map(|f| f.cfg.name().to_string())
+    }
+
+    /// Stops whose dependents here have all stopped now go ahead.
+    fn run_pending_stops(&mut self, out: &mut RscOut) {
+        loop {
+            let ready = self.all().find(|g| {
+                g.pending_stop.is_some()
+                    && (g.state != GroupState::Running || self.dependents_held(g.cfg.name()).is_empty())
+            });
+            let Some(key) = ready.map(|g| g.cfg.key.clone()) else { return };
+            let Some(g) = self.find_mut(&key) else { return };
+            let reason = g.pending_stop.take().unwrap_or_default();
+            if g.state == GroupState::Running {
+                self.stop(&key, &reason, out);
+            }
+        }
+    }
+
+    /// Whether everything `g` is ordered after runs: a group on some node (as its holders
+    /// say), a clone here.
+    fn order_ok(&self, g: &Group, view: &View) -> bool {
+        self.order.iter().filter(|o| o.then == g.cfg.name()).all(|o| self.first_runs(&o.first, view))
+    }
+
+    fn first_runs(&self, name: &str, view: &View) -> bool {
+        let Some(f) = self.by_name(name) else { return true };
+        let here = f.state == GroupState::Running && f.pending_stop.is_none();
+        if here || self.is_clone(name) {
+            return here;
+        }
+        self.peers.iter().any(|(n, p)| {
+            // A leaving node's groups are about to stop.
+            (view.active)(n) && !p.leaving && p.holds.contains(&f.cfg.key) && !p.starting.contains(&f.cfg.key)
+        })
+    }
+
+    /// Whether `name` (a group or a clone) runs on `node`, as far as we know.
+    fn runs_on(&self, name: &str, node: &str, view: &View) -> bool {
+        let Some(w) = self.by_name(name) else { return false };
+        let clone = self.is_clone(name);
+        if node == self.me {
+            return if clone { w.state == GroupState::Running } else { w.state.held() };
+        }
+        self.peers.get(node).is_some_and(|p| {
+            (view.active)(node)
+                && if clone { p.clones.contains(&w.cfg.key) } else { p.holds.contains(&w.cfg.key) }
+        })
     }
 
     // ------------------------------------------------------------- placement
@@ -940,6 +1216,19 @@ impl Resources {
     fn eligible(&self, node: &str, g: &Group, view: &View) -> bool {
         if self.cut_off(node, view) {
             return false;
+        }
+        // Ordered after a clone: only where an instance of it may run.
+        for o in self.order.iter().filter(|o| o.then == g.cfg.name()) {
+            if let Some(c) = self.clones.iter().find(|c| c.cfg.key == o.first) {
+                let failed = if node == self.me {
+                    c.failed_here
+                } else {
+                    self.peers.get(node).is_some_and(|p| p.clones_failed.contains(&c.cfg.key))
+                };
+                if failed || !Self::clone_listed(c, node) {
+                    return false;
+                }
+            }
         }
         if node == self.me {
             return self.comm_up_at.is_some()
@@ -985,7 +1274,33 @@ impl Resources {
     /// Where a group belongs, given who holds it. The same answer on every node that
     /// shares the facts.
     fn desired(&self, g: &Group, holders: &[String], view: &View) -> Option<String> {
-        let ok = |n: &str| self.eligible(n, g, view);
+        self.desired_by(g, holders, view, true)
+    }
+
+    /// Where `with` of a colocation is: where it runs (a clone: its instances), or, for a
+    /// group that runs nowhere, where it is to start (its own colocations aside, so that
+    /// constraints never chase each other). `group` then never waits on `with` starting.
+    fn with_on(&self, with: &str, node: &str, view: &View) -> bool {
+        let Some(w) = self.by_name(with) else { return false };
+        if self.is_clone(with) {
+            return self.runs_on(with, node, view);
+        }
+        let holders = self.holders(w, view);
+        if holders.is_empty() {
+            self.desired_by(w, &holders, view, false).as_deref() == Some(node)
+        } else {
+            holders.iter().any(|h| h == node)
+        }
+    }
+
+    fn desired_by(&self, g: &Group, holders: &[String], view: &View, colocate: bool) -> Option<String> {
+        let eligible = |n: &str| self.eligible(n, g, view);
+        // Colocation narrows the eligible nodes to those that satisfy it, when any does.
+        let coloc: Vec<&ColocationConfig> =
+            self.colocation.iter().filter(|c| colocate && c.group == g.cfg.name()).collect();
+        let fits = |n: &str| coloc.iter().all(|c| self.with_on(&c.with, n, view) != c.apart);
+        let narrowed = !coloc.is_empty() && self.nodes.iter().any(|n| eligible(n) && fits(n));
+        let ok = |n: &str| eligible(n) && (!narrowed || fits(n));
         let claimed_by = |n: &str| -> bool {
             if n == self.me {
                 self.claims.contains(&g.cfg.key)
@@ -996,24 +1311,27 @@ impl Resources {
         if let Some(n) = self.nodes.iter().find(|n| ok(n) && claimed_by(n)) {
             return Some(n.clone());
         }
-        let pref = &g.cfg.node;
-        if self.failback != AutoFailback::Off && ok(pref) {
-            return Some(pref.clone());
+        let prefs = g.cfg.preferred();
+        let first_pref = prefs.iter().find(|p| ok(p)).map(|p| p.to_string());
+        if self.failback != AutoFailback::Off && first_pref.is_some() {
+            return first_pref;
         }
         // Keep it where it runs. Several holders (a healed partition, an orphan found at
-        // start-up): the strongest claim keeps it, then the preferred node, then ha.cf order.
+        // start-up): the strongest claim keeps it, then the preferred nodes in order, then
+        // ha.cf order.
         let strongest = holders.iter().filter(|h| ok(h)).map(|h| self.claim_of(h, g)).min();
         if let Some(best) = strongest {
             let keepers: Vec<&String> =
                 holders.iter().filter(|h| ok(h) && self.claim_of(h, g) == best).collect();
-            if let Some(h) = keepers.iter().find(|h| **h == pref).or(keepers.first()) {
+            let preferred = prefs.iter().find_map(|p| keepers.iter().find(|h| **h == p));
+            if let Some(h) = preferred.or(keepers.first()) {
                 return Some((*h).clone());
             }
         }
-        if ok(pref) {
-            return Some(pref.clone());
+        if first_pref.is_some() {
+            return first_pref;
         }
-        let start = self.nodes.iter().position(|n| n == pref).unwrap_or(0);
+        let start = self.nodes.iter().position(|n| n == prefs[0]).unwrap_or(0);
         (1..=self.nodes.len()).map(|i| &self.nodes[(start + i) % self.nodes.len()]).find(|n| ok(n)).cloned()
     }
 
@@ -1040,6 +1358,10 @@ impl Resources {
             let desired = self.desired(g, &holders, view);
             let others_hold = holders.iter().any(|h| *h != self.me);
             let key = g.cfg.key.clone();
+            if g.pending_stop.is_some() {
+                // Its stop waits for what is ordered after it.
+                continue;
+            }
             match (g.state, view.no_quorum) {
                 // Without quorum nothing starts (freeze and stop alike).
                 (GroupState::Stopped, Some(_)) => {}
@@ -1053,7 +1375,10 @@ impl Resources {
                 // Freeze: what runs stays, and nothing moves.
                 (GroupState::Running, Some(_)) => {}
                 (GroupState::Stopped, None)
-                    if informed && desired.as_deref() == Some(self.me.as_str()) && !others_hold =>
+                    if informed
+                        && desired.as_deref() == Some(self.me.as_str())
+                        && !others_hold
+                        && self.order_ok(g, view) =>
                 {
                     let g = &mut self.groups[i];
                     g.state = GroupState::Starting;
@@ -1127,6 +1452,8 @@ impl Resources {
                 _ => {}
             }
         }
+        self.reconcile_clones(view, out);
+        self.run_pending_stops(out);
         // Heartbeat peers take groups only through their standby protocol.
         if self.ask.is_none() && now >= self.ask_quiet_until {
             if let Some((peer, keys)) = to_heartbeat.into_iter().next() {
@@ -1151,6 +1478,39 @@ impl Resources {
         }
         self.finish_owed_done(out);
         self.announce(now, view, None, out);
+    }
+
+    /// Clone instances: each node starts its own where the clone may run, keeps it there
+    /// (restarts after monitor failures are `monitor_failed`'s), and never moves it.
+    fn reconcile_clones(&mut self, view: &View, out: &mut RscOut) {
+        for i in 0..self.clones.len() {
+            let c = &self.clones[i];
+            let key = c.cfg.key.clone();
+            if c.pending_stop.is_some() {
+                continue;
+            }
+            match (c.state, view.no_quorum) {
+                (GroupState::Running, Some(NoQuorumPolicy::Stop)) => {
+                    out.log(
+                        Level::Warn,
+                        format!("Stopping clone {key} here: no quorum (no_quorum_policy stop)"),
+                    );
+                    self.stop(&key, "no quorum", out);
+                }
+                (GroupState::Stopped, None)
+                    if Self::clone_listed(c, &self.me)
+                        && !self.shutting_down
+                        && !c.failed_here
+                        && self.order_ok(c, view) =>
+                {
+                    let c = &mut self.clones[i];
+                    c.state = GroupState::Starting;
+                    out.log(Level::Info, format!("Starting clone {key} here"));
+                    out.actions.push(Action::StartGroup { key, reason: "clone instance".into() });
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The next time reconcile must run even if nothing happens (RQSTDELAY, ask timeout).
@@ -1185,6 +1545,8 @@ impl Resources {
                 GroupStatus {
                     key: g.cfg.key.clone(),
                     preferred: g.cfg.node.clone(),
+                    name: g.cfg.name().to_string(),
+                    preferred_nodes: g.cfg.preferred().iter().map(|n| n.to_string()).collect(),
                     state: g.state.name(),
                     desired: self.desired(g, &holders, view),
                     holders,
@@ -1206,6 +1568,30 @@ impl Resources {
             stable: self.informed(now, view) && !self.in_flux(),
             groups,
             failovers: self.failovers,
+            clones: self.clones.iter().map(|c| self.clone_status(c, view)).collect(),
+        }
+    }
+
+    fn clone_status(&self, c: &Group, view: &View) -> CloneStatus {
+        let nodes: Vec<String> = self.nodes.iter().filter(|n| Self::clone_listed(c, n)).cloned().collect();
+        let failed_on = nodes
+            .iter()
+            .filter(|n| {
+                if **n == self.me {
+                    c.failed_here
+                } else {
+                    self.peers.get(*n).is_some_and(|p| p.clones_failed.contains(&c.cfg.key))
+                }
+            })
+            .cloned()
+            .collect();
+        CloneStatus {
+            name: c.cfg.key.clone(),
+            running_on: nodes.iter().filter(|n| self.runs_on(&c.cfg.key, n, view)).cloned().collect(),
+            failed_on,
+            nodes,
+            state: c.state.name(),
+            last_error: c.last_error.clone(),
         }
     }
 }

@@ -3,7 +3,10 @@
 //! start or stop after a few milliseconds. Every step checks the safety invariant that
 //! matters most: no group runs on two nodes at once while the nodes agree on membership.
 use halo_config::AutoFailback;
-use halo_core::{Action, CoreConfig, Engine, Event, GroupConfig, Level, Now, OperatorCmd, RscSet};
+use halo_core::{
+    Action, CloneConfig, ColocationConfig, CoreConfig, Engine, Event, GroupConfig, Level, Now, OperatorCmd,
+    OrderConfig, RscSet,
+};
 use halo_wire::{AuthMethod, Keyring};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +28,7 @@ struct Sim {
     cut: BTreeSet<usize>,
     logs: Vec<(u64, usize, Level, String)>,
     starts: Vec<(u64, usize, String)>,
+    stops: Vec<(u64, usize, String)>,
     exited: BTreeSet<usize>,
     keyring: Keyring,
     /// Longest time any group ran on two nodes at once while no cable was cut.
@@ -35,14 +39,16 @@ struct Sim {
 }
 
 fn groups() -> Vec<GroupConfig> {
-    vec![
-        GroupConfig { key: "IPaddr::10.0.0.50/24/eth0".into(), node: "n1".into() },
-        GroupConfig { key: "10.0.0.60".into(), node: "n2".into() },
-    ]
+    vec![GroupConfig::new("IPaddr::10.0.0.50/24/eth0", "n1"), GroupConfig::new("10.0.0.60", "n2")]
 }
 
 impl Sim {
     fn new(n: usize, failback: AutoFailback) -> Sim {
+        Sim::with(n, failback, |_| {})
+    }
+
+    /// A cluster whose configurations `configure` adjusts (halo.toml's placement).
+    fn with(n: usize, failback: AutoFailback, configure: impl Fn(&mut CoreConfig)) -> Sim {
         let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
         let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         let cfg: Vec<CoreConfig> = (0..n)
@@ -57,6 +63,7 @@ impl Sim {
                 c.seed = i as u64 + 3;
                 c.groups = groups();
                 c.auto_failback = failback;
+                configure(&mut c);
                 c
             })
             .collect();
@@ -74,6 +81,7 @@ impl Sim {
             cut: BTreeSet::new(),
             logs: Vec::new(),
             starts: Vec::new(),
+            stops: Vec::new(),
             exited: BTreeSet::new(),
             keyring: Keyring::new(1, vec![(1, AuthMethod::Sha1, b"k".to_vec())]),
             max_double_ms: 0,
@@ -103,6 +111,7 @@ impl Sim {
                     self.agents.push((self.now + AGENT_MS, from, key, true, ok));
                 }
                 Action::StopGroup { key, .. } => {
+                    self.stops.push((self.now, from, key.clone()));
                     self.agents.push((self.now + AGENT_MS, from, key, false, true))
                 }
                 Action::Announce { .. } => {}
@@ -167,7 +176,8 @@ impl Sim {
     }
 
     fn check_double(&mut self) {
-        for g in groups() {
+        // Groups only: a clone runs on many nodes by design.
+        for g in self.cfg[0].groups.clone() {
             let holders = (0..self.engines.len())
                 .filter(|i| !self.down.contains(i) && self.running[*i].contains(&g.key))
                 .count();
@@ -502,7 +512,7 @@ fn n1_up_with_n2(seq: &mut u64) -> (Engine, Vec<Action>) {
     c.keepalive_ms = 100;
     c.deadtime_ms = 1000;
     c.initdead_ms = 2000;
-    c.groups = vec![GroupConfig { key: G2.into(), node: "n2".into() }];
+    c.groups = vec![GroupConfig::new(G2, "n2")];
     let mut e = Engine::new(c);
     let mut out = Vec::new();
     e.handle(Now::at(0), Event::Tick, &mut out);
@@ -686,4 +696,241 @@ fn quorum_is_ignored_by_default_as_in_heartbeat() {
     let q = sim.engines[0].status(Now::at(sim.now)).quorum;
     assert_eq!((q.have, q.policy), (false, "ignore"));
     assert!(sim.runs(0, G1) && sim.runs(0, G2), "without a policy n1 alone takes everything");
+}
+
+// ------------------------------------------------------------------ halo.toml placement
+
+fn prefer(key: &str, nodes: &[&str]) -> GroupConfig {
+    GroupConfig {
+        key: key.into(),
+        node: nodes[0].into(),
+        nodes: nodes.iter().map(|n| n.to_string()).collect(),
+        name: String::new(),
+    }
+}
+
+fn holders_of(sim: &Sim, key: &str) -> Vec<usize> {
+    (0..sim.engines.len()).filter(|i| !sim.down.contains(i) && sim.runs(*i, key)).collect()
+}
+
+fn when(list: &[(u64, usize, String)], node: usize, key: &str) -> Vec<u64> {
+    list.iter().filter(|(_, n, k)| *n == node && k == key).map(|(t, _, _)| *t).collect()
+}
+
+const VIP: &str = "10.0.0.70";
+const PINGD: &str = "pingd";
+
+#[test]
+fn placement_follows_the_preference_list_after_two_deaths_and_fails_back_in_order() {
+    let mut sim = Sim::with(3, AutoFailback::On, |c| c.groups = vec![prefer(VIP, &["n1", "n3", "n2"])]);
+    sim.step(6000);
+    assert_eq!(holders_of(&sim, VIP), vec![0]);
+    sim.crash(0);
+    sim.step(2000);
+    assert_eq!(holders_of(&sim, VIP), vec![2], "the second preferred node, not the next in ha.cf");
+    sim.crash(2);
+    sim.step(2000);
+    assert_eq!(holders_of(&sim, VIP), vec![1], "the third");
+    let st = sim.engines[1].resource_status(Now::at(sim.now));
+    assert_eq!(st.groups[0].preferred_nodes, vec!["n1", "n3", "n2"]);
+    assert_eq!(st.groups[0].preferred, "n1");
+    // auto_failback on: back to the best preferred node alive, in order.
+    sim.restart(2, false);
+    sim.step(4000);
+    assert_eq!(holders_of(&sim, VIP), vec![2]);
+    sim.restart(0, false);
+    sim.step(4000);
+    assert_eq!(holders_of(&sim, VIP), vec![0]);
+    assert_eq!(sim.max_double_ms, 0);
+}
+
+#[test]
+fn placement_without_failback_keeps_the_holder_and_uses_the_list_only_when_it_dies() {
+    let mut sim = Sim::with(3, AutoFailback::Off, |c| c.groups = vec![prefer(VIP, &["n1", "n3", "n2"])]);
+    sim.step(6000);
+    sim.crash(0);
+    sim.step(2000);
+    assert_eq!(holders_of(&sim, VIP), vec![2]);
+    sim.restart(0, false);
+    sim.step(4000);
+    assert_eq!(holders_of(&sim, VIP), vec![2], "stays where it runs");
+    assert_eq!(sim.max_double_ms, 0);
+}
+
+#[test]
+fn a_clone_runs_on_every_node_survives_a_death_without_moving_and_stays_out_of_heartbeat_sets() {
+    let mut sim = Sim::with(3, AutoFailback::On, |c| {
+        c.clones = vec![CloneConfig { name: PINGD.into(), nodes: Vec::new() }];
+    });
+    sim.step(6000);
+    assert_eq!(holders_of(&sim, PINGD), vec![0, 1, 2]);
+    for i in 0..3 {
+        assert_eq!(sim.starts_of(i, PINGD), 1);
+    }
+    // n3 holds no group: its Heartbeat-visible holdings stay empty.
+    let st = sim.engines[2].resource_status(Now::at(sim.now));
+    assert_eq!(st.rscstatus, "none");
+    assert_eq!(st.clones[0].running_on, vec!["n1", "n2", "n3"]);
+    assert_eq!(st.clones[0].state, "running");
+    sim.crash(1);
+    sim.step(3000);
+    assert_eq!(holders_of(&sim, PINGD), vec![0, 2]);
+    assert_eq!(sim.starts_of(0, PINGD) + sim.starts_of(2, PINGD), 2, "nothing restarted or moved");
+    let st = sim.engines[0].resource_status(Now::at(sim.now));
+    assert_eq!(st.clones[0].running_on, vec!["n1", "n3"]);
+    // A monitor failure restarts it in place.
+    sim.handle(0, Event::MonitorFailed { key: PINGD.into(), why: "not running".into() });
+    sim.step(100);
+    assert!(sim.runs(0, PINGD));
+    assert_eq!(sim.starts_of(0, PINGD), 2);
+    assert!(sim.logged(0, "restarting it here (1 of 3)"));
+    // Back: its own instance again. At shutdown it stops.
+    sim.restart(1, false);
+    sim.step(4000);
+    assert_eq!(holders_of(&sim, PINGD), vec![0, 1, 2]);
+    sim.handle(2, Event::Shutdown);
+    sim.step(200);
+    assert!(sim.exited.contains(&2));
+    assert!(!sim.runs(2, PINGD));
+    assert!(sim.runs(0, PINGD) && sim.runs(1, PINGD));
+}
+
+#[test]
+fn a_clone_limited_to_some_nodes_runs_only_there() {
+    let mut sim = Sim::with(3, AutoFailback::On, |c| {
+        c.clones = vec![CloneConfig { name: PINGD.into(), nodes: vec!["n1".into(), "n3".into()] }];
+    });
+    sim.step(6000);
+    assert_eq!(holders_of(&sim, PINGD), vec![0, 2]);
+    let st = sim.engines[1].resource_status(Now::at(sim.now));
+    assert_eq!(st.clones[0].nodes, vec!["n1", "n3"]);
+    assert_eq!(st.clones[0].state, "stopped");
+}
+
+#[test]
+fn order_then_waits_for_first_anywhere_and_starts_after_it() {
+    // G1 (n1) is ordered after G2 (n2).
+    let mut sim = Sim::with(2, AutoFailback::On, |c| {
+        c.order = vec![OrderConfig { first: G2.into(), then: G1.into() }];
+    });
+    sim.fail_start.insert((0, G2.to_string()));
+    sim.fail_start.insert((1, G2.to_string()));
+    sim.step(4000);
+    assert!(holders_of(&sim, G2).is_empty());
+    assert!(holders_of(&sim, G1).is_empty(), "waits for G2");
+    assert_eq!(sim.starts_of(0, G1), 0);
+    sim.fail_start.clear();
+    sim.operator(0, OperatorCmd::Cleanup(None)).unwrap();
+    sim.operator(1, OperatorCmd::Cleanup(None)).unwrap();
+    sim.step(1000);
+    assert_eq!(holders_of(&sim, G2), vec![1]);
+    assert_eq!(holders_of(&sim, G1), vec![0]);
+    let g2_started = *when(&sim.starts, 1, G2).last().unwrap() + AGENT_MS;
+    let g1_started = *when(&sim.starts, 0, G1).last().unwrap();
+    assert!(g1_started >= g2_started, "G1 ({g1_started}) after G2 ran ({g2_started})");
+}
+
+#[test]
+fn order_on_one_node_then_stops_before_first_and_starts_after_it() {
+    let a = "10.0.0.71";
+    let b = "10.0.0.72";
+    let mut sim = Sim::with(2, AutoFailback::On, |c| {
+        c.groups = vec![GroupConfig::new(a, "n1"), GroupConfig::new(b, "n1")];
+        c.order = vec![OrderConfig { first: a.into(), then: b.into() }];
+    });
+    sim.step(6000);
+    assert_eq!((holders_of(&sim, a), holders_of(&sim, b)), (vec![0], vec![0]));
+    // A monitor failure of `first` restarts it in place: `then` stops first, starts after.
+    sim.handle(0, Event::MonitorFailed { key: a.into(), why: "not running".into() });
+    sim.step(200);
+    let (sa, sb) = (when(&sim.stops, 0, a), when(&sim.stops, 0, b));
+    assert_eq!((sa.len(), sb.len()), (1, 1));
+    assert!(sa[0] >= sb[0] + AGENT_MS, "then stopped ({}) before first ({})", sb[0], sa[0]);
+    assert!(when(&sim.starts, 0, b).last().unwrap() >= &(when(&sim.starts, 0, a).last().unwrap() + AGENT_MS));
+    assert_eq!((holders_of(&sim, a), holders_of(&sim, b)), (vec![0], vec![0]));
+    // n1 leaves: b stops before a there; n2 starts a, then b.
+    sim.handle(0, Event::Shutdown);
+    sim.step(300);
+    let (sa, sb) = (when(&sim.stops, 0, a), when(&sim.stops, 0, b));
+    assert!(sa[1] >= sb[1] + AGENT_MS);
+    assert_eq!((holders_of(&sim, a), holders_of(&sim, b)), (vec![1], vec![1]));
+    assert!(when(&sim.starts, 1, b)[0] >= when(&sim.starts, 1, a)[0] + AGENT_MS);
+    assert_eq!(sim.max_double_ms, 0);
+}
+
+#[test]
+fn order_after_a_clone_waits_for_the_local_instance_and_stops_before_it() {
+    let mut sim = Sim::with(2, AutoFailback::On, |c| {
+        c.clones = vec![CloneConfig { name: PINGD.into(), nodes: Vec::new() }];
+        c.order = vec![OrderConfig { first: PINGD.into(), then: G1.into() }];
+    });
+    sim.fail_start.insert((0, PINGD.to_string()));
+    sim.step(6000);
+    // The clone failed on n1: G1 goes where an instance runs.
+    assert!(!sim.runs(0, PINGD));
+    assert_eq!(holders_of(&sim, G1), vec![1]);
+    assert!(when(&sim.starts, 1, G1)[0] >= when(&sim.starts, 1, PINGD)[0] + AGENT_MS);
+    let st = sim.engines[1].resource_status(Now::at(sim.now));
+    assert_eq!(st.clones[0].failed_on, vec!["n1"]);
+    // Cleared, n1's instance starts and G1 fails back after it.
+    sim.fail_start.clear();
+    sim.operator(0, OperatorCmd::Cleanup(Some(PINGD.into()))).unwrap();
+    sim.step(1000);
+    assert!(sim.runs(0, PINGD) && sim.runs(1, PINGD));
+    assert_eq!(holders_of(&sim, G1), vec![0]);
+    // Shutdown of n1: G1 stops before the clone there.
+    sim.handle(0, Event::Shutdown);
+    sim.step(300);
+    assert!(when(&sim.stops, 0, PINGD)[0] >= when(&sim.stops, 0, G1)[0] + AGENT_MS);
+    assert_eq!(holders_of(&sim, G1), vec![1]);
+    assert_eq!(sim.max_double_ms, 0);
+}
+
+#[test]
+fn colocation_with_and_apart_follow_a_moving_group() {
+    let a = "10.0.0.71";
+    let b = "10.0.0.72";
+    let c3 = "10.0.0.73";
+    let mut sim = Sim::with(3, AutoFailback::On, |c| {
+        c.groups = vec![
+            GroupConfig { name: "web".into(), ..GroupConfig::new(a, "n1") },
+            GroupConfig::new(b, "n3"),
+            GroupConfig::new(c3, "n1"),
+        ];
+        c.colocation = vec![
+            ColocationConfig { group: b.into(), with: "web".into(), apart: false },
+            ColocationConfig { group: c3.into(), with: "web".into(), apart: true },
+        ];
+    });
+    sim.step(6000);
+    assert_eq!(holders_of(&sim, a), vec![0]);
+    assert_eq!(holders_of(&sim, b), vec![0], "with web, not on its preferred n3");
+    assert_eq!(holders_of(&sim, c3), vec![1], "apart from web, not on its preferred n1");
+    let st = sim.engines[2].resource_status(Now::at(sim.now));
+    assert_eq!(st.groups[0].name, "web");
+    sim.crash(0);
+    sim.step(3000);
+    assert_eq!(holders_of(&sim, a), vec![1]);
+    assert_eq!(holders_of(&sim, b), vec![1], "followed web");
+    assert_eq!(holders_of(&sim, c3), vec![2], "left web's new node");
+    // Back to n1 with failback: all follow again.
+    sim.restart(0, false);
+    sim.step(4000);
+    assert_eq!((holders_of(&sim, a), holders_of(&sim, b), holders_of(&sim, c3)), (vec![0], vec![0], vec![1]));
+    assert_eq!(sim.max_double_ms, 0);
+}
+
+#[test]
+fn cleanup_accepts_a_groups_name() {
+    let mut sim = Sim::with(2, AutoFailback::On, |c| {
+        c.groups = vec![GroupConfig { name: "web".into(), ..GroupConfig::new(G1, "n1") }];
+    });
+    sim.fail_start.insert((0, G1.to_string()));
+    sim.step(3000);
+    assert_eq!(holders_of(&sim, G1), vec![1]);
+    sim.fail_start.clear();
+    let r = sim.operator(0, OperatorCmd::Cleanup(Some("web".into()))).unwrap();
+    assert!(r.starts_with("1 "), "{r}");
+    sim.step(1000);
+    assert_eq!(holders_of(&sim, G1), vec![0]);
 }

@@ -6,7 +6,7 @@
 //! One operation per group at a time: an operation asked while another runs for the same
 //! group waits in a queue. Monitors run only for groups the engine says are running and
 //! nothing else is happening to.
-use halo_config::ResourceGroup;
+use halo_config::{CloneSpec, ResourceGroup};
 use halo_core::Event;
 use halo_host::group::{GroupEnv, GroupExecutor, ProbeResult};
 use halo_host::{Level, Logger};
@@ -58,8 +58,12 @@ impl Groups {
     /// Opens the executor (in this thread's network namespace), probes every group, and
     /// returns the runtime with the keys of the groups found fully running. A group found
     /// partly running is stopped first: half a group is an orphan, never a holding.
+    ///
+    /// halo.toml's clones run like groups whose key is the clone's name (the engine starts
+    /// and stops this node's instance with that key).
     pub fn open(
         groups: &[ResourceGroup],
+        clones: &[CloneSpec],
         config_dir: &Path,
         state_dir: &Path,
         node: &str,
@@ -93,8 +97,18 @@ impl Groups {
             );
         }
         let mut running = Vec::new();
-        for g in groups {
-            let key = g.key().to_string();
+        let all: Vec<(String, ResourceGroup)> = groups
+            .iter()
+            .map(|g| (g.key().to_string(), g.clone()))
+            .chain(clones.iter().map(|c| {
+                (
+                    c.name.clone(),
+                    ResourceGroup { node: String::new(), line: c.line, resources: c.resources.clone() },
+                )
+            }))
+            .collect();
+        for (key, g) in &all {
+            let key = key.clone();
             let mut log = |l: Level, s: String| logger.log(l, &s);
             let probe = exec.probe_group(g, &mut log);
             let up = probe.iter().filter(|p| **p == ProbeResult::Running).count();
@@ -128,7 +142,7 @@ impl Groups {
         let me = Groups {
             exec,
             director,
-            groups: groups.iter().map(|g| (g.key().to_string(), g.clone())).collect(),
+            groups: all.into_iter().collect(),
             logger,
             tx,
             rx,

@@ -188,11 +188,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // Resource groups: probe what already runs here before deciding anything. Done before
     // this thread turns real-time, so the executor's own threads run at normal priority.
     let haresources = model.haresources.as_ref().map(|h| h.groups.clone()).unwrap_or_default();
-    let (groups, running_at_start) = if haresources.is_empty() {
+    let placement = &model.placement;
+    let (groups, running_at_start) = if haresources.is_empty() && placement.clones.is_empty() {
         (None, Vec::new())
     } else {
-        let (g, running) =
-            Groups::open(&haresources, &args.config_dir, &args.state_dir, &node, Arc::clone(&logger))?;
+        let (g, running) = Groups::open(
+            &haresources,
+            &placement.clones,
+            &args.config_dir,
+            &args.state_dir,
+            &node,
+            Arc::clone(&logger),
+        )?;
         (Some(g), running)
     };
 
@@ -228,9 +235,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         links: links_names,
         flow_control: true,
         seed: generation ^ u64::from(std::process::id()) ^ now_secs.rotate_left(17),
+        // halo.toml's placement: preferred nodes in order, names, clones and constraints.
         groups: haresources
             .iter()
-            .map(|g| GroupConfig { key: g.key().to_string(), node: g.node.clone() })
+            .map(|g| GroupConfig {
+                key: g.key().to_string(),
+                node: g.node.clone(),
+                nodes: model.preferred_nodes(g.key()),
+                name: placement
+                    .groups
+                    .iter()
+                    .find(|p| p.key == g.key())
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        clones: placement
+            .clones
+            .iter()
+            .map(|c| halo_core::CloneConfig { name: c.name.clone(), nodes: c.nodes.clone() })
+            .collect(),
+        order: placement
+            .order
+            .iter()
+            .map(|o| halo_core::OrderConfig { first: o.first.clone(), then: o.then.clone() })
+            .collect(),
+        colocation: placement
+            .colocation
+            .iter()
+            .map(|c| halo_core::ColocationConfig {
+                group: c.group.clone(),
+                with: c.with.clone(),
+                apart: c.apart,
+            })
             .collect(),
         auto_failback: hc.auto_failback,
         running_at_start,
@@ -681,11 +718,21 @@ pub fn resources_json(r: &halo_core::ResourceStatus) -> serde_json::Value {
         "groups": r.groups.iter().map(|g| json!({
             "key": g.key,
             "node": g.preferred,
+            "name": g.name,
+            "nodes": g.preferred_nodes,
             "state": g.state,
             "holders": g.holders,
             "desired": g.desired,
             "failed": g.failed_here,
             "last_error": g.last_error,
+        })).collect::<Vec<_>>(),
+        "clones": r.clones.iter().map(|c| json!({
+            "name": c.name,
+            "nodes": c.nodes,
+            "state": c.state,
+            "running_on": c.running_on,
+            "failed_on": c.failed_on,
+            "last_error": c.last_error,
         })).collect::<Vec<_>>(),
     })
 }

@@ -80,6 +80,7 @@ fn group(
         desired: desired.map(str::to_string),
         failed_here: false,
         last_error: None,
+        ..GroupStatus::default()
     }
 }
 
@@ -89,7 +90,16 @@ fn resources(
     failovers: u64,
     groups: Vec<GroupStatus>,
 ) -> ResourceStatus {
-    ResourceStatus { managed: true, auto_failback: "on", standby, rscstatus, stable: true, groups, failovers }
+    ResourceStatus {
+        managed: true,
+        auto_failback: "on",
+        standby,
+        rscstatus,
+        stable: true,
+        groups,
+        failovers,
+        ..ResourceStatus::default()
+    }
 }
 
 /// The status JSON exactly as `halo run` answers `status`.

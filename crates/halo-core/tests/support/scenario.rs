@@ -3,7 +3,7 @@
 //! replays it.
 use super::Rng;
 use halo_config::AutoFailback;
-use halo_core::{GroupConfig, OperatorCmd, RscSet};
+use halo_core::{CloneConfig, ColocationConfig, GroupConfig, OperatorCmd, OrderConfig, RscSet};
 use std::fmt;
 
 /// How a virtual resource agent behaves.
@@ -68,6 +68,9 @@ pub struct Scenario {
     pub seed: u64,
     pub nodes: usize,
     pub groups: Vec<GroupConfig>,
+    pub clones: Vec<CloneConfig>,
+    pub order: Vec<OrderConfig>,
+    pub colocation: Vec<ColocationConfig>,
     pub failback: AutoFailback,
     pub keepalive_ms: u64,
     pub deadtime_ms: u64,
@@ -93,11 +96,10 @@ impl Scenario {
         let nodes = if r.pct(35) { 2 } else { r.range(3, 7) as usize };
         let ngroups = r.range(1, 3) as usize;
         let groups = (0..ngroups)
-            .map(|i| GroupConfig {
-                key: format!("10.0.0.{}", 50 + i),
-                node: format!("n{}", r.below(nodes as u64) + 1),
+            .map(|i| {
+                GroupConfig::new(&format!("10.0.0.{}", 50 + i), &format!("n{}", r.below(nodes as u64) + 1))
             })
-            .collect();
+            .collect::<Vec<GroupConfig>>();
         let failback = *r.pick(&[
             AutoFailback::On,
             AutoFailback::On,
@@ -166,7 +168,53 @@ impl Scenario {
             ops.push((at, op));
         }
         ops.sort_by_key(|(t, _)| *t);
+        // halo.toml's placement, drawn last so that the draws above stay what they were:
+        // more preferred nodes, a clone, an order and a colocation constraint.
+        let mut groups = groups;
+        for g in groups.iter_mut() {
+            if r.pct(40) {
+                g.nodes = vec![g.node.clone()];
+                for _ in 0..r.range(1, 3) {
+                    let n = format!("n{}", r.below(nodes as u64) + 1);
+                    if !g.nodes.contains(&n) {
+                        g.nodes.push(n);
+                    }
+                }
+            }
+        }
+        let mut clones = Vec::new();
+        if r.pct(40) {
+            let listed = if r.pct(50) {
+                Vec::new()
+            } else {
+                (1..=nodes).filter(|_| r.pct(70)).map(|i| format!("n{i}")).collect()
+            };
+            clones.push(CloneConfig { name: "pingd".into(), nodes: listed });
+        }
+        let mut order = Vec::new();
+        let mut colocation = Vec::new();
+        if r.pct(40) {
+            let then = groups[r.below(ngroups as u64) as usize].key.clone();
+            let first = if !clones.is_empty() && (ngroups == 1 || r.pct(50)) {
+                Some(clones[0].name.clone())
+            } else {
+                groups.iter().map(|g| g.key.clone()).find(|k| *k != then)
+            };
+            if let Some(first) = first {
+                order.push(OrderConfig { first, then });
+            }
+        }
+        if ngroups > 1 && r.pct(40) {
+            colocation.push(ColocationConfig {
+                group: groups[1].key.clone(),
+                with: groups[0].key.clone(),
+                apart: r.pct(50),
+            });
+        }
         Scenario {
+            clones,
+            order,
+            colocation,
             seed,
             nodes,
             groups,
@@ -198,7 +246,10 @@ impl Scenario {
     /// within a deadtime), the loser's agent finished — a start that hangs cannot be
     /// stopped before the executor's timeout ends it — and its stop run.
     pub fn handover_ms(&self) -> u64 {
-        self.deadtime_ms + self.agent_timeout_ms + self.agent_ms.1
+        // With an order constraint, what is ordered after a group stops before it: one
+        // more agent run (which may hang until the timeout).
+        let deps = if self.order.is_empty() { 0 } else { self.agent_timeout_ms + self.agent_ms.1 };
+        self.deadtime_ms + self.agent_timeout_ms + self.agent_ms.1 + deps
     }
 
     /// Invariant (c)'s bound, counted from the operator's clean-up after the heal: every
@@ -231,7 +282,7 @@ impl fmt::Display for Scenario {
             "seed {}: {} nodes, groups [{}], auto_failback {:?}, keepalive {} ms, deadtime {} ms, initdead {} ms, ping node: {}, no_quorum_policy {:?}",
             self.seed,
             self.nodes,
-            self.groups.iter().map(|g| format!("{}@{}", g.key, g.node)).collect::<Vec<_>>().join(" "),
+            self.groups.iter().map(|g| format!("{}@{}", g.key, g.preferred().join(","))).collect::<Vec<_>>().join(" "),
             self.failback,
             self.keepalive_ms,
             self.deadtime_ms,
@@ -250,6 +301,13 @@ impl fmt::Display for Scenario {
             self.quality.1,
             self.quality.2
         )?;
+        if !self.clones.is_empty() || !self.order.is_empty() || !self.colocation.is_empty() {
+            writeln!(
+                f,
+                "  clones {:?}; order {:?}; colocation {:?}",
+                self.clones, self.order, self.colocation
+            )?;
+        }
         for (t, op) in &self.ops {
             writeln!(f, "  at {t:>6} ms: {op:?}")?;
         }

@@ -82,6 +82,8 @@ pub struct Stats {
 
 pub struct World {
     pub sc: Scenario,
+    /// Group keys, then clone names: the index of `Node::real` and `modes`.
+    keys: Vec<String>,
     pub now: u64,
     cfgs: Vec<CoreConfig>,
     names: Vec<String>,
@@ -126,6 +128,9 @@ impl World {
                 c.uuid = [i as u8 + 1; 16];
                 c.seed = sc.seed.wrapping_mul(31).wrapping_add(i as u64);
                 c.groups = sc.groups.clone();
+                c.clones = sc.clones.clone();
+                c.order = sc.order.clone();
+                c.colocation = sc.colocation.clone();
                 c.auto_failback = sc.failback;
                 c.no_quorum_policy = sc.policy;
                 if sc.ping {
@@ -136,15 +141,21 @@ impl World {
             })
             .collect();
         let g = sc.groups.len();
+        // Groups first, then clones: invariants (b) and (c) look at the groups only (a
+        // clone runs on many nodes by design).
+        let keys: Vec<String> =
+            sc.groups.iter().map(|g| g.key.clone()).chain(sc.clones.iter().map(|c| c.name.clone())).collect();
+        let all = keys.len();
         let nodes = (0..n)
             .map(|_| Node {
                 engine: None,
                 generation: 100,
-                real: vec![Real::default(); g],
-                modes: vec![(Mode::Ok, Mode::Ok); g],
+                real: vec![Real::default(); all],
+                modes: vec![(Mode::Ok, Mode::Ok); all],
             })
             .collect();
         let mut w = World {
+            keys,
             now: 0,
             cfgs,
             names,
@@ -313,14 +324,8 @@ impl World {
         n.generation += 1;
         let mut c = self.cfgs[i].clone();
         c.generation = n.generation;
-        c.running_at_start = self
-            .sc
-            .groups
-            .iter()
-            .zip(&n.real)
-            .filter(|(_, r)| r.running)
-            .map(|(g, _)| g.key.clone())
-            .collect();
+        c.running_at_start =
+            self.keys.iter().zip(&n.real).filter(|(_, r)| r.running).map(|(k, _)| k.clone()).collect();
         let held = c.running_at_start.clone();
         n.engine = Some(Engine::new(c));
         // A new incarnation has heard nobody yet.
@@ -370,8 +375,9 @@ impl World {
             // `halo cleanup` vouches that a group whose stop failed is stopped: the operator
             // really cleaned it up by hand.
             let st = e.resource_status(Now::at(self.now));
-            for (gi, g) in st.groups.iter().enumerate() {
-                if g.state == "stop_failed" {
+            let states = st.groups.iter().map(|g| g.state).chain(st.clones.iter().map(|c| c.state));
+            for (gi, state) in states.enumerate() {
+                if state == "stop_failed" {
                     self.nodes[i].real[gi].running = false;
                 }
             }
@@ -409,7 +415,7 @@ impl World {
     // ------------------------------------------------------------------ executor
 
     fn agent(&mut self, node: usize, key: &str, start: bool) {
-        let Some(gi) = self.sc.groups.iter().position(|g| g.key == key) else {
+        let Some(gi) = self.keys.iter().position(|k| k == key) else {
             return self.fail(format!("n{} acts on unknown group {key}", node + 1));
         };
         if self.nodes[node].real[gi].op.is_some() {
@@ -435,7 +441,7 @@ impl World {
         // A failed start leaves nothing behind (the executor stops what did start); a failed
         // or hung stop may leave the group running.
         r.running = if p.start { p.ok } else { !p.ok };
-        let key = self.sc.groups[gi].key.clone();
+        let key = self.keys[gi].clone();
         let detail = if p.ok { String::new() } else { "agent failed".into() };
         let ev = if p.start {
             Event::GroupStarted { key, ok: p.ok, detail }
@@ -732,7 +738,15 @@ impl World {
         let mut expected = false;
         for i in 0..n {
             if let Some(e) = &self.nodes[i].engine {
-                if !e.standby().covers(&self.names[i], &g.node) {
+                // A group ordered after a clone runs only where the clone may run.
+                let clone_ok = self.sc.order.iter().filter(|o| o.then == g.key).all(|o| {
+                    self.sc
+                        .clones
+                        .iter()
+                        .filter(|c| c.name == o.first)
+                        .all(|c| c.nodes.is_empty() || c.nodes.contains(&self.names[i]))
+                });
+                if !e.standby().covers(&self.names[i], &g.node) && clone_ok {
                     expected = true;
                 }
             }
