@@ -9,10 +9,17 @@ cd "$(dirname "$0")/.."
 # OCF agents (Dummy, IPaddr2) the agent and failover tests drive; iproute2: namespaces and
 # `ss`; nftables: cutting links one way and the director's data plane; procps, util-linux:
 # the helper scripts; python3: the hostile-packet sender and the test web servers; curl: the
-# clients fetching through a VIP; chromium: the headless browser the dashboard test drives.
-apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3 curl chromium
+# clients fetching through a VIP; chromium: the headless browser the dashboard test drives;
+# systemd: systemd-analyze verifies packaging/halo.service; dpkg-dev: cargo-deb's
+# dpkg-shlibdeps for the .deb's dependencies.
+apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3 curl chromium systemd dpkg-dev
 rust_need
+cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
 cargo build --workspace --all-targets
+# The release build of the .deb (target/deb, a lock of its own), done before the tests so
+# that the packaging test's own call of build-deb.sh finds it up to date. A failure here is
+# reported by that test.
+scripts/build-deb.sh >/dev/null || echo "== scripts/build-deb.sh failed; the .deb test will say why"
 # One test at a time: the end-to-end tests time real daemons on a 2-core machine.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -26,7 +26,8 @@ fn add_pages(cmd: &clap::Command, name: &str, pages: &mut Vec<(String, Vec<u8>)>
         .render(&mut text)
         .with_context(|| format!("rendering {name}.8"))?;
     pages.push((format!("{name}.8"), text));
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // `build()` adds clap's `help` subcommands: no page of their own.
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
         add_pages(sub, &format!("{name}-{}", sub.get_name()), pages)?;
     }
     Ok(())
