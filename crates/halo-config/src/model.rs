@@ -419,8 +419,8 @@ pub struct AuthKey {
     pub key: Option<String>,
 }
 
-/// What halo.toml adds to haresources. The engine does not act on it yet (one preferred node
-/// per group, no clones or constraints); the model carries it so that it can.
+/// What halo.toml adds to haresources; `halo run` hands it to the engine (halo-core's
+/// `GroupConfig::nodes`, `CloneConfig`, `OrderConfig`, `ColocationConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Placement {
     /// Groups that have a name of their own or more than one preferred node, by group key.
