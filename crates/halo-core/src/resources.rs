@@ -7,7 +7,15 @@
 //! * what every node holds, says it is in standby for, claims (an operator's `takeover`) and
 //!   has failed — each node states these facts about *itself* in its `starting` and
 //!   `resource` messages (Heartbeat's messages, with halo fields that Heartbeat ignores),
-//! * `auto_failback` and each group's preferred node (the haresources line's node).
+//! * `auto_failback` and each group's preferred nodes (the haresources line's node, or
+//!   halo.toml's ordered list: the first eligible one with failback, else the holder keeps
+//!   it; when the holder is gone, the next eligible preferred node, then ha.cf order).
+//!
+//! halo.toml adds clones (each node runs its own instance where the clone is listed, never
+//! moved, stated in `halo_clones` and invisible to Heartbeat), order constraints (`then`
+//! starts once `first` runs — a group somewhere, a clone here — and a `then` held here stops
+//! before `first` stops here) and colocation (`with`/`apart` narrow the eligible nodes to
+//! where the other group runs, or is to start; ignored when no eligible node satisfies it).
 //!
 //! A node starts a group only when placement names it, it has heard what every live peer
 //! holds (or Heartbeat's 10 s `RQSTDELAY` passed), and no live node holds the group. A
