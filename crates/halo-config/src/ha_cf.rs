@@ -50,6 +50,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "cluster",
     "log_badpack",
     "respawn",
+    "no_quorum_policy",
     "ping",
     "ping6",
     "ping_group",
@@ -170,10 +171,15 @@ const HOSTLENG: usize = 100;
 const TIME_EXPECTED: &str = "expected a time such as 2, 1.5 or 500ms (seconds unless suffixed ms or us)";
 const BOOL_EXPECTED: &str = "expected a boolean (true/false, on/off, yes/no, y/n, 1/0)";
 
+/// Directives only halo knows. Heartbeat 3.0.6 refuses an ha.cf that uses them, so each use
+/// is warned about: such a file cannot be shared with Heartbeat nodes.
+pub const HALO_DIRECTIVES: &[&str] = &["no_quorum_policy"];
+
 /// True for every directive Heartbeat 3.0.6 (Debian build) accepts in ha.cf, plus the legacy
-/// alias `udp`.
+/// alias `udp`, plus halo's own [`HALO_DIRECTIVES`].
 pub fn is_legal_directive(name: &str) -> bool {
     name == "udp"
+        || HALO_DIRECTIVES.contains(&name)
         || OPTION_DIRECTIVES.contains(&name)
         || WHOLE_LINE_DIRECTIVES.contains(&name)
         || WHOLE_LINE_MEDIA.contains(&name)
@@ -183,6 +189,7 @@ pub fn is_legal_directive(name: &str) -> bool {
 fn all_directives() -> impl Iterator<Item = &'static str> {
     OPTION_DIRECTIVES
         .iter()
+        .chain(HALO_DIRECTIVES)
         .chain(WHOLE_LINE_DIRECTIVES)
         .chain(WHOLE_LINE_MEDIA)
         .chain(PER_WORD_MEDIA)
@@ -288,6 +295,15 @@ impl<'a> Parser<'a> {
 
         if self.cfg.line_of(directive).is_none() {
             self.cfg.directive_lines.push((directive.to_string(), lineno));
+        }
+        if HALO_DIRECTIVES.contains(&directive) && self.warned.insert(directive.to_string()) {
+            self.sink.warn(
+                lineno,
+                format!(
+                    "'{directive}' is a halo extension: Heartbeat 3.0.6 refuses an ha.cf that uses it \
+                     (keep it out of files shared with Heartbeat nodes; halo.toml has it too)"
+                ),
+            );
         }
         if !IMPLEMENTED.contains(&directive) && self.warned.insert(directive.to_string()) {
             self.sink.warn(
@@ -418,6 +434,13 @@ impl<'a> Parser<'a> {
                     line,
                     format!("nice_failback is obsolete: 'nice_failback {word}' is read as 'auto_failback {as_written}', as Heartbeat does; write auto_failback on, off or legacy instead"),
                 );
+            }
+            "no_quorum_policy" => {
+                let w = word.to_ascii_lowercase();
+                if !["ignore", "freeze", "stop"].contains(&w.as_str()) {
+                    return Err(format!("expected ignore, freeze or stop, got '{word}'"));
+                }
+                cfg.no_quorum_policy = w;
             }
             "auto_failback" => {
                 cfg.auto_failback = match parse_bool(word) {

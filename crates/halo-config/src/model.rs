@@ -74,6 +74,9 @@ pub struct HaCf {
     pub media: Vec<Medium>,
     pub ping_nodes: Vec<PingNode>,
     pub auto_failback: AutoFailback,
+    /// halo extension (`no_quorum_policy ignore|freeze|stop`): what a node without quorum
+    /// does. `ignore` (Heartbeat's behaviour) when not set.
+    pub no_quorum_policy: String,
     pub logfile: Option<PathBuf>,
     pub debugfile: Option<PathBuf>,
     /// Syslog facility name; `None` when unset or `none`.
@@ -146,6 +149,7 @@ impl Default for HaCf {
             media: Vec::new(),
             ping_nodes: Vec::new(),
             auto_failback: AutoFailback::Legacy,
+            no_quorum_policy: "ignore".to_string(),
             logfile: None,
             debugfile: None,
             logfacility: None,

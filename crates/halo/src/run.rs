@@ -274,7 +274,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         ping_nodes: hc.ping_nodes.iter().map(|p| p.name.clone()).collect(),
         deadping_ms: hc.deadping_ms,
         // Quorum is not configurable from ha.cf yet: Heartbeat's behaviour (no checks).
-        no_quorum_policy: halo_core::NoQuorumPolicy::Ignore,
+        // halo-config accepts only ignore, freeze and stop.
+        no_quorum_policy: halo_core::NoQuorumPolicy::parse(&hc.no_quorum_policy).unwrap_or_default(),
     });
 
     let has_serial = links.has_serial();
@@ -799,5 +800,12 @@ pub fn status_json(
         "sent_messages": st.sent_messages,
         "retransmitted": st.retransmitted,
         "max_lateness_ms": st.max_lateness_ms,
+        "quorum": json!({
+            "have": st.quorum.have,
+            "votes": st.quorum.votes,
+            "expected": st.quorum.expected,
+            "tie_breaker": st.quorum.tie_breaker,
+            "policy": st.quorum.policy,
+        }),
     })
 }

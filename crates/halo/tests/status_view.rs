@@ -50,6 +50,7 @@ fn ping(alive: bool) -> NodeStatus {
 }
 
 fn cluster(nodes: Vec<NodeStatus>) -> ClusterStatus {
+    let nodes_up = nodes.iter().filter(|n| n.kind == "normal" && n.state == "active").count();
     ClusterStatus {
         node: "n1".into(),
         state: "active",
@@ -61,7 +62,13 @@ fn cluster(nodes: Vec<NodeStatus>) -> ClusterStatus {
         sent_messages: 1234,
         retransmitted: 5,
         max_lateness_ms: 3,
-        quorum: Default::default(),
+        quorum: halo_core::QuorumStatus {
+            have: true,
+            votes: nodes_up,
+            expected: 2,
+            tie_breaker: Some(true),
+            policy: "ignore",
+        },
     }
 }
 

@@ -85,6 +85,7 @@ const ACCEPT: &[&str] = &[
     "serial /dev/ttyS0",
     "ping 10.0.0.254",
     "ping6 2001:db8::1",
+    "no_quorum_policy freeze",
 ];
 
 #[test]
@@ -728,4 +729,17 @@ fn huge_times_do_not_overflow() {
         "logfile /l\nnode a\nbcast eth0\nauto_failback on\nkeepalive 99999999999999999999999\ndeadping 1\n",
     );
     assert_eq!(e.len(), 2, "{e:?}");
+}
+
+#[test]
+fn no_quorum_policy_is_a_halo_extension_with_a_warning() {
+    let (cfg, w) = ok("node a b\nbcast eth0\nno_quorum_policy stop\n");
+    assert_eq!(cfg.no_quorum_policy, "stop");
+    assert!(w.iter().any(|m| m.contains("ha.cf:3: 'no_quorum_policy' is a halo extension")), "{w:?}");
+    let (cfg, _) = ok("node a b\nbcast eth0\n");
+    assert_eq!(cfg.no_quorum_policy, "ignore");
+    assert_eq!(
+        one_err("node a\nbcast eth0\nno_quorum_policy maybe\n"),
+        "ha.cf:3: no_quorum_policy: expected ignore, freeze or stop, got 'maybe'"
+    );
 }

@@ -116,6 +116,21 @@ pub fn render(v: &Value) -> String {
         s(v, "state"),
         v.get("generation").and_then(|g| g.as_u64()).unwrap_or(0)
     ));
+    if let Some(q) = v.get("quorum").filter(|q| q.is_object()) {
+        let have = q.get("have").and_then(|h| h.as_bool()) == Some(true);
+        let votes = q.get("votes").and_then(|x| x.as_u64()).unwrap_or(0);
+        let expected = q.get("expected").and_then(|x| x.as_u64()).unwrap_or(0);
+        let tie = match q.get("tie_breaker").and_then(|t| t.as_bool()) {
+            Some(true) => ", ping tie-breaker reached",
+            Some(false) => ", ping tie-breaker lost",
+            None => "",
+        };
+        out.push_str(&format!(
+            "Quorum: {} ({votes} of {expected} votes{tie}; no_quorum_policy {})\n",
+            if have { "partition with quorum" } else { "partition WITHOUT quorum" },
+            s(q, "policy")
+        ));
+    }
     out.push('\n');
     let mut conf = plural(normal.len(), "node configured", "nodes configured");
     if !ping.is_empty() {
