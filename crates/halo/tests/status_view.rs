@@ -466,3 +466,20 @@ fn cl_status_subcommands_outputs_and_exit_codes() {
     assert_eq!((c, o.as_str()), (1, ""));
     assert!(err.contains("Cannot signon with heartbeat"), "{err}");
 }
+
+#[test]
+fn clones_are_listed_with_where_they_run() {
+    let v = serde_json::json!({
+        "node": "n1", "state": "active", "generation": 1, "comm_up": true,
+        "nodes": [{"name": "n1", "state": "active", "type": "normal", "links": []}],
+        "resources": {"managed": true, "auto_failback": "on", "standby": "none", "rscstatus": "none",
+            "groups": [], "clones": [
+                {"name": "gw_pingd_clone", "nodes": [], "state": "running",
+                 "running_on": ["n1", "n2"], "failed_on": ["n3"], "last_error": "exit 1"}]}
+    });
+    let text = halo::cmd::status::render(&v);
+    assert!(
+        text.contains(" Clone Set: gw_pingd_clone\n     Started: [ n1 n2 ]\n     FAILED: [ n3 ]\n"),
+        "{text}"
+    );
+}

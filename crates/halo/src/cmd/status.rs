@@ -205,6 +205,17 @@ pub fn render(v: &Value) -> String {
             }
         }
     }
+    let clones: Vec<&Value> =
+        rsc.and_then(|r| r.get("clones")).and_then(|c| c.as_array()).into_iter().flatten().collect();
+    for c in &clones {
+        let running = strings(c.get("running_on"));
+        let failed = strings(c.get("failed_on"));
+        out.push_str(&format!(" Clone Set: {}\n", s(c, "name")));
+        out.push_str(&format!("     Started: [ {} ]\n", running.join(" ")));
+        if !failed.is_empty() {
+            out.push_str(&format!("     FAILED: [ {} ]\n", failed.join(" ")));
+        }
+    }
 
     let failed: Vec<&&Value> =
         groups.iter().filter(|g| g.get("failed").and_then(|f| f.as_bool()) == Some(true)).collect();
