@@ -13,7 +13,13 @@ fn main() {
         for port in base..base.saturating_add(count) {
             let l = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
             tokio::spawn(async move {
-                while let Ok((mut s, _)) = l.accept().await {
+                loop {
+                    // Out of descriptors (EMFILE) and the like: a pause, never the end of the
+                    // listener (a listener that quits shows as a real server down).
+                    let Ok((mut s, _)) = l.accept().await else {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    };
                     tokio::spawn(async move {
                         let mut buf = [0u8; 1024];
                         let _ = s.read(&mut buf).await;

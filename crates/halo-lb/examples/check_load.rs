@@ -1,15 +1,21 @@
 //! bench/director: the health checker under load — `COUNT` real servers (127.0.0.1, ports from
 //! `BASE`) each checked once per second with `KIND` (http: ldirectord's default negotiate
-//! check, or connect) in rounds, on one current_thread tokio runtime, as halo's director does. After a
+//! check, or connect), on one current_thread tokio runtime, paced as halo's director paces them
+//! (halo-lb's `check::pace`: a stable phase per real server, a cap on checks in flight). After a
 //! warm-up it measures `SECS` seconds and prints one JSON line: checks/s, up ratio, CPU % of
-//! one core (getrusage) and RSS (VmRSS / VmHWM).
+//! one core (getrusage), RSS (VmRSS / VmHWM) and the checks in flight (mean, peak).
 //! Usage: check_load BASE COUNT KIND SECS
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use halo_lb::check::pace::{self, Pacer};
 use halo_lb::check::{run_check, CheckKind, CheckSpec};
+use tokio::sync::Semaphore;
+
+/// Most checks in flight at once, since the end of the warm-up.
+static PEAK: AtomicU64 = AtomicU64::new(0);
 
 fn cpu_seconds() -> f64 {
     let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).expect("getrusage");
@@ -37,6 +43,7 @@ fn main() {
     let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
     let done = Arc::new(AtomicU64::new(0));
     let ups = Arc::new(AtomicU64::new(0));
+    let in_flight = Arc::new(AtomicU64::new(0));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let specs: Arc<Vec<CheckSpec>> = Arc::new(
         (0..count)
@@ -46,41 +53,54 @@ fn main() {
             .collect(),
     );
     rt.block_on(async {
-        // As halo's director runs a virtual service (service_loop): every interval, one round
-        // that checks every real server at once and waits for all of them.
-        let (d, u, sp) = (done.clone(), ups.clone(), specs.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let mut set = tokio::task::JoinSet::new();
-                for i in 0..sp.len() {
-                    let sp = sp.clone();
-                    set.spawn(async move { run_check(&sp[i]).await.up });
-                }
-                while let Some(r) = set.join_next().await {
+        // As halo's director runs a virtual service (service_loop): each real server once per
+        // interval at its own phase, the first check at once, a cap on the checks in flight.
+        let (d, u, sp, fl) = (done.clone(), ups.clone(), specs.clone(), in_flight.clone());
+        let targets: Vec<SocketAddr> = sp.iter().map(|s| s.target).collect();
+        let pacer = Pacer::new(tokio::time::Instant::now(), Duration::from_secs(1), &targets);
+        let limit = Arc::new(Semaphore::new(pace::in_flight_cap(f64::from(count), sp[0].timeout)));
+        tokio::spawn(pace::drive(
+            pacer,
+            limit,
+            move |i| {
+                let (sp, d, u, f) = (sp.clone(), d.clone(), u.clone(), fl.clone());
+                let now = f.fetch_add(1, Ordering::Relaxed) + 1;
+                PEAK.fetch_max(now, Ordering::Relaxed);
+                async move {
+                    let up = run_check(&sp[i]).await.up;
+                    f.fetch_sub(1, Ordering::Relaxed);
                     d.fetch_add(1, Ordering::Relaxed);
-                    if matches!(r, Ok(true)) {
+                    if up {
                         u.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-            }
-        });
+            },
+            || {},
+        ));
         tokio::time::sleep(Duration::from_secs(3)).await; // warm-up
         let (c0, d0, u0, t0) = (cpu_seconds(), done.load(Ordering::Relaxed), ups.load(Ordering::Relaxed), Instant::now());
-        tokio::time::sleep(Duration::from_secs(secs)).await;
+        PEAK.store(0, Ordering::Relaxed);
+        // The checks in flight, sampled every 10 ms.
+        let (mut samples, mut sum) = (0u64, 0u64);
+        let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            sum += in_flight.load(Ordering::Relaxed);
+            samples += 1;
+        }
         let wall = t0.elapsed().as_secs_f64();
         let checks = done.load(Ordering::Relaxed) - d0;
         let up = ups.load(Ordering::Relaxed) - u0;
         println!(
-            "{{\"kind\":\"{}\",\"servers\":{count},\"seconds\":{wall:.1},\"checks_per_s\":{:.0},\"up_ratio\":{:.4},\"cpu_pct_one_core\":{:.1},\"rss_mib\":{:.1},\"hwm_mib\":{:.1}}}",
+            "{{\"kind\":\"{}\",\"servers\":{count},\"seconds\":{wall:.1},\"checks_per_s\":{:.0},\"up_ratio\":{:.4},\"cpu_pct_one_core\":{:.1},\"rss_mib\":{:.1},\"hwm_mib\":{:.1},\"in_flight_mean\":{:.1},\"in_flight_peak\":{}}}",
             kind,
             checks as f64 / wall,
             if checks == 0 { 0.0 } else { up as f64 / checks as f64 },
             (cpu_seconds() - c0) / wall * 100.0,
             status_kib("VmRSS:") as f64 / 1024.0,
             status_kib("VmHWM:") as f64 / 1024.0,
+            sum as f64 / samples.max(1) as f64,
+            PEAK.load(Ordering::Relaxed),
         );
     });
 }

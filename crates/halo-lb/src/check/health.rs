@@ -1,6 +1,7 @@
 //! The state of one real server, from its check results, and the per-real-server checker.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::{run_check, CheckKind, CheckResult, CheckSpec};
 
@@ -156,8 +157,9 @@ impl Health {
 /// one, N connect checks; a failed connect check makes the next check a negotiate one).
 #[derive(Debug, Clone)]
 pub struct Checker {
-    spec: CheckSpec,
-    connect: Option<CheckSpec>,
+    // Shared, so that a check run in a task of its own takes the spec without copying it.
+    spec: Arc<CheckSpec>,
+    connect: Option<Arc<CheckSpec>>,
     /// Connect checks since the last successful negotiate check; `None`: negotiate next.
     connects: Option<u32>,
     health: Health,
@@ -172,9 +174,9 @@ impl Checker {
                 if spec.transport == super::Transport::Udp { CheckKind::Ping } else { CheckKind::Connect };
             s.timeout = c.connect_timeout;
             s.combined = None;
-            s
+            Arc::new(s)
         });
-        Checker { spec, connect, connects: None, health: Health::new(policy) }
+        Checker { spec: Arc::new(spec), connect, connects: None, health: Health::new(policy) }
     }
 
     pub fn spec(&self) -> &CheckSpec {
@@ -191,6 +193,16 @@ impl Checker {
 
     /// The spec the next [`Checker::check`] runs.
     pub fn next_spec(&self) -> &CheckSpec {
+        self.next_shared()
+    }
+
+    /// [`Checker::next_spec`], shared (a reference count, no copy): for a check run in a
+    /// task of its own, its result given back to [`Checker::record`].
+    pub fn next_spec_shared(&self) -> Arc<CheckSpec> {
+        Arc::clone(self.next_shared())
+    }
+
+    fn next_shared(&self) -> &Arc<CheckSpec> {
         match (&self.connect, self.connects, self.spec.combined) {
             (Some(connect), Some(n), Some(c)) if n < c.connects => connect,
             _ => &self.spec,
@@ -207,7 +219,7 @@ impl Checker {
     /// Records a result of [`Checker::next_spec`] run elsewhere.
     pub fn record(&mut self, result: CheckResult) -> Option<Transition> {
         if self.spec.combined.is_some() {
-            let negotiate = std::ptr::eq(self.next_spec(), &self.spec);
+            let negotiate = Arc::ptr_eq(self.next_shared(), &self.spec);
             self.connects = match (negotiate, result.up) {
                 (true, true) => Some(0),
                 (true, false) => None,

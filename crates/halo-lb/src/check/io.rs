@@ -15,6 +15,14 @@ pub(crate) async fn connect_tcp(target: SocketAddr) -> Result<TcpStream, String>
     TcpStream::connect(target).await.map_err(|e| format!("connect to {target}: {e}"))
 }
 
+/// Makes closing `stream` send a reset instead of a FIN (`SO_LINGER` 0), for the checks that
+/// are done with a connection once they have read their answer (connect, http): no FIN
+/// exchange and no TIME_WAIT socket on either side, as HAProxy closes its checks. Best
+/// effort: on failure the connection closes normally.
+pub(crate) fn close_with_reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
+}
+
 /// One line without its `\n` (and `\r`), `None` at end of stream before any byte. A line
 /// longer than `cap` is an error; the bytes are never buffered beyond `cap`.
 pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(

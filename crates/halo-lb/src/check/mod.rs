@@ -38,6 +38,7 @@ mod http;
 mod io;
 mod ldap;
 mod mail;
+pub mod pace;
 mod ping;
 mod radius;
 mod sip;

@@ -3,12 +3,14 @@
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UdpSocket;
 
-use super::io::{connect_tcp, read_line, trim_eol};
+use super::io::{close_with_reset, connect_tcp, read_line, trim_eol};
 use super::{printable, CheckSpec, Outcome, Transport, MAX_READ};
 
-/// Up iff a TCP connection to the real server is established (and closed at once).
+/// Up iff a TCP connection to the real server is established (and closed at once, with a
+/// reset: see [`close_with_reset`]).
 pub(crate) async fn connect(spec: &CheckSpec) -> Outcome {
     let stream = connect_tcp(spec.target).await?;
+    close_with_reset(&stream);
     drop(stream);
     Ok(format!("connected to {}", spec.target))
 }
