@@ -19,8 +19,25 @@ pub struct Request {
 const MAX_REQUEST: u64 = 64 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Binds the socket (root-only, mode 0600) and serves it on a thread of its own.
-pub fn serve(path: &Path, tx: mpsc::Sender<Request>, wake: OwnedFd) -> anyhow::Result<()> {
+/// Binds the socket and serves it on a thread of its own. The socket is root's alone
+/// (mode 0600) unless `group` names a group whose members may use it too (mode 0660): every
+/// command, `standby` and `takeover` included, is open to whoever can connect.
+pub fn serve(
+    path: &Path,
+    group: Option<&str>,
+    tx: mpsc::Sender<Request>,
+    wake: OwnedFd,
+) -> anyhow::Result<()> {
+    // Resolved before binding: an unknown group must not leave a socket behind.
+    let gid = match group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .with_context(|| format!("looking up the socket group {name}"))?
+                .with_context(|| format!("socket group {name}: no such group"))?
+                .gid,
+        ),
+        None => None,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -32,7 +49,15 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Request>, wake: OwnedFd) -> anyhow::R
     }
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding control socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    match gid {
+        Some(gid) => {
+            nix::unistd::chown(path, None, Some(gid)).with_context(|| {
+                format!("giving {} to group {}", path.display(), group.unwrap_or_default())
+            })?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        }
+        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?,
+    }
     std::thread::Builder::new().name("halo-control".into()).spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };

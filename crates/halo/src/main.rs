@@ -34,6 +34,11 @@ enum Cmd {
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "9694",
               value_parser = halo::http::parse_addr)]
         http: Option<std::net::SocketAddr>,
+        /// Let the members of this group use the control socket (`halo status`, but also
+        /// `halo standby`...): the socket is given to the group with mode 0660. Without it
+        /// only root may.
+        #[arg(long, value_name = "NAME")]
+        socket_group: Option<String>,
     },
     /// Show the cluster as the local daemon sees it.
     Status {
@@ -211,9 +216,14 @@ fn main() {
         }
     }
     let result = match cli.cmd {
-        Cmd::Run { config_dir, node, state_dir, http } => {
-            halo::run::run(halo::run::RunArgs { config_dir, node, state_dir, socket: cli.socket, http })
-        }
+        Cmd::Run { config_dir, node, state_dir, http, socket_group } => halo::run::run(halo::run::RunArgs {
+            config_dir,
+            node,
+            state_dir,
+            socket: cli.socket,
+            socket_group,
+            http,
+        }),
         Cmd::ClStatus { args } => Ok(halo::cmd::cl_status::main(&cli.socket, &args)),
         Cmd::ResourceManager { config_dir, args } => Ok(halo::cmd::resourcemanager::main(&config_dir, &args)),
         Cmd::Status { json } => halo::cmd::status::status(&cli.socket, json),

@@ -21,6 +21,8 @@ pub struct RunArgs {
     pub node: Option<String>,
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// A group whose members may use the control socket too (mode 0660); root only when None.
+    pub socket_group: Option<String>,
     /// Serve `/metrics` and `/api/status` over HTTP at this address (off when None).
     pub http: Option<std::net::SocketAddr>,
 }
@@ -177,7 +179,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let (wake_rx, wake_tx): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
     let (req_tx, req_rx) = mpsc::channel();
-    control::serve(&args.socket, req_tx, wake_tx)?;
+    control::serve(&args.socket, args.socket_group.as_deref(), req_tx, wake_tx)?;
     if let Some(addr) = args.http {
         // A client of the control socket like the CLI: the heartbeat thread only ever
         // hands it snapshots.
