@@ -72,6 +72,34 @@ pub struct CoreConfig {
     pub order: Vec<OrderConfig>,
     /// halo.toml's colocation constraints (by group or clone name).
     pub colocation: Vec<ColocationConfig>,
+    /// STONITH (ha.cf `stonith`/`stonith_host`). None: no fencing, Heartbeat's behaviour
+    /// without a STONITH device (a dead node's groups are taken over at once).
+    pub fencing: Option<FencingConfig>,
+}
+
+/// Who can fence. With fencing, a node that timed out (or left while a stop failed) is
+/// fenced before any group starts anywhere its death could matter; see the resources
+/// module for who fences and what waits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FencingConfig {
+    /// Nodes that have a STONITH device (a `stonith_host` line naming them or `*`, or a
+    /// `stonith` line: every node). Any of them can fence any other node.
+    pub fencers: Vec<String>,
+    /// First retry after a failed fence; each further failure doubles it up to
+    /// `retry_max_ms`.
+    pub retry_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl FencingConfig {
+    /// Every node can fence, retries from 2 s up to 60 s.
+    pub fn all(nodes: &[String]) -> FencingConfig {
+        FencingConfig { fencers: nodes.to_vec(), retry_ms: 2000, retry_max_ms: 60_000 }
+    }
+
+    pub fn can_fence(&self, node: &str) -> bool {
+        self.fencers.iter().any(|n| n == node)
+    }
 }
 
 /// What a node does while its partition lacks quorum. Quorum is a strict majority of the
@@ -135,6 +163,7 @@ impl CoreConfig {
             clones: Vec::new(),
             order: Vec::new(),
             colocation: Vec::new(),
+            fencing: None,
         }
     }
 }
@@ -158,6 +187,9 @@ pub enum Event {
     MonitorFailed { key: String, why: String },
     /// A ping node answered an ICMP echo.
     PingReply { node: String },
+    /// The runtime finished fencing a node ([`Action::Fence`]), or an operator vouched
+    /// that it is down (`halo fence confirm`). `ok`: it is powered off / reset.
+    FenceDone { node: String, ok: bool, detail: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -187,6 +219,11 @@ pub enum Action {
     /// Announce a held group's addresses again (gratuitous ARP / NA).
     Announce {
         key: String,
+    },
+    /// Fence (STONITH) a node: power it off or reset it, so that whatever it ran is gone.
+    /// Answer with [`Event::FenceDone`]; until then no group starts here.
+    Fence {
+        node: String,
     },
     /// The graceful shutdown is complete: the runtime may exit.
     Exit,
@@ -344,6 +381,7 @@ impl Engine {
         let mut rsc =
             Resources::new(&cfg.node, &cfg.nodes, cfg.auto_failback, &cfg.groups, &cfg.running_at_start);
         rsc.set_placement(&cfg.clones, &cfg.order, &cfg.colocation, &cfg.running_at_start);
+        rsc.set_fencing(cfg.fencing.clone());
         if !cfg.ping_nodes.is_empty() {
             rsc.set_ping_count(cfg.ping_nodes.len());
         }
@@ -475,6 +513,9 @@ impl Engine {
             }
             Event::MonitorFailed { key, why } => {
                 self.with_rsc(now, out, |r, _, o| r.monitor_failed(now.ms, &key, &why, o))
+            }
+            Event::FenceDone { node, ok, detail } => {
+                self.with_rsc(now, out, |r, _, o| r.fence_done(now.ms, &node, ok, &detail, o))
             }
             Event::PingReply { node } => {
                 if let Some(p) = self.pings.iter_mut().find(|p| p.0 == node) {
@@ -851,7 +892,7 @@ impl Engine {
                 out.push(Action::Log(Level::Info, format!("Received shutdown notice from '{src}'.")));
                 self.set_dead(now, pi, false, out);
             }
-            "starting" | "resource" | "ask_resources" | "hb_takeover" => {
+            "starting" | "resource" | "ask_resources" | "hb_takeover" | "stonith" => {
                 if kind == "starting" {
                     self.starting_means_active(pi, seq.unwrap_or(0), out);
                 }
@@ -1160,7 +1201,7 @@ impl Engine {
             }
         }
         let name = p.name.clone();
-        self.with_rsc(now, out, |r, _, o| r.peer_dead(&name, o));
+        self.with_rsc(now, out, |r, _, o| r.peer_dead(now.ms, &name, timed_out, o));
         if !self.comm_up {
             self.check_comm_up(now, out);
         }

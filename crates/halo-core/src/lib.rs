@@ -20,9 +20,9 @@ pub mod resources;
 pub mod seqtrack;
 pub mod status;
 
-pub use engine::{Action, CoreConfig, Engine, Event, Level, NoQuorumPolicy, NodeState, Now};
+pub use engine::{Action, CoreConfig, Engine, Event, FencingConfig, Level, NoQuorumPolicy, NodeState, Now};
 pub use resources::{
-    CloneConfig, CloneStatus, ColocationConfig, GroupConfig, GroupState, GroupStatus, OperatorCmd,
-    OrderConfig, ResourceStatus, RscSet,
+    CloneConfig, CloneStatus, ColocationConfig, FenceStatus, GroupConfig, GroupState, GroupStatus,
+    OperatorCmd, OrderConfig, ResourceStatus, RscSet,
 };
 pub use status::{ClusterStatus, LinkStatus, NodeStatus, QuorumStatus};

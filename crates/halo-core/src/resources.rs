@@ -25,6 +25,23 @@
 //! and two nodes hold one group, placement names one keeper; the others stop, and the
 //! keeper announces its addresses again so the network forgets the loser's MAC.
 //!
+//! Fencing (STONITH, when `CoreConfig::fencing` is set): a node that timed out, or that left
+//! while still holding a group (a failed stop), may still run what it ran — a partition, a
+//! hung machine, an orphan after kill -9. Its last statements may be stale too (one lost
+//! with the partition), so while any such node awaits fencing *no group starts here* at
+//! all (clones, which never move, still do). Exactly one survivor fences it: the first node
+//! in ha.cf order that is alive in its view, has a STONITH device and is not the target
+//! (`fencer`) — ha.cf order rather than "where the groups go" because a dead node's groups
+//! may go to several nodes, and every survivor computes the same answer from the same
+//! membership. The fencer asks the runtime (`Action::Fence`), and on success sends
+//! Heartbeat's informational `stonith node=X result=OK`, which tells the other survivors
+//! the node is gone; on failure it logs it, reports it in status, sends `result=bad` and
+//! retries with back-off — nothing it ran starts elsewhere meanwhile. An operator can end
+//! the wait by vouching the node is down (`halo fence confirm`, an `Event::FenceDone`). A
+//! node that comes back (a healed partition or a restart) says what it holds again: its
+//! fence is dropped. Two partitions may fence each other (Heartbeat's "STONITH deathmatch");
+//! whichever fence lands first wins, and neither runs a group the other may hold.
+//!
 //! Heartbeat 3.0.6 peers do not run this placement: they move resources only through their
 //! own protocol (spec §3.13). halo speaks it to them: it answers `starting` with
 //! `resource rsc_hold=… isstable=…`, hands groups to a Heartbeat peer with the three-step
@@ -237,6 +254,24 @@ pub struct CloneStatus {
     pub last_error: Option<String>,
 }
 
+/// A node awaiting fencing, as status shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FenceStatus {
+    pub node: String,
+    /// `requested` (our fence runs), `failed` (ours failed, retry pending) or `waiting`
+    /// (another node fences it, or none can: see `fencer`).
+    pub state: &'static str,
+    /// The node that fences it (None: no live node has a STONITH device).
+    pub fencer: Option<String>,
+    /// Our attempts so far.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Milliseconds since it was found dead.
+    pub pending_ms: u64,
+    /// Milliseconds until our next attempt (failed only).
+    pub retry_in_ms: Option<u64>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResourceStatus {
     pub managed: bool,
@@ -249,6 +284,9 @@ pub struct ResourceStatus {
     pub failovers: u64,
     /// halo.toml's clones (empty without any).
     pub clones: Vec<CloneStatus>,
+    /// Nodes awaiting fencing (empty without fencing or when none is pending): while any
+    /// is, no group starts here.
+    pub fencing: Vec<FenceStatus>,
 }
 
 struct Group {
@@ -307,6 +345,16 @@ struct PeerRsc {
     /// A Heartbeat peer back from a partition gives everything up and restarts: until
     /// then (ms) we keep what we hold even where it holds the same group.
     hb_yields_until: u64,
+}
+
+/// A dead node that must be fenced before any group starts here.
+struct Fence {
+    since: u64,
+    attempts: u32,
+    /// Our own request is with the runtime.
+    requested: bool,
+    retry_at: u64,
+    last_error: Option<String>,
 }
 
 enum AskPhase {
@@ -372,6 +420,12 @@ pub struct Resources {
     clones: Vec<Group>,
     order: Vec<OrderConfig>,
     colocation: Vec<ColocationConfig>,
+    fencing: Option<crate::engine::FencingConfig>,
+    /// Dead nodes awaiting fencing.
+    fences: BTreeMap<String, Fence>,
+    /// Nodes known fenced before we saw them die (another node's `stonith result=OK`, or a
+    /// fence of ours that outlived its request): their death needs no new fence.
+    fenced: BTreeSet<String>,
 }
 
 fn new_group(cfg: GroupConfig, running_at_start: &[String]) -> Group {
@@ -420,6 +474,119 @@ impl Resources {
             clones: Vec::new(),
             order: Vec::new(),
             colocation: Vec::new(),
+            fencing: None,
+            fences: BTreeMap::new(),
+            fenced: BTreeSet::new(),
+        }
+    }
+
+    pub fn set_fencing(&mut self, fencing: Option<crate::engine::FencingConfig>) {
+        self.fencing = fencing;
+    }
+
+    /// Who fences `target`: the first node in ha.cf order that is alive in our view (us or
+    /// an active peer), has a STONITH device, and is not the target.
+    fn fencer(&self, target: &str, view: &View) -> Option<String> {
+        let f = self.fencing.as_ref()?;
+        self.nodes
+            .iter()
+            .find(|n| *n != target && (**n == self.me || (view.active)(n)) && f.can_fence(n))
+            .cloned()
+    }
+
+    /// Asks the runtime to fence the dead nodes we are to fence (first time or retry due).
+    fn drive_fences(&mut self, now: u64, view: &View, out: &mut RscOut) {
+        // A node we hear again (whatever way it came back) speaks for itself.
+        let back: Vec<String> = self.fences.keys().filter(|n| (view.alive)(n)).cloned().collect();
+        for n in back {
+            self.fences.remove(&n);
+            out.log(Level::Info, format!("node {n} is back: it is no longer to be fenced"));
+        }
+        let due: Vec<String> = self
+            .fences
+            .iter()
+            .filter(|(_, f)| !f.requested && now >= f.retry_at)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for node in due {
+            if self.fencer(&node, view).as_deref() != Some(self.me.as_str()) {
+                continue;
+            }
+            let Some(f) = self.fences.get_mut(&node) else { continue };
+            f.requested = true;
+            f.attempts += 1;
+            out.log(
+                Level::Info,
+                format!(
+                    "Fencing node {node} (STONITH, attempt {}): no group starts until it is down",
+                    f.attempts
+                ),
+            );
+            out.actions.push(Action::Fence { node });
+        }
+    }
+
+    /// The runtime's (or an operator's) answer to a fence.
+    pub fn fence_done(&mut self, now: u64, node: &str, ok: bool, detail: &str, out: &mut RscOut) {
+        let detail = if detail.is_empty() { "no detail" } else { detail };
+        let Some(f) = self.fences.get_mut(node) else {
+            if ok {
+                // It returned before the fence landed (its fence was dropped): it is down now
+                // and its death, when we see it, needs no new fence.
+                out.log(
+                    Level::Info,
+                    format!("STONITH of node {node} succeeded ({detail}) after it was no longer awaited"),
+                );
+                self.fenced.insert(node.to_string());
+            } else {
+                out.log(
+                    Level::Info,
+                    format!("STONITH of node {node} failed ({detail}); it is no longer awaited"),
+                );
+            }
+            return;
+        };
+        let mut m = Message::of_type("stonith");
+        m.add("node", node);
+        if ok {
+            self.fences.remove(node);
+            out.log(
+                Level::Info,
+                format!("node {node} fenced (STONITH OK: {detail}); its groups may be taken over"),
+            );
+            m.add("result", "OK");
+        } else {
+            f.requested = false;
+            f.last_error = Some(detail.to_string());
+            let (base, max) =
+                self.fencing.as_ref().map_or((2000, 60_000), |c| (c.retry_ms.max(1), c.retry_max_ms));
+            let backoff = base.saturating_mul(1 << (f.attempts.saturating_sub(1)).min(20)).min(max.max(base));
+            f.retry_at = now + backoff;
+            out.log(
+                Level::Error,
+                format!(
+                    "STONITH of node {node} FAILED ({detail}): not taking over its groups; retrying in {} ms",
+                    backoff
+                ),
+            );
+            m.add("result", "bad");
+        }
+        out.msgs.push(m);
+    }
+
+    /// Another node's `stonith node=X result=…` (informational in Heartbeat).
+    fn on_stonith(&mut self, src: &str, msg: &Message, out: &mut RscOut) {
+        let (Some(node), Some(result)) = (msg.get("node"), msg.get("result")) else { return };
+        if result != "OK" || node == self.me || self.fencing.is_none() {
+            return;
+        }
+        if self.fences.remove(node).is_some() {
+            out.log(
+                Level::Info,
+                format!("node {src} fenced node {node} (STONITH OK): its groups may be taken over"),
+            );
+        } else {
+            self.fenced.insert(node.to_string());
         }
     }
 
@@ -632,10 +799,25 @@ impl Resources {
         }
     }
 
-    /// A peer died (deadtime passed) or left (`shutdone`): whatever it held is gone.
-    pub fn peer_dead(&mut self, name: &str, out: &mut RscOut) {
+    /// A peer died (deadtime passed, `timed_out`) or left (`shutdone`): whatever it held is
+    /// gone — once it is fenced, with fencing.
+    pub fn peer_dead(&mut self, now: u64, name: &str, timed_out: bool, out: &mut RscOut) {
         let Some(p) = self.peers.get_mut(name) else { return };
         let held: Vec<String> = p.holds.iter().cloned().collect();
+        if self.fencing.is_some() && (timed_out || !held.is_empty()) {
+            if self.fenced.remove(name) {
+                out.log(Level::Info, format!("node {name} is dead and already fenced"));
+            } else {
+                out.log(Level::Warn, format!("node {name} must be fenced before any group starts"));
+                self.fences.entry(name.to_string()).or_insert(Fence {
+                    since: now,
+                    attempts: 0,
+                    requested: false,
+                    retry_at: now,
+                    last_error: None,
+                });
+            }
+        }
         *p = PeerRsc { known: true, halo: p.halo, last_seq: p.last_seq, ..Default::default() };
         if !held.is_empty() {
             out.log(Level::Info, format!("node {name} no longer holds: {}", held.join(" ")));
@@ -659,6 +841,8 @@ impl Resources {
         if !self.managed() {
             return;
         }
+        // Its fence, if any, is dropped once we hear it alive (`drive_fences`), not before.
+        self.fenced.remove(name);
         if let Some(p) = self.peers.get_mut(name) {
             p.known = false;
             p.stable = false;
@@ -738,6 +922,7 @@ impl Resources {
                 }
             }
             "ask_resources" => self.on_ask(now, src, msg, view, out),
+            "stonith" => self.on_stonith(src, msg, out),
             "hb_takeover" => {
                 let set = msg.get("rsc_hold").and_then(RscSet::parse).unwrap_or(RscSet::ALL);
                 let keys: Vec<String> = self
@@ -1358,6 +1543,8 @@ impl Resources {
                 self.ask_quiet_until = now + ASK_TIMEOUT_MS;
             }
         }
+        self.drive_fences(now, view, out);
+        let fencing_pending = !self.fences.is_empty();
         let informed = self.informed(now, view);
         let mut to_heartbeat: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for i in 0..self.groups.len() {
@@ -1384,6 +1571,7 @@ impl Resources {
                 (GroupState::Running, Some(_)) => {}
                 (GroupState::Stopped, None)
                     if informed
+                        && !fencing_pending
                         && desired.as_deref() == Some(self.me.as_str())
                         && !others_hold
                         && self.order_ok(g, view) =>
@@ -1541,6 +1729,9 @@ impl Resources {
         for p in self.peers.values() {
             at(p.hb_yields_until);
         }
+        for f in self.fences.values().filter(|f| !f.requested) {
+            at(f.retry_at);
+        }
         d
     }
 
@@ -1577,6 +1768,26 @@ impl Resources {
             groups,
             failovers: self.failovers,
             clones: self.clones.iter().map(|c| self.clone_status(c, view)).collect(),
+            fencing: self
+                .fences
+                .iter()
+                .map(|(node, f)| FenceStatus {
+                    node: node.clone(),
+                    state: if f.requested {
+                        "requested"
+                    } else if f.last_error.is_some() {
+                        "failed"
+                    } else {
+                        "waiting"
+                    },
+                    fencer: self.fencer(node, view),
+                    attempts: f.attempts,
+                    last_error: f.last_error.clone(),
+                    pending_ms: now.saturating_sub(f.since),
+                    retry_in_ms: (!f.requested && f.last_error.is_some())
+                        .then(|| f.retry_at.saturating_sub(now)),
+                })
+                .collect(),
         }
     }
 

@@ -36,6 +36,10 @@ struct Sim {
     double_since: BTreeMap<String, u64>,
     /// Nodes whose ping node answers them (when ping nodes are configured).
     ping_ok: Vec<bool>,
+    /// Fence requests: (time, requester, target).
+    fences: Vec<(u64, usize, String)>,
+    /// `stonith` messages sent: (sender, node, result).
+    stonith_msgs: Vec<(usize, String, String)>,
 }
 
 fn groups() -> Vec<GroupConfig> {
@@ -87,6 +91,8 @@ impl Sim {
             max_double_ms: 0,
             double_since: BTreeMap::new(),
             ping_ok: vec![true; n],
+            fences: Vec::new(),
+            stonith_msgs: Vec::new(),
         }
     }
 
@@ -94,6 +100,10 @@ impl Sim {
         for a in actions {
             match a {
                 Action::Send(m) => {
+                    if m.kind() == Some("stonith") {
+                        let f = |k: &str| m.get(k).unwrap_or("").to_string();
+                        self.stonith_msgs.push((from, f("node"), f("result")));
+                    }
                     if self.cut.contains(&from) {
                         continue;
                     }
@@ -115,6 +125,7 @@ impl Sim {
                     self.agents.push((self.now + AGENT_MS, from, key, false, true))
                 }
                 Action::Announce { .. } => {}
+                Action::Fence { node } => self.fences.push((self.now, from, node)),
                 Action::Exit => {
                     self.exited.insert(from);
                 }
@@ -933,4 +944,159 @@ fn cleanup_accepts_a_groups_name() {
     assert!(r.starts_with("1 "), "{r}");
     sim.step(1000);
     assert_eq!(holders_of(&sim, G1), vec![0]);
+}
+
+// ------------------------------------------------------------------ fencing (STONITH)
+
+fn fenced_sim(n: usize, fencers: &[&str]) -> Sim {
+    let fencers: Vec<String> = fencers.iter().map(|s| s.to_string()).collect();
+    Sim::with(n, AutoFailback::On, |c| {
+        c.fencing =
+            Some(halo_core::FencingConfig { fencers: fencers.clone(), retry_ms: 200, retry_max_ms: 800 })
+    })
+}
+
+fn fence_done(sim: &mut Sim, i: usize, node: &str, ok: bool, detail: &str) {
+    sim.handle(i, Event::FenceDone { node: node.into(), ok, detail: detail.into() });
+}
+
+#[test]
+fn fencing_a_dead_node_is_fenced_before_its_group_is_taken_over() {
+    let mut sim = fenced_sim(2, &["n1", "n2"]);
+    sim.step(6000);
+    assert!(sim.runs(0, G1) && sim.runs(1, G2));
+    assert!(sim.fences.is_empty(), "nobody is fenced while all are alive");
+    sim.crash(0);
+    sim.step(1300);
+    assert_eq!(sim.fences.iter().map(|f| (f.1, f.2.as_str())).collect::<Vec<_>>(), vec![(1, "n1")]);
+    sim.step(2000);
+    assert!(!sim.runs(1, G1), "no takeover before the fence is confirmed");
+    assert_eq!(sim.starts_of(1, G1), 0);
+    let st = sim.engines[1].resource_status(Now::at(sim.now));
+    assert_eq!(st.fencing.len(), 1);
+    assert_eq!((st.fencing[0].node.as_str(), st.fencing[0].state), ("n1", "requested"));
+    assert_eq!(st.fencing[0].fencer.as_deref(), Some("n2"));
+    fence_done(&mut sim, 1, "n1", true, "external/test: reset");
+    sim.step(100);
+    assert!(sim.runs(1, G1), "taken over once fenced");
+    assert_eq!(sim.starts_of(1, G1), 1);
+    assert_eq!(sim.stonith_msgs, vec![(1, "n1".to_string(), "OK".to_string())]);
+    assert!(sim.engines[1].resource_status(Now::at(sim.now)).fencing.is_empty());
+    assert_eq!(sim.fences.len(), 1, "fenced once");
+}
+
+#[test]
+fn fencing_a_failed_fence_blocks_the_takeover_and_is_retried_with_back_off() {
+    let mut sim = fenced_sim(2, &["n1", "n2"]);
+    sim.step(6000);
+    sim.crash(0);
+    sim.step(1300);
+    assert_eq!(sim.fences.len(), 1);
+    fence_done(&mut sim, 1, "n1", false, "ipmitool: connection timed out");
+    assert!(sim.logged(1, "STONITH of node n1 FAILED (ipmitool: connection timed out): not taking over"));
+    let st = sim.engines[1].resource_status(Now::at(sim.now));
+    assert_eq!(st.fencing[0].state, "failed");
+    assert_eq!(st.fencing[0].last_error.as_deref(), Some("ipmitool: connection timed out"));
+    assert_eq!(st.fencing[0].retry_in_ms, Some(200));
+    sim.step(150);
+    assert_eq!(sim.fences.len(), 1, "not before the back-off");
+    sim.step(100);
+    assert_eq!(sim.fences.len(), 2, "retried after 200 ms");
+    fence_done(&mut sim, 1, "n1", false, "still down");
+    sim.step(350);
+    assert_eq!(sim.fences.len(), 2, "the second back-off is 400 ms");
+    sim.step(100);
+    assert_eq!(sim.fences.len(), 3);
+    assert!(!sim.runs(1, G1) && sim.starts_of(1, G1) == 0, "never taken over while unfenced");
+    assert_eq!(sim.stonith_msgs.iter().filter(|m| m.2 == "bad").count(), 2);
+    fence_done(&mut sim, 1, "n1", true, "ok");
+    sim.step(100);
+    assert!(sim.runs(1, G1));
+    assert_eq!(sim.starts_of(1, G1), 1, "started exactly once");
+}
+
+#[test]
+fn fencing_a_partition_starts_nothing_the_other_side_may_hold_until_it_is_fenced() {
+    let mut sim = fenced_sim(2, &["n1", "n2"]);
+    sim.step(6000);
+    sim.cut.insert(0);
+    sim.step(2000);
+    // Both sides want the other fenced (a deathmatch) and neither takes anything over.
+    let mut asked: Vec<(usize, String)> = sim.fences.iter().map(|f| (f.1, f.2.clone())).collect();
+    asked.sort();
+    assert_eq!(asked, vec![(0, "n2".to_string()), (1, "n1".to_string())]);
+    assert!(!sim.runs(0, G2) && !sim.runs(1, G1));
+    // n2's fence lands first: n1 is powered off.
+    sim.crash(0);
+    fence_done(&mut sim, 1, "n1", true, "reset");
+    sim.step(100);
+    assert!(sim.runs(1, G1) && sim.runs(1, G2));
+    assert_eq!(sim.starts_of(0, G2), 0);
+}
+
+#[test]
+fn fencing_three_nodes_only_the_first_survivor_fences_and_the_others_wait_for_its_stonith_message() {
+    let mut sim = fenced_sim(3, &["n1", "n2", "n3"]);
+    sim.step(6000);
+    sim.crash(0);
+    sim.step(1300);
+    assert_eq!(sim.fences.iter().map(|f| (f.1, f.2.as_str())).collect::<Vec<_>>(), vec![(1, "n1")]);
+    let st = sim.engines[2].resource_status(Now::at(sim.now));
+    assert_eq!((st.fencing[0].state, st.fencing[0].fencer.as_deref()), ("waiting", Some("n2")));
+    sim.step(500);
+    assert!(!sim.runs(1, G1) && !sim.runs(2, G1));
+    fence_done(&mut sim, 1, "n1", true, "reset");
+    sim.step(100);
+    assert!(sim.logged(2, "node n2 fenced node n1 (STONITH OK)"));
+    assert!(sim.engines[2].resource_status(Now::at(sim.now)).fencing.is_empty());
+    assert_eq!((0..3).filter(|i| sim.runs(*i, G1)).count(), 1);
+    // The fencer dies while fencing: the next survivor takes the job over.
+    let mut sim = fenced_sim(3, &["n1", "n2", "n3"]);
+    sim.step(6000);
+    sim.crash(0);
+    sim.step(1300);
+    sim.crash(1);
+    sim.step(1500);
+    assert_eq!(
+        sim.fences.iter().map(|f| (f.1, f.2.as_str())).collect::<Vec<_>>(),
+        vec![(1, "n1"), (2, "n1"), (2, "n2")]
+    );
+}
+
+#[test]
+fn fencing_without_a_device_waits_for_the_operator_to_confirm_the_node_is_down() {
+    // Only n1 has a STONITH device: n2 cannot fence it, and says so.
+    let mut sim = fenced_sim(2, &["n1"]);
+    sim.step(6000);
+    sim.crash(0);
+    sim.step(3000);
+    assert!(sim.fences.is_empty());
+    let st = sim.engines[1].resource_status(Now::at(sim.now));
+    assert_eq!((st.fencing[0].state, st.fencing[0].fencer.as_deref()), ("waiting", None));
+    assert!(!sim.runs(1, G1));
+    // `halo fence confirm n1` (meatware's confirmation or an operator's word).
+    fence_done(&mut sim, 1, "n1", true, "confirmed by the operator");
+    sim.step(100);
+    assert!(sim.runs(1, G1));
+}
+
+#[test]
+fn fencing_a_graceful_shutdown_needs_no_fence_and_a_returning_node_is_no_longer_fenced() {
+    let mut sim = fenced_sim(2, &["n1", "n2"]);
+    sim.step(6000);
+    sim.handle(0, Event::Shutdown);
+    sim.step(500);
+    assert!(sim.runs(1, G1), "taken over at once after shutdone");
+    assert!(sim.fences.is_empty());
+    // A partition that heals before the fence: the fence is dropped, nothing moved.
+    let mut sim = fenced_sim(2, &["n1", "n2"]);
+    sim.step(6000);
+    sim.cut.insert(0);
+    sim.step(1500);
+    assert_eq!(sim.fences.len(), 2);
+    sim.cut.clear();
+    sim.step(1500);
+    assert!(sim.engines[1].resource_status(Now::at(sim.now)).fencing.is_empty());
+    assert!(sim.logged(1, "node n1 is back: it is no longer to be fenced"));
+    assert!(sim.runs(0, G1) && sim.runs(1, G2) && !sim.runs(1, G1) && !sim.runs(0, G2));
 }

@@ -10,6 +10,9 @@
 //! * (b) while the nodes agree on membership (no cut or one-way loss, every view matches,
 //!   a deadtime since the last change), no group is active on two nodes for longer than
 //!   `Scenario::handover_ms`;
+//! * (d) with fencing (half the seeds; some fences fail), a node never starts a group that
+//!   still runs on a node it holds dead, unless that node is being fenced: between the
+//!   fence request and the fence landing, which powers the node off (its groups vanish);
 //! * (c) after the network heals for good, down nodes restart, agents behave and the
 //!   operator cleans up, every group runs on exactly one node within `Scenario::settle_ms`.
 //!

@@ -278,6 +278,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         // Quorum is not configurable from ha.cf yet: Heartbeat's behaviour (no checks).
         // halo-config accepts only ignore, freeze and stop.
         no_quorum_policy: halo_core::NoQuorumPolicy::parse(&hc.no_quorum_policy).unwrap_or_default(),
+        fencing: None,
     });
 
     let has_serial = links.has_serial();
@@ -633,6 +634,9 @@ impl Daemon<'_> {
                     if let Some(g) = self.groups.as_mut() {
                         g.announce(&key);
                     }
+                }
+                Action::Fence { node } => {
+                    self.logger.log(halo_host::Level::Error, &format!("cannot fence {node}: no STONITH device"));
                 }
                 Action::Exit => self.exit = true,
             }

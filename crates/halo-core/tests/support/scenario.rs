@@ -88,6 +88,9 @@ pub struct Scenario {
     pub ops: Vec<(u64, Op)>,
     /// End of the chaos: the network heals for good, down nodes restart, agents behave.
     pub chaos_end: u64,
+    /// STONITH configured on every node: the percentage of fences that fail (until the
+    /// chaos ends). None: no fencing.
+    pub fencing: Option<u64>,
 }
 
 impl Scenario {
@@ -211,7 +214,10 @@ impl Scenario {
                 apart: r.pct(50),
             });
         }
+        // Fencing, drawn after everything else for the same reason.
+        let fencing = if r.pct(50) { Some(*r.pick(&[0, 0, 30])) } else { None };
         Scenario {
+            fencing,
             clones,
             order,
             colocation,
@@ -301,6 +307,9 @@ impl fmt::Display for Scenario {
             self.quality.1,
             self.quality.2
         )?;
+        if let Some(fail) = self.fencing {
+            writeln!(f, "  fencing on every node, {fail}% of fences fail")?;
+        }
         if !self.clones.is_empty() || !self.order.is_empty() || !self.colocation.is_empty() {
             writeln!(
                 f,

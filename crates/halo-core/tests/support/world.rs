@@ -12,8 +12,23 @@ use std::collections::BinaryHeap;
 const PING_EVERY_MS: u64 = 200;
 
 enum Item {
-    Deliver { to: usize, bytes: Vec<u8> },
-    AgentDone { node: usize, group: usize, token: u64 },
+    Deliver {
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    AgentDone {
+        node: usize,
+        group: usize,
+        token: u64,
+    },
+    /// A fence lands: the target is powered off (or the fence fails), and the requester
+    /// (if this incarnation still runs) hears the result.
+    FenceDone {
+        from: usize,
+        generation: u64,
+        target: usize,
+        ok: bool,
+    },
     Op(usize),
     Settle,
     Cleanup,
@@ -111,6 +126,8 @@ pub struct World {
     double_since: Vec<Option<u64>>,
     settled_since: Option<u64>,
     settle_phase: bool,
+    /// Fences in flight against each node (requested, not yet landed).
+    fencing_in_flight: Vec<usize>,
 }
 
 impl World {
@@ -133,6 +150,9 @@ impl World {
                 c.colocation = sc.colocation.clone();
                 c.auto_failback = sc.failback;
                 c.no_quorum_policy = sc.policy;
+                if sc.fencing.is_some() {
+                    c.fencing = Some(halo_core::FencingConfig::all(&names));
+                }
                 if sc.ping {
                     c.ping_nodes = vec!["gw".into()];
                     c.deadping_ms = sc.deadping_ms;
@@ -178,6 +198,7 @@ impl World {
             double_since: vec![None; g],
             settled_since: None,
             settle_phase: false,
+            fencing_in_flight: vec![0; n],
             sc,
         };
         for i in 0..w.sc.ops.len() {
@@ -397,6 +418,7 @@ impl World {
                 Action::StartGroup { key, reason } => {
                     self.say(Some(from), || format!("START {key} ({reason})"));
                     self.check_acquire(from, &key);
+                    self.check_fenced(from, &key);
                     self.agent(from, &key, true);
                 }
                 Action::StopGroup { key, reason } => {
@@ -404,6 +426,19 @@ impl World {
                     self.agent(from, &key, false);
                 }
                 Action::Announce { key } => self.say(Some(from), || format!("announce {key}")),
+                Action::Fence { node } => {
+                    self.say(Some(from), || format!("FENCE {node}"));
+                    let Some(target) = self.names.iter().position(|n| *n == node) else {
+                        return self.fail(format!("n{} fences unknown node {node}", from + 1));
+                    };
+                    let fail_pct = if self.settle_phase { 0 } else { self.sc.fencing.unwrap_or(0) };
+                    let ok = !self.rng.pct(fail_pct);
+                    let (lo, hi) = self.sc.agent_ms;
+                    let after = self.rng.range(lo, hi * 3);
+                    self.fencing_in_flight[target] += 1;
+                    let generation = self.nodes[from].generation;
+                    self.push(self.now + after, Item::FenceDone { from, generation, target, ok });
+                }
                 Action::Exit => {
                     self.say(Some(from), || "** exits".into());
                     self.down(from, false);
@@ -490,6 +525,19 @@ impl World {
                 }
             }
             Item::AgentDone { node, group, token } => self.agent_done(node, group, token),
+            Item::FenceDone { from, generation, target, ok } => {
+                self.fencing_in_flight[target] -= 1;
+                if ok {
+                    // The device acts whether or not the requester still runs.
+                    self.say(Some(target), || "** fenced: powered off".into());
+                    self.down(target, true);
+                }
+                if self.up(from) && self.nodes[from].generation == generation {
+                    let node = self.names[target].clone();
+                    let detail = if ok { "sim: powered off" } else { "sim: device failed" }.to_string();
+                    self.handle(from, Event::FenceDone { node, ok, detail });
+                }
+            }
             Item::Op(k) => {
                 let op = self.sc.ops[k].1.clone();
                 self.say(None, || format!("op {op:?}"));
@@ -642,10 +690,37 @@ impl World {
         }
     }
 
+    /// Invariant (d): with fencing, a node never starts a group that still runs (or may run:
+    /// an agent in flight) on a node it holds dead, unless that node is being fenced (between
+    /// the fence request and the fence landing). Two holders that hear each other are
+    /// placement's business, bounded by (b); a death verdict is fencing's.
+    fn check_fenced(&mut self, i: usize, key: &str) {
+        if self.sc.fencing.is_none() {
+            return;
+        }
+        let Some(gi) = self.sc.groups.iter().position(|g| g.key == key) else { return };
+        let Some(e) = &self.nodes[i].engine else { return };
+        for j in 0..self.nodes.len() {
+            if j == i || !self.nodes[j].real[gi].active() || self.fencing_in_flight[j] > 0 {
+                continue;
+            }
+            if e.node_state(&self.names[j]) == Some(NodeState::Dead) {
+                return self.fail(format!(
+                    "(d) n{} starts {key} while n{}, which it holds dead and which is not being fenced, runs it",
+                    i + 1,
+                    j + 1
+                ));
+            }
+        }
+    }
+
     /// A holding that no invariant can hold against halo without fencing: the node's halo is
-    /// down (an orphan a kill -9 left), or its stop failed. Fencing (not built yet) will
-    /// narrow this to "between a fence request and its confirmation".
+    /// down (an orphan a kill -9 left), or its stop failed. With fencing, only a node that is
+    /// being fenced (between a fence request and the fence landing) is excused.
     fn excused(&self, i: usize, gi: usize) -> bool {
+        if self.sc.fencing.is_some() {
+            return self.fencing_in_flight[i] > 0;
+        }
         match &self.nodes[i].engine {
             None => true,
             Some(e) => e.group_state(&self.sc.groups[gi].key) == Some(GroupState::StopFailed),
