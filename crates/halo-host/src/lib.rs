@@ -27,11 +27,15 @@
 //! * [`agents`] — [`agents::resolve`] and [`agents::run`]: resource scripts (Heartbeat-class,
 //!   LSB, OCF) found and called as Heartbeat's ResourceManager does, with timeouts and
 //!   process-tree kill; for worker threads only, never the heartbeat thread.
+//! * [`fence`] — STONITH devices from ha.cf's `stonith`/`stonith_host` (cluster-glue
+//!   `external/NAME` scripts, ssh, ipmitool, meatware, a test device) and
+//!   [`fence::fence`], with timeouts; blocking, for worker threads only.
 //! * [`group`] — [`GroupExecutor`]: haresources groups started left to right and stopped
 //!   right to left over the built-in IPaddr/IPaddr2 and the agents, probes, monitors, and
 //!   held VIPs kept announced and put back when removed behind halo's back. Worker threads.
 
 pub mod agents;
+pub mod fence;
 mod error;
 pub mod group;
 pub mod log;

@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::thread;
@@ -42,13 +43,37 @@ const TICK: Duration = Duration::from_millis(20);
 /// their parent links in `/proc` and killed too.
 pub fn run(call: &Call) -> Outcome {
     let started = Instant::now();
-    let mut cmd = match command(call) {
-        Ok(c) => c,
-        Err(e) => return not_run(started, e),
-    };
+    match command(call) {
+        Ok(cmd) => supervise(cmd, &call.agent.path, call.timeout, started),
+        Err(e) => not_run(started, e),
+    }
+}
+
+/// Runs any program the way [`run`] runs an agent (clean environment with `PATH` and
+/// `env`, no stdin, output captured and bounded, the process tree killed at `timeout`):
+/// for fencing agents and their command lines (`ipmitool ...`, `ssh ...`).
+pub fn run_program(program: &Path, args: &[String], env: &[(String, String)], timeout: Duration) -> Outcome {
+    let started = Instant::now();
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    cmd.env_clear();
+    cmd.env("PATH", PATH);
+    for (k, v) in env {
+        if let Err(e) = check_env_name(k) {
+            return not_run(started, e);
+        }
+        cmd.env(k, v);
+    }
+    cmd.current_dir("/").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    // SAFETY: `reset_child` only makes async-signal-safe system calls.
+    unsafe { cmd.pre_exec(reset_child) };
+    supervise(cmd, program, timeout, started)
+}
+
+fn supervise(mut cmd: Command, path: &Path, timeout: Duration, started: Instant) -> Outcome {
     let mut child = match spawn(&mut cmd) {
         Ok(c) => c,
-        Err(e) => return not_run(started, format!("cannot run {}: {e}", call.agent.path.display())),
+        Err(e) => return not_run(started, format!("cannot run {}: {e}", path.display())),
     };
     let mut pipes = Pipes::new(
         child.stdout.take().map(|s| File::from(OwnedFd::from(s))),
@@ -56,7 +81,7 @@ pub fn run(call: &Call) -> Outcome {
     );
     let pidfd = pidfd_open(child.id());
     // No deadline at all for a timeout too large to add to a clock reading.
-    let deadline = started.checked_add(call.timeout);
+    let deadline = started.checked_add(timeout);
     let mut status = None;
     let mut timed_out = false;
     let mut note = String::new();
@@ -87,7 +112,7 @@ pub fn run(call: &Call) -> Outcome {
     }
     drop(pidfd);
     if timed_out {
-        status = kill_tree(&mut child, &mut pipes, (call.timeout / 2).min(MAX_GRACE));
+        status = kill_tree(&mut child, &mut pipes, (timeout / 2).min(MAX_GRACE));
         if status.is_none() {
             // Unkillable (stuck in the kernel): let a thread reap it whenever it goes.
             note = format!("[halo: agent pid {} did not die after SIGKILL]", child.id());

@@ -46,7 +46,7 @@ use std::time::Duration;
 use halo_config::ResourceSpec;
 
 pub(crate) use exec::reset_child;
-pub use exec::{run, OUTPUT_LIMIT};
+pub use exec::{run, run_program, OUTPUT_LIMIT};
 
 /// How an agent is called and how its answers are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
