@@ -12,12 +12,14 @@
 //!   anything the nftables plane cannot run is refused with its line), resolve host names,
 //!   apply the initial state (every real server down; `quiescent=yes` ones at weight 0), then
 //!   run the checks in a thread of its own (`halo-director`, a tokio current-thread runtime:
-//!   one task per virtual service runs a check pass of all its real servers every
-//!   `checkinterval`, each check under its ldirectord timeout). Every change of a real
-//!   server's health makes the applier task reconcile the table again (`NftDataPlane::apply`
-//!   on tokio's blocking pool, never on the runtime's thread). start returns once the first
-//!   pass of every service has been applied (as ldirectord reports `running` only then), or
-//!   after the longest check timeout if that comes first.
+//!   one task per virtual service checks each of its real servers once per `checkinterval`,
+//!   at a stable phase of its own so that the checks spread over the interval, each check
+//!   under its ldirectord timeout; at most a few hundred checks of the director in flight —
+//!   see halo-lb's `check::pace`). Every change of a real server's health makes the applier
+//!   task reconcile the table again (`NftDataPlane::apply` on tokio's blocking pool, never on
+//!   the runtime's thread). start returns once every real server has been checked once and
+//!   that applied (as ldirectord reports `running` only then), or after the longest check
+//!   timeout if that comes first.
 //! * stop: the thread ends (checks in flight are dropped) and, with `cleanstop=yes` (the
 //!   default), the nftables table is deleted. Stopping a director that does not run still
 //!   deletes a table left over by a killed daemon.
@@ -30,6 +32,7 @@
 
 use halo_host::group::Builtin;
 use halo_host::{Level, Logger};
+use halo_lb::check::pace;
 use halo_lb::dataplane::{Forward, Nft, NftDataPlane, RealStats, ServiceKey};
 use halo_lb::director::{resolve_names, transition_message, DirectorState};
 use halo_lb::ipvsadm;
@@ -375,6 +378,12 @@ impl Builtin for Director {
     }
 }
 
+/// The director's cap on checks in flight, from its checks per second and longest timeout.
+fn in_flight_limit(st: &DirectorState) -> usize {
+    let per_s: f64 = st.services.iter().map(|s| s.reals.len() as f64 / s.checkinterval.as_secs_f64()).sum();
+    pace::in_flight_cap(per_s, st.longest_check())
+}
+
 fn director_thread(
     state: Arc<Mutex<DirectorState>>,
     plane: NftDataPlane,
@@ -392,7 +401,11 @@ fn director_thread(
     rt.block_on(async move {
         let changed = Arc::new(tokio::sync::Notify::new());
         let first_done = Arc::new(AtomicUsize::new(0));
-        let n = lock(&state).services.len();
+        let (n, limit) = {
+            let st = lock(&state);
+            (st.services.len(), in_flight_limit(&st))
+        };
+        let limit = Arc::new(tokio::sync::Semaphore::new(limit));
         let mut tasks = tokio::task::JoinSet::new();
         for si in 0..n {
             tasks.spawn(service_loop(
@@ -400,6 +413,7 @@ fn director_thread(
                 Arc::clone(&state),
                 Arc::clone(&changed),
                 Arc::clone(&first_done),
+                Arc::clone(&limit),
                 stop.clone(),
                 Arc::clone(&logger),
             ));
@@ -436,58 +450,51 @@ fn director_thread(
     });
 }
 
-/// Check passes of one virtual service, every `checkinterval`, until stopped.
+/// The checks of one virtual service, until stopped: each real server once per
+/// `checkinterval` at its own phase, the first check of each at once (halo-lb's
+/// [`pace`](halo_lb::check::pace)), at most `limit` checks of the director in flight. Each
+/// result is recorded as it comes; a change of state wakes the applier at once.
 async fn service_loop(
     si: usize,
     state: Arc<Mutex<DirectorState>>,
     changed: Arc<tokio::sync::Notify>,
     first_done: Arc<AtomicUsize>,
+    limit: Arc<tokio::sync::Semaphore>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     logger: Arc<Logger>,
 ) {
-    let mut first = true;
-    loop {
-        let (specs, interval) = {
-            let st = lock(&state);
-            let s = &st.services[si];
-            (s.reals.iter().map(|r| r.checker.next_spec().clone()).collect::<Vec<_>>(), s.checkinterval)
-        };
-        let mut set = tokio::task::JoinSet::new();
-        for (ri, spec) in specs.into_iter().enumerate() {
-            set.spawn(async move { (ri, halo_lb::check::run_check(&spec).await) });
-        }
-        loop {
-            tokio::select! {
-                r = set.join_next() => match r {
-                    None => break,
-                    Some(Ok((ri, result))) => {
-                        let mut st = lock(&state);
-                        let up = result.up;
-                        let reason = result.reason.clone();
-                        if let Some(t) = st.record(si, ri, result) {
-                            let msg = transition_message(&st.services[si], ri, t);
-                            drop(st);
-                            logger.log(Level::Info, &format!("director: {msg}"));
-                            changed.notify_one();
-                        } else if !up {
-                            let addr = st.services[si].reals[ri].addr;
-                            drop(st);
-                            logger.log(Level::Debug, &format!("director: check of {addr} failed: {reason}"));
-                        }
-                    }
-                    Some(Err(_)) => {}
-                },
-                _ = stop.changed() => return,
+    let pacer = {
+        let st = lock(&state);
+        let s = &st.services[si];
+        let targets: Vec<_> = s.reals.iter().map(|r| r.checker.spec().target).collect();
+        pace::Pacer::new(tokio::time::Instant::now(), s.checkinterval, &targets)
+    };
+    let check = |ri: usize| {
+        let spec = lock(&state).services[si].reals[ri].checker.next_spec_shared();
+        let (state, changed, logger) = (Arc::clone(&state), Arc::clone(&changed), Arc::clone(&logger));
+        async move {
+            let result = halo_lb::check::run_check(&spec).await;
+            let mut st = lock(&state);
+            let up = result.up;
+            let reason = if up { String::new() } else { result.reason.clone() };
+            if let Some(t) = st.record(si, ri, result) {
+                let msg = transition_message(&st.services[si], ri, t);
+                drop(st);
+                logger.log(Level::Info, &format!("director: {msg}"));
+                changed.notify_one();
+            } else if !up {
+                let addr = st.services[si].reals[ri].addr;
+                drop(st);
+                logger.log(Level::Debug, &format!("director: check of {addr} failed: {reason}"));
             }
         }
-        if first {
-            first = false;
-            first_done.fetch_add(1, Ordering::SeqCst);
-            changed.notify_one();
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
-        }
+    };
+    let first_pass = || {
+        first_done.fetch_add(1, Ordering::SeqCst);
+        changed.notify_one();
+    };
+    tokio::select! {
+        () = pace::drive(pacer, limit, check, first_pass) => {}
+        _ = stop.changed() => {}
     }
 }
