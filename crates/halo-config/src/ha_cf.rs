@@ -58,6 +58,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "autojoin",
     "auto_failback",
     "use_logd",
+    "stonith",
+    "stonith_host",
     // Obsolete spelling of auto_failback; Heartbeat converts it and so does halo.
     "nice_failback",
 ];

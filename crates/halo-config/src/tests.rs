@@ -195,11 +195,11 @@ fn latin1_comments_are_fine_but_latin1_keys_are_refused() {
 #[test]
 fn warnings_carry_every_file() {
     let s = Scratch::new();
-    s.write("ha.cf", "node a\nbcast eth0\nstonith_host * a b\n")
+    s.write("ha.cf", "node a\nbcast eth0\napiauth ipfail uid=hacluster\n")
         .write("authkeys", "auth 1\n1 sha1 \"two words\"\n");
     let loaded = load_dir(&s.0).expect("loads");
     let w: Vec<String> = loaded.warnings.iter().map(|d| d.message.clone()).collect();
-    assert!(w.iter().any(|m| m.contains("'stonith_host' is accepted but not implemented")));
+    assert!(w.iter().any(|m| m.contains("'apiauth' is accepted but not implemented")));
     assert!(w.iter().any(|m| m.contains("only '\"two' is the key")));
     assert!(w.iter().any(|m| m.contains("logs to stderr only")));
     assert!(w.iter().any(|m| m.contains("Deprecated 'legacy'")));

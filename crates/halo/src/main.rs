@@ -89,6 +89,13 @@ enum Cmd {
     /// Forget the failures of a group on this node (all groups without KEY), so it may run
     /// here again.
     Cleanup { key: Option<String> },
+    /// Fencing (STONITH): `halo fence confirm NODE` vouches that NODE is down (reset by
+    /// hand): a meatware fence waiting for it completes, or a fence that cannot complete
+    /// (no usable device, a device that keeps failing) ends, and NODE's groups may move.
+    Fence {
+        #[command(subcommand)]
+        sub: FenceCmd,
+    },
     /// The director's table as `ipvsadm -L -n` prints it (`--stats`, `--rate`, `--exact`,
     /// `-c`), or each real server's health (`--health`); `halo lvs realserver ...` sets up
     /// an LVS-DR real server.
@@ -141,6 +148,12 @@ enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum FenceCmd {
+    /// NODE is down: complete its pending fence.
+    Confirm { node: String },
 }
 
 #[derive(Subcommand)]
@@ -242,6 +255,9 @@ fn main() {
         Cmd::Completions { shell } => halo::cmd::docs::completions(Cli::command(), shell),
         Cmd::Standby { set } => halo::cmd::status::operator(&cli.socket, &format!("standby {set}")),
         Cmd::Takeover { set } => halo::cmd::status::operator(&cli.socket, &format!("takeover {set}")),
+        Cmd::Fence { sub: FenceCmd::Confirm { node } } => {
+            halo::cmd::status::operator(&cli.socket, &format!("fence confirm {node}"))
+        }
         Cmd::Cleanup { key } => {
             let cmd = match key {
                 Some(k) => format!("cleanup {k}"),

@@ -141,6 +141,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let (aux_tx, aux_rx) = mpsc::channel::<Event>();
     let (aux_wake_rx, aux_wake_tx): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
+    let aux_wake_tx = Arc::new(aux_wake_tx);
+    // STONITH devices (ha.cf stonith/stonith_host): fences run on worker threads and report
+    // through the same channel and pipe as the ping replies.
+    let fence_devices = halo_host::fence::parse_devices(
+        hc.stonith.as_deref(),
+        &hc.stonith_host,
+        &halo_host::fence::plugin_dir(),
+    )
+    .map_err(|e| anyhow::anyhow!("ha.cf: {e}"))?;
+    let fencing = if fence_devices.is_empty() {
+        None
+    } else {
+        let fencers = halo_host::fence::fencers(&fence_devices, &hc.nodes);
+        logger.log(
+            halo_host::Level::Info,
+            &format!(
+                "STONITH: {} device(s); nodes that can fence: {}{}",
+                fence_devices.len(),
+                fencers.join(" "),
+                if fence_devices.iter().any(|d| d.usable_by(&node)) { "" } else { " (not this one)" }
+            ),
+        );
+        Some(Arc::new(crate::fence::Fencing::new(
+            fence_devices,
+            node.clone(),
+            fencers,
+            aux_tx.clone(),
+            Arc::clone(&aux_wake_tx),
+            Arc::clone(&logger),
+        )))
+    };
     let mut targets = Vec::new();
     for p in &hc.ping_nodes {
         let mut addrs = Vec::new();
@@ -161,7 +192,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         let interval = std::time::Duration::from_millis(hc.keepalive_ms.max(10));
         let started = halo_host::net::ping::start(targets, interval, move |node| {
             let _ = aux_tx.send(Event::PingReply { node: node.to_string() });
-            let _ = nix::unistd::write(&aux_wake_tx, &[1u8]);
+            let _ = nix::unistd::write(&*aux_wake_tx, &[1u8]);
         });
         Some(started.context("opening raw ICMP sockets for the ping nodes")?)
     };
@@ -278,7 +309,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         // Quorum is not configurable from ha.cf yet: Heartbeat's behaviour (no checks).
         // halo-config accepts only ignore, freeze and stop.
         no_quorum_policy: halo_core::NoQuorumPolicy::parse(&hc.no_quorum_policy).unwrap_or_default(),
-        fencing: None,
+        fencing: fencing.as_ref().map(|f| f.core_config()),
     });
 
     let has_serial = links.has_serial();
@@ -310,6 +341,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             .collect(),
         respawn: None,
         sd,
+        fencing,
     };
     let code = daemon.run(&sigfd, &wake_rx, &req_rx, &aux_wake_rx, &aux_rx);
     if let Some(sup) = daemon.respawn.take() {
@@ -342,6 +374,8 @@ struct Daemon<'a> {
     exit: bool,
     /// A shutdown in progress gives up waiting for the groups to stop at this time.
     leave_by_ms: Option<u64>,
+    /// STONITH devices and the meatware confirmations (None: no fencing configured).
+    fencing: Option<Arc<crate::fence::Fencing>>,
     /// ha.cf `respawn` lines, started once communication is up (as Heartbeat does).
     respawn_specs: Vec<halo_host::respawn::Spec>,
     respawn: Option<halo_host::respawn::Supervisor>,
@@ -635,9 +669,12 @@ impl Daemon<'_> {
                         g.announce(&key);
                     }
                 }
-                Action::Fence { node } => {
-                    self.logger.log(halo_host::Level::Error, &format!("cannot fence {node}: no STONITH device"));
-                }
+                Action::Fence { node } => match &self.fencing {
+                    Some(f) => f.fence(&node),
+                    None => self
+                        .logger
+                        .log(halo_host::Level::Error, &format!("cannot fence {node}: no STONITH device")),
+                },
                 Action::Exit => self.exit = true,
             }
         }
@@ -697,6 +734,13 @@ impl Daemon<'_> {
             Some("standby") => set(words.get(1)).map(OperatorCmd::Standby),
             Some("takeover") => set(words.get(1)).map(OperatorCmd::Takeover),
             Some("cleanup") => Ok(OperatorCmd::Cleanup(words.get(1).map(|s| s.to_string()))),
+            Some("fence") => {
+                let r = self.fence_command(now, &words[1..]);
+                return match r {
+                    Ok(msg) => serde_json::json!({ "ok": msg }).to_string(),
+                    Err(e) => control::error_json(&e),
+                };
+            }
             _ => Err(format!("unknown command '{cmd}'")),
         };
         let op = match op {
@@ -710,6 +754,39 @@ impl Daemon<'_> {
             Ok(msg) => serde_json::json!({ "ok": msg }).to_string(),
             Err(e) => control::error_json(&e),
         }
+    }
+}
+
+impl Daemon<'_> {
+    /// `fence confirm NODE`: the operator vouches that NODE is down. A meatware fence
+    /// waiting for it completes; otherwise a fence the engine awaits (no device, or one that
+    /// keeps failing) ends as if it had succeeded.
+    fn fence_command(&mut self, now: Now, words: &[&str]) -> Result<String, String> {
+        let ["confirm", node] = words else {
+            return Err("usage: fence confirm NODE".into());
+        };
+        let node = node.to_lowercase();
+        if self.fencing.as_ref().is_some_and(|f| f.meatware.confirm(&node)) {
+            self.logger.log(
+                halo_host::Level::Info,
+                &format!("operator confirmed that node {node} was reset (meatware)"),
+            );
+            return Ok(format!("meatware fence of {node} confirmed"));
+        }
+        let pending = self.engine.resource_status(now).fencing.iter().any(|f| f.node == node);
+        if !pending {
+            return Err(format!("no fence of {node} is pending"));
+        }
+        self.logger.log(
+            halo_host::Level::Warn,
+            &format!("operator confirmed that node {node} is down: its fence ends"),
+        );
+        let mut actions = Vec::new();
+        let ev =
+            Event::FenceDone { node: node.clone(), ok: true, detail: "confirmed by the operator".into() };
+        self.engine.handle(now, ev, &mut actions);
+        self.apply(&mut actions);
+        Ok(format!("fence of {node} confirmed by the operator"))
     }
 }
 
@@ -740,6 +817,15 @@ pub fn resources_json(r: &halo_core::ResourceStatus) -> serde_json::Value {
             "running_on": c.running_on,
             "failed_on": c.failed_on,
             "last_error": c.last_error,
+        })).collect::<Vec<_>>(),
+        "fencing": r.fencing.iter().map(|f| json!({
+            "node": f.node,
+            "state": f.state,
+            "fencer": f.fencer,
+            "attempts": f.attempts,
+            "last_error": f.last_error,
+            "pending_ms": f.pending_ms,
+            "retry_in_ms": f.retry_in_ms,
         })).collect::<Vec<_>>(),
     })
 }

@@ -545,11 +545,8 @@ fn too_many_nodes() {
 
 #[test]
 fn unimplemented_directives_warn_once_per_name() {
-    let (_, w) = ok("stonith_host * a b\nping 10.0.0.1\nstonith_host * c d\nkeepalive 2\n");
-    assert_eq!(
-        w,
-        vec!["ha.cf:1: 'stonith_host' is accepted but not implemented by halo yet; it has no effect"]
-    );
+    let (_, w) = ok("apiauth a uid=b\nping 10.0.0.1\napiauth c uid=d\nkeepalive 2\n");
+    assert_eq!(w, vec!["ha.cf:1: 'apiauth' is accepted but not implemented by halo yet; it has no effect"]);
     for d in IMPLEMENTED {
         assert!(is_legal_directive(d), "{d}");
     }

@@ -29,6 +29,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// Environment variables given to a command.
+pub type Env = Vec<(String, String)>;
+
 /// Where cluster-glue installs its plugins (`external/` below it).
 pub const PLUGIN_DIR: &str = "/usr/lib/stonith/plugins";
 /// Time a device gets to fence (each external script call, ssh, ipmitool).
@@ -350,7 +353,7 @@ fn ssh(hosts: &[String], target: &str, timeout: Duration) -> Result<String, Stri
 
 /// `ipmitool` arguments and environment for `ipmi HOSTNAME IPADDR USER PASSWORD [INTERFACE]`
 /// (None: the device is for another host).
-pub fn ipmi_command(params: &[String], target: &str) -> Option<(Vec<String>, Vec<(String, String)>)> {
+pub fn ipmi_command(params: &[String], target: &str) -> Option<(Vec<String>, Env)> {
     let [host, ip, user, pass, rest @ ..] = params else { return None };
     if !host.eq_ignore_ascii_case(target) {
         return None;
