@@ -208,6 +208,11 @@ fn cable_cut_with_a_failing_fence_the_survivor_does_not_take_the_vip_and_says_wh
     assert_eq!(f["fencer"], "n2", "{st}");
     assert!(f["attempts"].as_u64().unwrap() >= 2, "retried: {st}");
     assert!(c.log("n2").contains("STONITH of node n1 FAILED"), "{}", c.logs());
+    let out =
+        std::process::Command::new(HALO).arg("--socket").arg(c.socket("n2")).arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FENCING of n1 FAILED (attempt"), "{text}");
+    assert!(text.contains("test device told to fail"), "{text}");
     assert!(c.has_vip("n1"), "the cut node keeps its VIP (it was never fenced)");
 }
 

@@ -131,6 +131,22 @@ pub fn render(v: &Value) -> String {
             s(q, "policy")
         ));
     }
+    // Fences awaited: no group starts anywhere until they land (or an operator confirms).
+    let fences = v.pointer("/resources/fencing").and_then(|f| f.as_array()).cloned().unwrap_or_default();
+    for f in &fences {
+        let node = s(f, "node");
+        let by = f.get("fencer").and_then(|x| x.as_str()).unwrap_or("no node with a STONITH device");
+        let line = match s(f, "state") {
+            "failed" => format!(
+                "FENCING of {node} FAILED (attempt {}): {}; retrying; its groups are not taken over\n",
+                f.get("attempts").and_then(|x| x.as_u64()).unwrap_or(0),
+                f.get("last_error").and_then(|x| x.as_str()).unwrap_or("?")
+            ),
+            "requested" => format!("Fencing {node}: under way here; its groups wait for it\n"),
+            _ => format!("Fencing {node}: waiting for {by}; its groups wait for it\n"),
+        };
+        out.push_str(&line);
+    }
     out.push('\n');
     let mut conf = plural(normal.len(), "node configured", "nodes configured");
     if !ping.is_empty() {
