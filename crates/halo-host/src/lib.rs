@@ -35,8 +35,8 @@
 //!   held VIPs kept announced and put back when removed behind halo's back. Worker threads.
 
 pub mod agents;
-pub mod fence;
 mod error;
+pub mod fence;
 pub mod group;
 pub mod log;
 pub mod net;

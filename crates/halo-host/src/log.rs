@@ -492,7 +492,10 @@ mod tests {
         logger.set_stderr_journal(true);
         logger.log(Level::Info, "to the file");
         let log = std::fs::read_to_string(t.0.join("ha-log")).expect("read log");
-        assert!(log.ends_with(&format!("nodea halo: [{}]: info: to the file\n", std::process::id())), "{log}");
+        assert!(
+            log.ends_with(&format!("nodea halo: [{}]: info: to the file\n", std::process::id())),
+            "{log}"
+        );
     }
 
     #[test]
