@@ -9,8 +9,9 @@
 #   halo NAT    c -> VIP on d's own link to c, halo's nftables plane, `masq` (r's gateway: d)
 #   HAProxy     c -> haproxy on d (mode http, one backend r), the userspace alternative
 # Health checks: 10,000 real servers on 127.0.0.1 (ports 20000-29999, one tokio process),
-# each checked every second (http, ldirectord's default negotiate check; then connect):
-# CPU % of one core and RSS of the checker.
+# each checked every second (http, ldirectord's default negotiate check; then connect), paced
+# as halo's director paces them: CPU % of one core, RSS and checks in flight of the checker;
+# then the same connections from a plain blocking loop (KIND-floor), the kernel's share.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
@@ -20,12 +21,14 @@ CHECK_SECS=${CHECK_SECS:-20}
 OUT=bench/director/results.txt
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/main/target/bench}
 need=()
+[[ ${CHECKS_ONLY:-0} == 1 ]] ||
 for p in wrk haproxy nginx-light curl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if ((${#need[@]})); then DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null; fi
 systemctl stop nginx haproxy 2>/dev/null || true
 # SKIP_BUILD=1 reuses the binaries of an earlier run (while the tree does not build).
+# CHECKS_ONLY=1 runs the health-check part alone (builds only the two examples).
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    cargo build -q --release -p halo --bin halo
+    [[ ${CHECKS_ONLY:-0} == 1 ]] || cargo build -q --release -p halo --bin halo
     cargo build -q --release -p halo-lb --example check_load --example check_farm
 fi
 BIN=$CARGO_TARGET_DIR/release
@@ -41,6 +44,34 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+checks() { # the health checker, with the kernel's floor beside it
+    ulimit -n "$(ulimit -Hn)"  # 10,000 listeners in one process
+    "$BIN/examples/check_farm" 20000 10000 >"$TMP/farm.out" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 50); do grep -qs listening "$TMP/farm.out" && break; sleep 0.2; done
+    HC=()
+    for kind in http connect http-floor connect-floor; do
+        j=$("$BIN/examples/check_load" 20000 10000 "$kind" "$CHECK_SECS")
+        echo "checks $kind $j" | tee -a "$OUT"
+        HC+=("$j")
+    done
+}
+checks_table() {
+    echo
+    echo "Health checks of 10,000 real servers every second (one current_thread runtime; *-floor: the same"
+    echo "connections from a blocking loop, the kernel's share)"
+    printf '| check | checks/s | up | CPU %% of one core | RSS MiB (peak) | in flight (mean, peak) |\n|---|---|---|---|---|---|\n'
+    for j in "${HC[@]}"; do
+        python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("| %s | %d | %.2f%% | %.1f | %.1f (%.1f) | %.1f, %d |" % (j["kind"], j["checks_per_s"], j["up_ratio"]*100, j["cpu_pct_one_core"], j["rss_mib"], j["hwm_mib"], j["in_flight_mean"], j["in_flight_peak"]))' "$j"
+    done
+}
+if [[ ${CHECKS_ONLY:-0} == 1 ]]; then  # the health checker alone: no namespaces, no wrk
+    # Keeps the data path's part of the last full run; replaces the checker's.
+    sed -i -e '/^checks /d' -e '/^Health checks of/,$d' "$OUT" 2>/dev/null || true
+    checks
+    checks_table | tee -a "$OUT"
+    exit 0
+fi
 fail() { echo "$*"; cat "$TMP/halo.out" "$TMP/halo.log" 2>/dev/null | tail -30; exit 1; }
 ns() { local n=$1; shift; ip netns exec $P-$n "$@"; }
 for n in c d r sw; do ip netns add $P-$n; ip -n $P-$n link set lo up; done
@@ -145,15 +176,7 @@ for round in $(seq "$ROUNDS"); do
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 d=$(median "${R[direct]}")
-
-ulimit -n "$(ulimit -Hn)"  # 10,000 listeners in one process
-"$BIN/examples/check_farm" 20000 10000 >"$TMP/farm.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do grep -qs listening "$TMP/farm.out" && break; sleep 0.2; done
-hc_http=$("$BIN/examples/check_load" 20000 10000 http "$CHECK_SECS")
-hc_conn=$("$BIN/examples/check_load" 20000 10000 connect "$CHECK_SECS")
-echo "checks http $hc_http" | tee -a "$OUT"
-echo "checks connect $hc_conn" | tee -a "$OUT"
+checks
 
 echo
 echo "HTTP requests/s (wrk -t1 -c$CONNS, ${DURATION}s, median of $ROUNDS; nginx, one worker)"
@@ -162,9 +185,4 @@ for name in direct dr nat haproxy; do
     m=$(median "${R[$name]}")
     printf '| %s | %s | %s%% |\n' "$name" "$m" "$(awk -v a="$m" -v b="$d" 'BEGIN { printf "%.1f", (a / b - 1) * 100 }')"
 done
-echo
-echo "Health checks of 10,000 real servers every second (one current_thread runtime)"
-printf '| check | checks/s | up | CPU %% of one core | RSS MiB (peak) |\n|---|---|---|---|---|\n'
-for j in "$hc_http" "$hc_conn"; do
-    python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("| %s | %d | %.2f%% | %.1f | %.1f (%.1f) |" % (j["kind"], j["checks_per_s"], j["up_ratio"]*100, j["cpu_pct_one_core"], j["rss_mib"], j["hwm_mib"]))' "$j"
-done
+checks_table

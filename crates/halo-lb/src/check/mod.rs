@@ -17,7 +17,10 @@
 //!   failures (ldirectord's `failurecount`, "Soft failure n/N" before that), up after `rise`
 //!   consecutive successes (1 in ldirectord), the last results kept for status.
 //! * [`Checker`] joins the two for one real server, including the alternation of connect and
-//!   negotiate checks of `checktype=N`. The interval between checks belongs to the caller.
+//!   negotiate checks of `checktype=N`.
+//! * [`pace`] says when checks run: each real server once per `checkinterval` at a stable
+//!   phase of its own, spread over the interval, with a cap on the checks in flight;
+//!   [`pace::drive`] runs a virtual service's checks that way (halo's director does).
 //!
 //! Implemented: `connect`, `external`, `external-perl` (run by `perl`), `ping` (ICMP echo),
 //! `on`, `off`, and the negotiate services `http`, `https`, `http_proxy`, `simpletcp`, `ftp`,
