@@ -898,6 +898,10 @@ impl Engine {
                 }
                 self.with_rsc(now, out, |r, v, o| r.on_message(now.ms, &src, &kind, &msg, v, o));
             }
+            // Legacy mode's resource requests (rc.d/ip-request, ip-request-resp).
+            "ip-request" | "ip-request-resp" => {
+                self.with_rsc(now, out, |r, v, o| r.on_message(now.ms, &src, &kind, &msg, v, o));
+            }
             _ => {}
         }
     }

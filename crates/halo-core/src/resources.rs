@@ -47,7 +47,26 @@
 //! `resource rsc_hold=… isstable=…`, hands groups to a Heartbeat peer with the three-step
 //! `ask_resources` (me → other → done), takes groups a Heartbeat peer gives up the same way,
 //! and reads `hb_takeover` as that peer's claim. `auto_failback legacy` behaves as `on`
-//! between halo nodes (the `ip-request` exchange of Heartbeat's legacy mode is not spoken).
+//! between halo nodes.
+//!
+//! With Heartbeat peers, `auto_failback legacy` speaks legacy mode's `ip-request` exchange
+//! (spec §3.13.5). A legacy Heartbeat node never says what it holds (no `starting`, no
+//! `resource`), so halo presumes: a peer that has not said halo's fields, once alive, may
+//! hold every group halo does not hold at that moment (it took its own groups at comm up,
+//! and ours if we were away), and halo never starts such a group. The presumption is
+//! lifted per group only by that peer's word: its `ip-request-resp dest=<us> ipaddr=<key>
+//! ok=OK` (`weown=yes`: it gave the group up; `no`: it did not hold it — Heartbeat's
+//! `rc.d/ip-request` releases before it answers), by its death or `shutdone`, or by it
+//! turning out to be a halo node. halo asks (`ip-request ipaddr=<key>`, repeated every
+//! [`IP_REQUEST_RETRY_MS`] while unanswered: a Heartbeat not yet comm-up drops it) only
+//! for its *local* groups (the haresources line names us), as Heartbeat's `req_resource`
+//! does, so a group preferring the Heartbeat node stays presumed with it while it lives.
+//! A group halo holds is never stopped on the presumption; it moves to a legacy
+//! Heartbeat peer only when that peer asks (`ip-request`, at its comm up): halo stops it,
+//! then answers `ip-request-resp dest=<peer> ipaddr=<key> weown=yes ok=OK` (a group not
+//! held here: `weown=no` at once, as Heartbeat's script does; a failed stop: no answer
+//! until `halo cleanup`), and counts the group as that peer's. A Heartbeat that restarts
+//! itself after a partition (`-R`) asks for nothing, so its groups stay where they run.
 use crate::engine::{Action, Level, NoQuorumPolicy};
 use halo_config::AutoFailback;
 use halo_wire::Message;
@@ -58,6 +77,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const RQSTDELAY_MS: u64 = 10_000;
 /// How long a standby request (`ask_resources info=me`) waits for `info=other`.
 pub const ASK_TIMEOUT_MS: u64 = 10_000;
+/// Legacy mode: an unanswered `ip-request` is repeated this often.
+pub const IP_REQUEST_RETRY_MS: u64 = 3_000;
 /// A group whose monitor fails is restarted in place this many times within
 /// [`RESTART_WINDOW_MS`]; one more failure moves it away.
 pub const MAX_RESTARTS: usize = 3;
@@ -371,6 +392,16 @@ struct Ask {
     phase: AskPhase,
 }
 
+/// A peer that may be a legacy-mode Heartbeat (`auto_failback legacy`): it never states its
+/// holdings.
+#[derive(Default)]
+struct LegacyPeer {
+    /// Groups it may hold: never started here.
+    maybe: BTreeSet<String>,
+    /// Our unanswered `ip-request`s: key → when last sent.
+    asked: BTreeMap<String, u64>,
+}
+
 /// The membership facts placement needs: each node's name and whether it is `active`.
 pub struct View<'a> {
     pub active: &'a dyn Fn(&str) -> bool,
@@ -426,6 +457,11 @@ pub struct Resources {
     /// Nodes known fenced before we saw them die (another node's `stonith result=OK`, or a
     /// fence of ours that outlived its request): their death needs no new fence.
     fenced: BTreeSet<String>,
+    /// Legacy mode: what peers that never stated their holdings may hold.
+    legacy: BTreeMap<String, LegacyPeer>,
+    /// `ip-request`s from Heartbeat peers to answer once the group is stopped here:
+    /// key → (peer, whether we held it when asked).
+    owe_ip: BTreeMap<String, (String, bool)>,
 }
 
 fn new_group(cfg: GroupConfig, running_at_start: &[String]) -> Group {
@@ -477,6 +513,8 @@ impl Resources {
             fencing: None,
             fences: BTreeMap::new(),
             fenced: BTreeSet::new(),
+            legacy: BTreeMap::new(),
+            owe_ip: BTreeMap::new(),
         }
     }
 
@@ -843,6 +881,8 @@ impl Resources {
         }
         // Its fence, if any, is dropped once we hear it alive (`drive_fences`), not before.
         self.fenced.remove(name);
+        // Presumed anew on the next reconcile.
+        self.legacy.remove(name);
         if let Some(p) = self.peers.get_mut(name) {
             p.known = false;
             p.stable = false;
@@ -923,6 +963,8 @@ impl Resources {
             }
             "ask_resources" => self.on_ask(now, src, msg, view, out),
             "stonith" => self.on_stonith(src, msg, out),
+            "ip-request" => self.on_ip_request(src, msg, out),
+            "ip-request-resp" => self.on_ip_request_resp(src, msg, out),
             "hb_takeover" => {
                 let set = msg.get("rsc_hold").and_then(RscSet::parse).unwrap_or(RscSet::ALL);
                 let keys: Vec<String> = self
@@ -1545,6 +1587,7 @@ impl Resources {
         }
         self.drive_fences(now, view, out);
         let fencing_pending = !self.fences.is_empty();
+        self.legacy_step(now, view, out);
         let informed = self.informed(now, view);
         let mut to_heartbeat: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for i in 0..self.groups.len() {
@@ -1574,6 +1617,7 @@ impl Resources {
                         && !fencing_pending
                         && desired.as_deref() == Some(self.me.as_str())
                         && !others_hold
+                        && !self.legacy_maybe_held(&key)
                         && self.order_ok(g, view) =>
                 {
                     let g = &mut self.groups[i];
@@ -1726,6 +1770,9 @@ impl Resources {
             at(a.since + ASK_TIMEOUT_MS);
         }
         at(self.ask_quiet_until);
+        for t in self.legacy.values().flat_map(|l| l.asked.values()) {
+            at(t + IP_REQUEST_RETRY_MS);
+        }
         for p in self.peers.values() {
             at(p.hb_yields_until);
         }
@@ -1811,6 +1858,173 @@ impl Resources {
             nodes,
             state: c.state.name(),
             last_error: c.last_error.clone(),
+        }
+    }
+}
+
+// ----------------------------------------------------------------- legacy mode (ip-request)
+
+impl Resources {
+    /// Whether a peer that never stated its holdings (legacy mode) may hold `key`.
+    fn legacy_maybe_held(&self, key: &str) -> bool {
+        self.legacy.values().any(|l| l.maybe.contains(key))
+    }
+
+    /// `ip-request ipaddr=<key>` from a Heartbeat peer (its `req_resource`, legacy mode):
+    /// give the group up, then answer as Heartbeat's `rc.d/ip-request` does.
+    fn on_ip_request(&mut self, src: &str, msg: &Message, out: &mut RscOut) {
+        let Some(key) = msg.get("ipaddr").filter(|k| !k.is_empty()) else { return };
+        // halo nodes move groups by placement, never on request (a halo requester says
+        // `halo=1`: its `starting` may not have reached us yet).
+        if msg.get("halo") == Some("1") {
+            if let Some(p) = self.peers.get_mut(src) {
+                p.halo = true;
+            }
+            return;
+        }
+        if self.peers.get(src).is_none_or(|p| p.halo) {
+            return;
+        }
+        let state = self.groups.iter().find(|g| g.cfg.key == key).map(|g| g.state);
+        match state {
+            None | Some(GroupState::Stopped) => self.answer_ip_request(src, key, false, out),
+            Some(s) => {
+                out.log(
+                    Level::Info,
+                    format!("node {src} asks for resource group {key} (ip-request): giving it up"),
+                );
+                if s == GroupState::StopFailed {
+                    out.log(
+                        Level::Crit,
+                        format!("{key} failed to stop here: {src} gets no answer until `halo cleanup {key}`"),
+                    );
+                }
+                self.owe_ip.insert(key.to_string(), (src.to_string(), true));
+                self.stop(key, &format!("{src} asks for it (ip-request)"), out);
+            }
+        }
+    }
+
+    fn answer_ip_request(&mut self, peer: &str, key: &str, weown: bool, out: &mut RscOut) {
+        let mut m = Message::of_type("ip-request-resp");
+        m.add("dest", peer);
+        m.add("ipaddr", key);
+        m.add("weown", if weown { "yes" } else { "no" });
+        m.add("ok", "OK");
+        out.msgs.push(m);
+        out.log(
+            Level::Info,
+            format!("ip-request-resp to {peer}: {key} weown={} ok=OK", if weown { "yes" } else { "no" }),
+        );
+        // Heartbeat's rc.d/ip-request-resp takes the group on `ok=OK`.
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.holds.insert(key.to_string());
+            p.known = true;
+        }
+        if let Some(l) = self.legacy.get_mut(peer) {
+            l.maybe.insert(key.to_string());
+        }
+    }
+
+    /// `ip-request-resp dest=<us>`: the peer gave the group up (or never held it).
+    fn on_ip_request_resp(&mut self, src: &str, msg: &Message, out: &mut RscOut) {
+        if msg.get("dest") != Some(self.me.as_str()) {
+            return;
+        }
+        let Some(key) = msg.get("ipaddr") else { return };
+        let (weown, ok) = (msg.get("weown").unwrap_or(""), msg.get("ok").unwrap_or(""));
+        if ok != "OK" {
+            out.log(Level::Warn, format!("node {src} refused {key} (ip-request-resp ok={ok})"));
+            return;
+        }
+        out.log(Level::Info, format!("received ip-request-resp {key} {ok} {weown} from {src}"));
+        if let Some(l) = self.legacy.get_mut(src) {
+            l.maybe.remove(key);
+            l.asked.remove(key);
+        }
+        if let Some(p) = self.peers.get_mut(src) {
+            p.holds.remove(key);
+            // A Heartbeat that answers is comm-up and in legacy mode: it says nothing more.
+            p.known = true;
+        }
+    }
+
+    /// Legacy mode, each reconcile: presume what silent peers may hold, ask them for our
+    /// local groups, and answer the `ip-request`s whose group has stopped here.
+    fn legacy_step(&mut self, now: u64, view: &View, out: &mut RscOut) {
+        let names: Vec<String> = self.peers.keys().cloned().collect();
+        for n in &names {
+            let p = &self.peers[n];
+            if self.failback != AutoFailback::Legacy || p.halo || !(view.alive)(n) {
+                self.legacy.remove(n);
+                continue;
+            }
+            if !self.legacy.contains_key(n) {
+                let maybe: BTreeSet<String> =
+                    self.groups.iter().filter(|g| !g.state.held()).map(|g| g.cfg.key.clone()).collect();
+                if !maybe.is_empty() {
+                    out.log(
+                        Level::Info,
+                        format!(
+                            "node {n} states no holdings (auto_failback legacy): presumed to hold {} until it answers",
+                            maybe.iter().cloned().collect::<Vec<_>>().join(" ")
+                        ),
+                    );
+                }
+                self.legacy.insert(n.clone(), LegacyPeer { maybe, ..Default::default() });
+            }
+        }
+        // Answers owed: once stopped here (a dead asker is owed nothing).
+        let owed: Vec<(String, String, bool)> =
+            self.owe_ip.iter().map(|(k, (p, w))| (k.clone(), p.clone(), *w)).collect();
+        for (key, peer, weown) in owed {
+            if !(view.alive)(&peer) {
+                self.owe_ip.remove(&key);
+                continue;
+            }
+            match self.group_state(&key) {
+                Some(GroupState::Running) => {
+                    self.stop(&key, &format!("{peer} asks for it (ip-request)"), out)
+                }
+                Some(GroupState::Stopped) | None => {
+                    self.owe_ip.remove(&key);
+                    self.answer_ip_request(&peer, &key, weown, out);
+                }
+                _ => {}
+            }
+        }
+        if self.legacy.is_empty() || self.shutting_down || view.no_quorum.is_some() {
+            return;
+        }
+        // Heartbeat's req_resource: ask for our local groups that a silent peer may hold.
+        let me = self.me.clone();
+        let wanted: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|g| {
+                g.cfg.node == me
+                    && g.state == GroupState::Stopped
+                    && !g.failed_here
+                    && !self.standby.covers(&me, &g.cfg.node)
+                    && !self.owe_ip.contains_key(&g.cfg.key)
+            })
+            .map(|g| g.cfg.key.clone())
+            .collect();
+        for key in wanted {
+            let due = self.legacy.values().any(|l| {
+                l.maybe.contains(&key) && l.asked.get(&key).is_none_or(|t| now >= t + IP_REQUEST_RETRY_MS)
+            });
+            if !due {
+                continue;
+            }
+            for l in self.legacy.values_mut().filter(|l| l.maybe.contains(&key)) {
+                l.asked.insert(key.clone(), now);
+            }
+            let mut m = Message::of_type("ip-request");
+            m.add("ipaddr", &key);
+            m.add("halo", "1");
+            out.msgs.push(m);
+            out.log(Level::Info, format!("requesting resource group {key} (ip-request)"));
         }
     }
 }

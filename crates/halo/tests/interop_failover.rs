@@ -502,3 +502,130 @@ fn auto_failback_off_leaves_the_group_on_halo_until_standby() {
     c.served_by("hb", Duration::from_secs(30), "halo standby");
     c.check_no_double();
 }
+
+// ---------------------------------------------------------------------------------------
+// `auto_failback legacy` (Heartbeat's default): no `starting`/`resource` from Heartbeat;
+// groups move by `ip-request` / `ip-request-resp` (spec §3.13.5), by death and `shutdone`.
+
+/// Waits until exactly one node holds the VIP and serves the client; returns it.
+fn settled_holder(c: &Mixed, within: Duration, what: &str) -> String {
+    let got = wait_for(within, || {
+        let (h, l) = (c.has_vip("hb"), c.has_vip("halo"));
+        let node = match (h, l) {
+            (true, false) => "hb",
+            (false, true) => "halo",
+            _ => return None,
+        };
+        (c.fetch().as_deref() == Some(node)).then(|| node.to_string())
+    });
+    got.unwrap_or_else(|| panic!("{what}: no single node serves within {within:?}\n{}", c.dump()))
+}
+
+/// The group prefers the Heartbeat node (legacy on both): halo takes it when Heartbeat
+/// stops or loses its cable, and hands it back when Heartbeat (re)starts and asks for it
+/// (`ip-request` → halo stops the group → `ip-request-resp weown=yes ok=OK`).
+#[test]
+fn legacy_heartbeat_preferred_group_fails_over_to_halo_and_back_by_ip_request() {
+    let Some(mut c) = Mixed::new("hlh", "hb", "legacy") else { return };
+    c.phase("initial acquisition", false);
+    c.hb_start();
+    c.halo_start();
+    c.both_active(Duration::from_secs(40));
+    c.served_by("hb", Duration::from_secs(40), "initial acquisition");
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(
+        c.has_vip("hb") && !c.has_vip("halo"),
+        "halo never starts a group a legacy peer may hold\n{}",
+        c.dump()
+    );
+
+    c.phase("heartbeat stops (shutdone)", false);
+    c.hb_stop();
+    c.served_by("halo", Duration::from_secs(15), "takeover after heartbeat's shutdone");
+
+    c.phase("heartbeat returns (legacy failback: ip-request)", false);
+    c.hb_start();
+    c.both_active(Duration::from_secs(40));
+    c.served_by("hb", Duration::from_secs(40), "legacy failback to heartbeat");
+    assert!(c.halo_log().contains("asks for resource group"), "{}", c.dump());
+    assert!(c.halo_log().contains("weown=yes ok=OK"), "{}", c.dump());
+    assert!(c.hb_log().contains("received ip-request-resp"), "{}", c.dump());
+
+    // Heartbeat loses its cable: halo takes over after deadtime; both hold it while cut.
+    std::thread::sleep(Duration::from_secs(3));
+    c.phase("heartbeat's cable cut", true);
+    c.tb.cable("hb", false).unwrap();
+    let ok = wait_for(Duration::from_secs(20), || (c.fetch().as_deref() == Some("halo")).then_some(()));
+    assert!(ok.is_some(), "halo serves while heartbeat is cut off\n{}", c.dump());
+
+    // The heal: Heartbeat gives everything up and restarts itself (-R), asking for nothing.
+    c.phase("heartbeat's cable back", true);
+    c.tb.cable("hb", true).unwrap();
+    let holder = settled_holder(&c, Duration::from_secs(60), "after the heal");
+    eprintln!("    after the heal: {holder} holds the group");
+    c.phase("settled after the heal", false);
+    c.both_active(Duration::from_secs(40));
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(settled_holder(&c, Duration::from_secs(5), "settled"), holder, "{}", c.dump());
+
+    // A clean Heartbeat restart asks for its group again: legacy failback.
+    c.phase("heartbeat restarts", false);
+    c.hb_stop();
+    c.served_by("halo", Duration::from_secs(15), "heartbeat stopped");
+    c.hb_start();
+    c.both_active(Duration::from_secs(40));
+    c.served_by("hb", Duration::from_secs(40), "legacy failback after the restart");
+    c.check_no_double();
+}
+
+/// The group prefers the halo node (legacy on both): Heartbeat takes it when halo stops
+/// or loses its cable (`mach_down`); halo gets it back by asking (`ip-request`), and
+/// never starts it before Heartbeat's answer.
+#[test]
+fn legacy_halo_preferred_group_fails_over_to_heartbeat_and_back_by_ip_request() {
+    let Some(mut c) = Mixed::new("hll", "halo", "legacy") else { return };
+    c.phase("initial acquisition", false);
+    c.hb_start();
+    c.halo_start();
+    c.both_active(Duration::from_secs(40));
+    c.served_by("halo", Duration::from_secs(40), "initial acquisition");
+    assert!(c.halo_log().contains("requesting resource group"), "{}", c.dump());
+
+    c.phase("halo stops (shutdone)", false);
+    c.halo_stop();
+    assert!(!c.has_vip("halo"), "halo released the VIP before exiting");
+    c.served_by("hb", Duration::from_secs(15), "heartbeat takes over at halo's shutdone");
+
+    c.phase("halo returns (legacy failback: ip-request)", false);
+    c.halo_start();
+    c.both_active(Duration::from_secs(40));
+    c.served_by("halo", Duration::from_secs(40), "legacy failback to halo");
+    assert!(c.hb_log().contains("rc.d/ip-request"), "{}", c.dump());
+    assert!(c.halo_log().contains("received ip-request-resp"), "{}", c.dump());
+
+    // halo loses its cable: Heartbeat takes over after deadtime.
+    std::thread::sleep(Duration::from_secs(3));
+    c.phase("halo's cable cut", true);
+    c.tb.cable("halo", false).unwrap();
+    let ok = wait_for(Duration::from_secs(20), || (c.fetch().as_deref() == Some("hb")).then_some(()));
+    assert!(ok.is_some(), "heartbeat serves while halo is cut off\n{}", c.dump());
+
+    // The heal: Heartbeat gives everything up and restarts; halo kept the group.
+    c.phase("halo's cable back", true);
+    c.tb.cable("halo", true).unwrap();
+    c.served_by("halo", Duration::from_secs(60), "back to halo after the heal");
+    c.phase("settled after the heal", false);
+    c.both_active(Duration::from_secs(40));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(c.has_vip("halo") && !c.has_vip("hb"), "{}", c.dump());
+
+    // Heartbeat restarts while halo holds its group: Heartbeat asks only for its own
+    // (none), nothing moves.
+    c.phase("heartbeat restarts", false);
+    c.hb_stop();
+    c.hb_start();
+    c.both_active(Duration::from_secs(40));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(c.has_vip("halo") && !c.has_vip("hb"), "{}", c.dump());
+    c.check_no_double();
+}
