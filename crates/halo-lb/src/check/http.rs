@@ -190,8 +190,12 @@ async fn exchange(spec: &CheckSpec, https: bool, target: &str, host: &str) -> Re
     let tcp = connect_tcp(spec.target).await?;
     close_with_reset(&tcp);
     if https {
-        let mut tls = tls::connect(tcp, spec.virtualhost.as_deref(), spec.target.ip(), true).await?;
-        talk(&mut tls, &request, head_only, keep).await
+        // Boxed: the TLS state is large, and plain http checks need not carry its room.
+        Box::pin(async {
+            let mut tls = tls::connect(tcp, spec.virtualhost.as_deref(), spec.target.ip(), true).await?;
+            talk(&mut tls, &request, head_only, keep).await
+        })
+        .await
     } else {
         let mut tcp = tcp;
         talk(&mut tcp, &request, head_only, keep).await
