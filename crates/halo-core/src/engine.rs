@@ -866,7 +866,11 @@ impl Engine {
                 self.maybe_ack(now, pi, seq, false, out);
             }
         }
-        if !for_us {
+        // A Heartbeat's self-addressed `ip-request-resp` (legacy `req_resource` when it
+        // believes itself alone) says which group it takes.
+        let takes =
+            kind == "ip-request-resp" && msg.get("dest").is_some_and(|d| d.eq_ignore_ascii_case(&src));
+        if !for_us && !takes {
             return;
         }
 

@@ -1928,10 +1928,14 @@ impl Resources {
 
     /// `ip-request-resp dest=<us>`: the peer gave the group up (or never held it).
     fn on_ip_request_resp(&mut self, src: &str, msg: &Message, out: &mut RscOut) {
+        let Some(key) = msg.get("ipaddr") else { return };
+        if msg.get("dest") == Some(src) {
+            self.on_peer_takes(src, key, out);
+            return;
+        }
         if msg.get("dest") != Some(self.me.as_str()) {
             return;
         }
-        let Some(key) = msg.get("ipaddr") else { return };
         let (weown, ok) = (msg.get("weown").unwrap_or(""), msg.get("ok").unwrap_or(""));
         if ok != "OK" {
             out.log(Level::Warn, format!("node {src} refused {key} (ip-request-resp ok={ok})"));
@@ -1947,6 +1951,30 @@ impl Resources {
             // A Heartbeat that answers is comm-up and in legacy mode: it says nothing more.
             p.known = true;
         }
+    }
+
+    /// A legacy Heartbeat that counted itself alone (its `req_our_resources` runs before it
+    /// records our `active` status) takes its group without asking: it says so only in a
+    /// self-addressed `ip-request-resp`. It holds the group now; if we hold it too, placement
+    /// leaves it with its preferred node and we stop ours.
+    fn on_peer_takes(&mut self, src: &str, key: &str, out: &mut RscOut) {
+        if self.failback != AutoFailback::Legacy || src == self.me {
+            return;
+        }
+        let Some(p) = self.peers.get_mut(src) else { return };
+        if p.halo {
+            return;
+        }
+        p.holds.insert(key.to_string());
+        p.known = true;
+        if let Some(l) = self.legacy.get_mut(src) {
+            l.maybe.insert(key.to_string());
+        }
+        let held = self.find(key).is_some_and(|g| g.state.held());
+        out.log(
+            if held { Level::Warn } else { Level::Info },
+            format!("node {src} takes resource group {key} without asking (it counted itself alone)"),
+        );
     }
 
     /// Legacy mode, each reconcile: presume what silent peers may hold, ask them for our

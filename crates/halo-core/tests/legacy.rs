@@ -209,3 +209,21 @@ fn when_the_legacy_peer_dies_halo_takes_everything_and_gives_its_group_back_when
     assert_eq!(sent(&out, "ip-request-resp").len(), 1);
     assert_eq!(starts(&out), Vec::<String>::new());
 }
+
+#[test]
+fn a_heartbeat_that_takes_its_group_without_asking_gets_it_and_halo_stops_its_copy() {
+    // Heartbeat's req_our_resources counts active nodes before it records our status: it
+    // may believe itself alone and take its group (self-addressed ip-request-resp).
+    let (mut e, mut p, mut out) = n1_with_legacy_n2(&[G1, G2]);
+    run(&mut e, &mut p, 20, 300, &mut out);
+    out.clear();
+    let take = p.msg("ip-request-resp", &[("dest", "n2"), ("ipaddr", G2), ("weown", "yes"), ("ok", "OK")]);
+    e.handle(Now::at(310), take, &mut out);
+    run(&mut e, &mut p, 310, 600, &mut out);
+    assert_eq!(stops(&out), vec![G2.to_string()], "{out:?}");
+    assert!(sent(&out, "ip-request-resp").is_empty(), "nothing to answer: {out:?}");
+    e.handle(Now::at(700), Event::GroupStopped { key: G2.into(), ok: true, detail: String::new() }, &mut out);
+    out.clear();
+    run(&mut e, &mut p, 700, 15_000, &mut out);
+    assert!(starts(&out).is_empty() && stops(&out).is_empty(), "{out:?}");
+}
