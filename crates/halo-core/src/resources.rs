@@ -65,8 +65,14 @@
 //! Heartbeat peer only when that peer asks (`ip-request`, at its comm up): halo stops it,
 //! then answers `ip-request-resp dest=<peer> ipaddr=<key> weown=yes ok=OK` (a group not
 //! held here: `weown=no` at once, as Heartbeat's script does; a failed stop: no answer
-//! until `halo cleanup`), and counts the group as that peer's. A Heartbeat that restarts
-//! itself after a partition (`-R`) asks for nothing, so its groups stay where they run.
+//! until `halo cleanup`), and counts the group as that peer's. A Heartbeat that starts
+//! afresh (a new generation after we saw it die or leave) takes its local groups at its
+//! comm up, asking — or not, when it has not yet recorded our `active` status (then it
+//! says so only in a self-addressed `ip-request-resp`, which halo reads as its holding):
+//! so halo releases that peer's local groups as soon as it sees the fresh start. A
+//! Heartbeat that restarts itself after a partition (`-R`) asks for nothing, so its groups
+//! stay where they run. Between more than two nodes the presumption is per peer and
+//! conservative: a group may stay stopped while a silent peer lives.
 use crate::engine::{Action, Level, NoQuorumPolicy};
 use halo_config::AutoFailback;
 use halo_wire::Message;
@@ -400,6 +406,9 @@ struct LegacyPeer {
     maybe: BTreeSet<String>,
     /// Our unanswered `ip-request`s: key → when last sent.
     asked: BTreeMap<String, u64>,
+    /// We hold it dead: a new generation from it next is a fresh start (not the `-R`
+    /// restart that follows a partition's end).
+    dead: bool,
 }
 
 /// The membership facts placement needs: each node's name and whether it is `active`.
@@ -882,7 +891,11 @@ impl Resources {
         // Its fence, if any, is dropped once we hear it alive (`drive_fences`), not before.
         self.fenced.remove(name);
         // Presumed anew on the next reconcile.
+        let fresh_start = restarted && self.legacy.get(name).is_some_and(|l| l.dead);
         self.legacy.remove(name);
+        if fresh_start {
+            self.legacy_release_for(name, out);
+        }
         if let Some(p) = self.peers.get_mut(name) {
             p.known = false;
             p.stable = false;
@@ -1977,17 +1990,46 @@ impl Resources {
         );
     }
 
+    /// A legacy Heartbeat starting afresh takes its local groups at its comm up — by
+    /// `ip-request`, or without asking when it has not yet recorded our `active` status (its
+    /// `req_our_resources` counts us before it does): release them now, so that the two
+    /// never hold one at once. They stay presumed its own (never restarted here) until it
+    /// dies again.
+    fn legacy_release_for(&mut self, name: &str, out: &mut RscOut) {
+        let keys: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|g| g.cfg.node == name && g.state.held())
+            .map(|g| g.cfg.key.clone())
+            .collect();
+        let mut maybe: BTreeSet<String> =
+            self.groups.iter().filter(|g| !g.state.held()).map(|g| g.cfg.key.clone()).collect();
+        for k in &keys {
+            out.log(
+                Level::Info,
+                format!("node {name} starts afresh (auto_failback legacy): releasing its group {k} before it takes it"),
+            );
+            self.stop(k, &format!("{name} takes it at its start (auto_failback legacy)"), out);
+            maybe.insert(k.clone());
+        }
+        self.legacy.insert(name.to_string(), LegacyPeer { maybe, ..Default::default() });
+    }
+
     /// Legacy mode, each reconcile: presume what silent peers may hold, ask them for our
     /// local groups, and answer the `ip-request`s whose group has stopped here.
     fn legacy_step(&mut self, now: u64, view: &View, out: &mut RscOut) {
         let names: Vec<String> = self.peers.keys().cloned().collect();
         for n in &names {
             let p = &self.peers[n];
-            if self.failback != AutoFailback::Legacy || p.halo || !(view.alive)(n) {
+            if self.failback != AutoFailback::Legacy || p.halo {
                 self.legacy.remove(n);
                 continue;
             }
-            if !self.legacy.contains_key(n) {
+            if !(view.alive)(n) {
+                self.legacy.insert(n.clone(), LegacyPeer { dead: true, ..Default::default() });
+                continue;
+            }
+            if self.legacy.get(n).is_none_or(|l| l.dead) {
                 let maybe: BTreeSet<String> =
                     self.groups.iter().filter(|g| !g.state.held()).map(|g| g.cfg.key.clone()).collect();
                 if !maybe.is_empty() {

@@ -547,8 +547,13 @@ fn legacy_heartbeat_preferred_group_fails_over_to_halo_and_back_by_ip_request() 
     c.hb_start();
     c.both_active(Duration::from_secs(40));
     c.served_by("hb", Duration::from_secs(40), "legacy failback to heartbeat");
-    assert!(c.halo_log().contains("asks for resource group"), "{}", c.dump());
-    assert!(c.halo_log().contains("weown=yes ok=OK"), "{}", c.dump());
+    // halo gave it up on Heartbeat's ip-request (weown=yes), or already when it saw
+    // Heartbeat start afresh (weown=no: Heartbeat may take it without asking).
+    assert!(
+        c.halo_log().contains("ip-request-resp to hb:") || c.halo_log().contains("starts afresh"),
+        "{}",
+        c.dump()
+    );
     assert!(c.hb_log().contains("received ip-request-resp"), "{}", c.dump());
 
     // Heartbeat loses its cable: halo takes over after deadtime; both hold it while cut.
