@@ -406,9 +406,12 @@ struct LegacyPeer {
     maybe: BTreeSet<String>,
     /// Our unanswered `ip-request`s: key → when last sent.
     asked: BTreeMap<String, u64>,
-    /// We hold it dead: a new generation from it next is a fresh start (not the `-R`
-    /// restart that follows a partition's end).
+    /// We saw it dead since its last start (sticky: a dying Heartbeat's last status may
+    /// revive it briefly): a new generation from it next is a fresh start, not the `-R`
+    /// restart that follows a partition's end.
     dead: bool,
+    /// `maybe` was presumed while it lived.
+    presumed: bool,
 }
 
 /// The membership facts placement needs: each node's name and whether it is `active`.
@@ -942,6 +945,13 @@ impl Resources {
         if !self.managed() {
             return;
         }
+        // Legacy requests are no statements: they leave `last_seq` alone (Heartbeat's
+        // scripts send them from other processes, out of sequence order with `resource`).
+        match kind {
+            "ip-request" => return self.on_ip_request(src, msg, out),
+            "ip-request-resp" => return self.on_ip_request_resp(src, msg, out),
+            _ => {}
+        }
         let Some(p) = self.peers.get_mut(src) else { return };
         // Only what is newer than the last statement counts (all of a sender's messages
         // share one sequence): a retransmitted older one must not undo a newer one.
@@ -976,8 +986,6 @@ impl Resources {
             }
             "ask_resources" => self.on_ask(now, src, msg, view, out),
             "stonith" => self.on_stonith(src, msg, out),
-            "ip-request" => self.on_ip_request(src, msg, out),
-            "ip-request-resp" => self.on_ip_request_resp(src, msg, out),
             "hb_takeover" => {
                 let set = msg.get("rsc_hold").and_then(RscSet::parse).unwrap_or(RscSet::ALL);
                 let keys: Vec<String> = self
@@ -2012,7 +2020,7 @@ impl Resources {
             self.stop(k, &format!("{name} takes it at its start (auto_failback legacy)"), out);
             maybe.insert(k.clone());
         }
-        self.legacy.insert(name.to_string(), LegacyPeer { maybe, ..Default::default() });
+        self.legacy.insert(name.to_string(), LegacyPeer { maybe, presumed: true, ..Default::default() });
     }
 
     /// Legacy mode, each reconcile: presume what silent peers may hold, ask them for our
@@ -2029,7 +2037,8 @@ impl Resources {
                 self.legacy.insert(n.clone(), LegacyPeer { dead: true, ..Default::default() });
                 continue;
             }
-            if self.legacy.get(n).is_none_or(|l| l.dead) {
+            if self.legacy.get(n).is_none_or(|l| !l.presumed) {
+                let dead = self.legacy.get(n).is_some_and(|l| l.dead);
                 let maybe: BTreeSet<String> =
                     self.groups.iter().filter(|g| !g.state.held()).map(|g| g.cfg.key.clone()).collect();
                 if !maybe.is_empty() {
@@ -2041,7 +2050,8 @@ impl Resources {
                         ),
                     );
                 }
-                self.legacy.insert(n.clone(), LegacyPeer { maybe, ..Default::default() });
+                self.legacy
+                    .insert(n.clone(), LegacyPeer { maybe, dead, presumed: true, ..Default::default() });
             }
         }
         // Answers owed: once stopped here (a dead asker is owed nothing).
