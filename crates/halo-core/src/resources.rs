@@ -69,9 +69,9 @@
 //! afresh (a new generation after we saw it die or leave) takes its local groups at its
 //! comm up, asking — or not, when it has not yet recorded our `active` status (then it
 //! says so only in a self-addressed `ip-request-resp`, which halo reads as its holding):
-//! so halo releases that peer's local groups as soon as it sees the fresh start. A
-//! Heartbeat that restarts itself after a partition (`-R`) asks for nothing, so its groups
-//! stay where they run. Between more than two nodes the presumption is per peer and
+//! so halo releases that peer's local groups as soon as it sees the fresh start (also the
+//! one that follows a partition's end: Heartbeat gives everything up, says `shutdone` and
+//! restarts itself). Between more than two nodes the presumption is per peer and
 //! conservative: a group may stay stopped while a silent peer lives.
 use crate::engine::{Action, Level, NoQuorumPolicy};
 use halo_config::AutoFailback;
@@ -407,8 +407,7 @@ struct LegacyPeer {
     /// Our unanswered `ip-request`s: key → when last sent.
     asked: BTreeMap<String, u64>,
     /// We saw it dead since its last start (sticky: a dying Heartbeat's last status may
-    /// revive it briefly): a new generation from it next is a fresh start, not the `-R`
-    /// restart that follows a partition's end.
+    /// revive it briefly): a new generation from it next is a fresh start.
     dead: bool,
     /// `maybe` was presumed while it lived.
     presumed: bool,
