@@ -24,7 +24,7 @@ scripts/build-deb.sh >/dev/null || echo "== scripts/build-deb.sh failed; the .de
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --all-targets -- --test-threads=1 2>&1 | tee "$log"
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads=1 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole workspace (cargo prints one per test binary).
