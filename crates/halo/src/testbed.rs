@@ -215,6 +215,54 @@ impl Drop for Testbed {
     }
 }
 
+/// A Heartbeat-class resource script for demos and tests: an HTTP server on port 80 serving
+/// `<config dir>/www` (a page naming the node), `status` printing running/stopped as
+/// ResourceManager reads it. Every start is counted in `<config dir>/starts`; the server's
+/// errors go to `<config dir>/web.err`. It waits up to 30 s for the server (a loaded machine
+/// starts python slowly).
+pub const WEB_SCRIPT: &str = r#"#!/bin/sh
+D=$(cd "$(dirname "$0")/.." && pwd)
+PID="$D/web.pid"
+case "$1" in
+start)
+    [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null && exit 0
+    cd "$D/www" || exit 1
+    /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>>"$D/web.err" </dev/null &
+    echo $! > "$PID"
+    echo start >> "$D/starts"
+    i=0
+    while [ $i -lt 600 ]; do
+        ss -ltn | grep -q ':80 ' && exit 0
+        sleep 0.05; i=$((i+1))
+    done
+    exit 1 ;;
+stop)
+    [ -f "$PID" ] && kill "$(cat "$PID")" 2>/dev/null
+    rm -f "$PID"; exit 0 ;;
+status)
+    if [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then echo running; else echo stopped; fi ;;
+esac
+exit 0
+"#;
+
+/// Installs `script` as `<config_dir>/resource.d/<name>` (mode 0755).
+pub fn install_script(config_dir: &Path, name: &str, script: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let rd = config_dir.join("resource.d");
+    std::fs::create_dir_all(&rd)?;
+    std::fs::write(rd.join(name), script)?;
+    std::fs::set_permissions(rd.join(name), std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// Installs [`WEB_SCRIPT`] as the `web` resource of `config_dir`, with a page answering `page`.
+pub fn install_web(config_dir: &Path, page: &str) -> anyhow::Result<()> {
+    install_script(config_dir, "web", WEB_SCRIPT)?;
+    std::fs::create_dir_all(config_dir.join("www"))?;
+    std::fs::write(config_dir.join("www/index.html"), format!("{page}\n"))?;
+    Ok(())
+}
+
 /// Polls `f` every 50 ms until it returns Some or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + timeout;

@@ -10,29 +10,6 @@ use std::time::Duration;
 const HALO: &str = env!("CARGO_BIN_EXE_halo");
 const VIP: &str = "10.79.0.100";
 
-const WEB: &str = r#"#!/bin/sh
-D=$(cd "$(dirname "$0")/.." && pwd)
-PID="$D/web.pid"
-case "$1" in
-start)
-    cd "$D/www" || exit 1
-    python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>>"$D/web.err" </dev/null &
-    echo $! > "$PID"
-    i=0
-    while [ $i -lt 600 ]; do
-        ss -ltn | grep -q ':80 ' && exit 0
-        sleep 0.05; i=$((i+1))
-    done
-    exit 1 ;;
-stop)
-    [ -f "$PID" ] && kill "$(cat "$PID")" 2>/dev/null
-    rm -f "$PID"; exit 0 ;;
-status)
-    if [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then echo running; else echo stopped; fi ;;
-esac
-exit 0
-"#;
-
 fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("halo-convert-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -142,12 +119,7 @@ fn converted_config_fails_over_like_the_original() {
                 && !dir.join("ha.cf").exists()
                 && !dir.join("haresources").exists()
         );
-        let rd = dir.join("resource.d");
-        std::fs::create_dir_all(&rd).unwrap();
-        std::fs::write(rd.join("web"), WEB).unwrap();
-        std::fs::set_permissions(rd.join("web"), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::create_dir_all(dir.join("www")).unwrap();
-        std::fs::write(dir.join("www/index.html"), format!("{node}\n")).unwrap();
+        halo::testbed::install_web(&dir, node).unwrap();
         let (_, sock) = tb.start_halo(node, Path::new(HALO), &dir).unwrap();
         socks.push(sock);
     }

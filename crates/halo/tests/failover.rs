@@ -4,39 +4,12 @@
 //! the VIP. Cables are pulled at the bridge; the answer must move to the other node and, with
 //! `auto_failback on`, come back.
 use halo::testbed::{wait_for, Testbed};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const HALO: &str = env!("CARGO_BIN_EXE_halo");
 const AUTHKEYS: &str = "auth 1\n1 sha1 failover-secret\n";
 const VIP: &str = "10.78.0.100";
-
-/// A Heartbeat-class resource script: an HTTP server on port 80 serving a page that names
-/// the node; `status` prints running/stopped as ResourceManager expects.
-const WEB: &str = r#"#!/bin/sh
-D=$(cd "$(dirname "$0")/.." && pwd)
-PID="$D/web.pid"
-case "$1" in
-start)
-    cd "$D/www" || exit 1
-    python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>>"$D/web.err" </dev/null &
-    echo $! > "$PID"
-    echo start >> "$D/starts"
-    i=0
-    while [ $i -lt 600 ]; do
-        ss -ltn | grep -q ':80 ' && exit 0
-        sleep 0.05; i=$((i+1))
-    done
-    exit 1 ;;
-stop)
-    [ -f "$PID" ] && kill "$(cat "$PID")" 2>/dev/null
-    rm -f "$PID"; exit 0 ;;
-status)
-    if [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then echo running; else echo stopped; fi ;;
-esac
-exit 0
-"#;
 
 /// A Heartbeat-class script whose start fails on `n1` only (HA_CURHOST) and works elsewhere.
 const FLAKY: &str = r#"#!/bin/sh
@@ -109,14 +82,10 @@ impl Cluster {
         );
         let dir = self.tb.write_config(node, &cf, AUTHKEYS).unwrap();
         std::fs::write(dir.join("haresources"), haresources).unwrap();
-        let rd = dir.join("resource.d");
-        std::fs::create_dir_all(&rd).unwrap();
-        for (name, text) in [("web", WEB), ("flaky", FLAKY), ("slow", SLOW_START)] {
-            std::fs::write(rd.join(name), text).unwrap();
-            std::fs::set_permissions(rd.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+        halo::testbed::install_web(&dir, node).unwrap();
+        for (name, text) in [("flaky", FLAKY), ("slow", SLOW_START)] {
+            halo::testbed::install_script(&dir, name, text).unwrap();
         }
-        std::fs::create_dir_all(dir.join("www")).unwrap();
-        std::fs::write(dir.join("www/index.html"), format!("{node}\n")).unwrap();
         dir
     }
 

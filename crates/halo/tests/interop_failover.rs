@@ -11,7 +11,6 @@
 //! both nodes only while a cable is cut (and until the healed partition is resolved).
 //! Needs root and the `heartbeat` package; fails when HALO_REQUIRE_ROOT=1 and either is missing.
 use halo::testbed::{is_root, node_state, wait_for, Testbed};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,33 +24,6 @@ const TIMING: &str = "keepalive 500ms\nwarntime 2\ndeadtime 3\ninitdead 6\nudppo
 const HB_IP: &str = "10.79.0.1";
 const HALO_IP: &str = "10.79.0.2";
 const VIP: &str = "10.79.0.100";
-
-/// A Heartbeat-class resource script (the same file on both nodes): an HTTP server on port
-/// 80 serving `<ha.d>/www/index.html`; `status` prints running/stopped as ResourceManager
-/// expects.
-const WEB: &str = r#"#!/bin/sh
-D=$(cd "$(dirname "$0")/.." && pwd)
-PID="$D/web.pid"
-case "$1" in
-start)
-    [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null && exit 0
-    cd "$D/www" || exit 1
-    /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>&1 </dev/null &
-    echo $! > "$PID"
-    i=0
-    while [ $i -lt 100 ]; do
-        ss -ltn | grep -q ':80 ' && exit 0
-        sleep 0.05; i=$((i+1))
-    done
-    exit 1 ;;
-stop)
-    [ -f "$PID" ] && kill "$(cat "$PID")" 2>/dev/null
-    rm -f "$PID"; exit 0 ;;
-status)
-    if [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then echo running; else echo stopped; fi ;;
-esac
-exit 0
-"#;
 
 fn hb_node() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/hb-node.sh")
@@ -79,12 +51,7 @@ fn prerequisites() -> bool {
 }
 
 fn install_web(dir: &Path, node: &str) {
-    let rd = dir.join("resource.d");
-    std::fs::create_dir_all(&rd).unwrap();
-    std::fs::write(rd.join("web"), WEB).unwrap();
-    std::fs::set_permissions(rd.join("web"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir_all(dir.join("www")).unwrap();
-    std::fs::write(dir.join("www/index.html"), format!("{node}\n")).unwrap();
+    halo::testbed::install_web(dir, node).unwrap();
 }
 
 /// Who had the VIP at one sample.

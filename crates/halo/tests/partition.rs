@@ -13,7 +13,6 @@ use halo::testbed::{wait_for, Testbed};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,31 +23,6 @@ const AUTHKEYS: &str = "auth 1\n1 sha1 partition-secret\n";
 const VIP: &str = "10.79.0.100";
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
 const DEADTIME_MS: u64 = 500;
-
-/// A Heartbeat-class resource script: an HTTP server on port 80 serving a page that names
-/// the node (as in failover.rs).
-const WEB: &str = r#"#!/bin/sh
-D=$(cd "$(dirname "$0")/.." && pwd)
-PID="$D/web.pid"
-case "$1" in
-start)
-    cd "$D/www" || exit 1
-    python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>>"$D/web.err" </dev/null &
-    echo $! > "$PID"
-    i=0
-    while [ $i -lt 600 ]; do
-        ss -ltn | grep -q ':80 ' && exit 0
-        sleep 0.05; i=$((i+1))
-    done
-    exit 1 ;;
-stop)
-    [ -f "$PID" ] && kill "$(cat "$PID")" 2>/dev/null
-    rm -f "$PID"; exit 0 ;;
-status)
-    if [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then echo running; else echo stopped; fi ;;
-esac
-exit 0
-"#;
 
 /// splitmix64: small, seedable, good enough to draw a schedule.
 struct Prng(u64);
@@ -236,12 +210,7 @@ impl Cluster {
         );
         let dir = self.tb.write_config(node, &cf, AUTHKEYS).unwrap();
         std::fs::write(dir.join("haresources"), format!("n1 IPaddr2::{VIP}/16/eth0 web\n")).unwrap();
-        let rd = dir.join("resource.d");
-        std::fs::create_dir_all(&rd).unwrap();
-        std::fs::write(rd.join("web"), WEB).unwrap();
-        std::fs::set_permissions(rd.join("web"), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::create_dir_all(dir.join("www")).unwrap();
-        std::fs::write(dir.join("www/index.html"), format!("{node}\n")).unwrap();
+        halo::testbed::install_web(&dir, node).unwrap();
         dir
     }
 

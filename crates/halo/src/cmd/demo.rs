@@ -8,7 +8,6 @@ use crate::testbed::{wait_for, Testbed};
 use anyhow::{bail, Context};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,30 +18,6 @@ const HA_CF: &str =
 keepalive 100ms\nwarntime 300ms\ndeadtime 500ms\ninitdead 3\nudpport 694\nbcast eth0\nauto_failback on\n\
 node alpha beta\nrealtime off\n";
 const AUTHKEYS: &str = "auth 1\n1 sha1 halo-demo-key\n";
-
-/// A Heartbeat-class resource script: a small web server answering with the node's name.
-const WEB: &str = r#"#!/bin/sh
-D=$(cd "$(dirname "$0")/.." && pwd)
-PID="$D/web.pid"
-case "$1" in
-start)
-    cd "$D/www" || exit 1
-    python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>&1 </dev/null &
-    echo $! > "$PID"
-    i=0
-    while [ $i -lt 100 ]; do
-        ss -ltn | grep -q ':80 ' && exit 0
-        sleep 0.05; i=$((i+1))
-    done
-    exit 1 ;;
-stop)
-    [ -f "$PID" ] && kill "$(cat "$PID")" 2>/dev/null
-    rm -f "$PID"; exit 0 ;;
-status)
-    if [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then echo running; else echo stopped; fi ;;
-esac
-exit 0
-"#;
 
 /// One probe: who answered the page through the VIP (None: nobody, within 100 ms).
 fn fetch(vip: SocketAddr) -> Option<String> {
@@ -135,11 +110,7 @@ pub fn demo() -> anyhow::Result<i32> {
         let cf = format!("{HA_CF}logfile {}\n", tb.dir.join(format!("{node}.log")).display());
         let dir = tb.write_config(node, &cf, AUTHKEYS)?;
         std::fs::write(dir.join("haresources"), format!("alpha IPaddr2::{VIP}/24/eth0 web\n"))?;
-        std::fs::create_dir_all(dir.join("resource.d"))?;
-        std::fs::write(dir.join("resource.d/web"), WEB)?;
-        std::fs::set_permissions(dir.join("resource.d/web"), std::fs::Permissions::from_mode(0o755))?;
-        std::fs::create_dir_all(dir.join("www"))?;
-        std::fs::write(dir.join("www/index.html"), format!("{node}\n"))?;
+        crate::testbed::install_web(&dir, node)?;
         let (_, sock) = tb.start_halo(node, &exe, &dir)?;
         sockets.push(sock);
     }
