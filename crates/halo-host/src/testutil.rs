@@ -1,10 +1,15 @@
 //! Helpers for tests that need root, private network namespaces or scratch directories.
 
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{self, AddressFamily, LinkAddr, SockFlag, SockProtocol, SockType, SockaddrLike};
 
 /// Called when a test cannot do its job on this machine: fails the test when
 /// `HALO_REQUIRE_ROOT=1` (CI as root must really run it), otherwise prints a note so the
@@ -154,4 +159,45 @@ pub fn dual_stack_veth(test: &str) -> Option<Netns> {
         }
     }
     Some(ns)
+}
+
+/// A packet socket receiving every frame that arrives on `iface`.
+pub fn sniffer(ns: &Netns, iface: &'static str) -> OwnedFd {
+    ns.run(move || {
+        let idx = nix::net::if_::if_nametoindex(iface).expect("ifindex");
+        let fd = socket::socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            SockProtocol::EthAll,
+        )
+        .expect("packet socket");
+        // SAFETY (test): zeroed sockaddr_ll filled in below, of the stated size.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = idx as i32;
+        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        let addr = unsafe { LinkAddr::from_raw((&sll as *const libc::sockaddr_ll).cast(), Some(len)) }
+            .expect("link addr");
+        socket::bind(fd.as_raw_fd(), &addr).expect("bind");
+        fd
+    })
+}
+
+/// Frames received on `fd` that `keep` accepts, until `want` of them or 3 s pass.
+pub fn capture(fd: &OwnedFd, want: usize, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < want && Instant::now() < deadline {
+        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let _ = nix::poll::poll(&mut p, PollTimeout::from(100u16));
+        while let Ok(n) = socket::recv(fd.as_raw_fd(), &mut buf, socket::MsgFlags::empty()) {
+            if keep(&buf[..n]) {
+                got.push(buf[..n].to_vec());
+            }
+        }
+    }
+    got
 }

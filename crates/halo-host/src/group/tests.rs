@@ -2,7 +2,7 @@
 //! private network namespace (veth hv0 192.0.2.1/24 — hv1); the real Debian agents
 //! (resource-agents' `Dummy`, heartbeat's `IPaddr2` wrapper) are used where installed.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::sync::Arc;
@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use halo_config::{ResourceGroup, ResourceSpec};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{self, AddressFamily, LinkAddr, SockFlag, SockProtocol, SockType, SockaddrLike};
 
 use super::*;
-use crate::testutil::{dual_stack_veth, skip, Netns, TempDir};
+use crate::testutil::{capture, dual_stack_veth, skip, sniffer, Netns, TempDir};
 
 type Logged = Vec<(Level, String)>;
 
@@ -372,47 +371,18 @@ fn where_is(ns: &Netns, a: &str) -> Vec<(String, u8, Option<String>)> {
         .collect()
 }
 
-fn sniffer(ns: &Netns, iface: &'static str) -> OwnedFd {
-    ns.run(move || {
-        let idx = nix::net::if_::if_nametoindex(iface).expect("ifindex");
-        let fd = socket::socket(
-            AddressFamily::Packet,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            SockProtocol::EthAll,
-        )
-        .expect("packet socket");
-        // SAFETY (test): zeroed sockaddr_ll, filled in below, of the stated size.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = idx as i32;
-        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        let addr = unsafe { LinkAddr::from_raw((&sll as *const libc::sockaddr_ll).cast(), Some(len)) }
-            .expect("link addr");
-        socket::bind(fd.as_raw_fd(), &addr).expect("bind");
-        fd
-    })
-}
-
 /// ARP frames about `vip` received on `fd`: (operation, sender MAC), until `want` or 3 s.
 fn arp_frames(fd: &OwnedFd, vip: [u8; 4], want: usize) -> Vec<(u16, [u8; 6])> {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 2048];
-    while got.len() < want && Instant::now() < deadline {
-        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        let _ = nix::poll::poll(&mut p, PollTimeout::from(100u16));
-        while let Ok(n) = socket::recv(fd.as_raw_fd(), &mut buf, socket::MsgFlags::empty()) {
-            let f = &buf[..n];
-            if n >= 42 && f[12..14] == [0x08, 0x06] && f[28..32] == vip && f[38..42] == vip {
-                let mut mac = [0u8; 6];
-                mac.copy_from_slice(&f[22..28]);
-                got.push((u16::from_be_bytes([f[20], f[21]]), mac));
-            }
-        }
-    }
-    got
+    let about_vip =
+        |f: &[u8]| f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[28..32] == vip && f[38..42] == vip;
+    capture(fd, want, about_vip)
+        .into_iter()
+        .map(|f| {
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(&f[22..28]);
+            (u16::from_be_bytes([f[20], f[21]]), mac)
+        })
+        .collect()
 }
 
 fn mac_of(ns: &Netns, iface: &'static str) -> [u8; 6] {

@@ -2,7 +2,6 @@
 //! 2001:db8:77::1/64) — hv1, documentation addresses only.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -11,10 +10,9 @@ use etherparse::{
     ArpOperation, EtherType, Icmpv6Slice, Icmpv6Type, Ipv6Slice, LinkSlice, NetSlice, SlicedPacket,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{self, AddressFamily, LinkAddr, SockFlag, SockProtocol, SockType, SockaddrLike};
 
 use super::*;
-use crate::testutil::{dual_stack_veth as setup, Netns};
+use crate::testutil::{capture, dual_stack_veth as setup, sniffer, Netns};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
@@ -211,47 +209,6 @@ fn vip_loopback_take_restore() {
     ns.ip("addr add 192.0.2.82/32 dev hv0").expect("host address on hv0");
     assert_eq!(ns.run(|| take_from_loopback(ip("192.0.2.82"))).expect("take"), None);
     assert!(present_in(&ns, "192.0.2.82").is_some());
-}
-
-/// A packet socket receiving every frame that arrives on `iface`.
-fn sniffer(ns: &Netns, iface: &'static str) -> OwnedFd {
-    ns.run(move || {
-        let idx = nix::net::if_::if_nametoindex(iface).expect("ifindex");
-        let fd = socket::socket(
-            AddressFamily::Packet,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            SockProtocol::EthAll,
-        )
-        .expect("packet socket");
-        // SAFETY (test): zeroed sockaddr_ll filled in below, of the stated size.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = idx as i32;
-        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        let addr = unsafe { LinkAddr::from_raw((&sll as *const libc::sockaddr_ll).cast(), Some(len)) }
-            .expect("link addr");
-        socket::bind(fd.as_raw_fd(), &addr).expect("bind");
-        fd
-    })
-}
-
-/// Frames received on `fd` that `keep` accepts, until `want` of them or 3 s pass.
-fn capture(fd: &OwnedFd, want: usize, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 2048];
-    while got.len() < want && Instant::now() < deadline {
-        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        let _ = nix::poll::poll(&mut p, PollTimeout::from(100u16));
-        while let Ok(n) = socket::recv(fd.as_raw_fd(), &mut buf, socket::MsgFlags::empty()) {
-            if keep(&buf[..n]) {
-                got.push(buf[..n].to_vec());
-            }
-        }
-    }
-    got
 }
 
 #[test]
