@@ -100,23 +100,7 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, ConfigError> {
     };
 
     // authkeys
-    let authkeys_path = dir.join("authkeys");
-    let mut authkeys = None;
-    if let Some(bytes) = read_required(&authkeys_path, &mut errors) {
-        let text = decode(&authkeys_path, &bytes, true, &mut errors, &mut warnings);
-        match std::fs::metadata(&authkeys_path) {
-            Ok(meta) => {
-                if let Err(msg) = check_keyfile_mode(&authkeys_path, meta.mode()) {
-                    errors.push(Diagnostic::new(&authkeys_path, 0, msg));
-                }
-            }
-            Err(e) => errors.push(io_diag(&authkeys_path, &e)),
-        }
-        let (keys, e, w) = authkeys::parse_authkeys_lenient(&authkeys_path, &text);
-        errors.extend(e);
-        warnings.extend(w);
-        authkeys = keys;
-    }
+    let authkeys = read_authkeys(dir, &mut errors, &mut warnings);
 
     // haresources
     let haresources_path = dir.join("haresources");
@@ -228,26 +212,7 @@ pub fn load_toml_dir(dir: &Path) -> Result<Loaded, ConfigError> {
             }
             Some(keys)
         }
-        None => {
-            let authkeys_path = dir.join("authkeys");
-            let mut found = None;
-            if let Some(bytes) = read_required(&authkeys_path, &mut errors) {
-                let text = decode(&authkeys_path, &bytes, true, &mut errors, &mut warnings);
-                match std::fs::metadata(&authkeys_path) {
-                    Ok(meta) => {
-                        if let Err(msg) = check_keyfile_mode(&authkeys_path, meta.mode()) {
-                            errors.push(Diagnostic::new(&authkeys_path, 0, msg));
-                        }
-                    }
-                    Err(e) => errors.push(io_diag(&authkeys_path, &e)),
-                }
-                let (keys, e, w) = authkeys::parse_authkeys_lenient(&authkeys_path, &text);
-                errors.extend(e);
-                warnings.extend(w);
-                found = keys;
-            }
-            found
-        }
+        None => read_authkeys(dir, &mut errors, &mut warnings),
     };
 
     let haresources_path = dir.join("haresources");
@@ -413,6 +378,30 @@ fn parse_nodeinfo(path: &Path, text: &str) -> (Option<String>, Vec<Diagnostic>, 
 
 fn io_diag(path: &Path, e: &io::Error) -> Diagnostic {
     Diagnostic::new(path, 0, format!("cannot read: {e}"))
+}
+
+/// Reads `<dir>/authkeys`: required, private (mode checked), parsed leniently so that every
+/// error is reported with the others.
+fn read_authkeys(
+    dir: &Path,
+    errors: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Option<AuthKeys> {
+    let path = dir.join("authkeys");
+    let bytes = read_required(&path, errors)?;
+    let text = decode(&path, &bytes, true, errors, warnings);
+    match std::fs::metadata(&path) {
+        Ok(meta) => {
+            if let Err(msg) = check_keyfile_mode(&path, meta.mode()) {
+                errors.push(Diagnostic::new(&path, 0, msg));
+            }
+        }
+        Err(e) => errors.push(io_diag(&path, &e)),
+    }
+    let (keys, e, w) = authkeys::parse_authkeys_lenient(&path, &text);
+    errors.extend(e);
+    warnings.extend(w);
+    keys
 }
 
 fn read_required(path: &Path, errors: &mut Vec<Diagnostic>) -> Option<Vec<u8>> {
