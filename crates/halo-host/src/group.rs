@@ -286,6 +286,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Held {
+    /// A VIP just taken or adopted, nothing announced yet.
+    fn new(
+        group: &str,
+        r: &ResourceSpec,
+        spec: &VipSpec,
+        resolved: Resolved,
+        lo_save: Option<LoopbackSave>,
+    ) -> Held {
+        Held {
+            group: group.to_string(),
+            resource: r.raw.clone(),
+            spec: spec.clone(),
+            resolved,
+            lo_save,
+            burst: None,
+            next_burst: None,
+            bursts: 0,
+            frames_sent: 0,
+            frames_failed: 0,
+            last_error: None,
+        }
+    }
+
     fn next_due(&self) -> Option<Instant> {
         match &self.burst {
             Some(b) => Some(b.due),
@@ -951,19 +974,7 @@ impl GroupExecutor {
             }
             return Err(e.to_string());
         }
-        let mut held = Held {
-            group: key.to_string(),
-            resource: r.raw.clone(),
-            spec: spec.clone(),
-            resolved: res,
-            lo_save,
-            burst: None,
-            next_burst: None,
-            bursts: 0,
-            frames_sent: 0,
-            frames_failed: 0,
-            last_error: None,
-        };
+        let mut held = Held::new(key, r, spec, res, lo_save);
         self.first_pair(&mut held, log);
         lock(&self.shared.state).held.insert(addr, held);
         self.shared.wake.notify_all();
@@ -1034,19 +1045,7 @@ impl GroupExecutor {
             label: info.label.clone().filter(|l| *l != info.iface),
             broadcast: vip::resolve(spec).ok().and_then(|r| r.broadcast),
         };
-        let mut held = Held {
-            group: key.to_string(),
-            resource: r.raw.clone(),
-            spec: spec.clone(),
-            resolved,
-            lo_save: self.load_save(addr, log),
-            burst: None,
-            next_burst: None,
-            bursts: 0,
-            frames_sent: 0,
-            frames_failed: 0,
-            last_error: None,
-        };
+        let mut held = Held::new(key, r, spec, resolved, self.load_save(addr, log));
         if announce {
             self.first_pair(&mut held, log);
         } else {
