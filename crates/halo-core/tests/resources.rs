@@ -1100,3 +1100,15 @@ fn fencing_a_graceful_shutdown_needs_no_fence_and_a_returning_node_is_no_longer_
     assert!(sim.logged(1, "node n1 is back: it is no longer to be fenced"));
     assert!(sim.runs(0, G1) && sim.runs(1, G2) && !sim.runs(1, G1) && !sim.runs(0, G2));
 }
+
+#[test]
+fn a_node_starting_alone_acquires_every_group_after_initdead_and_not_before() {
+    let mut sim = Sim::new(2, AutoFailback::On);
+    // n2 never comes up.
+    sim.crash(1);
+    sim.step(1900);
+    assert!(!sim.runs(0, G1) && !sim.runs(0, G2), "nothing before initdead (2 s): n2 may still be starting");
+    sim.step(300);
+    assert!(sim.runs(0, G1), "its own group once n2 is declared dead after initdead");
+    assert!(sim.runs(0, G2), "and n2's group too: nobody else can run it");
+}
