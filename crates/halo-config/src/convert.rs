@@ -70,6 +70,11 @@ pub fn to_toml(model: &Model) -> (String, Vec<String>) {
     let mut notes = Vec::new();
     let mut out = String::new();
     let _ = writeln!(out, "# halo.toml: halo's configuration (halo config convert; see examples/halo.toml/)");
+    // A top-level key: it must come before the first table.
+    if !cfg.notify.is_empty() {
+        let cmds: Vec<&str> = cfg.notify.iter().map(|n| n.command.as_str()).collect();
+        let _ = writeln!(out, "notify = {}", q_list(&cmds));
+    }
     out.push_str("\n[cluster]\n");
     for (key, directive) in CLUSTER_KEYS {
         if *directive == "node" {
@@ -383,6 +388,16 @@ pub fn to_legacy(model: &Model) -> (LegacyFiles, Vec<String>) {
         }
     }
 
+    // halo's own directive: a Heartbeat node refuses it (the parser warns when it is read).
+    for n in &cfg.notify {
+        let _ = writeln!(ha, "notify {}", n.command);
+    }
+    if !cfg.notify.is_empty() {
+        notes.push(
+            "ha.cf: 'notify' is a halo extension: Heartbeat 3.0.6 refuses an ha.cf that uses it".into(),
+        );
+    }
+
     let mut keys = format!("auth {}\n", model.authkeys.active);
     for k in &model.authkeys.keys {
         match &k.key {
@@ -453,4 +468,89 @@ pub fn to_legacy(model: &Model) -> (LegacyFiles, Vec<String>) {
         (name, d.text.clone())
     });
     (LegacyFiles { ha_cf: ha, authkeys: keys, haresources, ldirectord }, notes)
+}
+
+#[cfg(test)]
+mod notify_tests {
+    use crate::convert::{to_legacy, to_toml};
+    use crate::ha_cf::parse_ha_cf;
+    use crate::halo_toml::parse_halo_toml;
+    use crate::model::{AuthKey, AuthKeys, AuthMethodName, Model, Notify, Placement};
+    use std::path::{Path, PathBuf};
+
+    const HA_CF: &str =
+        "node a b\nbcast eth0\nnotify /usr/local/bin/hook --tag ha\nnotify /bin/logger halo\n";
+
+    fn model(cfg: crate::model::HaCf) -> Model {
+        Model {
+            dir: PathBuf::from("/etc/ha.d"),
+            ha_cf: cfg,
+            authkeys: AuthKeys {
+                active: 1,
+                keys: vec![AuthKey { index: 1, method: AuthMethodName::Sha1, key: Some("k".into()) }],
+            },
+            haresources: None,
+            nodeinfo: None,
+            placement: Placement::default(),
+            director: None,
+        }
+    }
+
+    #[test]
+    fn ha_cf_notify_lines_are_kept_in_order_with_a_halo_extension_warning() {
+        let (cfg, w) = parse_ha_cf(Path::new("ha.cf"), HA_CF).expect("valid");
+        assert_eq!(
+            cfg.notify,
+            vec![
+                Notify { command: "/usr/local/bin/hook --tag ha".into(), line: 3 },
+                Notify { command: "/bin/logger halo".into(), line: 4 },
+            ]
+        );
+        let ext: Vec<_> = w.iter().filter(|d| d.message.contains("'notify' is a halo extension")).collect();
+        assert_eq!(ext.len(), 1, "one warning for the directive, not one per line: {w:?}");
+        assert_eq!(ext[0].line, 3);
+    }
+
+    #[test]
+    fn a_notify_without_a_full_path_is_refused_with_its_line() {
+        let e = parse_ha_cf(Path::new("ha.cf"), "node a b\nbcast eth0\nnotify hook.sh\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("ha.cf:3:") && text.contains("must be a full path"), "{text}");
+        let e = parse_ha_cf(Path::new("ha.cf"), "node a b\nbcast eth0\nnotify\n").unwrap_err();
+        assert!(e.to_string().contains("ha.cf:3:"), "{e}");
+    }
+
+    #[test]
+    fn notify_converts_both_ways() {
+        let (cfg, _) = parse_ha_cf(Path::new("ha.cf"), HA_CF).expect("valid");
+        let m = model(cfg);
+        let (toml, _) = to_toml(&m);
+        assert!(toml.contains(r#"notify = ["/usr/local/bin/hook --tag ha", "/bin/logger halo"]"#), "{toml}");
+        let (parsed, errors, warnings) = parse_halo_toml(Path::new("halo.toml"), &toml);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!warnings.iter().any(|w| w.message.contains("halo extension")), "{warnings:?}");
+        let back = parsed.expect("parsed").ha_cf;
+        let cmds: Vec<&str> = back.notify.iter().map(|n| n.command.as_str()).collect();
+        assert_eq!(cmds, ["/usr/local/bin/hook --tag ha", "/bin/logger halo"]);
+        // Lines point into halo.toml (the notify key is on line 2).
+        assert!(back.notify.iter().all(|n| n.line == 2), "{:?}", back.notify);
+
+        let (legacy, notes) = to_legacy(&model(back));
+        assert!(legacy.ha_cf.contains("notify /usr/local/bin/hook --tag ha\nnotify /bin/logger halo\n"));
+        assert!(notes.iter().any(|n| n.contains("halo extension")), "{notes:?}");
+    }
+
+    #[test]
+    fn halo_toml_notify_must_be_strings() {
+        let text =
+            "notify = [1]\n[cluster]\nnodes = [\"a\", \"b\"]\n[[link]]\ntype = \"bcast\"\niface = \"eth0\"\n";
+        let (_, errors, _) = parse_halo_toml(Path::new("halo.toml"), text);
+        assert!(
+            errors.iter().any(|e| e.line == 1 && e.message.contains("notify: expected a string")),
+            "{errors:?}"
+        );
+        let text = "notify = [\"relative/hook\"]\n[cluster]\nnodes = [\"a\", \"b\"]\n[[link]]\ntype = \"bcast\"\niface = \"eth0\"\n";
+        let (_, errors, _) = parse_halo_toml(Path::new("halo.toml"), text);
+        assert!(errors.iter().any(|e| e.line == 1 && e.message.contains("full path")), "{errors:?}");
+    }
 }

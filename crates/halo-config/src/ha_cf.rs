@@ -51,6 +51,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "log_badpack",
     "respawn",
     "no_quorum_policy",
+    "notify",
     "ping",
     "ping6",
     "ping_group",
@@ -175,7 +176,15 @@ const BOOL_EXPECTED: &str = "expected a boolean (true/false, on/off, yes/no, y/n
 
 /// Directives only halo knows. Heartbeat 3.0.6 refuses an ha.cf that uses them, so each use
 /// is warned about: such a file cannot be shared with Heartbeat nodes.
-pub const HALO_DIRECTIVES: &[&str] = &["no_quorum_policy"];
+///
+/// * `no_quorum_policy ignore|freeze|stop`: what a node without quorum does.
+/// * `notify /path/to/cmd [args]` (may repeat): a hook command run on every cluster event
+///   (node dead/up, group starting/started/stopping/stopped/failed, failover, split-brain,
+///   fencing, quorum lost/regained, reload applied), one at a time and in event order, with
+///   the event in `HALO_EVENT`, `HALO_NODE`, `HALO_GROUP`, `HALO_LOCAL_NODE`, `HALO_TIME`,
+///   `HALO_DETAIL` (see the halo crate's `hooks` module). The rest of the line is the
+///   command: an absolute path and its arguments, split on whitespace, no shell.
+pub const HALO_DIRECTIVES: &[&str] = &["no_quorum_policy", "notify"];
 
 /// True for every directive Heartbeat 3.0.6 (Debian build) accepts in ha.cf, plus the legacy
 /// alias `udp`, plus halo's own [`HALO_DIRECTIVES`].
@@ -314,7 +323,9 @@ impl<'a> Parser<'a> {
             );
         }
 
-        if WHOLE_LINE_MEDIA.contains(&directive) {
+        if directive == "notify" {
+            self.notify(lineno, rest.trim_end_matches(WHITESPACE));
+        } else if WHOLE_LINE_MEDIA.contains(&directive) {
             self.whole_line_medium(lineno, directive, rest);
         } else if WHOLE_LINE_DIRECTIVES.contains(&directive) {
             self.whole_line(lineno, directive, rest.trim_end_matches(WHITESPACE));
@@ -744,6 +755,18 @@ impl<'a> Parser<'a> {
         };
         if let Err(msg) = result {
             self.sink.error(line, format!("{directive}: {msg}"));
+        }
+    }
+
+    /// `notify /path/to/cmd [args]`: the whole rest of the line is the command.
+    fn notify(&mut self, line: usize, rest: &str) {
+        let usage = "notify: expected 'notify /full/path/to/program [args...]'";
+        match rest.split(WHITESPACE).find(|w| !w.is_empty()) {
+            None => self.sink.error(line, format!("{usage}, got nothing")),
+            Some(p) if !p.starts_with('/') => {
+                self.sink.error(line, format!("{usage}; the program must be a full path, got '{p}'"))
+            }
+            Some(_) => self.cfg.notify.push(crate::model::Notify { command: rest.to_string(), line }),
         }
     }
 

@@ -125,6 +125,7 @@ const TOP_KEYS: &[&str] = &[
     "order",
     "colocation",
     "director",
+    "notify",
 ];
 const LINK_KEYS: &[&str] = &["type", "iface", "peer", "group", "port", "ttl", "loop", "hops", "device"];
 const LINK_TYPES: &[&str] = &["bcast", "mcast", "mcast6", "ucast", "ucast6", "serial"];
@@ -225,6 +226,21 @@ pub fn parse_halo_toml(file: &Path, text: &str) -> (Option<HaloToml>, Vec<Diagno
             }
         }
     }
+    // `notify = ["/path/to/cmd args", ...]`: ha.cf's `notify` lines (a halo extension).
+    if let Some(v) = get(root, "notify") {
+        let items: Vec<&Value> = match v.get_ref() {
+            DeValue::Array(a) => a.into_iter().collect(),
+            _ => vec![v],
+        };
+        for item in items {
+            let line = cx.line(item);
+            if let Some(c) = cx.string(item, "notify") {
+                if cx.one_line(line, "notify", &c) {
+                    hacf.push((line, format!("notify {c}")));
+                }
+            }
+        }
+    }
     if let Some(t) = cx.table(root, "log") {
         cx.keys(t, "log", LOG_KEYS);
         for key in LOG_KEYS {
@@ -288,6 +304,11 @@ fn lower_ha_cf(file: &Path, lines: &[(usize, String)]) -> (HaCf, Vec<Diagnostic>
     for r in cfg.respawn.iter_mut().chain(cfg.failfast.iter_mut()) {
         r.line = at(r.line);
     }
+    for n in cfg.notify.iter_mut() {
+        n.line = at(n.line);
+    }
+    // halo.toml is halo's own: ha.cf's warning that Heartbeat refuses `notify` is not for it.
+    w.retain(|d| !d.message.starts_with("'notify' is a halo extension"));
     (cfg, e, w)
 }
 

@@ -96,6 +96,10 @@ pub struct HaCf {
     pub memreserve_kib: Option<u64>,
     pub respawn: Vec<Respawn>,
     pub failfast: Vec<Respawn>,
+    /// halo extension (`notify /path/to/cmd [args]`, may repeat): commands run on cluster
+    /// events (node dead/up, group start/stop, failover, fencing, quorum, reload), one at a
+    /// time in event order, with the event in `HALO_*` environment variables.
+    pub notify: Vec<Notify>,
     /// `stonith TYPE CONFIGFILE`, the rest of the line as written.
     pub stonith: Option<String>,
     /// Each `stonith_host` line, the rest of the line as written.
@@ -166,6 +170,7 @@ impl Default for HaCf {
             memreserve_kib: None,
             respawn: Vec::new(),
             failfast: Vec::new(),
+            notify: Vec::new(),
             stonith: None,
             stonith_host: Vec::new(),
             apiauth: Vec::new(),
@@ -355,6 +360,15 @@ impl Respawn {
     pub fn program(&self) -> &str {
         self.command.split_whitespace().next().unwrap_or("")
     }
+}
+
+/// A `notify` line (ha.cf) or `notify` entry (halo.toml): a hook command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// The command line as written: an absolute program path, then its arguments (split on
+    /// whitespace; no shell).
+    pub command: String,
+    pub line: usize,
 }
 
 /// Authentication methods of authkeys. `Sha256` (HMAC-SHA256) is a halo extension that

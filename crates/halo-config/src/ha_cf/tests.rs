@@ -86,6 +86,7 @@ const ACCEPT: &[&str] = &[
     "ping 10.0.0.254",
     "ping6 2001:db8::1",
     "no_quorum_policy freeze",
+    "notify /usr/local/bin/halo-hook --event",
 ];
 
 #[test]
