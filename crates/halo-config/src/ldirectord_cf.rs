@@ -61,6 +61,8 @@ pub const GLOBAL_DIRECTIVES: &[&str] = &[
     "fork",
     "supervised",
     "execute",
+    // halo's own, not ldirectord's: see [`Globals::alertcommand`].
+    "alertcommand",
 ];
 
 /// Directives ldirectord accepts inside a virtual section.
@@ -262,6 +264,10 @@ pub struct Globals {
     pub supervised: bool,
     /// Other ldirectord configurations started, stopped and reloaded with this one.
     pub execute: Vec<String>,
+    /// halo extension (ldirectord has no such directive): a command run, through `sh -c`,
+    /// for every change of a real server, one at a time in the order of the changes, with
+    /// the change in its environment (`HALO_ALERT_*`, see halo-lb's `alert` module).
+    pub alertcommand: Option<String>,
 }
 
 impl Default for Globals {
@@ -290,6 +296,7 @@ impl Default for Globals {
             fork: false,
             supervised: false,
             execute: Vec::new(),
+            alertcommand: None,
         }
     }
 }
@@ -1179,6 +1186,10 @@ impl<'a> Parser<'a> {
             "maintenancedir" => {
                 let v = self.quoted_or_bare(lineno, value, "a directory")?;
                 self.cfg.global.maintenancedir = Some(PathBuf::from(v));
+            }
+            "alertcommand" => {
+                let v = self.quoted_or_bare(lineno, value, "a command")?;
+                self.cfg.global.alertcommand = Some(v);
             }
             "fork" => g.fork = yes_no(value)?,
             "supervised" => g.supervised = yes_no(value)?,

@@ -1182,3 +1182,17 @@ fn the_seed_as_printed_is_refused_line_by_line() {
     assert!(e[4].contains("'checktype' belongs in a virtual section"), "{}", e[4]);
     assert!(e[9].contains("'protocol' belongs in a virtual section"), "{}", e[9]);
 }
+
+#[test]
+fn alertcommand_is_a_halo_extension_read_without_warning() {
+    let cfg = clean("alertcommand=/usr/local/sbin/lb-alert --quiet\n");
+    assert_eq!(cfg.global.alertcommand.as_deref(), Some("/usr/local/sbin/lb-alert --quiet"));
+    let cfg = clean("alertcommand=\"/usr/local/sbin/lb alert\"\n");
+    assert_eq!(cfg.global.alertcommand.as_deref(), Some("/usr/local/sbin/lb alert"));
+    assert_eq!(clean("checkinterval=5\n").global.alertcommand, None);
+    let e = one_err("alertcommand=\n");
+    assert!(e.starts_with("ldirectord.cf:1: alertcommand: no value: expected a command"), "{e}");
+    // A global directive: inside a virtual section it is refused with the reason.
+    let e = errs(&section("real=10.0.0.2:80 gate\nalertcommand=/bin/true"));
+    assert!(e.iter().any(|m| m.contains("alertcommand")), "{e:?}");
+}
