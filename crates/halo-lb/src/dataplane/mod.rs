@@ -50,6 +50,7 @@
 //! cannot parse a dynamic *map* statement, which is why persistence and DR flows are one
 //! plain set per real server rather than one map per service).
 
+pub mod flows;
 pub mod nft;
 
 #[cfg(test)]

@@ -240,7 +240,16 @@ impl NftDataPlane {
         desired.validate()?;
         let have = self.read()?;
         let want = Plan::build(&with_draining(desired, have.as_ref()));
-        let (changes, commands) = want.reconcile(&self.table, have.as_ref());
+        let (changes, mut commands) = want.reconcile(&self.table, have.as_ref());
+        if have.is_none() {
+            // Becoming the director: the flows another director synced here go in with the
+            // sets, in the same transaction (see `flows`).
+            let (adds, n) =
+                super::flows::take_commands(&self.table, |name| want.sets.get(name).map(|d| d.timeout));
+            if n > 0 {
+                commands.extend(adds);
+            }
+        }
         if !changes.is_empty() {
             let doc = json!({ "nftables": commands });
             self.nft.run(&["-j", "-f", "-"], Some(&doc.to_string()))?;
@@ -282,6 +291,16 @@ impl NftDataPlane {
     /// How many clients (persistence) or flows (DR) are bound to each real server now.
     pub fn affinity(&self) -> Result<BTreeMap<String, usize>, Error> {
         Ok(self.read()?.map(|k| k.sets.into_iter().map(|(n, s)| (n, s.elems)).collect()).unwrap_or_default())
+    }
+
+    /// The flow and persistence sets of the table with their elements (empty when there is
+    /// no table): what the active director sends to the standby ones (see `flows`).
+    pub fn export_flows(&self) -> Result<Vec<super::flows::FlowSet>, Error> {
+        if !self.exists()? {
+            return Ok(Vec::new());
+        }
+        let v = self.nft.run_json(&["-j", "list", "table", "ip", &self.table])?;
+        Ok(super::flows::export(&v))
     }
 
     /// Deletes the table (a clean stop); false when there was none.
