@@ -23,10 +23,12 @@
 //!   defaults and timeout resolution (host names are kept unresolved for the runtime).
 //! * [`time`] — time, boolean and integer syntax shared by the files.
 //! * [`diag`] — [`Diagnostic`] and [`ConfigError`].
+//! * [`digest`] — [`config_digest`]: what a configuration means, hashed, for comparing nodes.
 
 pub mod authkeys;
 pub mod convert;
 pub mod diag;
+pub mod digest;
 pub mod ha_cf;
 pub mod halo_toml;
 pub mod haresources;
@@ -40,6 +42,7 @@ use std::path::{Path, PathBuf};
 
 pub use authkeys::{check_keyfile_mode, parse_authkeys, parse_authkeys_with_warnings};
 pub use diag::{ConfigError, Diagnostic};
+pub use digest::config_digest;
 pub use ha_cf::{check_start, parse_ha_cf, IMPLEMENTED};
 pub use haresources::{parse_haresources, parse_haresources_with_warnings};
 pub use ldirectord_cf::{
