@@ -75,6 +75,9 @@ pub fn to_toml(model: &Model) -> (String, Vec<String>) {
         let cmds: Vec<&str> = cfg.notify.iter().map(|n| n.command.as_str()).collect();
         let _ = writeln!(out, "notify = {}", q_list(&cmds));
     }
+    if let Some(l) = &cfg.lvs_sync {
+        let _ = writeln!(out, "lvs_sync_daemon = {}", q(&l.to_line()));
+    }
     out.push_str("\n[cluster]\n");
     for (key, directive) in CLUSTER_KEYS {
         if *directive == "node" {
@@ -397,6 +400,13 @@ pub fn to_legacy(model: &Model) -> (LegacyFiles, Vec<String>) {
             "ha.cf: 'notify' is a halo extension: Heartbeat 3.0.6 refuses an ha.cf that uses it".into(),
         );
     }
+    if let Some(l) = &cfg.lvs_sync {
+        let _ = writeln!(ha, "lvs_sync_daemon {}", l.to_line());
+        notes.push(
+            "ha.cf: 'lvs_sync_daemon' is a halo extension: Heartbeat 3.0.6 refuses an ha.cf that uses it"
+                .into(),
+        );
+    }
 
     let mut keys = format!("auth {}\n", model.authkeys.active);
     for k in &model.authkeys.keys {
@@ -552,5 +562,45 @@ mod notify_tests {
         let text = "notify = [\"relative/hook\"]\n[cluster]\nnodes = [\"a\", \"b\"]\n[[link]]\ntype = \"bcast\"\niface = \"eth0\"\n";
         let (_, errors, _) = parse_halo_toml(Path::new("halo.toml"), text);
         assert!(errors.iter().any(|e| e.line == 1 && e.message.contains("full path")), "{errors:?}");
+    }
+}
+
+#[cfg(test)]
+mod lvs_sync_tests {
+    use crate::convert::{to_legacy, to_toml};
+    use crate::ha_cf::parse_ha_cf;
+    use crate::halo_toml::parse_halo_toml;
+    use crate::model::{AuthKey, AuthKeys, AuthMethodName, Model, Placement};
+    use std::path::{Path, PathBuf};
+
+    fn model(cfg: crate::model::HaCf) -> Model {
+        Model {
+            dir: PathBuf::from("/etc/ha.d"),
+            ha_cf: cfg,
+            authkeys: AuthKeys {
+                active: 1,
+                keys: vec![AuthKey { index: 1, method: AuthMethodName::Sha1, key: Some("k".into()) }],
+            },
+            haresources: None,
+            nodeinfo: None,
+            placement: Placement::default(),
+            director: None,
+        }
+    }
+
+    #[test]
+    fn lvs_sync_daemon_converts_both_ways() {
+        let ha = "node a b\nbcast eth0\nlvs_sync_daemon eth1 id 4 interval 0.5\n";
+        let (cfg, _) = parse_ha_cf(Path::new("ha.cf"), ha).expect("valid");
+        let (toml, _) = to_toml(&model(cfg.clone()));
+        assert!(toml.contains("lvs_sync_daemon = \"eth1 id 4 interval 0.5\""), "{toml}");
+        let (parsed, errors, warnings) = parse_halo_toml(Path::new("halo.toml"), &toml);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!warnings.iter().any(|w| w.message.contains("halo extension")), "{warnings:?}");
+        let back = parsed.expect("parsed").ha_cf;
+        assert_eq!(back.lvs_sync.as_ref().map(|l| l.to_line()), cfg.lvs_sync.as_ref().map(|l| l.to_line()));
+        let (legacy, notes) = to_legacy(&model(back));
+        assert!(legacy.ha_cf.contains("lvs_sync_daemon eth1 id 4 interval 0.5\n"), "{}", legacy.ha_cf);
+        assert!(notes.iter().any(|n| n.contains("'lvs_sync_daemon' is a halo extension")), "{notes:?}");
     }
 }

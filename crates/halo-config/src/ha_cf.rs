@@ -52,6 +52,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "respawn",
     "no_quorum_policy",
     "notify",
+    "lvs_sync_daemon",
     "ping",
     "ping6",
     "ping_group",
@@ -184,7 +185,13 @@ const BOOL_EXPECTED: &str = "expected a boolean (true/false, on/off, yes/no, y/n
 ///   the event in `HALO_EVENT`, `HALO_NODE`, `HALO_GROUP`, `HALO_LOCAL_NODE`, `HALO_TIME`,
 ///   `HALO_DETAIL` (see the halo crate's `hooks` module). The rest of the line is the
 ///   command: an absolute path and its arguments, split on whitespace, no shell.
-pub const HALO_DIRECTIVES: &[&str] = &["no_quorum_policy", "notify"];
+/// * `lvs_sync_daemon IFACE [id N] [port P] [group ADDR] [interval S]`: director connection
+///   sync, as `ipvsadm --start-daemon master|backup --mcast-interface IFACE --syncid N` (and
+///   keepalived's `lvs_sync_daemon`): the node holding a director sends its flow and
+///   persistence state to multicast `group:port` (224.0.0.81:8848 by default) on IFACE every
+///   `interval` (1 s), signed with the authkeys secret; the others keep it for when they take
+///   the director over.
+pub const HALO_DIRECTIVES: &[&str] = &["no_quorum_policy", "notify", "lvs_sync_daemon"];
 
 /// True for every directive Heartbeat 3.0.6 (Debian build) accepts in ha.cf, plus the legacy
 /// alias `udp`, plus halo's own [`HALO_DIRECTIVES`].
@@ -325,6 +332,8 @@ impl<'a> Parser<'a> {
 
         if directive == "notify" {
             self.notify(lineno, rest.trim_end_matches(WHITESPACE));
+        } else if directive == "lvs_sync_daemon" {
+            self.lvs_sync_daemon(lineno, rest.trim_end_matches(WHITESPACE));
         } else if WHOLE_LINE_MEDIA.contains(&directive) {
             self.whole_line_medium(lineno, directive, rest);
         } else if WHOLE_LINE_DIRECTIVES.contains(&directive) {
@@ -767,6 +776,20 @@ impl<'a> Parser<'a> {
                 self.sink.error(line, format!("{usage}; the program must be a full path, got '{p}'"))
             }
             Some(_) => self.cfg.notify.push(crate::model::Notify { command: rest.to_string(), line }),
+        }
+    }
+
+    fn lvs_sync_daemon(&mut self, line: usize, rest: &str) {
+        match crate::model::LvsSync::parse(rest, line) {
+            Ok(l) => {
+                if self.cfg.lvs_sync.is_some() {
+                    self.sink
+                        .error(line, "lvs_sync_daemon: given twice; one sync daemon per node".to_string());
+                } else {
+                    self.cfg.lvs_sync = Some(l);
+                }
+            }
+            Err(e) => self.sink.error(line, format!("lvs_sync_daemon: {e}")),
         }
     }
 

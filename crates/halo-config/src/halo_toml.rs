@@ -126,6 +126,7 @@ const TOP_KEYS: &[&str] = &[
     "colocation",
     "director",
     "notify",
+    "lvs_sync_daemon",
 ];
 const LINK_KEYS: &[&str] = &["type", "iface", "peer", "group", "port", "ttl", "loop", "hops", "device"];
 const LINK_TYPES: &[&str] = &["bcast", "mcast", "mcast6", "ucast", "ucast6", "serial"];
@@ -241,6 +242,15 @@ pub fn parse_halo_toml(file: &Path, text: &str) -> (Option<HaloToml>, Vec<Diagno
             }
         }
     }
+    // `lvs_sync_daemon = "IFACE [id N] ..."`: ha.cf's `lvs_sync_daemon` (a halo extension).
+    if let Some(v) = get(root, "lvs_sync_daemon") {
+        let line = cx.line(v);
+        if let Some(c) = cx.string(v, "lvs_sync_daemon") {
+            if cx.one_line(line, "lvs_sync_daemon", &c) {
+                hacf.push((line, format!("lvs_sync_daemon {c}")));
+            }
+        }
+    }
     if let Some(t) = cx.table(root, "log") {
         cx.keys(t, "log", LOG_KEYS);
         for key in LOG_KEYS {
@@ -309,6 +319,10 @@ fn lower_ha_cf(file: &Path, lines: &[(usize, String)]) -> (HaCf, Vec<Diagnostic>
     }
     // halo.toml is halo's own: ha.cf's warning that Heartbeat refuses `notify` is not for it.
     w.retain(|d| !d.message.starts_with("'notify' is a halo extension"));
+    if let Some(l) = cfg.lvs_sync.as_mut() {
+        l.line = at(l.line);
+    }
+    w.retain(|d| !d.message.starts_with("'lvs_sync_daemon' is a halo extension"));
     (cfg, e, w)
 }
 

@@ -100,6 +100,9 @@ pub struct HaCf {
     /// events (node dead/up, group start/stop, failover, fencing, quorum, reload), one at a
     /// time in event order, with the event in `HALO_*` environment variables.
     pub notify: Vec<Notify>,
+    /// halo extension (`lvs_sync_daemon IFACE [id N] [port P] [group ADDR] [interval S]`):
+    /// director connection sync.
+    pub lvs_sync: Option<LvsSync>,
     /// `stonith TYPE CONFIGFILE`, the rest of the line as written.
     pub stonith: Option<String>,
     /// Each `stonith_host` line, the rest of the line as written.
@@ -171,6 +174,7 @@ impl Default for HaCf {
             respawn: Vec::new(),
             failfast: Vec::new(),
             notify: Vec::new(),
+            lvs_sync: None,
             stonith: None,
             stonith_host: Vec::new(),
             apiauth: Vec::new(),
@@ -359,6 +363,92 @@ impl Respawn {
     /// The program path: the first word of `command`.
     pub fn program(&self) -> &str {
         self.command.split_whitespace().next().unwrap_or("")
+    }
+}
+
+/// Director connection sync (ha.cf `lvs_sync_daemon`, halo.toml `lvs_sync_daemon`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LvsSync {
+    pub interface: String,
+    /// `syncid` as ipvsadm's: directors of different clusters on one segment ignore each
+    /// other.
+    pub syncid: u8,
+    pub group: std::net::Ipv4Addr,
+    pub port: u16,
+    pub interval_ms: u64,
+    pub line: usize,
+}
+
+impl LvsSync {
+    /// IPVS's sync multicast group and port.
+    pub const DEFAULT_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 81);
+    pub const DEFAULT_PORT: u16 = 8848;
+
+    /// `IFACE [id N] [port P] [group ADDR] [interval S]`.
+    pub fn parse(rest: &str, line: usize) -> Result<LvsSync, String> {
+        let usage =
+            "expected 'lvs_sync_daemon IFACE [id 0-255] [port P] [group MULTICAST-ADDR] [interval SECONDS]'";
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let Some(iface) = words.first() else { return Err(format!("{usage}, got nothing")) };
+        if iface.len() > 15 || iface.contains('/') {
+            return Err(format!("{usage}; '{iface}' is not an interface name"));
+        }
+        let mut l = LvsSync {
+            interface: iface.to_string(),
+            syncid: 0,
+            group: Self::DEFAULT_GROUP,
+            port: Self::DEFAULT_PORT,
+            interval_ms: 1000,
+            line,
+        };
+        let mut it = words[1..].iter();
+        while let Some(k) = it.next() {
+            let Some(v) = it.next() else { return Err(format!("{usage}; '{k}' has no value")) };
+            match *k {
+                "id" => l.syncid = v.parse().map_err(|_| format!("id: expected 0 to 255, got '{v}'"))?,
+                "port" => {
+                    l.port = v
+                        .parse()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or(format!("port: expected 1 to 65535, got '{v}'"))?
+                }
+                "group" => {
+                    l.group = v
+                        .parse()
+                        .ok()
+                        .filter(|a: &std::net::Ipv4Addr| a.is_multicast())
+                        .ok_or(format!("group: expected an IPv4 multicast address, got '{v}'"))?
+                }
+                "interval" => {
+                    let s: f64 = v.parse().map_err(|_| format!("interval: expected seconds, got '{v}'"))?;
+                    if !(0.1..=60.0).contains(&s) {
+                        return Err(format!("interval: expected 0.1 to 60 seconds, got '{v}'"));
+                    }
+                    l.interval_ms = (s * 1000.0) as u64;
+                }
+                _ => return Err(format!("{usage}; unknown option '{k}'")),
+            }
+        }
+        Ok(l)
+    }
+
+    /// The line as ha.cf writes it.
+    pub fn to_line(&self) -> String {
+        let mut s = self.interface.clone();
+        if self.syncid != 0 {
+            s.push_str(&format!(" id {}", self.syncid));
+        }
+        if self.port != Self::DEFAULT_PORT {
+            s.push_str(&format!(" port {}", self.port));
+        }
+        if self.group != Self::DEFAULT_GROUP {
+            s.push_str(&format!(" group {}", self.group));
+        }
+        if self.interval_ms != 1000 {
+            s.push_str(&format!(" interval {}", self.interval_ms as f64 / 1000.0));
+        }
+        s
     }
 }
 

@@ -87,6 +87,7 @@ const ACCEPT: &[&str] = &[
     "ping6 2001:db8::1",
     "no_quorum_policy freeze",
     "notify /usr/local/bin/halo-hook --event",
+    "lvs_sync_daemon eth1 id 3",
 ];
 
 #[test]
@@ -740,4 +741,27 @@ fn no_quorum_policy_is_a_halo_extension_with_a_warning() {
         one_err("node a\nbcast eth0\nno_quorum_policy maybe\n"),
         "ha.cf:3: no_quorum_policy: expected ignore, freeze or stop, got 'maybe'"
     );
+}
+
+#[test]
+fn lvs_sync_daemon_is_a_halo_extension_with_ipvs_defaults() {
+    let (cfg, w) = ok("node a b\nbcast eth0\nlvs_sync_daemon eth1\n");
+    let l = cfg.lvs_sync.expect("parsed");
+    assert_eq!((l.interface.as_str(), l.syncid, l.port, l.interval_ms), ("eth1", 0, 8848, 1000));
+    assert_eq!(l.group, std::net::Ipv4Addr::new(224, 0, 0, 81));
+    assert!(w.iter().any(|m| m.contains("ha.cf:3: 'lvs_sync_daemon' is a halo extension")), "{w:?}");
+    let (cfg, _) =
+        ok("node a b\nbcast eth0\nlvs_sync_daemon eth1 id 7 port 9000 group 239.1.2.3 interval 0.5\n");
+    let l = cfg.lvs_sync.unwrap();
+    assert_eq!((l.syncid, l.port, l.group.to_string(), l.interval_ms), (7, 9000, "239.1.2.3".into(), 500));
+    assert_eq!(l.to_line(), "eth1 id 7 port 9000 group 239.1.2.3 interval 0.5");
+    assert_eq!(
+        one_err("node a\nbcast eth0\nlvs_sync_daemon eth1 group 10.0.0.1\n"),
+        "ha.cf:3: lvs_sync_daemon: group: expected an IPv4 multicast address, got '10.0.0.1'"
+    );
+    assert_eq!(
+        one_err("node a\nbcast eth0\nlvs_sync_daemon eth1 id\n"),
+        "ha.cf:3: lvs_sync_daemon: expected 'lvs_sync_daemon IFACE [id 0-255] [port P] [group MULTICAST-ADDR] [interval SECONDS]'; 'id' has no value"
+    );
+    assert!(one_err("node a\nbcast eth0\nlvs_sync_daemon\n").contains("got nothing"));
 }
