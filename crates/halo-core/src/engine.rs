@@ -600,6 +600,11 @@ impl Engine {
         self.rsc.running_keys()
     }
 
+    /// The split-brains of this run (groups held here and elsewhere at once), oldest first.
+    pub fn split_brains(&self) -> &crate::status::SplitBrains {
+        self.rsc.split_brains()
+    }
+
     pub fn resource_status(&self, now: Now) -> ResourceStatus {
         let peers = &self.peers;
         let active = |n: &str| peers.iter().any(|p| p.name == n && p.state == NodeState::Active);

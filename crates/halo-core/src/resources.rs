@@ -473,6 +473,8 @@ pub struct Resources {
     /// `ip-request`s from Heartbeat peers to answer once the group is stopped here:
     /// key → (peer, whether we held it when asked).
     owe_ip: BTreeMap<String, (String, bool)>,
+    /// Groups held here and elsewhere at once, episode by episode (`halo status`).
+    split_brains: crate::status::SplitBrains,
 }
 
 fn new_group(cfg: GroupConfig, running_at_start: &[String]) -> Group {
@@ -526,6 +528,7 @@ impl Resources {
             fenced: BTreeSet::new(),
             legacy: BTreeMap::new(),
             owe_ip: BTreeMap::new(),
+            split_brains: Default::default(),
         }
     }
 
@@ -1712,6 +1715,7 @@ impl Resources {
                 _ => {}
             }
         }
+        self.note_split_brains(now, view, out);
         self.reconcile_clones(view, out);
         self.run_pending_stops(out);
         // Heartbeat peers take groups only through their standby protocol.
@@ -2105,5 +2109,39 @@ impl Resources {
             out.msgs.push(m);
             out.log(Level::Info, format!("requesting resource group {key} (ip-request)"));
         }
+    }
+}
+
+// ----------------------------------------------------------------- split-brain history
+
+impl Resources {
+    /// Records groups held here and by another node at once (a healed partition, an
+    /// orphan): when it was found, with whom, and who kept what once it is over.
+    fn note_split_brains(&mut self, now: u64, view: &View, out: &mut RscOut) {
+        if !self.split_brains.open() && !self.groups.iter().any(|g| g.state.held()) {
+            return;
+        }
+        let holders: Vec<(usize, Vec<String>)> =
+            self.groups.iter().enumerate().map(|(i, g)| (i, self.holders(g, view))).collect();
+        let desired: Vec<Option<String>> = holders
+            .iter()
+            .map(|(i, h)| if h.len() > 1 { self.desired(&self.groups[*i], h, view) } else { None })
+            .collect();
+        let seen: Vec<crate::status::HeldTwice> = holders
+            .iter()
+            .zip(&desired)
+            .map(|((i, h), d)| crate::status::HeldTwice {
+                key: &self.groups[*i].cfg.key,
+                holders: h,
+                desired: d.as_deref(),
+            })
+            .collect();
+        for line in self.split_brains.observe(now, &self.me, &seen, view.alive) {
+            out.log(Level::Warn, line);
+        }
+    }
+
+    pub fn split_brains(&self) -> &crate::status::SplitBrains {
+        &self.split_brains
     }
 }
