@@ -11,15 +11,24 @@
 //!   weight 1 (if the data plane can run it: an IPv4 address with the service's forwarding
 //!   method, on the virtual port for direct routing), and removed when one comes back.
 //!
-//! The runtime (halo's `director` module) resolves host names first ([`resolve_names`]),
-//! builds a [`DirectorState`] with [`DirectorState::new`], feeds it check results with
-//! [`DirectorState::record`], and applies [`DirectorState::desired`] after every change.
+//! * a real server named in the `maintenancedir` (a file `IP:port`, `IP`, `name:port`,
+//!   `name`, `short:port` or `short`, see [`maintenance_names`]) is down without being
+//!   checked, as if its check had failed; once the file is gone its checks decide again.
+//!
+//! The runtime (halo's `director` module) builds a [`DirectorState`] with
+//! [`DirectorState::load`] (host names resolved, as written kept for the maintenance files),
+//! feeds it check results with [`DirectorState::record`] and the maintenance directory with
+//! [`DirectorState::set_maintenance`], applies [`DirectorState::desired`] after every change,
+//! and on a new configuration calls [`DirectorState::reconfigure`], which keeps the health
+//! of every real server whose check did not change.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::time::Duration;
 
 use halo_config::ldirectord_cf as ld;
 
+use crate::alert::{Event, EventKind, MailSettings};
 use crate::check::{spec_for, CheckResult, CheckSpec, Checker, HealthPolicy, Transition};
 use crate::dataplane::{self, Desired, Forward, InvalidDesired, RealServer, RealStats, VirtualService};
 use crate::ipvsadm;
@@ -87,6 +96,30 @@ pub struct RealState {
     /// The weight ldirectord.cf gives it.
     pub weight: u32,
     pub checker: Checker,
+    /// Stable across reconfigurations that keep its check: a check result finds its real
+    /// server by it, whatever moved in between.
+    pub id: u64,
+    /// The host name ldirectord.cf gives it, if it gives one (for the maintenance files).
+    pub name: Option<String>,
+    /// The maintenance file that holds it down, while there is one.
+    pub maintenance: Option<String>,
+}
+
+/// The files of the maintenance directory that take `addr` (named `name` in ldirectord.cf)
+/// out, in ldirectord's order: `IP:port`, `IP`, `fqdn:port`, `fqdn`, `short:port`, `short`.
+/// ldirectord takes the names from a reverse lookup of the address; halo takes the name
+/// written in ldirectord.cf (no resolver call at check time).
+pub fn maintenance_names(addr: SocketAddrV4, name: Option<&str>) -> Vec<String> {
+    let mut v = vec![addr.to_string(), addr.ip().to_string()];
+    if let Some(n) = name {
+        v.push(format!("{n}:{}", addr.port()));
+        v.push(n.to_string());
+        if let Some((short, _)) = n.split_once('.') {
+            v.push(format!("{short}:{}", addr.port()));
+            v.push(short.to_string());
+        }
+    }
+    v
 }
 
 impl RealState {
@@ -110,6 +143,8 @@ pub struct ServiceState {
     pub checkinterval: Duration,
     /// ldirectord's id of the service (`tcp:192.0.2.10:80`).
     pub id: String,
+    /// Its e-mail alert settings.
+    pub mail: MailSettings,
 }
 
 impl ServiceState {
@@ -121,6 +156,39 @@ impl ServiceState {
     /// The fallback is in the table now.
     pub fn fallback_active(&self) -> bool {
         self.fallback.is_some() && !self.any_up()
+    }
+
+    /// The alert for a change `t` of real server `real` (after it was recorded).
+    pub fn event(&self, real: usize, t: Transition, reason: &str) -> Event {
+        let r = &self.reals[real.min(self.reals.len().saturating_sub(1))];
+        let vip = format!("{}:{}", self.service.key.vip, self.service.key.port);
+        let (kind, weight, message) = match (t, self.quiescent) {
+            (Transition::Up, _) => (
+                EventKind::Added,
+                Some(r.weight),
+                format!("Added real server: {} ({vip}) (Weight set to {})", r.addr, r.weight),
+            ),
+            (Transition::Down, true) => (
+                EventKind::Quiescent,
+                Some(0),
+                format!("Quiescent real server: {} ({vip}) (Weight set to 0)", r.addr),
+            ),
+            (Transition::Down, false) => {
+                (EventKind::Deleted, None, format!("Deleted real server: {} ({vip})", r.addr))
+            }
+        };
+        let (old_state, new_state) = if t == Transition::Up { ("down", "up") } else { ("up", "down") };
+        Event {
+            kind,
+            virtual_service: vip,
+            service_id: self.id.clone(),
+            real: r.addr,
+            old_state,
+            new_state,
+            weight,
+            message,
+            reason: reason.to_string(),
+        }
     }
 
     /// The service as the data plane must run it now.
@@ -149,6 +217,61 @@ impl ServiceState {
 #[derive(Debug, Clone)]
 pub struct DirectorState {
     pub services: Vec<ServiceState>,
+    /// The global directives (`maintenancedir`, `autoreload`, `alertcommand`, ...).
+    pub global: ld::Globals,
+    next_id: u64,
+}
+
+/// What [`DirectorState::reconfigure`] changed. Real servers are named `RIP:PORT (VIP:PORT)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconfigureReport {
+    /// Real servers that were not there: down until their first check.
+    pub added: Vec<String>,
+    /// Real servers no longer configured: out of the table.
+    pub removed: Vec<String>,
+    /// Real servers whose check changed: their health starts again (down until checked).
+    pub rechecked: Vec<String>,
+    /// Real servers kept with their health and counters.
+    pub kept: Vec<String>,
+    /// Virtual services added and removed (`tcp:VIP:PORT`).
+    pub services_added: Vec<String>,
+    pub services_removed: Vec<String>,
+    /// The data plane's changes (filled by the runtime that applied them).
+    pub table_changes: Vec<String>,
+    /// Alerts for the real servers that left the table (`Purged real server (reload)`).
+    pub purged: Vec<Event>,
+}
+
+impl ReconfigureReport {
+    /// True when the new configuration changed nothing the director runs.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.rechecked.is_empty()
+            && self.services_added.is_empty()
+            && self.services_removed.is_empty()
+            && self.table_changes.is_empty()
+    }
+}
+
+impl std::fmt::Display for ReconfigureReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        let mut list = |what: &str, v: &[String]| {
+            if !v.is_empty() {
+                parts.push(format!("{what} {}", v.join(", ")));
+            }
+        };
+        list("virtual services added:", &self.services_added);
+        list("virtual services removed:", &self.services_removed);
+        list("real servers added:", &self.added);
+        list("removed:", &self.removed);
+        list("checks changed:", &self.rechecked);
+        if parts.is_empty() {
+            parts.push("no change".to_string());
+        }
+        write!(f, "{}; {} real server(s) kept with their health", parts.join("; "), self.kept.len())
+    }
 }
 
 impl DirectorState {
@@ -173,6 +296,9 @@ impl DirectorState {
                     addr: rs.addr,
                     weight: rs.weight,
                     checker: Checker::new(spec, policy),
+                    id: 0,
+                    name: None,
+                    maintenance: None,
                 });
             }
             let (fallback, fallback_unusable) = match v.effective_fallback(g) {
@@ -184,6 +310,7 @@ impl DirectorState {
             };
             services.push(ServiceState {
                 id: service.key.to_string(),
+                mail: MailSettings::for_virtual(v, g),
                 quiescent: v.effective_quiescent(g),
                 checkinterval: Duration::from_secs(u64::from(v.effective_checkinterval(g).max(1))),
                 service,
@@ -192,9 +319,141 @@ impl DirectorState {
                 fallback_unusable,
             });
         }
-        let me = DirectorState { services };
+        let mut me = DirectorState { services, global: g.clone(), next_id: 0 };
+        for s in &mut me.services {
+            for r in &mut s.reals {
+                r.id = me.next_id;
+                me.next_id += 1;
+            }
+        }
         me.desired().validate()?;
         Ok(me)
+    }
+
+    /// [`DirectorState::new`] for `cf` as written: host names resolved ([`resolve_names`];
+    /// blocks on the resolver), the names kept for the maintenance files.
+    pub fn load(cf: &ld::LdirectordCf) -> Result<DirectorState, DirectorError> {
+        let mut st = DirectorState::new(&resolve_names(cf)?)?;
+        for (s, v) in st.services.iter_mut().zip(&cf.virtuals) {
+            for (r, written) in s.reals.iter_mut().zip(&v.reals) {
+                if let (ld::Host::Name(n), None) = (&written.addr, &written.range_end) {
+                    r.name = Some(n.clone());
+                }
+            }
+        }
+        Ok(st)
+    }
+
+    /// The position (service, real) of the real server with this id. `hint` is where it
+    /// was when its check started: found there at once unless a reconfiguration moved it.
+    pub fn find(&self, id: u64, hint: (usize, usize)) -> Option<(usize, usize)> {
+        let (si, ri) = hint;
+        if self.services.get(si).and_then(|s| s.reals.get(ri)).is_some_and(|r| r.id == id) {
+            return Some(hint);
+        }
+        self.services
+            .iter()
+            .enumerate()
+            .find_map(|(si, s)| s.reals.iter().position(|r| r.id == id).map(|ri| (si, ri)))
+    }
+
+    /// Takes the configuration of `new` (built from the new file), keeping what did not
+    /// change: a real server of the same virtual service, address and check (spec and
+    /// `failurecount`) keeps its health, counters, history, maintenance state and id, so
+    /// its place in the table does not move (its weight follows the new file). The others
+    /// start down until checked, as at start. Real servers no longer configured leave.
+    pub fn reconfigure(&mut self, mut new: DirectorState) -> ReconfigureReport {
+        let mut report = ReconfigureReport::default();
+        let name =
+            |addr: SocketAddrV4, key: &dataplane::ServiceKey| format!("{addr} ({}:{})", key.vip, key.port);
+        let mut old = std::mem::take(&mut self.services);
+        for ns in &mut new.services {
+            let key = ns.service.key;
+            let mut os = old.iter_mut().find(|o| o.service.key == key);
+            if os.is_none() {
+                report.services_added.push(ns.id.clone());
+            }
+            for nr in &mut ns.reals {
+                let found = os.as_ref().and_then(|os| os.reals.iter().position(|r| r.addr == nr.addr));
+                let kept = match (found, os.as_deref_mut()) {
+                    (Some(i), Some(os)) => {
+                        let or = os.reals.remove(i);
+                        let same = format!("{:?}", or.checker.spec()) == format!("{:?}", nr.checker.spec())
+                            && or.checker.health().policy() == nr.checker.health().policy();
+                        if same {
+                            Some(or)
+                        } else {
+                            report.rechecked.push(name(nr.addr, &key));
+                            None
+                        }
+                    }
+                    _ => {
+                        report.added.push(name(nr.addr, &key));
+                        None
+                    }
+                };
+                match kept {
+                    Some(or) => {
+                        report.kept.push(name(nr.addr, &key));
+                        nr.checker = or.checker;
+                        nr.id = or.id;
+                        nr.maintenance = or.maintenance;
+                    }
+                    None => {
+                        nr.id = self.next_id;
+                        self.next_id += 1;
+                    }
+                }
+            }
+        }
+        for os in &old {
+            let gone = !new.services.iter().any(|n| n.service.key == os.service.key);
+            if gone {
+                report.services_removed.push(os.id.clone());
+            }
+            let d = os.desired();
+            for (ri, r) in os.reals.iter().enumerate() {
+                report.removed.push(name(r.addr, &os.service.key));
+                if d.reals.iter().any(|x| x.addr == r.addr) {
+                    let mut e = os.event(ri, Transition::Down, "no longer in the configuration");
+                    e.kind = EventKind::Purged;
+                    e.new_state = "down";
+                    e.message = format!(
+                        "Purged real server (reload): {} ({}:{})",
+                        r.addr, os.service.key.vip, os.service.key.port
+                    );
+                    e.weight = None;
+                    report.purged.push(e);
+                }
+            }
+        }
+        self.services = new.services;
+        self.global = new.global;
+        report
+    }
+
+    /// Applies the listing of the maintenance directory: a real server named there
+    /// ([`maintenance_names`]) is forced down (no check), one no longer named is checked
+    /// again (down until a check succeeds). Returns the changes of state, with the file.
+    pub fn set_maintenance(&mut self, files: &BTreeSet<String>) -> Vec<(usize, usize, Transition)> {
+        let mut out = Vec::new();
+        for (si, s) in self.services.iter_mut().enumerate() {
+            for (ri, r) in s.reals.iter_mut().enumerate() {
+                let hit =
+                    maintenance_names(r.addr, r.name.as_deref()).into_iter().find(|n| files.contains(n));
+                match (hit, r.maintenance.is_some()) {
+                    (Some(f), _) => {
+                        r.maintenance = Some(f);
+                        if let Some(t) = r.checker.health_mut().force(false) {
+                            out.push((si, ri, t));
+                        }
+                    }
+                    (None, true) => r.maintenance = None,
+                    (None, false) => {}
+                }
+            }
+        }
+        out
     }
 
     /// What the data plane must run now.
@@ -293,7 +552,10 @@ fn usable_fallback(f: &ld::Fallback, s: &VirtualService) -> Result<SocketAddrV4,
 pub fn transition_message(s: &ServiceState, real: usize, t: Transition) -> String {
     let Some(r) = s.reals.get(real) else { return String::new() };
     let vip = format!("{}:{}", s.service.key.vip, s.service.key.port);
-    let why = r.checker.health().last().map(|c| c.reason.clone()).unwrap_or_default();
+    let why = match &r.maintenance {
+        Some(f) => format!("maintenance file {f}"),
+        None => r.checker.health().last().map(|c| c.reason.clone()).unwrap_or_default(),
+    };
     match (t, s.quiescent) {
         (Transition::Up, _) => {
             format!("Added real server: {} ({vip}) (Weight set to {}) [{why}]", r.addr, r.weight)
@@ -395,6 +657,78 @@ mod tests {
             "{}",
             ipvsadm::list_stats(&m)
         );
+    }
+
+    #[test]
+    fn director_maintenance_files_force_a_real_server_down_until_gone() {
+        let mut st = state(&format!("quiescent=yes\n{SEED}"));
+        st.record(0, 0, result(true));
+        st.record(0, 1, result(true));
+        assert_eq!(
+            maintenance_names(st.services[0].reals[1].addr, Some("web2.example.org")),
+            vec![
+                "192.168.1.62:80",
+                "192.168.1.62",
+                "web2.example.org:80",
+                "web2.example.org",
+                "web2:80",
+                "web2"
+            ]
+        );
+        let files: BTreeSet<String> = ["192.168.1.62".to_string(), "unrelated".to_string()].into();
+        assert_eq!(st.set_maintenance(&files), vec![(0, 1, Transition::Down)]);
+        assert_eq!(st.services[0].reals[1].maintenance.as_deref(), Some("192.168.1.62"));
+        let w: Vec<u32> = st.desired().services[0].reals.iter().map(|r| r.weight).collect();
+        assert_eq!(w, vec![1, 0], "quiescent: weight 0");
+        assert!(transition_message(&st.services[0], 1, Transition::Down)
+            .contains("[maintenance file 192.168.1.62]"));
+        assert!(st.set_maintenance(&files).is_empty(), "no second change");
+        assert!(st.set_maintenance(&BTreeSet::new()).is_empty(), "gone: down until checked");
+        assert!(st.services[0].reals[1].maintenance.is_none());
+        assert_eq!(st.record(0, 1, result(true)), Some(Transition::Up));
+    }
+
+    #[test]
+    fn director_reconfigure_keeps_the_health_of_unchanged_real_servers() {
+        let mut st = state(SEED);
+        st.record(0, 0, result(true));
+        st.record(0, 0, result(true));
+        st.record(0, 1, result(true));
+        let id0 = st.services[0].reals[0].id;
+        // A third real server, the second one's check changed, a second service.
+        let text = "checktimeout=3\ncheckinterval=2\nvirtual=192.168.1.199:80\n\
+            \treal=192.168.1.61:80 gate 1 \"testcluster.html\", \"N1\"\n\
+            \treal=192.168.1.62:80 gate 1 \"other.html\", \"N2\"\n\
+            \treal=192.168.1.63:80 gate 1 \"testcluster.html\", \"N3\"\n\
+            \tchecktype=negotiate\n\tservice=http\n\tcheckport=80\n\tscheduler=rr\n\
+            virtual=192.168.1.199:443\n\treal=192.168.1.61:443 gate\n\tchecktype=connect\n";
+        let report = st.reconfigure(state(text));
+        assert_eq!(report.kept, vec!["192.168.1.61:80 (192.168.1.199:80)"]);
+        assert_eq!(report.rechecked, vec!["192.168.1.62:80 (192.168.1.199:80)"]);
+        assert_eq!(
+            report.added,
+            vec!["192.168.1.63:80 (192.168.1.199:80)", "192.168.1.61:443 (192.168.1.199:443)"]
+        );
+        assert_eq!(report.services_added, vec!["tcp:192.168.1.199:443"]);
+        let r0 = &st.services[0].reals[0];
+        assert_eq!((r0.id, r0.checker.health().checks(), r0.is_up()), (id0, 2, true), "kept as it was");
+        assert!(!st.services[0].reals[1].is_up() && st.services[0].reals[1].checker.health().checks() == 0);
+        let ids: BTreeSet<u64> = st.services.iter().flat_map(|s| s.reals.iter().map(|r| r.id)).collect();
+        assert_eq!(ids.len(), 4, "ids stay unique");
+        assert_eq!(st.find(id0, (1, 0)), Some((0, 0)), "found where it moved");
+        // Back to one real server: the others leave, the one in the table with a purge alert.
+        st.record(0, 2, result(true));
+        let report = st.reconfigure(state(
+            "checktimeout=3\ncheckinterval=2\nvirtual=192.168.1.199:80\n\
+            \treal=192.168.1.61:80 gate 1 \"testcluster.html\", \"N1\"\n\
+            \tchecktype=negotiate\n\tservice=http\n\tcheckport=80\n\tscheduler=rr\n",
+        ));
+        assert_eq!(report.services_removed, vec!["tcp:192.168.1.199:443"]);
+        assert_eq!(report.removed.len(), 3);
+        let purged: Vec<&str> = report.purged.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(purged, vec!["Purged real server (reload): 192.168.1.63:80 (192.168.1.199:80)"]);
+        assert_eq!(st.desired().services.len(), 1);
+        assert_eq!(st.services[0].reals[0].checker.health().checks(), 2);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! compares what it wants with what is there and changes only the difference.
 //!
 //! Layout:
+//! * [`alert`]: ldirectord's e-mail alerts (which changes are mailed, when they are mailed
+//!   again) and a small SMTP client, and halo's `alertcommand`.
 //! * [`scheduler`]: every IPVS scheduler (`rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh`) as
 //!   deterministic Rust that takes the same decisions as the kernel's `ip_vs_*.c` modules, the
 //!   [`Scheduler`] trait they share, [`by_name`] to build one from its ipvsadm name and
@@ -29,6 +31,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod alert;
 pub mod check;
 pub mod dataplane;
 pub mod director;

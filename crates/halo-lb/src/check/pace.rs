@@ -92,6 +92,32 @@ impl Pacer {
         }
     }
 
+    /// The pacer of a service after a reconfiguration: targets with `fresh[i]` (new real
+    /// servers, or changed checks) are due at `now`; the others keep their grid (pass the
+    /// `anchor` and `interval` of the pacer before) and are due at their first grid point
+    /// at or after `now` — a real server the reconfiguration kept is not checked because of
+    /// it, and its rhythm does not move.
+    pub fn resume(
+        anchor: Instant,
+        interval: Duration,
+        targets: &[SocketAddr],
+        fresh: &[bool],
+        now: Instant,
+    ) -> Pacer {
+        let mut p = Pacer::new(anchor, interval, targets);
+        p.due = (0..targets.len())
+            .map(|i| {
+                let t = if fresh.get(i).copied().unwrap_or(true) { now } else { p.grid_at_or_after(i, now) };
+                Reverse((t, i))
+            })
+            .collect();
+        p
+    }
+
+    pub fn anchor(&self) -> Instant {
+        self.anchor
+    }
+
     pub fn len(&self) -> usize {
         self.phases.len()
     }
@@ -232,6 +258,31 @@ mod tests {
             buckets[(phase(*t, i).as_millis() / 100) as usize] += 1;
         }
         assert!(buckets.iter().all(|&b| b > 50 && b < 200), "{buckets:?}");
+    }
+
+    #[test]
+    fn resume_checks_fresh_targets_at_once_and_keeps_the_grid_of_the_others() {
+        let t0 = Instant::now();
+        let iv = Duration::from_secs(2);
+        let a = addrs(4);
+        let now = t0 + Duration::from_millis(5300);
+        let mut p = Pacer::resume(t0, iv, &a, &[false, true, false, true], now);
+        let mut at_once = Vec::new();
+        while let Some((i, _)) = p.pop_due(now) {
+            at_once.push(i);
+        }
+        at_once.sort();
+        assert_eq!(at_once, vec![1, 3]);
+        // The kept ones are next on their own grid (t0 + phase + k × interval) after now.
+        let mut later = Vec::new();
+        while let Some(t) = p.next_due() {
+            let (i, slot) = p.pop_due(t).expect("due");
+            assert!(slot >= now && slot < now + iv, "within one interval");
+            assert_eq!((slot - t0 - phase(a[i], iv)).as_nanos() % iv.as_nanos(), 0, "on its grid");
+            later.push(i);
+        }
+        later.sort();
+        assert_eq!(later, vec![0, 2]);
     }
 
     #[test]
