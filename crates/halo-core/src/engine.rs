@@ -348,6 +348,18 @@ pub struct Engine {
     /// alive until deadping passes in silence, so a starting node does not look cut off),
     /// and whether it is alive.
     pings: Vec<(String, u64, bool)>,
+    /// Placement is a function of the resource manager's state, the membership view and
+    /// time (the resource manager's own deadlines), so `reconcile` runs only when one of
+    /// them changed: it used to run after every event, every heartbeat included, and build
+    /// a full `resource` message each time just to compare it with the last one sent.
+    /// Set by every other resource-manager step, and by a reconcile that acted (its own
+    /// effects may call for another step).
+    rsc_dirty: bool,
+    /// The view the last reconcile saw: each peer's state, and the quorum policy in force.
+    rsc_view: Vec<NodeState>,
+    rsc_no_quorum: Option<NoQuorumPolicy>,
+    /// When the last reconcile's time-dependent decisions change (`Resources::deadline`).
+    rsc_due: Option<u64>,
 }
 
 impl Engine {
@@ -412,6 +424,10 @@ impl Engine {
             rsc,
             last_now_ms: 0,
             pings: Vec::new(),
+            rsc_dirty: true,
+            rsc_view: Vec::new(),
+            rsc_no_quorum: None,
+            rsc_due: None,
         }
     }
 
@@ -544,9 +560,28 @@ impl Engine {
                 self.shut_down = true;
             }
         } else if self.comm_up && !self.shut_down {
-            self.with_rsc(now, out, |r, v, o| r.reconcile(now.ms, v, o));
+            self.reconcile(now, out);
         }
         self.promised_deadline = self.compute_deadline();
+    }
+
+    /// Runs placement when its inputs changed since it last ran (see `rsc_dirty`).
+    fn reconcile(&mut self, now: Now, out: &mut Vec<Action>) {
+        let no_quorum = self.no_quorum();
+        let same_view = self.rsc_no_quorum == no_quorum
+            && self.rsc_view.len() == self.peers.len()
+            && self.peers.iter().zip(&self.rsc_view).all(|(p, s)| p.state == *s);
+        let due = self.rsc_due.is_some_and(|d| now.ms >= d);
+        if !self.rsc_dirty && same_view && !due {
+            return;
+        }
+        let before = out.len();
+        self.with_rsc(now, out, |r, v, o| r.reconcile(now.ms, v, o));
+        self.rsc_dirty = out.len() != before;
+        self.rsc_view.clear();
+        self.rsc_view.extend(self.peers.iter().map(|p| p.state));
+        self.rsc_no_quorum = no_quorum;
+        self.rsc_due = self.rsc.deadline(now.ms);
     }
 
     /// Runs a resource-manager step with the membership view, then sends what it produced.
@@ -556,6 +591,7 @@ impl Engine {
         out: &mut Vec<Action>,
         f: impl FnOnce(&mut Resources, &View, &mut RscOut),
     ) {
+        self.rsc_dirty = true;
         let mut ro = RscOut::default();
         let no_quorum = self.no_quorum();
         {
@@ -579,7 +615,7 @@ impl Engine {
         let mut result = Err(String::new());
         self.with_rsc(now, out, |r, _, o| result = r.operator(cmd, o));
         if self.comm_up {
-            self.with_rsc(now, out, |r, v, o| r.reconcile(now.ms, v, o));
+            self.reconcile(now, out);
         }
         self.promised_deadline = self.compute_deadline();
         result
@@ -639,6 +675,7 @@ impl Engine {
 
     fn ping_count_changed(&mut self) {
         let n = self.pings.iter().filter(|p| p.2).count();
+        self.rsc_dirty = true;
         self.rsc.set_ping_count(n);
     }
 

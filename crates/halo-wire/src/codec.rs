@@ -85,7 +85,7 @@ const MAX_NETSTRING_TYPE: u8 = 4;
 fn push_classic_field(out: &mut Vec<u8>, f: &Field) {
     if f.ftype != FT_STRING {
         out.push(b'(');
-        out.extend_from_slice(f.ftype.to_string().as_bytes());
+        push_decimal(out, usize::from(f.ftype));
         out.push(b')');
     }
     out.extend_from_slice(f.name.as_bytes());
@@ -103,40 +103,62 @@ fn push_classic_field(out: &mut Vec<u8>, f: &Field) {
 
 /// The text the inner `auth` field authenticates: every field except `auth`, in order.
 fn classic_auth_text<'a>(fields: impl IntoIterator<Item = &'a Field>) -> Vec<u8> {
-    let mut text = Vec::new();
+    let mut text = Vec::with_capacity(512);
     for f in fields.into_iter().filter(|f| f.name != AUTH_FIELD) {
         push_classic_field(&mut text, f);
     }
     text
 }
 
-/// The fields of `m` with a freshly computed inner `auth`. Like `ha_msg_mod`, an existing
-/// `auth` field is replaced where it stands (otherwise it is appended); any further `auth`
-/// duplicates are dropped so only one, correct, value is ever sent.
-fn with_inner_auth(m: &Message, k: &Keyring) -> Vec<Field> {
-    let auth = Field {
+/// A freshly computed inner `auth` field for `m`.
+fn inner_auth(m: &Message, k: &Keyring) -> Field {
+    Field {
         name: AUTH_FIELD.to_string(),
         ftype: FT_STRING,
         value: k.sign(&classic_auth_text(m.fields())).into_bytes(),
-    };
-    let mut out = Vec::with_capacity(m.fields().len() + 1);
-    let mut auth = Some(auth);
-    for f in m.fields() {
-        if f.name == AUTH_FIELD {
-            if let Some(a) = auth.take() {
-                out.push(a);
+    }
+}
+
+/// The fields of `m` in order with `auth` in its place, without copying them (every
+/// heartbeat goes through here). Like `ha_msg_mod`, an existing `auth` field is replaced
+/// where it stands (otherwise it is appended); any further `auth` duplicates are dropped so
+/// only one, correct, value is ever sent.
+fn inner_auth_order<'a>(m: &'a Message, auth: &'a Field) -> impl Iterator<Item = &'a Field> {
+    let replaces = m.fields().iter().any(|f| f.name == AUTH_FIELD);
+    let mut auth_left = true;
+    m.fields()
+        .iter()
+        .filter_map(move |f| {
+            if f.name != AUTH_FIELD {
+                Some(f)
+            } else if std::mem::take(&mut auth_left) {
+                Some(auth)
+            } else {
+                None
             }
-        } else {
-            out.push(f.clone());
+        })
+        .chain((!replaces).then_some(auth))
+}
+
+/// Decimal digits of `n`, without allocating.
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    out.extend(auth);
-    out
+    out.extend_from_slice(&digits[i..]);
 }
 
 fn push_netstring(out: &mut Vec<u8>, parts: &[&[u8]]) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    out.extend_from_slice(len.to_string().as_bytes());
+    push_decimal(out, len);
     out.push(b':');
     for p in parts {
         out.extend_from_slice(p);
@@ -147,10 +169,15 @@ fn push_netstring(out: &mut Vec<u8>, parts: &[&[u8]]) {
 /// `###\n` + `len:(type)name=value,`… + `%%%\n` + trailer `len:<idx> <digest>,` over all
 /// bytes before it (`msg2netstring`).
 fn netstring_with_trailer<'a>(fields: impl IntoIterator<Item = &'a Field>, k: &Keyring) -> Vec<u8> {
-    let mut out = NS_START.to_vec();
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(NS_START);
+    let mut prefix = Vec::with_capacity(8);
     for f in fields {
-        let prefix = format!("({})", f.ftype);
-        push_netstring(&mut out, &[prefix.as_bytes(), f.name.as_bytes(), b"=", &f.value]);
+        prefix.clear();
+        prefix.push(b'(');
+        push_decimal(&mut prefix, usize::from(f.ftype));
+        prefix.push(b')');
+        push_netstring(&mut out, &[&prefix, f.name.as_bytes(), b"=", &f.value]);
     }
     out.extend_from_slice(NS_END);
     let trailer = k.sign(&out);
@@ -166,7 +193,8 @@ fn netstring_with_trailer<'a>(fields: impl IntoIterator<Item = &'a Field>, k: &K
 /// types single digits; otherwise the output is rejected by receivers. No size check is made:
 /// callers that build huge messages should compare the length with [`MAX_MSG`].
 pub fn encode(m: &Message, k: &Keyring) -> Vec<u8> {
-    netstring_with_trailer(&with_inner_auth(m, k), k)
+    let auth = inner_auth(m, k);
+    netstring_with_trailer(inner_auth_order(m, &auth), k)
 }
 
 /// Encodes `m` as Heartbeat with `msgfmt netstring` does: no inner `auth` field (any in `m`
@@ -182,7 +210,8 @@ pub fn encode_netstring_only(m: &Message, k: &Keyring) -> Vec<u8> {
 /// format cannot carry them, and a receiver would reject the message.
 pub fn encode_classic(m: &Message, k: &Keyring) -> Vec<u8> {
     let mut out = CL_START.to_vec();
-    for f in &with_inner_auth(m, k) {
+    let auth = inner_auth(m, k);
+    for f in inner_auth_order(m, &auth) {
         push_classic_field(&mut out, f);
     }
     out.extend_from_slice(CL_END);

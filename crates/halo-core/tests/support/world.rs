@@ -7,14 +7,18 @@ use halo_core::{Action, CoreConfig, Engine, Event, GroupState, NodeState, Now, O
 use halo_wire::{AuthMethod, Keyring};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::rc::Rc;
 
 /// Ping nodes answer every this often.
 const PING_EVERY_MS: u64 = 200;
 
 enum Item {
+    /// One copy of a message to one node. Every message goes through the real codec
+    /// once, when sent (encoded, signed, decoded and verified); its copies share the
+    /// decoded result, which is what each receiver would decode from the same bytes.
     Deliver {
         to: usize,
-        bytes: Vec<u8>,
+        msg: Rc<halo_wire::Message>,
     },
     AgentDone {
         node: usize,
@@ -497,6 +501,10 @@ impl World {
             }
         }
         let bytes = halo_wire::encode(m, &self.keyring);
+        let msg = match halo_wire::decode(&bytes, &self.keyring) {
+            Ok(msg) => Rc::new(msg),
+            Err(e) => return self.fail(format!("the codec rejected its own message: {e:?}")),
+        };
         let (drop_pct, dup_pct, max_delay) = self.quality;
         for to in 0..self.nodes.len() {
             if to == from || self.blocked[from][to] {
@@ -508,21 +516,19 @@ impl World {
             let copies = if self.rng.pct(dup_pct) { 2 } else { 1 };
             for _ in 0..copies {
                 let at = self.now + self.rng.range(1, max_delay.max(1));
-                self.push(at, Item::Deliver { to, bytes: bytes.clone() });
+                self.push(at, Item::Deliver { to, msg: msg.clone() });
             }
         }
     }
 
     fn process(&mut self, item: Item) {
         match item {
-            Item::Deliver { to, bytes } => {
+            Item::Deliver { to, msg } => {
                 if !self.up(to) {
                     return;
                 }
-                match halo_wire::decode(&bytes, &self.keyring) {
-                    Ok(msg) => self.handle(to, Event::Message { link: 0, msg }),
-                    Err(e) => self.fail(format!("the codec rejected its own message: {e:?}")),
-                }
+                let msg = Rc::try_unwrap(msg).unwrap_or_else(|shared| (*shared).clone());
+                self.handle(to, Event::Message { link: 0, msg });
             }
             Item::AgentDone { node, group, token } => self.agent_done(node, group, token),
             Item::FenceDone { from, generation, target, ok } => {
