@@ -31,15 +31,25 @@ pub fn sh(args: &[&str]) -> anyhow::Result<Output> {
     Ok(out)
 }
 
+/// Whether a test that needs root can run: false (the test is skipped with a note) when not
+/// root, a panic instead when `HALO_REQUIRE_ROOT=1` (CI) — [`Testbed::for_test`]'s rule, for
+/// a test that builds no testbed of its own (one that runs `halo demo`).
+pub fn root_for_test() -> bool {
+    if !is_root() {
+        if std::env::var("HALO_REQUIRE_ROOT").as_deref() == Ok("1") {
+            panic!("this test needs root (network namespaces) and HALO_REQUIRE_ROOT=1");
+        }
+        eprintln!("skipping: not root (set HALO_REQUIRE_ROOT=1 to make this a failure)");
+        return false;
+    }
+    true
+}
+
 impl Testbed {
     /// A testbed for a test that needs root: without root, `None` (the test is skipped with
     /// a note) — unless `HALO_REQUIRE_ROOT=1` (CI), where that is a failure.
     pub fn for_test(tag: &str) -> Option<Testbed> {
-        if !is_root() {
-            if std::env::var("HALO_REQUIRE_ROOT").as_deref() == Ok("1") {
-                panic!("this test needs root (network namespaces) and HALO_REQUIRE_ROOT=1");
-            }
-            eprintln!("skipping: not root (set HALO_REQUIRE_ROOT=1 to make this a failure)");
+        if !root_for_test() {
             return None;
         }
         Some(Testbed::new(tag).expect("testbed"))
@@ -61,6 +71,58 @@ impl Testbed {
             children: Vec::new(),
             switch: None,
         })
+    }
+
+    /// What every namespace of this testbed is named after (`<prefix>-<host>`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The namespaces this testbed made (the switch's included).
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+
+    /// SIGKILLs every process in the testbed's namespaces, children or not (a resource
+    /// script's daemon outlives the script), and waits up to 5 s for them to be gone, so
+    /// that deleting the namespaces frees them. Returns how many processes were killed.
+    pub fn kill_all(&mut self) -> usize {
+        let mut killed = std::collections::BTreeSet::new();
+        for c in &mut self.children {
+            if matches!(c.try_wait(), Ok(None)) {
+                killed.insert(c.id());
+            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let me = std::process::id();
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut left = 0;
+            for ns in &self.namespaces {
+                let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else { continue };
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let Ok(pid) = pid.parse::<u32>() else { continue };
+                    if pid == me {
+                        continue;
+                    }
+                    left += 1;
+                    killed.insert(pid);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            // Reap (and forget) our own children: no zombies, and no later kill of a reused pid.
+            self.children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+            if left == 0 || Instant::now() > end {
+                return killed.len();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn ns(&self, host: &str) -> String {
