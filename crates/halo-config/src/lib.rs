@@ -50,8 +50,8 @@ pub use ldirectord_cf::{
 };
 pub use model::{
     AuthKey, AuthKeys, AuthMethodName, AutoFailback, Autojoin, CloneSpec, Colocation, Director, GenMethod,
-    GroupPlacement, HaCf, Haresources, LatchedPorts, Medium, Model, MsgFmt, Order, PingKind, PingNode,
-    Placement, ResourceGroup, ResourceSpec, Respawn, UuidFrom,
+    GroupPlacement, HaCf, Haresources, LatchedPorts, LvsSync, Medium, Model, MsgFmt, Order, PingKind,
+    PingNode, Placement, ResourceGroup, ResourceSpec, Respawn, UuidFrom,
 };
 pub use time::{parse_bool, parse_time_ms};
 

@@ -10,6 +10,7 @@
 pub mod cmd;
 pub mod control;
 pub mod director;
+pub mod dirsync;
 pub mod fence;
 pub mod http;
 pub mod notify;

@@ -196,6 +196,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         });
         Some(started.context("opening raw ICMP sockets for the ping nodes")?)
     };
+    // Director connection sync (ha.cf `lvs_sync_daemon`): a thread of its own.
+    if let Some(ls) = &hc.lvs_sync {
+        crate::dirsync::spawn(ls.clone(), node.clone(), crate::dirsync::keys(&model), Arc::clone(&logger));
+    }
     let keyring = keyring(&model);
 
     // Signals are read from a signalfd in the poll loop; block them before any thread

@@ -102,6 +102,14 @@ pub fn staged_count(table: &str) -> usize {
     staged().get(table).map_or(0, |s| count(&s.sets))
 }
 
+/// Names of the staged sets of `table` that hold elements.
+pub fn staged_sets(table: &str) -> Vec<String> {
+    staged()
+        .get(table)
+        .map(|s| s.sets.iter().filter(|x| !x.elems.is_empty()).map(|x| x.name.clone()).collect())
+        .unwrap_or_default()
+}
+
 /// Takes the snapshot staged for `table` and returns the `add element` commands that put its
 /// still-live elements into the sets `timeout_of` knows (set name → the set's timeout in
 /// seconds; sets the new table does not have are skipped), and how many elements they add.

@@ -239,7 +239,11 @@ impl NftDataPlane {
     pub fn apply(&self, desired: &Desired) -> Result<Vec<Change>, Error> {
         desired.validate()?;
         let have = self.read()?;
-        let want = Plan::build(&with_draining(desired, have.as_ref()));
+        let mut base = with_draining(desired, have.as_ref());
+        if have.is_none() {
+            base = with_staged(&base, &super::flows::staged_sets(&self.table));
+        }
+        let want = Plan::build(&base);
         let (changes, mut commands) = want.reconcile(&self.table, have.as_ref());
         if have.is_none() {
             // Becoming the director: the flows another director synced here go in with the
@@ -352,6 +356,27 @@ fn with_draining(desired: &Desired, have: Option<&Kernel>) -> Desired {
                 && addr.port() == s.key.port
                 && !s.reals.iter().any(|r| r.addr == addr)
             {
+                s.reals.push(super::RealServer { addr, weight: 0 });
+            }
+        }
+    }
+    d
+}
+
+/// `desired` plus, for a table being created with flows synced from another director (see
+/// `flows`), every real server those flows are bound to that `desired` does not list yet (its
+/// first health check has not answered), at weight 0: its set exists from the first
+/// transaction, so its clients keep going to it and no new client is sent to it until its
+/// check says it is up. (A real server whose check then fails leaves like any other: its
+/// flows drain, see [`with_draining`].)
+fn with_staged(desired: &Desired, staged: &[String]) -> Desired {
+    let mut d = desired.clone();
+    for s in d.services.iter_mut() {
+        let prefix = format!("aff_{}_", svc_tag(&s.key));
+        for name in staged.iter().filter(|n| n.starts_with(&prefix)) {
+            let rest = &name["aff_".len()..];
+            let Some((_, key, addr)) = parse_counter_name(&format!("in_{rest}")) else { continue };
+            if key == s.key && !s.reals.iter().any(|r| r.addr == addr) {
                 s.reals.push(super::RealServer { addr, weight: 0 });
             }
         }

@@ -1,0 +1,303 @@
+//! Director connection sync (ha.cf `lvs_sync_daemon`): what `ipvsadm --start-daemon master`
+//! and `--start-daemon backup` do for IPVS, for halo's nftables director.
+//!
+//! One thread per node, whatever the node's role: every `interval` it lists the director
+//! tables (`ip halo_lb*`) this node has. For each one it holds (it is that table's director)
+//! it exports the flow and persistence sets and multicasts them, signed with the authkeys
+//! secret, to `group:port` on the sync interface. From the datagrams of other nodes it keeps
+//! the newest complete snapshot of each table it does *not* hold, staged in
+//! [`halo_lb::dataplane::flows`]; when this node becomes that table's director, the apply that
+//! creates the table adds them in the same transaction, so established (DR) and persistent
+//! clients keep their real server across the failover.
+//!
+//! A forged, malformed or foreign-syncid datagram is dropped and counted, never acted on.
+
+use halo_config::LvsSync;
+use halo_host::{Level, Logger};
+use halo_lb::dataplane::flows::{self, Assembler, SyncMsg};
+use halo_lb::dataplane::nft::{Nft, NftDataPlane, DEFAULT_TABLE};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Counters, for `/metrics` and the tests.
+#[derive(Default)]
+pub struct Stats {
+    pub sent_datagrams: AtomicU64,
+    pub sent_elements: AtomicU64,
+    pub received_snapshots: AtomicU64,
+    pub dropped_bad_mac: AtomicU64,
+    pub dropped_malformed: AtomicU64,
+    pub dropped_foreign_syncid: AtomicU64,
+}
+
+pub static STATS: Stats = Stats {
+    sent_datagrams: AtomicU64::new(0),
+    sent_elements: AtomicU64::new(0),
+    received_snapshots: AtomicU64::new(0),
+    dropped_bad_mac: AtomicU64::new(0),
+    dropped_malformed: AtomicU64::new(0),
+    dropped_foreign_syncid: AtomicU64::new(0),
+};
+
+/// The signing keys of authkeys, the active one first; empty when authkeys has only `crc`
+/// (no secret to sign with: sync then stays off).
+pub fn keys(model: &halo_config::Model) -> Vec<Vec<u8>> {
+    let ak = &model.authkeys;
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let active = ak.keys.iter().filter(|k| k.index == ak.active);
+    for k in active.chain(ak.keys.iter().filter(|k| k.index != ak.active)) {
+        if let Some(s) = &k.key {
+            out.push(s.as_bytes().to_vec());
+        }
+    }
+    out
+}
+
+/// Starts the sync thread. Errors (no such interface yet, no key) are logged and retried or
+/// reported; they never stop the daemon.
+pub fn spawn(cfg: LvsSync, node: String, keys: Vec<Vec<u8>>, logger: Arc<Logger>) {
+    if keys.is_empty() {
+        logger.log(
+            Level::Error,
+            &format!(
+                "lvs_sync_daemon (ha.cf line {}): authkeys has no md5, sha1 or sha256 key to sign the sync \
+                 messages with; director connection sync is off",
+                cfg.line
+            ),
+        );
+        return;
+    }
+    let log = Arc::clone(&logger);
+    let spawned = std::thread::Builder::new().name("halo-dirsync".into()).spawn(move || {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match open(&cfg) {
+                Ok(sock) => {
+                    logger.log(
+                        Level::Info,
+                        &format!(
+                            "director sync: on {} group {}:{} syncid {}, every {} ms",
+                            cfg.interface, cfg.group, cfg.port, cfg.syncid, cfg.interval_ms
+                        ),
+                    );
+                    Worker::new(cfg.clone(), node.clone(), keys.clone(), Arc::clone(&logger), sock).run();
+                }
+                Err(e) => {
+                    logger
+                        .log(Level::Warn, &format!("director sync: {e}; retrying in {} s", delay.as_secs()));
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log.log(Level::Error, &format!("director sync: cannot start its thread: {e}"));
+    }
+}
+
+fn interface_v4(name: &str) -> Result<(u32, Ipv4Addr), String> {
+    let index = nix::net::if_::if_nametoindex(name).map_err(|_| format!("no interface named {name}"))?;
+    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("listing addresses: {e}"))?;
+    for a in addrs.filter(|a| a.interface_name == name) {
+        if let Some(sin) = a.address.as_ref().and_then(|s| s.as_sockaddr_in()) {
+            return Ok((index, sin.ip()));
+        }
+    }
+    Err(format!("interface {name} has no IPv4 address"))
+}
+
+fn open(cfg: &LvsSync) -> Result<Socket, String> {
+    let (index, addr) = interface_v4(&cfg.interface)?;
+    let s =
+        Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| format!("socket: {e}"))?;
+    s.set_reuse_address(true).map_err(|e| format!("SO_REUSEADDR: {e}"))?;
+    let bind = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port);
+    s.bind(&SockAddr::from(bind)).map_err(|e| format!("binding UDP port {}: {e}", cfg.port))?;
+    s.join_multicast_v4_n(&cfg.group, &InterfaceIndexOrAddress::Index(index))
+        .map_err(|e| format!("joining {} on {}: {e}", cfg.group, cfg.interface))?;
+    s.set_multicast_if_v4(&addr).map_err(|e| format!("IP_MULTICAST_IF {addr}: {e}"))?;
+    s.set_multicast_loop_v4(false).map_err(|e| format!("IP_MULTICAST_LOOP: {e}"))?;
+    s.set_multicast_ttl_v4(1).map_err(|e| format!("IP_MULTICAST_TTL: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    Ok(s)
+}
+
+struct Worker {
+    cfg: LvsSync,
+    node: String,
+    keys: Vec<Vec<u8>>,
+    logger: Arc<Logger>,
+    sock: Socket,
+    nft: Nft,
+    round: u64,
+    asm: Assembler,
+    /// Tables this node held at the last tick.
+    held: BTreeSet<String>,
+    /// Per staged table: elements staged and when that was last logged.
+    logged: BTreeMap<String, (usize, Instant)>,
+}
+
+impl Worker {
+    fn new(cfg: LvsSync, node: String, keys: Vec<Vec<u8>>, logger: Arc<Logger>, sock: Socket) -> Worker {
+        // Rounds grow across restarts too (a receiver keeps the newest round per sender).
+        let round = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Worker {
+            cfg,
+            node,
+            keys,
+            logger,
+            sock,
+            nft: Nft::new(),
+            round,
+            asm: Assembler::default(),
+            held: BTreeSet::new(),
+            logged: BTreeMap::new(),
+        }
+    }
+
+    fn run(&mut self) {
+        let interval = Duration::from_millis(self.cfg.interval_ms);
+        let mut next = Instant::now();
+        let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 65536];
+        loop {
+            if Instant::now() >= next {
+                self.tick();
+                next = Instant::now() + interval;
+            }
+            match self.sock.recv(&mut buf) {
+                Ok(n) => {
+                    // SAFETY: recv initialised the first n bytes.
+                    let data: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+                    self.receive(&data);
+                }
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.logger.log(Level::Warn, &format!("director sync: receiving: {e}"));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// The director tables of this node.
+    fn local_tables(&self) -> Result<BTreeSet<String>, String> {
+        let out = self.nft.run(&["-j", "list", "tables", "ip"], None).map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+        let mut names = BTreeSet::new();
+        for o in v.get("nftables").and_then(|a| a.as_array()).into_iter().flatten() {
+            if let Some(n) = o.get("table").and_then(|t| t.get("name")).and_then(|n| n.as_str()) {
+                if n == DEFAULT_TABLE || n.starts_with(&format!("{DEFAULT_TABLE}_")) {
+                    names.insert(n.to_string());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn tick(&mut self) {
+        let tables = match self.local_tables() {
+            Ok(t) => t,
+            Err(e) => {
+                self.logger.log(Level::Warn, &format!("director sync: listing nft tables: {e}"));
+                return;
+            }
+        };
+        for t in tables.difference(&self.held) {
+            self.logger.log(Level::Info, &format!("director sync: master for table ip {t}"));
+        }
+        for t in self.held.difference(&tables) {
+            self.logger.log(Level::Info, &format!("director sync: table ip {t} gone here; backup for it"));
+        }
+        self.held = tables.clone();
+        let dest = SockAddr::from(SocketAddrV4::new(self.cfg.group, self.cfg.port));
+        for table in &tables {
+            flows::unstage(table);
+            let sets = match NftDataPlane::new(self.nft.clone()).with_table(table.clone()).export_flows() {
+                Ok(s) => s,
+                Err(e) => {
+                    self.logger.log(Level::Warn, &format!("director sync: reading table ip {table}: {e}"));
+                    continue;
+                }
+            };
+            self.round += 1;
+            let parts = flows::split(&sets);
+            let n = parts.len() as u32;
+            for (i, p) in parts.into_iter().enumerate() {
+                let elems = flows::count(&p) as u64;
+                let m = SyncMsg {
+                    node: self.node.clone(),
+                    syncid: self.cfg.syncid,
+                    table: table.clone(),
+                    round: self.round,
+                    part: i as u32,
+                    parts: n,
+                    sets: p,
+                };
+                let wire = flows::encode(&m, &self.keys[0]);
+                match self.sock.send_to(&wire, &dest) {
+                    Ok(_) => {
+                        STATS.sent_datagrams.fetch_add(1, Ordering::Relaxed);
+                        STATS.sent_elements.fetch_add(elems, Ordering::Relaxed);
+                    }
+                    Err(e) => self.logger.log(Level::Warn, &format!("director sync: sending: {e}")),
+                }
+            }
+        }
+    }
+
+    fn receive(&mut self, data: &[u8]) {
+        let keys: Vec<&[u8]> = self.keys.iter().map(Vec::as_slice).collect();
+        let m = match flows::decode(data, &keys) {
+            Ok(m) => m,
+            Err(flows::Drop::BadMac) => {
+                STATS.dropped_bad_mac.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(_) => {
+                STATS.dropped_malformed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        if m.syncid != self.cfg.syncid {
+            STATS.dropped_foreign_syncid.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if m.node == self.node {
+            return;
+        }
+        let (from, table) = (m.node.clone(), m.table.clone());
+        let Some(sets) = self.asm.add(m) else { return };
+        STATS.received_snapshots.fetch_add(1, Ordering::Relaxed);
+        if self.held.contains(&table) {
+            // Both hold it (a split brain being settled): ours is the one in force here.
+            return;
+        }
+        let n = flows::count(&sets);
+        flows::stage(&table, sets);
+        let log = match self.logged.get(&table) {
+            None => true,
+            // Flows come and go all the time: a line when the count changes, at most every
+            // 10 s (and at once when the table goes from no flows to some, or back).
+            Some((last, at)) => {
+                (*last == 0) != (n == 0) || (*last != n && at.elapsed() >= Duration::from_secs(10))
+            }
+        };
+        if log {
+            self.logger.log(
+                Level::Info,
+                &format!("director sync: backup for table ip {table}: {n} flow(s) from {from} staged"),
+            );
+            self.logged.insert(table, (n, Instant::now()));
+        }
+    }
+}

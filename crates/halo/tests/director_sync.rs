@@ -1,0 +1,269 @@
+//! Director connection sync end to end (issue 5: "the standby director keeps connection
+//! state in sync with the active one ... so that established and persistent clients survive
+//! a director failover"): two directors d1 and d2 run halo with `lvs_sync_daemon eth0` and the
+//! group `d1 IPaddr2::VIP ldirectord::ldirectord.cf` (LVS-DR, rr); two real servers r1 and
+//! r2 (`halo lvs realserver start`) run a line server that answers each line with its name;
+//! a client holds eight TCP connections through the VIP. d1's cable is pulled; d2 takes the
+//! VIP and the director over; then the client writes on every connection again, in reverse
+//! order (so that a director scheduling them afresh would send each to the other real server
+//! than before), and every connection must still be answered by the same real server; a
+//! client of a second, persistent service (port 7001) opens a new connection and is sent to
+//! the real server it had before. (Without the sync every established connection is reset by
+//! the real server it is newly scheduled to, or by d2 itself.)
+use halo::testbed::{wait_for, Testbed};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const HALO: &str = env!("CARGO_BIN_EXE_halo");
+const VIP: &str = "10.81.0.100";
+const CONNS: usize = 8;
+
+const LDIRECTORD_CF: &str = "\
+checktimeout=1
+checkinterval=1
+quiescent=no
+
+virtual=10.81.0.100:7000
+\treal=10.81.0.11:7000 gate 1
+\treal=10.81.0.12:7000 gate 1
+\tchecktype=connect
+\tscheduler=rr
+\tprotocol=tcp
+
+virtual=10.81.0.100:7001
+\treal=10.81.0.11:7001 gate 1
+\treal=10.81.0.12:7001 gate 1
+\tchecktype=connect
+\tscheduler=rr
+\tprotocol=tcp
+\tpersistent=600
+";
+
+/// Answers each line with "NAME LINE".
+const LINE_SERVER: &str = r#"
+import socket, sys, threading
+name = sys.argv[1].encode()
+def serve(c):
+    f = c.makefile("rb")
+    for line in f:
+        c.sendall(name + b" " + line)
+    c.close()
+def listen(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(128)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+threading.Thread(target=listen, args=(7001,), daemon=True).start()
+listen(7000)
+"#;
+
+/// Opens CONNS connections, asks once on each, prints "PHASE1 names"; waits for the go file;
+/// asks again on each in reverse order, prints "PHASE2 names" in connection order.
+const CLIENT: &str = r#"
+import os, socket, sys, time
+vip, n, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+conns = []
+for i in range(n):
+    c = socket.create_connection((vip, 7000), timeout=20)
+    conns.append(c)
+    time.sleep(0.05)
+def ask(c, msg):
+    try:
+        c.sendall(msg)
+        data = b""
+        while not data.endswith(b"\n"):
+            d = c.recv(100)
+            if not d:
+                return "CLOSED"
+            data += d
+        return data.decode().split()[0]
+    except Exception as e:
+        return "ERR:" + type(e).__name__
+def once(port):
+    c = socket.create_connection((vip, port), timeout=20)
+    r = ask(c, b"persistent\n")
+    c.close()
+    return r
+first = [ask(c, b"one\n") for c in conns]
+# Persistence (port 7001): two connections one after the other go to the same real server.
+first += [once(7001), once(7001)]
+print("PHASE1", " ".join(first), flush=True)
+while not os.path.exists(go):
+    time.sleep(0.05)
+second = [None] * n
+for i in reversed(range(n)):
+    second[i] = ask(conns[i], b"two\n")
+# A new connection of the persistent client after the failover.
+second += [once(7001), once(7001)]
+print("PHASE2", " ".join(second), flush=True)
+"#;
+
+struct Bed {
+    tb: Testbed,
+}
+
+impl Bed {
+    fn log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.tb.dir.join(format!("{node}.log"))).unwrap_or_default()
+            + &std::fs::read_to_string(self.tb.dir.join(format!("{node}.out"))).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        ["d1", "d2", "client"]
+            .iter()
+            .map(|n| format!("--- {n}\n{}", self.log(n)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn config(&self, node: &str) -> PathBuf {
+        let log = self.tb.dir.join(format!("{node}.log"));
+        let cf = format!(
+            "keepalive 100ms\nwarntime 500ms\ndeadtime 1\ninitdead 3\nbcast eth0\nauto_failback off\n\
+             node d1 d2\nlogfile {}\nrealtime off\nlvs_sync_daemon eth0 id 9 interval 0.5\n",
+            log.display()
+        );
+        let dir = self.tb.write_config(node, &cf, "auth 1\n1 sha1 sync-secret\n").unwrap();
+        std::fs::write(
+            dir.join("haresources"),
+            format!("d1 IPaddr2::{VIP}/16/eth0 ldirectord::ldirectord.cf\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("ldirectord.cf"), LDIRECTORD_CF).unwrap();
+        dir
+    }
+
+    fn has_vip(&self, node: &str) -> bool {
+        let out = self.tb.exec(node, &["ip", "-4", "addr", "show", "dev", "eth0"]).unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/"))
+    }
+
+    fn has_table(&self, node: &str) -> bool {
+        self.tb.exec(node, &["nft", "list", "table", "ip", "halo_lb"]).is_ok_and(|o| o.status.success())
+    }
+
+    fn until(&self, within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+        if wait_for(within, || f().then_some(())).is_none() {
+            panic!("{what} (waited {within:?})\n{}", self.logs());
+        }
+    }
+
+    fn phase(&self, which: &str) -> Option<Vec<String>> {
+        let out = std::fs::read_to_string(self.tb.dir.join("client.out")).ok()?;
+        let line = out.lines().find(|l| l.starts_with(which))?;
+        Some(line.split_whitespace().skip(1).map(String::from).collect())
+    }
+}
+
+#[test]
+fn director_failover_keeps_established_and_persistent_clients_on_their_real_servers() {
+    let Some(mut tb) = Testbed::for_test("dsync") else { return };
+    tb.add_host("d1", "10.81.0.1/16").unwrap();
+    tb.add_host("d2", "10.81.0.2/16").unwrap();
+    tb.add_host("r1", "10.81.0.11/16").unwrap();
+    tb.add_host("r2", "10.81.0.12/16").unwrap();
+    tb.add_host("client", "10.81.0.9/16").unwrap();
+    let mut bed = Bed { tb };
+
+    // The real servers: VIP on lo with arp_ignore/arp_announce, and the line server.
+    let server = bed.tb.dir.join("line_server.py");
+    std::fs::write(&server, LINE_SERVER).unwrap();
+    for r in ["r1", "r2"] {
+        let st = bed.tb.dir.join(r).join("state");
+        std::fs::create_dir_all(&st).unwrap();
+        let out = bed
+            .tb
+            .exec(r, &[HALO, "lvs", "realserver", "start", "--vip", VIP, "--state-dir", st.to_str().unwrap()])
+            .unwrap();
+        assert!(out.status.success(), "realserver start on {r}: {}", String::from_utf8_lossy(&out.stderr));
+        let log = bed.tb.dir.join(format!("{r}.out"));
+        bed.tb.spawn(r, Path::new("python3"), &[server.to_str().unwrap(), r], &log).unwrap();
+    }
+    for r in ["r1", "r2"] {
+        bed.until(Duration::from_secs(10), &format!("{r}'s line server listens"), || {
+            bed.tb
+                .exec(r, &["ss", "-ltn"])
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(":7000 "))
+        });
+    }
+
+    let (c1, c2) = (bed.config("d1"), bed.config("d2"));
+    let (_p1, _) = bed.tb.start_halo("d1", Path::new(HALO), &c1).unwrap();
+    let (_p2, _) = bed.tb.start_halo("d2", Path::new(HALO), &c2).unwrap();
+    bed.until(Duration::from_secs(30), "d1 holds the VIP and the director", || {
+        bed.has_vip("d1") && bed.has_table("d1")
+    });
+    // Both real servers are in d1's table (their checks passed) before the client connects.
+    bed.until(Duration::from_secs(20), "both real servers are in d1's table", || {
+        let o = bed.tb.exec("d1", &["nft", "list", "table", "ip", "halo_lb"]).unwrap();
+        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        t.contains("10.81.0.11") && t.contains("10.81.0.12") && t.contains("numgen")
+    });
+
+    let client = bed.tb.dir.join("client.py");
+    std::fs::write(&client, CLIENT).unwrap();
+    let go = bed.tb.dir.join("go");
+    let out = bed.tb.dir.join("client.out");
+    bed.tb
+        .spawn(
+            "client",
+            Path::new("python3"),
+            &[client.to_str().unwrap(), VIP, &CONNS.to_string(), go.to_str().unwrap()],
+            &out,
+        )
+        .unwrap();
+    bed.until(Duration::from_secs(30), "the client's first round is answered", || {
+        bed.phase("PHASE1").is_some()
+    });
+    let first = bed.phase("PHASE1").unwrap();
+    assert_eq!(first.len(), CONNS + 2, "{first:?}");
+    assert_eq!(first[CONNS], first[CONNS + 1], "persistence holds on d1: {first:?}");
+    assert!(
+        first[..CONNS].iter().all(|n| n == "r1" || n == "r2")
+            && first[..CONNS].contains(&"r1".into())
+            && first[..CONNS].contains(&"r2".into()),
+        "rr spreads the connections over r1 and r2: {first:?}\n{}",
+        bed.logs()
+    );
+
+    // d2 holds d1's flows before d1 goes.
+    bed.until(Duration::from_secs(30), "d2 stages d1's flows", || {
+        bed.log("d2").lines().any(|l| {
+            l.contains("director sync: backup for table ip halo_lb:")
+                && l.split_whitespace()
+                    .skip_while(|w| *w != "halo_lb:")
+                    .nth(1)
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .is_some_and(|n| n >= CONNS)
+        })
+    });
+
+    bed.tb.cable("d1", false).unwrap();
+    bed.until(Duration::from_secs(20), "d2 takes the VIP and the director over", || {
+        bed.has_vip("d2") && bed.has_table("d2")
+    });
+    // The synced flows are in d2's table from its first transaction.
+    let o = bed.tb.exec("d2", &["nft", "list", "table", "ip", "halo_lb"]).unwrap();
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        table.contains("10.81.0.9 . "),
+        "d2's flow sets hold the client's flows:\n{table}\n{}",
+        bed.logs()
+    );
+
+    std::fs::write(&go, "").unwrap();
+    bed.until(Duration::from_secs(60), "the client's second round is answered", || {
+        bed.phase("PHASE2").is_some()
+    });
+    let second = bed.phase("PHASE2").unwrap();
+    eprintln!("before the failover: {first:?}\nafter it:           {second:?}");
+    assert_eq!(
+        second,
+        first,
+        "every established connection is answered by the same real server after the director failover\n{}",
+        bed.logs()
+    );
+}
