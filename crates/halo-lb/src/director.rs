@@ -191,6 +191,19 @@ impl ServiceState {
         }
     }
 
+    /// The alert for real server `real` leaving the table because the director stops
+    /// (`tag` `stop`) or the configuration no longer has it (`reload`).
+    pub fn purge_event(&self, real: usize, tag: &str) -> Event {
+        let mut e = self.event(real, Transition::Down, &format!("purged ({tag})"));
+        let up = self.reals.get(real).is_some_and(RealState::is_up);
+        e.kind = EventKind::Purged;
+        e.old_state = if up { "up" } else { "down" };
+        e.new_state = "removed";
+        e.weight = None;
+        e.message = format!("Purged real server ({tag}): {} ({})", e.real, e.virtual_service);
+        e
+    }
+
     /// The service as the data plane must run it now.
     pub fn desired(&self) -> VirtualService {
         let mut s = self.service.clone();
@@ -415,15 +428,7 @@ impl DirectorState {
             for (ri, r) in os.reals.iter().enumerate() {
                 report.removed.push(name(r.addr, &os.service.key));
                 if d.reals.iter().any(|x| x.addr == r.addr) {
-                    let mut e = os.event(ri, Transition::Down, "no longer in the configuration");
-                    e.kind = EventKind::Purged;
-                    e.new_state = "down";
-                    e.message = format!(
-                        "Purged real server (reload): {} ({}:{})",
-                        r.addr, os.service.key.vip, os.service.key.port
-                    );
-                    e.weight = None;
-                    report.purged.push(e);
+                    report.purged.push(os.purge_event(ri, "reload"));
                 }
             }
         }

@@ -21,8 +21,25 @@
 //!   that applied (as ldirectord reports `running` only then), or after the longest check
 //!   timeout if that comes first.
 //! * stop: the thread ends (checks in flight are dropped) and, with `cleanstop=yes` (the
-//!   default), the nftables table is deleted. Stopping a director that does not run still
-//!   deletes a table left over by a killed daemon.
+//!   default), the nftables table is deleted (each real server in it alerted as `Purged real
+//!   server (stop)`). Stopping a director that does not run still deletes a table left over
+//!   by a killed daemon.
+//! * maintenance: with `maintenancedir`, the directory is listed every second (one
+//!   `readdir`, never a file test per check); a real server named there (halo-lb's
+//!   `maintenance_names`) is taken out at once as if its check had failed (weight 0 with
+//!   `quiescent=yes`) and not checked; when the file goes, its next check decides.
+//! * alerts: every change of a real server is an alert (halo-lb's `alert` module): a mail
+//!   when `emailalert`/`emailalertstatus` say so, repeated every `emailalertfreq` while the
+//!   server stays out (checked every `checkinterval`), and the `alertcommand` (a halo
+//!   extension) with the change in `HALO_ALERT_*`. They are queued in the order of the
+//!   changes to a thread of their own (`halo-alerts`): mails one after the other, commands
+//!   one after the other, never in the way of the checks; a full queue drops with a warning.
+//! * configuration changes: every `checkinterval` the file's mtime is compared, then its MD5
+//!   (ldirectord's `check_cfgfile`); a changed file runs `callback FILE` and, with
+//!   `autoreload=yes`, [`Director::reconfigure`]: a file that does not parse or cannot run
+//!   is refused (file:line logged, shown by `halo lvs --json` as `last_reload`) and the
+//!   running configuration stays; a valid one is applied as a difference, real servers whose
+//!   check did not change keeping their health, counters and rhythm.
 //! * status: running iff the director thread runs.
 //! * `halo lvs`: [`Director::lvs_json`] (blocking: it reads the nft counters) gives the
 //!   ipvsadm views of what runs, and the health of every real server.
@@ -30,20 +47,23 @@
 //! One director per configuration file; each has its own table (`halo_lb` for
 //! `ldirectord.cf`, `halo_lb_<name>` for another file).
 
+use halo_config::ldirectord_cf::DaemonStatus;
 use halo_host::group::Builtin;
 use halo_host::{Level, Logger};
-use halo_lb::check::pace;
+use halo_lb::alert::{self, Alerter, Event, EventKind, Mail, MailSettings};
+use halo_lb::check::{pace, Transition};
 use halo_lb::dataplane::{Forward, Nft, NftDataPlane, RealStats, ServiceKey};
-use halo_lb::director::{resolve_names, transition_message, DirectorState};
+pub use halo_lb::director::ReconfigureReport;
+use halo_lb::director::{transition_message, DirectorState};
 use halo_lb::ipvsadm;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The configuration file of a bare `ldirectord` word.
 pub const DEFAULT_CF: &str = "ldirectord.cf";
@@ -66,14 +86,283 @@ pub struct Director {
 
 struct Instance {
     group: String,
-    plane: NftDataPlane,
-    state: Arc<Mutex<DirectorState>>,
+    shared: Arc<Shared>,
     stop: tokio::sync::watch::Sender<bool>,
     thread: JoinHandle<()>,
     cleanstop: bool,
     /// The last counters read, for `--rate`.
     sample: Mutex<Option<(Instant, Vec<RealStats>)>>,
     rates: Mutex<BTreeMap<(ServiceKey, SocketAddrV4), ipvsadm::Rates>>,
+}
+
+/// What the director thread, the alert queue and [`Director::reconfigure`] share.
+struct Shared {
+    path: PathBuf,
+    plane: NftDataPlane,
+    state: Mutex<DirectorState>,
+    logger: Arc<Logger>,
+    /// ldirectord's daemon state, for `emailalertstatus`.
+    status: Mutex<DaemonStatus>,
+    alerter: Mutex<Alerter>,
+    alerts: AlertQueue,
+    /// Tells the director thread to run the checks of a new configuration.
+    respawn: tokio::sync::mpsc::UnboundedSender<()>,
+    /// One reconfiguration at a time.
+    reloading: Mutex<()>,
+    /// The file as last read (mtime, text), to see it change.
+    seen: Mutex<(Option<SystemTime>, String)>,
+    /// The outcome of the last reconfiguration, for `halo lvs --json`.
+    last_reload: Mutex<Option<(SystemTime, Result<String, String>)>>,
+}
+
+/// Alerts waiting for the `halo-alerts` thread.
+const ALERT_QUEUE: usize = 1024;
+
+enum AlertMsg {
+    Mail(Mail),
+    Command { command: String, env: Vec<(String, String)> },
+}
+
+/// The sending side of a director's alert thread (which ends once this is dropped and its
+/// queue is drained).
+struct AlertQueue {
+    tx: tokio::sync::mpsc::Sender<AlertMsg>,
+    logger: Arc<Logger>,
+    /// Disconnected when the alert thread has ended (in a Mutex: Receiver is not Sync).
+    done: Mutex<mpsc::Receiver<()>>,
+}
+
+/// Longest a stopping director waits for its queued alerts (ldirectord sends its last
+/// alerts before it exits).
+const ALERT_DRAIN_MAX: Duration = Duration::from_secs(10);
+
+impl AlertQueue {
+    fn spawn(logger: Arc<Logger>) -> Result<AlertQueue, String> {
+        let (tx, rx) = tokio::sync::mpsc::channel(ALERT_QUEUE);
+        let (done_tx, done) = mpsc::channel::<()>();
+        let l = Arc::clone(&logger);
+        std::thread::Builder::new()
+            .name("halo-alerts".into())
+            .spawn(move || {
+                halo_host::rt::set_normal();
+                alert_thread(rx, l);
+                drop(done_tx);
+            })
+            .map_err(|e| format!("cannot start the alert thread: {e}"))?;
+        Ok(AlertQueue { tx, logger, done: Mutex::new(done) })
+    }
+
+    /// Closes the queue and waits (at most [`ALERT_DRAIN_MAX`]) for what is queued to go.
+    fn drain(self) {
+        let AlertQueue { tx, logger, done } = self;
+        drop(tx);
+        let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Err(mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(ALERT_DRAIN_MAX) {
+            logger.log(Level::Warn, "director: alerts still queued at stop are left to finish on their own");
+        }
+    }
+
+    fn send(&self, m: AlertMsg) {
+        if self.tx.try_send(m).is_err() {
+            self.logger.log(Level::Warn, "director: alert queue full or closed: an alert is dropped");
+        }
+    }
+}
+
+/// Mails one after the other, commands one after the other (each in the order queued), the
+/// two side by side: a slow mail server does not hold back the alert command.
+fn alert_thread(mut rx: tokio::sync::mpsc::Receiver<AlertMsg>, logger: Arc<Logger>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            logger.log(Level::Crit, &format!("director: cannot build the alert runtime: {e}"));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let (mail_tx, mut mail_rx) = tokio::sync::mpsc::unbounded_channel::<Mail>();
+        let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<(String, String)>)>();
+        let l = Arc::clone(&logger);
+        let mails = tokio::spawn(async move {
+            while let Some(m) = mail_rx.recv().await {
+                match alert::send_mail(&m, alert::SMTP_PORT, alert::ALERT_TIMEOUT).await {
+                    Ok(()) => l.log(
+                        Level::Info,
+                        &format!("director: emailalert: {} (to {})", m.subject, m.to.join(", ")),
+                    ),
+                    Err(e) => {
+                        l.log(Level::Warn, &format!("director: emailalert not sent: {} ({e})", m.subject))
+                    }
+                }
+            }
+        });
+        let l = Arc::clone(&logger);
+        let commands = tokio::spawn(async move {
+            while let Some((command, env)) = cmd_rx.recv().await {
+                if let Err(e) = alert::run_command(&command, &env, alert::ALERT_TIMEOUT).await {
+                    l.log(Level::Warn, &format!("director: alertcommand failed: {e}"));
+                }
+            }
+        });
+        while let Some(m) = rx.recv().await {
+            match m {
+                AlertMsg::Mail(m) => {
+                    let _ = mail_tx.send(m);
+                }
+                AlertMsg::Command { command, env } => {
+                    let _ = cmd_tx.send((command, env));
+                }
+            }
+        }
+        drop((mail_tx, cmd_tx));
+        let _ = mails.await;
+        let _ = commands.await;
+    });
+}
+
+impl Shared {
+    fn log(&self, level: Level, msg: &str) {
+        self.logger.log(level, msg);
+    }
+
+    fn status(&self) -> DaemonStatus {
+        *lock(&self.status)
+    }
+
+    /// Queues the alerts of `event` (mail and command). Called with the state locked, so
+    /// that alerts leave in the order of the changes.
+    fn alert(&self, st: &DirectorState, event: &Event, mail: &MailSettings) {
+        let status = self.status();
+        if let Some(m) = lock(&self.alerter).event(event, mail, status, tokio::time::Instant::now()) {
+            self.alerts.send(AlertMsg::Mail(m));
+        }
+        if let Some(command) = &st.global.alertcommand {
+            if event.kind != EventKind::Inaccessible {
+                let env = event.env(status, &self.path.display().to_string());
+                self.alerts.send(AlertMsg::Command { command: command.clone(), env });
+            }
+        }
+    }
+
+    /// Logs and alerts a change `t` of real server `ri` of service `si` (already recorded).
+    fn changed(&self, st: &DirectorState, si: usize, ri: usize, t: Transition) {
+        let Some(s) = st.services.get(si) else { return };
+        let msg = transition_message(s, ri, t);
+        self.log(Level::Info, &format!("director: {msg}"));
+        let reason = match s.reals.get(ri) {
+            Some(r) => match &r.maintenance {
+                Some(f) => format!("maintenance file {f}"),
+                None => r.checker.health().last().map(|c| c.reason.clone()).unwrap_or_default(),
+            },
+            None => String::new(),
+        };
+        self.alert(st, &s.event(ri, t, &reason), &s.mail);
+    }
+
+    /// Reads the file (blocking: it also resolves names) and applies it as a difference.
+    fn reconfigure(&self) -> Result<ReconfigureReport, String> {
+        let _one = lock(&self.reloading);
+        let result = self.reconfigure_inner();
+        let outcome = match &result {
+            Ok(r) => Ok(r.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        *lock(&self.last_reload) = Some((SystemTime::now(), outcome));
+        result
+    }
+
+    fn reconfigure_inner(&self) -> Result<ReconfigureReport, String> {
+        let mtime = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        // Seen, valid or not: a refused file is not refused again every checkinterval.
+        *lock(&self.seen) = (mtime, text.clone());
+        let mut warnings = Vec::new();
+        let new = load_text(&self.path, &text, &mut |l, m| warnings.push((l, m)))?;
+        for (l, m) in warnings {
+            self.log(l, &format!("director: {m}"));
+        }
+        let previous = std::mem::replace(&mut *lock(&self.status), DaemonStatus::Reloading);
+        let mut report = {
+            let mut st = lock(&self.state);
+            let report = st.reconfigure(new);
+            let services = st.services.clone();
+            lock(&self.alerter).retain(|e| {
+                services.iter().any(|s| s.id == e.service_id && s.reals.iter().any(|r| r.addr == e.real))
+            });
+            for e in &report.purged {
+                self.log(Level::Info, &format!("director: {}", e.message));
+                let mail = MailSettings::for_virtual_id(&st, &e.service_id);
+                self.alert(&st, e, &mail);
+            }
+            report
+        };
+        let desired = lock(&self.state).desired();
+        let applied = self.plane.apply(&desired);
+        *lock(&self.status) =
+            if previous == DaemonStatus::Reloading { DaemonStatus::Running } else { previous };
+        let changes = applied.map_err(|e| format!("nftables table {}: {e}", self.plane.table()))?;
+        report.table_changes = changes.iter().map(ToString::to_string).collect();
+        let _ = self.respawn.send(());
+        self.log(Level::Info, &format!("director: {} reloaded: {report}", self.path.display()));
+        Ok(report)
+    }
+}
+
+/// The mail settings alerts about a service removed by a reload use: those of the new
+/// global directives (the service's own went with it).
+trait ForVirtualId {
+    fn for_virtual_id(st: &DirectorState, id: &str) -> MailSettings;
+}
+
+impl ForVirtualId for MailSettings {
+    fn for_virtual_id(st: &DirectorState, id: &str) -> MailSettings {
+        match st.services.iter().find(|s| s.id == id) {
+            Some(s) => s.mail.clone(),
+            None => MailSettings {
+                to: st.global.emailalert.clone(),
+                freq: st.global.emailalertfreq,
+                status: st.global.emailalertstatus.clone(),
+                smtp: st.global.smtp.clone(),
+                from: st.global.emailalertfrom.clone(),
+            },
+        }
+    }
+}
+
+/// Parses and validates ldirectord.cf `text` into a director state (names resolved:
+/// blocks); warnings go to `log`. Errors name the file and line.
+fn load_text(path: &Path, text: &str, log: Log) -> Result<DirectorState, String> {
+    let (cf, warnings) = halo_config::parse_ldirectord_cf(path, text).map_err(|e| e.to_string())?;
+    for w in warnings {
+        log(Level::Warn, w.to_string());
+    }
+    let state = DirectorState::load(&cf).map_err(|e| format!("{}: {e}", path.display()))?;
+    for s in &state.services {
+        if let Some(why) = &s.fallback_unusable {
+            log(Level::Warn, format!("virtual service {}: {why}; no fallback", s.id));
+        }
+    }
+    if state.services.iter().any(|s| s.service.forward == Forward::Masq)
+        && std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|v| v.trim() == "0").unwrap_or(false)
+    {
+        log(
+            Level::Warn,
+            "NAT virtual services but net.ipv4.ip_forward=0: the director will not forward".into(),
+        );
+    }
+    if let Some(dir) = &state.global.maintenancedir {
+        if !dir.is_dir() {
+            log(
+                Level::Warn,
+                format!(
+                    "maintenancedir {} is not a directory (yet): no real server is in maintenance",
+                    dir.display()
+                ),
+            );
+        }
+    }
+    Ok(state)
 }
 
 impl Director {
@@ -111,31 +400,42 @@ impl Director {
         format!("{}_{stem}", halo_lb::dataplane::nft::DEFAULT_TABLE)
     }
 
-    fn load(&self, path: &Path, log: Log) -> Result<DirectorState, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let (cf, warnings) = halo_config::parse_ldirectord_cf(path, &text).map_err(|e| e.to_string())?;
-        for w in warnings {
-            log(Level::Warn, w.to_string());
-        }
-        let cf = resolve_names(&cf).map_err(|e| format!("{}: {e}", path.display()))?;
-        let state = DirectorState::new(&cf).map_err(|e| format!("{}: {e}", path.display()))?;
-        for s in &state.services {
-            if let Some(why) = &s.fallback_unusable {
-                log(Level::Warn, format!("virtual service {}: {why}; no fallback", s.id));
-            }
-        }
-        if state.services.iter().any(|s| s.service.forward == Forward::Masq)
-            && std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
-                .map(|v| v.trim() == "0")
-                .unwrap_or(false)
-        {
-            log(
-                Level::Warn,
-                "NAT virtual services but net.ipv4.ip_forward=0: the director will not forward".into(),
+    /// The configuration files of the directors that run now.
+    pub fn running_configs(&self) -> Vec<PathBuf> {
+        lock(&self.instances)
+            .iter()
+            .filter(|(_, i)| !i.thread.is_finished())
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// Re-reads the configuration file `config` of a running director and applies it as a
+    /// difference: **the entry point of `halo reload` / SIGHUP** (crates/halo/src/run.rs calls
+    /// it for each ldirectord.cf whose text changed under an unchanged director resource),
+    /// and what `autoreload=yes` calls when the file changes on disk.
+    ///
+    /// A file that does not parse or cannot run is refused with its file:line and the
+    /// running configuration stays as it was. A valid one replaces it: real servers of the
+    /// same virtual service, address and check keep their health, counters and check rhythm
+    /// (no re-check, no weight flap); new ones start down and are checked at once; removed
+    /// ones leave the table (alerted as `Purged real server (reload)`); the nftables table
+    /// changes only where the desired state changed. Blocks (reads the file, resolves host
+    /// names, applies the table): call it off the heartbeat thread. Errs if no director runs
+    /// for `config`.
+    pub fn reconfigure(&self, config: &Path) -> Result<ReconfigureReport, String> {
+        let shared = lock(&self.instances)
+            .get(config)
+            .filter(|i| !i.thread.is_finished())
+            .map(|i| Arc::clone(&i.shared))
+            .ok_or_else(|| format!("no director runs for {}", config.display()))?;
+        let r = shared.reconfigure();
+        if let Err(e) = &r {
+            shared.log(
+                Level::Error,
+                &format!("director: new configuration refused, the running one stays: {e}"),
             );
         }
-        Ok(state)
+        r
     }
 
     fn start_inner(&self, group: &str, args: &[String], log: Log) -> Result<(), String> {
@@ -143,7 +443,10 @@ impl Director {
         if lock(&self.instances).get(&path).is_some_and(|i| !i.thread.is_finished()) {
             return Ok(());
         }
-        let state = self.load(&path, log)?;
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let state = load_text(&path, &text, log)?;
         let cleanstop = true;
         let table = Director::table_for(&path);
         let plane = NftDataPlane::new(Nft::new()).with_table(table.clone());
@@ -157,16 +460,29 @@ impl Director {
             ),
         );
         let wait = (state.longest_check() + Duration::from_secs(2)).min(FIRST_PASS_WAIT_MAX);
-        let state = Arc::new(Mutex::new(state));
+        let (respawn, respawn_rx) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            plane,
+            state: Mutex::new(state),
+            logger: Arc::clone(&self.logger),
+            status: Mutex::new(DaemonStatus::Starting),
+            alerter: Mutex::new(Alerter::new()),
+            alerts: AlertQueue::spawn(Arc::clone(&self.logger))?,
+            respawn,
+            reloading: Mutex::new(()),
+            seen: Mutex::new((mtime, text)),
+            last_reload: Mutex::new(None),
+        });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = {
-            let (state, plane, logger) = (Arc::clone(&state), plane.clone(), Arc::clone(&self.logger));
+            let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("halo-director".into())
                 .spawn(move || {
                     halo_host::rt::set_normal();
-                    director_thread(state, plane, stop_rx, logger, ready_tx)
+                    director_thread(shared, stop_rx, respawn_rx, ready_tx)
                 })
                 .map_err(|e| format!("cannot start the director thread: {e}"))?
         };
@@ -176,10 +492,10 @@ impl Director {
                 format!("director for {}: first check pass not done yet; running", path.display()),
             );
         }
+        *lock(&shared.status) = DaemonStatus::Running;
         let inst = Instance {
             group: group.to_string(),
-            plane,
-            state,
+            shared,
             stop,
             thread,
             cleanstop,
@@ -203,16 +519,35 @@ impl Director {
             }
             return Ok(());
         };
+        *lock(&inst.shared.status) = DaemonStatus::Stopping;
         let _ = inst.stop.send(true);
         if inst.thread.join().is_err() {
             log(Level::Error, format!("the director thread for {} had panicked", path.display()));
         }
         if inst.cleanstop {
-            inst.plane.remove().map_err(|e| format!("removing table ip {}: {e}", inst.plane.table()))?;
+            let sh = &inst.shared;
+            {
+                // ldirectord's `Purged real server (stop)`, for every real server in the table.
+                let st = lock(&sh.state);
+                for s in &st.services {
+                    let d = s.desired();
+                    for (ri, r) in s.reals.iter().enumerate() {
+                        if d.reals.iter().any(|x| x.addr == r.addr) {
+                            sh.alert(&st, &s.purge_event(ri, "stop"), &s.mail);
+                        }
+                    }
+                }
+            }
+            sh.plane.remove().map_err(|e| format!("removing table ip {}: {e}", sh.plane.table()))?;
             log(
                 Level::Info,
-                format!("director for {} stopped; table ip {} removed", path.display(), inst.plane.table()),
+                format!("director for {} stopped; table ip {} removed", path.display(), sh.plane.table()),
             );
+        }
+        // The director thread is gone: this is the last reference, unless a reconfiguration
+        // is under way on another thread (its alerts then finish on their own).
+        if let Ok(sh) = Arc::try_unwrap(inst.shared) {
+            sh.alerts.drain();
         }
         Ok(())
     }
@@ -226,9 +561,9 @@ impl Director {
         let mut directors = Vec::new();
         for (path, inst) in instances.iter() {
             let running = !inst.thread.is_finished();
-            let stats = inst.plane.stats().unwrap_or_default();
+            let stats = inst.shared.plane.stats().unwrap_or_default();
             let rates = inst.rates(&stats);
-            let st = lock(&inst.state).clone();
+            let st = lock(&inst.shared.state).clone();
             let mut m = st.model(&stats, &is_local);
             for s in &mut m.services {
                 let ipvsadm::ServiceKey::Addr { addr: std::net::SocketAddr::V4(va), protocol } = s.key else {
@@ -266,9 +601,17 @@ impl Director {
                         "fallback_active": s.fallback_active(),
                         "reals": s.reals.iter().map(|r| json!({
                             "addr": r.addr.to_string(),
+                            "id": r.id,
                             "weight": r.weight,
+                            "maintenance": r.maintenance,
+                            "checks": r.checker.health().checks(),
+                            "successes": r.checker.health().successes(),
+                            "failures": r.checker.health().failures(),
                             "in_table": d.reals.iter().find(|x| x.addr == r.addr).map(|x| x.weight),
-                            "health": r.checker.health().status(),
+                            "health": match &r.maintenance {
+                                Some(f) => format!("down (maintenance file {f})"),
+                                None => r.checker.health().status(),
+                            },
                             "last_check": r.checker.health().last().map(|c| c.reason.clone()),
                             "check": r.checker.spec().kind.name(),
                             // The data plane's counters (nft counts packets and bytes, not
@@ -289,7 +632,16 @@ impl Director {
             directors.push(json!({
                 "config": path.display().to_string(),
                 "group": inst.group,
-                "table": inst.plane.table(),
+                "table": inst.shared.plane.table(),
+                "daemon_status": inst.shared.status().name(),
+                "autoreload": st.global.autoreload,
+                "maintenancedir": st.global.maintenancedir.as_ref().map(|d| d.display().to_string()),
+                "alerts_pending_repeat": lock(&inst.shared.alerter).pending(),
+                "last_reload": lock(&inst.shared.last_reload).as_ref().map(|(t, r)| json!({
+                    "at_unix": t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                    "ok": r.is_ok(),
+                    "message": match r { Ok(m) | Err(m) => m.clone() },
+                })),
                 "running": running,
                 "services": services,
             }));
@@ -385,60 +737,54 @@ fn in_flight_limit(st: &DirectorState) -> usize {
 }
 
 fn director_thread(
-    state: Arc<Mutex<DirectorState>>,
-    plane: NftDataPlane,
+    shared: Arc<Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    logger: Arc<Logger>,
+    mut respawn: tokio::sync::mpsc::UnboundedReceiver<()>,
     ready: mpsc::Sender<()>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            logger.log(Level::Crit, &format!("director: cannot build its runtime: {e}"));
+            shared.log(Level::Crit, &format!("director: cannot build its runtime: {e}"));
             return;
         }
     };
     rt.block_on(async move {
         let changed = Arc::new(tokio::sync::Notify::new());
         let first_done = Arc::new(AtomicUsize::new(0));
-        let (n, limit) = {
-            let st = lock(&state);
-            (st.services.len(), in_flight_limit(&st))
-        };
-        let limit = Arc::new(tokio::sync::Semaphore::new(limit));
-        let mut tasks = tokio::task::JoinSet::new();
-        for si in 0..n {
-            tasks.spawn(service_loop(
-                si,
-                Arc::clone(&state),
-                Arc::clone(&changed),
-                Arc::clone(&first_done),
-                Arc::clone(&limit),
-                stop.clone(),
-                Arc::clone(&logger),
-            ));
-        }
+        let n = lock(&shared.state).services.len();
+        // Each service's check grid (anchor, interval), kept across reconfigurations.
+        let mut grids: HashMap<String, (tokio::time::Instant, Duration)> = HashMap::new();
+        let mut tasks = spawn_services(&shared, &changed, &first_done, &stop, &mut grids);
+        let mut side = tokio::task::JoinSet::new();
+        side.spawn(maintenance_loop(Arc::clone(&shared), Arc::clone(&changed)));
+        side.spawn(resend_loop(Arc::clone(&shared)));
+        side.spawn(config_watch_loop(Arc::clone(&shared)));
         let mut ready = Some(ready);
         loop {
             tokio::select! {
                 _ = changed.notified() => {}
+                Some(()) = respawn.recv() => {
+                    tasks.abort_all();
+                    tasks = spawn_services(&shared, &changed, &first_done, &stop, &mut grids);
+                    continue;
+                }
                 _ = stop.changed() => break,
             }
-            let desired = lock(&state).desired();
-            let p = plane.clone();
-            match tokio::task::spawn_blocking(move || p.apply(&desired)).await {
+            let desired = lock(&shared.state).desired();
+            let sh = Arc::clone(&shared);
+            match tokio::task::spawn_blocking(move || sh.plane.apply(&desired)).await {
                 Ok(Ok(changes)) if !changes.is_empty() => {
                     let what: Vec<String> = changes.iter().map(ToString::to_string).collect();
-                    logger.log(
+                    shared.log(
                         Level::Debug,
-                        &format!("director: table ip {}: {}", plane.table(), what.join(", ")),
+                        &format!("director: table ip {}: {}", shared.plane.table(), what.join(", ")),
                     );
                 }
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    logger.log(Level::Error, &format!("director: applying table ip {}: {e}", plane.table()))
-                }
-                Err(e) => logger.log(Level::Error, &format!("director: apply task: {e}")),
+                Ok(Err(e)) => shared
+                    .log(Level::Error, &format!("director: applying table ip {}: {e}", shared.plane.table())),
+                Err(e) => shared.log(Level::Error, &format!("director: apply task: {e}")),
             }
             if first_done.load(Ordering::SeqCst) >= n {
                 if let Some(tx) = ready.take() {
@@ -447,45 +793,90 @@ fn director_thread(
             }
         }
         tasks.abort_all();
+        side.abort_all();
     });
 }
 
-/// The checks of one virtual service, until stopped: each real server once per
-/// `checkinterval` at its own phase, the first check of each at once (halo-lb's
-/// [`pace`](halo_lb::check::pace)), at most `limit` checks of the director in flight. Each
-/// result is recorded as it comes; a change of state wakes the applier at once.
+/// One checking task per virtual service of the current configuration. A service whose
+/// grid is known (it ran before a reconfiguration, same `checkinterval`) keeps it, and its
+/// real servers already checked are not checked again before their turn.
+fn spawn_services(
+    shared: &Arc<Shared>,
+    changed: &Arc<tokio::sync::Notify>,
+    first_done: &Arc<AtomicUsize>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    grids: &mut HashMap<String, (tokio::time::Instant, Duration)>,
+) -> tokio::task::JoinSet<()> {
+    let now = tokio::time::Instant::now();
+    let st = lock(&shared.state);
+    let limit = Arc::new(tokio::sync::Semaphore::new(in_flight_limit(&st)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next = HashMap::new();
+    for (si, s) in st.services.iter().enumerate() {
+        let anchor = match grids.get(&s.id) {
+            Some(&(a, iv)) if iv == s.checkinterval => a,
+            _ => now,
+        };
+        next.insert(s.id.clone(), (anchor, s.checkinterval));
+        let targets: Vec<_> = s.reals.iter().map(|r| r.checker.spec().target).collect();
+        let fresh: Vec<bool> = s.reals.iter().map(|r| r.checker.health().checks() == 0).collect();
+        let pacer = pace::Pacer::resume(anchor, s.checkinterval, &targets, &fresh, now);
+        tasks.spawn(service_loop(
+            si,
+            pacer,
+            Arc::clone(shared),
+            Arc::clone(changed),
+            Arc::clone(first_done),
+            Arc::clone(&limit),
+            stop.clone(),
+        ));
+    }
+    *grids = next;
+    tasks
+}
+
+/// The checks of one virtual service, until stopped or replaced: each real server once per
+/// `checkinterval` at its own phase (halo-lb's [`pace`](halo_lb::check::pace)), at most
+/// `limit` checks of the director in flight. A real server in maintenance is not checked.
+/// Each result is recorded as it comes, found by the real server's id (a reconfiguration
+/// may have moved it); a change of state is logged, alerted and wakes the applier at once.
 async fn service_loop(
     si: usize,
-    state: Arc<Mutex<DirectorState>>,
+    pacer: pace::Pacer,
+    shared: Arc<Shared>,
     changed: Arc<tokio::sync::Notify>,
     first_done: Arc<AtomicUsize>,
     limit: Arc<tokio::sync::Semaphore>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    logger: Arc<Logger>,
 ) {
-    let pacer = {
-        let st = lock(&state);
-        let s = &st.services[si];
-        let targets: Vec<_> = s.reals.iter().map(|r| r.checker.spec().target).collect();
-        pace::Pacer::new(tokio::time::Instant::now(), s.checkinterval, &targets)
-    };
     let check = |ri: usize| {
-        let spec = lock(&state).services[si].reals[ri].checker.next_spec_shared();
-        let (state, changed, logger) = (Arc::clone(&state), Arc::clone(&changed), Arc::clone(&logger));
+        let job = {
+            let st = lock(&shared.state);
+            st.services
+                .get(si)
+                .and_then(|s| s.reals.get(ri))
+                .filter(|r| r.maintenance.is_none())
+                .map(|r| (r.checker.next_spec_shared(), r.id))
+        };
+        let (shared, changed) = (Arc::clone(&shared), Arc::clone(&changed));
         async move {
+            let Some((spec, id)) = job else { return };
             let result = halo_lb::check::run_check(&spec).await;
-            let mut st = lock(&state);
             let up = result.up;
             let reason = if up { String::new() } else { result.reason.clone() };
+            let mut st = lock(&shared.state);
+            let Some((si, ri)) = st.find(id, (si, ri)) else { return };
+            if st.services[si].reals[ri].maintenance.is_some() {
+                return;
+            }
             if let Some(t) = st.record(si, ri, result) {
-                let msg = transition_message(&st.services[si], ri, t);
+                shared.changed(&st, si, ri, t);
                 drop(st);
-                logger.log(Level::Info, &format!("director: {msg}"));
                 changed.notify_one();
             } else if !up {
                 let addr = st.services[si].reals[ri].addr;
                 drop(st);
-                logger.log(Level::Debug, &format!("director: check of {addr} failed: {reason}"));
+                shared.log(Level::Debug, &format!("director: check of {addr} failed: {reason}"));
             }
         }
     };
@@ -496,5 +887,149 @@ async fn service_loop(
     tokio::select! {
         () = pace::drive(pacer, limit, check, first_pass) => {}
         _ = stop.changed() => {}
+    }
+}
+
+/// How often the maintenance directory is listed.
+const MAINTENANCE_POLL: Duration = Duration::from_secs(1);
+
+/// Lists `maintenancedir` every second and applies it ([`DirectorState::set_maintenance`]).
+async fn maintenance_loop(shared: Arc<Shared>, changed: Arc<tokio::sync::Notify>) {
+    let mut last_error: Option<String> = None;
+    loop {
+        let dir = lock(&shared.state).global.maintenancedir.clone();
+        let files = match dir {
+            None => Ok(BTreeSet::new()),
+            Some(d) => {
+                tokio::task::spawn_blocking(move || list_dir(&d)).await.unwrap_or_else(|e| Err(e.to_string()))
+            }
+        };
+        let files = match files {
+            Ok(f) => {
+                last_error = None;
+                f
+            }
+            Err(e) => {
+                if last_error.as_ref() != Some(&e) {
+                    shared.log(
+                        Level::Warn,
+                        &format!("director: maintenancedir: {e}; no real server is in maintenance"),
+                    );
+                    last_error = Some(e);
+                }
+                BTreeSet::new()
+            }
+        };
+        let mut any = false;
+        {
+            let mut st = lock(&shared.state);
+            let before: Vec<(u64, Option<String>)> = st
+                .services
+                .iter()
+                .flat_map(|s| s.reals.iter().map(|r| (r.id, r.maintenance.clone())))
+                .collect();
+            for (si, ri, t) in st.set_maintenance(&files) {
+                shared.changed(&st, si, ri, t);
+                any = true;
+            }
+            let after = st.services.iter().flat_map(|s| s.reals.iter());
+            for ((id, was), r) in before.iter().zip(after) {
+                if *id == r.id && was.is_some() && r.maintenance.is_none() {
+                    shared
+                        .log(Level::Info, &format!("director: {} leaves maintenance: checked again", r.addr));
+                } else if *id == r.id && was.is_none() && r.maintenance.is_some() {
+                    shared.log(
+                        Level::Info,
+                        &format!(
+                            "director: {} in maintenance (file {})",
+                            r.addr,
+                            r.maintenance.as_deref().unwrap_or("")
+                        ),
+                    );
+                }
+            }
+        }
+        if any {
+            changed.notify_one();
+        }
+        tokio::time::sleep(MAINTENANCE_POLL).await;
+    }
+}
+
+fn list_dir(d: &Path) -> Result<BTreeSet<String>, String> {
+    let rd = std::fs::read_dir(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    Ok(rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+}
+
+/// The global `checkinterval` of the running configuration (at least a second).
+fn global_interval(shared: &Shared) -> Duration {
+    Duration::from_secs(u64::from(lock(&shared.state).global.checkinterval.max(1)))
+}
+
+/// ldirectord's `ld_emailalert_resend`, once per check round.
+async fn resend_loop(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(global_interval(&shared)).await;
+        let mails = lock(&shared.alerter).resend(shared.status(), tokio::time::Instant::now());
+        for m in mails {
+            shared.log(Level::Info, &format!("director: {}", m.subject));
+            shared.alerts.send(AlertMsg::Mail(m));
+        }
+    }
+}
+
+/// ldirectord's `check_cfgfile`, once per check round: a new mtime, then a new text, is a
+/// change: `callback FILE` runs, and with `autoreload=yes` the director reconfigures.
+async fn config_watch_loop(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(global_interval(&shared)).await;
+        let mtime = std::fs::metadata(&shared.path).and_then(|m| m.modified()).ok();
+        if mtime.is_none() || lock(&shared.seen).0 == mtime {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&shared.path) else { continue };
+        let same = {
+            let mut seen = lock(&shared.seen);
+            let same = seen.1 == text;
+            *seen = (mtime, text);
+            same
+        };
+        if same {
+            continue;
+        }
+        let (autoreload, callback) = {
+            let st = lock(&shared.state);
+            (st.global.autoreload, st.global.callback.clone())
+        };
+        shared.log(
+            Level::Info,
+            &format!(
+                "director: configuration file '{}' has changed on disk - {}",
+                shared.path.display(),
+                if autoreload {
+                    "reread new configuration"
+                } else {
+                    "ignore new configuration (autoreload=no)"
+                }
+            ),
+        );
+        if autoreload {
+            let sh = Arc::clone(&shared);
+            let r = tokio::task::spawn_blocking(move || sh.reconfigure()).await;
+            match r {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => shared.log(
+                    Level::Error,
+                    &format!("director: new configuration refused, the running one stays: {e}"),
+                ),
+                Err(e) => shared.log(Level::Error, &format!("director: reload task: {e}")),
+            }
+        }
+        if let Some(cb) = callback {
+            let command = format!("{cb} {}", shared.path.display());
+            if let Err(e) = alert::run_command(&command, &[], alert::ALERT_TIMEOUT).await {
+                shared.log(Level::Warn, &format!("director: callback: {e}"));
+            }
+        }
     }
 }
