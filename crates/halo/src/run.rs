@@ -346,6 +346,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         respawn: None,
         sd,
         fencing,
+        split_brains: load_split_brains(&args.state_dir, &logger),
     };
     let code = daemon.run(&sigfd, &wake_rx, &req_rx, &aux_wake_rx, &aux_rx);
     if let Some(sup) = daemon.respawn.take() {
@@ -385,6 +386,8 @@ struct Daemon<'a> {
     respawn: Option<halo_host::respawn::Supervisor>,
     /// systemd's notify socket: READY, WATCHDOG, STATUS, STOPPING.
     sd: crate::notify::Notifier,
+    /// Split-brains of earlier runs (from the state directory) and the writer of the file.
+    split_brains: crate::cmd::status::SplitBrainHistory,
 }
 
 /// How long a graceful shutdown waits for the groups to stop (each stop has its own
@@ -682,6 +685,7 @@ impl Daemon<'_> {
                 Action::Exit => self.exit = true,
             }
         }
+        self.persist_split_brains();
     }
 
     fn send(&mut self, m: &Message) {
@@ -725,6 +729,7 @@ impl Daemon<'_> {
         let op = match words.first().copied() {
             Some("status") => {
                 let mut v = status_json(&self.engine.status(now), &self.wire_dropped, self.links);
+                v["split_brains"] = self.split_brains_json(now);
                 v["resources"] = resources_json(&self.engine.resource_status(now));
                 if let Some(h) = &self.model.haresources {
                     crate::cmd::status::add_group_resources(&mut v, &h.groups);
@@ -904,4 +909,34 @@ pub fn status_json(
             "policy": st.quorum.policy,
         }),
     })
+}
+
+// ----------------------------------------------------------------- split-brain history
+
+fn load_split_brains(state_dir: &Path, logger: &Logger) -> crate::cmd::status::SplitBrainHistory {
+    let (history, warning) = crate::cmd::status::SplitBrainHistory::load(state_dir);
+    if let Some(w) = warning {
+        logger.log(halo_host::Level::Warn, &w);
+    }
+    history
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Daemon<'_> {
+    fn split_brains_json(&self, now: Now) -> serde_json::Value {
+        self.split_brains.json(self.engine.split_brains(), now.ms, unix_ms())
+    }
+
+    /// Keeps the history file in step with the engine's episodes (a counter compare when
+    /// nothing changed).
+    fn persist_split_brains(&mut self) {
+        if !self.split_brains.changed(self.engine.split_brains()) {
+            return;
+        }
+        let now = self.clock.now().ms;
+        self.split_brains.persist(self.engine.split_brains(), now, unix_ms());
+    }
 }

@@ -6,6 +6,8 @@
 use halo::cmd::cl_status::{self, Source};
 use halo_core::resources::GroupStatus;
 use halo_core::{ClusterStatus, LinkStatus, NodeStatus, ResourceStatus};
+use halo::cmd::status::SplitBrainHistory;
+use halo_core::status::{HeldTwice, SplitBrains};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -111,10 +113,24 @@ fn resources(
 
 /// The status JSON exactly as `halo run` answers `status`.
 fn status_json(c: &ClusterStatus, r: &ResourceStatus) -> Value {
+    with_split_brains(c, r, &SplitBrainHistory::in_memory(Vec::new()), &SplitBrains::default())
+}
+
+/// Engine clock and wall clock (Unix ms: 2026-12-01 16:00:00 UTC) when the status is taken.
+const NOW_MS: u64 = 5600;
+const UNIX_NOW_MS: u64 = 1_796_140_800_000;
+
+fn with_split_brains(
+    c: &ClusterStatus,
+    r: &ResourceStatus,
+    history: &SplitBrainHistory,
+    sb: &SplitBrains,
+) -> Value {
     let links = halo_host::Links::open(&[], 694).unwrap();
     let mut wire = BTreeMap::new();
     wire.insert("bad_auth", 4u64);
     let mut v = halo::run::status_json(c, &wire, &links);
+    v["split_brains"] = history.json(sb, NOW_MS, UNIX_NOW_MS);
     v["resources"] = halo::run::resources_json(r);
     let h = halo_config::parse_haresources(Path::new("haresources"), HARESOURCES).unwrap();
     halo::cmd::status::add_group_resources(&mut v, &h.groups);
@@ -184,12 +200,75 @@ fn scenarios() -> Vec<(&'static str, Value)> {
             ],
         ),
     );
+    let split_brain = with_split_brains(
+        &cluster(vec![node("n1", "active", "up", Some(0)), node("n2", "active", "up", Some(30)), ping(true)]),
+        &resources(
+            "all",
+            "none",
+            2,
+            vec![
+                group("10.78.0.100/16/eth0", "n1", "running", &["n1"], Some("n1")),
+                group("IPaddr2::10.78.0.200/16", "n2", "stopping", &["n1", "n2"], Some("n2")),
+            ],
+        ),
+        &earlier_history(),
+        &this_runs_split_brains(),
+    );
     vec![
         ("all_online", all_online),
         ("n2_offline", n2_offline),
         ("failed_group", failed_group),
         ("standby", standby),
+        ("split_brain", split_brain),
     ]
+}
+
+const G1: &str = "10.78.0.100/16/eth0";
+const G2: &str = "IPaddr2::10.78.0.200/16";
+
+/// This run, as the engine records it: a healed partition resolved after 812 ms (n1 kept
+/// its group, n2 gave it up), then a second one still on (both hold n2's group).
+fn this_runs_split_brains() -> SplitBrains {
+    let mut sb = SplitBrains::default();
+    let both = ["n1".to_string(), "n2".to_string()];
+    let n1 = ["n1".to_string()];
+    let alive = |_: &str| true;
+    let at = |sb: &mut SplitBrains, t: u64, g1: &[String], g2: &[String], d2: Option<&str>| {
+        let groups = [
+            HeldTwice { key: G1, holders: g1, desired: Some("n1") },
+            HeldTwice { key: G2, holders: g2, desired: d2 },
+        ];
+        sb.observe(t, "n1", &groups, &alive)
+    };
+    let found = at(&mut sb, 1000, &both, &[], None);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("SPLIT-BRAIN (episode 1): group 10.78.0.100/16/eth0 is held by n1 and n2"));
+    assert!(at(&mut sb, 1400, &both, &[], None).is_empty(), "logged once");
+    let ended = at(&mut sb, 1812, &n1, &[], None);
+    assert_eq!(
+        ended,
+        ["split-brain (episode 1) with n2 resolved after 812 ms: 10.78.0.100/16/eth0: kept by n1, given up by n2"]
+    );
+    at(&mut sb, 5000, &n1, &both, Some("n2"));
+    sb
+}
+
+/// A state directory holding one earlier run's episode, read as the daemon reads it.
+fn earlier_history() -> SplitBrainHistory {
+    let dir = std::env::temp_dir().join(format!("halo-status-view-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(halo::cmd::status::SPLIT_BRAIN_FILE),
+        r#"{"version": 1, "split_brains": [{"id": 3, "detected": 1796054400250, "resolved": 1796054401000,
+            "duration_ms": 750, "ongoing_ms": null, "peers": ["n2"], "groups": ["10.78.0.100/16/eth0"],
+            "kept_by": ["n1"], "released_by": ["n2"], "outcome": [{"group": "10.78.0.100/16/eth0",
+            "held_by": ["n2", "n1"], "kept_by": "n1", "released_by": ["n2"], "lost": []}], "this_run": true}]}"#,
+    )
+    .unwrap();
+    let (h, warning) = SplitBrainHistory::load(&dir);
+    assert_eq!(warning, None);
+    let _ = std::fs::remove_dir_all(&dir);
+    h
 }
 
 fn snapshots() -> PathBuf {
@@ -230,8 +309,14 @@ fn json_snapshots_keep_every_existing_field() {
             "retransmitted",
             "max_lateness_ms",
             "resources",
+            "split_brains",
         ] {
             assert!(v.get(k).is_some(), "{name}: {k} missing");
+        }
+        for e in v["split_brains"].as_array().unwrap() {
+            for k in ["detected", "resolved", "peers", "groups", "kept_by", "released_by", "outcome"] {
+                assert!(e.get(k).is_some(), "{name}: split_brains[].{k} missing");
+            }
         }
         for n in v["nodes"].as_array().unwrap() {
             for k in [
@@ -312,6 +397,95 @@ fn text_says_what_matters_in_each_state() {
     let sb = &s["standby"];
     assert!(sb.contains("Node n1: standby (all)"), "{sb}");
     assert!(sb.contains("     web\t(web):\tStarted n2"), "{sb}");
+    for (name, text) in &s {
+        assert_eq!(text.contains("Split-brain history:"), *name == "split_brain", "{name}: {text}");
+    }
+    let split = &s["split_brain"];
+    assert!(
+        split.contains(
+            "Split-brain history:\n\
+             * 2026-11-30 16:00:00.250 UTC with [ n2 ]: resolved after 750 ms\n\
+             \x20   10.78.0.100/16/eth0: held by [ n2 n1 ], kept by n1, given up by n2\n\
+             * 2026-12-01 15:59:55.400 UTC with [ n2 ]: resolved after 812 ms\n\
+             \x20   10.78.0.100/16/eth0: held by [ n1 n2 ], kept by n1, given up by n2\n\
+             * 2026-12-01 15:59:59.400 UTC with [ n2 ]: ONGOING for 600 ms\n\
+             \x20   IPaddr2::10.78.0.200/16: held by [ n1 n2 ]\n"
+        ),
+        "{split}"
+    );
+}
+
+#[test]
+fn split_brain_json_has_wall_clock_times_and_who_kept_what() {
+    let v = scenarios().into_iter().find(|(n, _)| *n == "split_brain").unwrap().1;
+    let list = v["split_brains"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{v:#}");
+    let (earlier, done, open) = (&list[0], &list[1], &list[2]);
+    assert_eq!(earlier["this_run"], false, "read back from the state directory: {earlier}");
+    assert_eq!(earlier["id"], 3);
+    // Engine ms 1000 and 1812, taken at engine ms 5600 = Unix ms UNIX_NOW_MS.
+    assert_eq!(done["detected"], UNIX_NOW_MS - 4600);
+    assert_eq!(done["resolved"], UNIX_NOW_MS - 3788);
+    assert_eq!(done["duration_ms"], 812);
+    assert_eq!(done["peers"], serde_json::json!(["n2"]));
+    assert_eq!(done["groups"], serde_json::json!([G1]));
+    assert_eq!(done["kept_by"], serde_json::json!(["n1"]));
+    assert_eq!(done["released_by"], serde_json::json!(["n2"]));
+    assert_eq!(done["this_run"], true);
+    assert_eq!(open["resolved"], Value::Null);
+    assert_eq!(open["ongoing_ms"], 600);
+    assert_eq!(open["groups"], serde_json::json!([G2]));
+    assert_eq!(open["kept_by"], serde_json::json!([]));
+}
+
+#[test]
+fn split_brain_history_survives_a_restart_and_a_bad_file_is_set_aside() {
+    let dir = std::env::temp_dir().join(format!("halo-status-view-persist-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(halo::cmd::status::SPLIT_BRAIN_FILE);
+    let sb = this_runs_split_brains();
+    let (mut h, warning) = SplitBrainHistory::load(&dir);
+    assert_eq!(warning, None, "no file yet: an empty history");
+    assert!(h.changed(&sb));
+    h.persist(&sb, NOW_MS, UNIX_NOW_MS);
+    assert!(!h.changed(&sb), "written once per change");
+    let written = halo::testbed::wait_for(std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(&file).ok().filter(|t| t.contains("ongoing_ms"))
+    });
+    assert!(written.is_some(), "the writer thread wrote {}", file.display());
+    // "Restart": a new daemon reads what the last one wrote, with its own (empty) run.
+    let (again, warning) = SplitBrainHistory::load(&dir);
+    assert_eq!(warning, None);
+    let before = h.json(&sb, NOW_MS, UNIX_NOW_MS);
+    let after = again.json(&SplitBrains::default(), 0, UNIX_NOW_MS + 60_000);
+    let strip = |v: &Value| -> Vec<Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.as_object_mut().unwrap().remove("this_run");
+                e
+            })
+            .collect()
+    };
+    assert_eq!(strip(&after), strip(&before), "the same episodes after the restart");
+    assert!(after.as_array().unwrap().iter().all(|e| e["this_run"] == false));
+    let text = halo::cmd::status::render(&serde_json::json!({ "node": "n1", "split_brains": after }));
+    assert!(text.contains("not resolved when halo stopped"), "{text}");
+
+    std::fs::write(&file, r#"{"version": 1, "split_brains": [{"id": 1}]}"#).unwrap();
+    let (empty, warning) = SplitBrainHistory::load(&dir);
+    let warning = warning.expect("a warning for a bad file");
+    assert!(warning.contains(&file.display().to_string()), "{warning}");
+    assert!(warning.contains("entry 0: expected \"detected\" (Unix ms) and a \"groups\" list"), "{warning}");
+    assert!(dir.join("split_brains.json.bad").exists(), "set aside: {warning}");
+    assert_eq!(empty.json(&SplitBrains::default(), 0, 0), serde_json::json!([]));
+    std::fs::write(&file, "not json").unwrap();
+    let (_, warning) = SplitBrainHistory::load(&dir);
+    assert!(warning.is_some_and(|w| w.contains("not JSON")));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

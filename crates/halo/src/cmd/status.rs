@@ -253,6 +253,8 @@ pub fn render(v: &Value) -> String {
         }
     }
 
+    out.push_str(&render_split_brains(v));
+
     let with_links: Vec<&&Value> = nodes
         .iter()
         .filter(|n| n.get("links").and_then(|l| l.as_array()).is_some_and(|l| !l.is_empty()))
@@ -302,4 +304,225 @@ fn where_line(state: &str, nodes: &[String], entry: &Value, me: &str) -> String 
         "failed" => format!("FAILED{at} (stop failed)"),
         _ => format!("Stopped{failed}"),
     }
+}
+
+// ------------------------------------------------------------------ split-brain history
+//
+// The engine records this run's episodes on its own clock; the daemon shows them with
+// wall-clock times (Unix ms) after those of earlier runs, which it keeps in the state
+// directory (`split_brains.json`) so that a restart does not forget them.
+
+/// The history file in the state directory.
+pub const SPLIT_BRAIN_FILE: &str = "split_brains.json";
+
+/// One episode of this run as `status --json` shows it (`split_brains` entries): engine
+/// times turned into Unix ms with the two clocks read now.
+pub fn split_brain_json(e: &halo_core::status::SplitBrain, now_ms: u64, unix_now_ms: u64) -> Value {
+    let unix = |t: u64| unix_now_ms.saturating_sub(now_ms.saturating_sub(t));
+    let keep = |v: &[String]| v.to_vec();
+    json!({
+        "id": e.id,
+        "detected": unix(e.detected_ms),
+        "resolved": e.resolved_ms.map(unix),
+        "duration_ms": e.resolved_ms.map(|r| r.saturating_sub(e.detected_ms)),
+        "ongoing_ms": e.resolved_ms.is_none().then(|| now_ms.saturating_sub(e.detected_ms)),
+        "peers": e.peers,
+        "groups": e.keys(),
+        "kept_by": e.kept_by(),
+        "released_by": e.released_by(),
+        "outcome": e.groups.iter().map(|g| json!({
+            "group": g.key,
+            "held_by": keep(&g.held_by),
+            "kept_by": g.kept_by,
+            "released_by": keep(&g.released_by),
+            "lost": keep(&g.lost),
+        })).collect::<Vec<_>>(),
+        "this_run": true,
+    })
+}
+
+/// The daemon's split-brain history: earlier runs' episodes (from the state directory) and
+/// this run's (from the engine), the last [`halo_core::status::MAX_SPLIT_BRAINS`] of them.
+pub struct SplitBrainHistory {
+    earlier: Vec<Value>,
+    /// The engine's change count last written out.
+    saved: u64,
+    /// The writer thread (None: nothing to persist to).
+    writer: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+}
+
+impl SplitBrainHistory {
+    /// Reads `<state_dir>/split_brains.json` (absent: no history). A file that cannot be
+    /// read is set aside as `split_brains.json.bad` and named in the warning returned.
+    pub fn load(state_dir: &Path) -> (SplitBrainHistory, Option<String>) {
+        let path = state_dir.join(SPLIT_BRAIN_FILE);
+        let (earlier, warning) = match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
+            Err(e) => {
+                (Vec::new(), Some(format!("{}: {e}; split-brain history starts empty", path.display())))
+            }
+            Ok(text) => match parse_history(&text) {
+                Ok(list) => (list, None),
+                Err(why) => {
+                    let bad = path.with_extension("json.bad");
+                    let _ = std::fs::rename(&path, &bad);
+                    (
+                        Vec::new(),
+                        Some(format!(
+                            "{}: {why}; set aside as {}, split-brain history starts empty",
+                            path.display(),
+                            bad.display()
+                        )),
+                    )
+                }
+            },
+        };
+        let writer = spawn_writer(path);
+        (SplitBrainHistory { earlier, saved: 0, writer }, warning)
+    }
+
+    /// A history that is never persisted (tests, views).
+    pub fn in_memory(earlier: Vec<Value>) -> SplitBrainHistory {
+        SplitBrainHistory { earlier, saved: 0, writer: None }
+    }
+
+    /// `split_brains` of `status --json`: oldest first, the last 20.
+    pub fn json(&self, sb: &halo_core::status::SplitBrains, now_ms: u64, unix_now_ms: u64) -> Value {
+        let mut all: Vec<Value> = self.earlier.clone();
+        all.extend(sb.episodes().map(|e| split_brain_json(e, now_ms, unix_now_ms)));
+        let skip = all.len().saturating_sub(halo_core::status::MAX_SPLIT_BRAINS);
+        Value::Array(all.split_off(skip))
+    }
+
+    /// Whether the engine's episodes changed since they were last persisted.
+    pub fn changed(&self, sb: &halo_core::status::SplitBrains) -> bool {
+        sb.changes() != self.saved
+    }
+
+    /// Hands the history to the writer thread when the engine's changed since the last
+    /// time (the heartbeat thread never touches the disk).
+    pub fn persist(&mut self, sb: &halo_core::status::SplitBrains, now_ms: u64, unix_now_ms: u64) {
+        if !self.changed(sb) {
+            return;
+        }
+        self.saved = sb.changes();
+        let Some(w) = &self.writer else { return };
+        let doc = json!({ "version": 1, "split_brains": self.json(sb, now_ms, unix_now_ms) });
+        let _ = w.send(serde_json::to_vec_pretty(&doc).unwrap_or_default());
+    }
+}
+
+/// The episodes of a history file; those of this run become `this_run: false`.
+fn parse_history(text: &str) -> Result<Vec<Value>, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
+    let list = v
+        .get("split_brains")
+        .and_then(|l| l.as_array())
+        .ok_or("expected an object with a \"split_brains\" list")?;
+    let mut out = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        if !e.get("detected").is_some_and(|d| d.is_u64()) || !e.get("groups").is_some_and(|g| g.is_array()) {
+            return Err(format!("entry {i}: expected \"detected\" (Unix ms) and a \"groups\" list"));
+        }
+        let mut e = e.clone();
+        e["this_run"] = Value::Bool(false);
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// A thread writing each history it is handed (only the newest when several wait):
+/// temporary file, fsync, rename.
+fn spawn_writer(path: std::path::PathBuf) -> Option<std::sync::mpsc::Sender<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let spawned = std::thread::Builder::new().name("halo-splitbrain".into()).spawn(move || {
+        // Threads inherit the heartbeat thread's real-time priority: not for disk writes.
+        halo_host::rt::set_normal();
+        while let Ok(mut bytes) = rx.recv() {
+            while let Ok(newer) = rx.try_recv() {
+                bytes = newer;
+            }
+            let tmp = path.with_extension("json.tmp");
+            let written = std::fs::File::create(&tmp).and_then(|mut f| {
+                std::io::Write::write_all(&mut f, &bytes)?;
+                f.sync_all()
+            });
+            if written.and_then(|_| std::fs::rename(&tmp, &path)).is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+    });
+    spawned.ok().map(|_| tx)
+}
+
+/// `2026-12-01 20:41:03.123 UTC` from Unix ms.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let tod = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03} UTC",
+        tod / 3600,
+        tod % 3600 / 60,
+        tod % 60,
+        ms % 1000
+    )
+}
+
+/// The "Split-brain history:" section of the text view (empty without episodes).
+fn render_split_brains(v: &Value) -> String {
+    let list: Vec<&Value> = v.get("split_brains").and_then(|l| l.as_array()).into_iter().flatten().collect();
+    if list.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nSplit-brain history:\n");
+    for e in list {
+        let when = e.get("detected").and_then(|d| d.as_u64()).map_or_else(|| "?".to_string(), utc);
+        let peers = strings(e.get("peers"));
+        let earlier = e.get("this_run").and_then(|t| t.as_bool()) == Some(false);
+        let end = match (
+            e.get("duration_ms").and_then(|d| d.as_u64()),
+            e.get("ongoing_ms").and_then(|d| d.as_u64()),
+        ) {
+            (Some(d), _) => format!("resolved after {d} ms"),
+            (None, Some(o)) if !earlier => format!("ONGOING for {o} ms"),
+            _ => "not resolved when halo stopped".to_string(),
+        };
+        out.push_str(&format!(
+            "* {when} with {}: {end}\n",
+            bracket(&peers.iter().map(|p| p.as_str()).collect::<Vec<_>>())
+        ));
+        for g in e.get("outcome").and_then(|o| o.as_array()).into_iter().flatten() {
+            let held = strings(g.get("held_by"));
+            let mut line = format!(
+                "    {}: held by {}",
+                s(g, "group"),
+                bracket(&held.iter().map(|h| h.as_str()).collect::<Vec<_>>())
+            );
+            if let Some(k) = g.get("kept_by").and_then(|k| k.as_str()) {
+                line.push_str(&format!(", kept by {k}"));
+            }
+            let released = strings(g.get("released_by"));
+            if !released.is_empty() {
+                line.push_str(&format!(", given up by {}", released.join(" ")));
+            }
+            let lost = strings(g.get("lost"));
+            if !lost.is_empty() {
+                line.push_str(&format!(", {} out of sight before letting go", lost.join(" ")));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
 }
