@@ -51,6 +51,7 @@
 //! plain set per real server rather than one map per service).
 
 pub mod flows;
+pub mod ipvs;
 pub mod nft;
 
 #[cfg(test)]
@@ -63,6 +64,7 @@ use halo_config::ldirectord_cf as ld;
 
 use crate::scheduler::{Conn, Dest, Netmask, Scheduler, WeightedRoundRobin, SCHEDULERS};
 
+pub use ipvs::{DataPlane, IpvsDataPlane, PlaneChoice};
 pub use nft::{Change, Error, Nft, NftDataPlane, RealStats};
 
 /// The most slots a verdict map gets for one virtual service: weights are scaled down to fit

@@ -1,0 +1,477 @@
+//! halo's IPVS data plane against a real IPVS kernel. This machine's kernel has no IPVS, so
+//! the test boots one: `scripts/ipvs-vm.sh` starts Debian's 6.1 kernel under qemu (TCG) from
+//! a busybox initramfs holding this very test binary, ipvsadm and the IPVS modules, and runs
+//! the binary there with `HALO_IPVS_VM_GUEST=1`, which makes this test play the guest's
+//! scenario instead (one boot runs every step). The guest checks each step against
+//! `ipvsadm` itself and prints a marker per step and each pair of listings (ipvsadm's and
+//! halo's); the host then requires every marker, the guest's exit status 0, and compares the
+//! listings again.
+//!
+//! Steps: an rr DR service with two real servers (`ipvsadm -L -n` agrees, a second apply
+//! changes nothing); connections through it; a weight change edits that one real server in
+//! place (the counters and connection counts of both survive); a real server removed; one
+//! quiescent (weight 0); a NAT (masq) service and a persistent service with a netmask (one
+//! client keeps its real server, one persistence template); every scheduler; a fwmark
+//! service with an ipip real server; a service someone else added is left alone; a service
+//! removed; the sync daemon (master and backup states); a clean removal. At every step halo's
+//! listing (what `halo lvs` prints: `ipvsadm::list` over the table read back from the
+//! kernel) equals `ipvsadm -L -n` byte for byte, and so do `--stats`, `--rate` and `-c`.
+//!
+//! Needs root (the kernel package download and qemu) and the packages of scripts/test.sh;
+//! without root it is skipped with a note, unless `HALO_REQUIRE_ROOT=1`, where anything that
+//! keeps the VM from booting is a failure.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use halo_lb::dataplane::ipvs::{self, Change, Daemon, IpvsDataPlane};
+use halo_lb::dataplane::{
+    DataPlane, Desired, Forward, Nft, NftDataPlane, Persistence, PlaneChoice, Protocol, RealServer,
+    ServiceKey, VirtualService,
+};
+use halo_lb::ipvsadm;
+
+const GUEST_ENV: &str = "HALO_IPVS_VM_GUEST";
+const TEST_NAME: &str = "ipvs_data_plane_in_a_qemu_vm";
+
+/// Every step the guest must report done, in order.
+const STEPS: &[&str] = &[
+    "auto-selects-ipvs",
+    "dr-service-added",
+    "second-apply-changes-nothing",
+    "connections-counted",
+    "weight-edited-in-place",
+    "real-server-removed",
+    "quiescent-weight-0",
+    "masq-and-persistent-services",
+    "persistence-keeps-the-client",
+    "every-scheduler",
+    "fwmark-ipip",
+    "views-stats-rate-conn",
+    "foreign-service-left-alone",
+    "service-removed",
+    "sync-daemon",
+    "clean-removal",
+];
+
+#[test]
+fn ipvs_data_plane_in_a_qemu_vm() {
+    if std::env::var_os(GUEST_ENV).is_some() {
+        guest();
+        return;
+    }
+    let require = std::env::var("HALO_REQUIRE_ROOT").as_deref() == Ok("1");
+    if !nix::unistd::Uid::effective().is_root() {
+        assert!(!require, "this test needs root (kernel package download, qemu) and HALO_REQUIRE_ROOT=1");
+        eprintln!("skipping: not root (set HALO_REQUIRE_ROOT=1 to make this a failure)");
+        return;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ipvs-vm.sh");
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = Command::new(&script)
+        .args(["--env", &format!("{GUEST_ENV}=1"), "--"])
+        .arg(&exe)
+        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+        .output()
+        .expect("run scripts/ipvs-vm.sh");
+    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = out.status.code();
+    if code == Some(2) && !console.contains("=== HALO-GUEST-BEGIN") && !require {
+        eprintln!("skipping: the IPVS VM cannot be built here (HALO_REQUIRE_ROOT=1 makes this a failure):\n{stderr}");
+        return;
+    }
+    assert!(
+        console.contains("=== HALO-GUEST-EXIT 0"),
+        "the guest scenario failed (script status {code:?}).\n--- console ---\n{console}\n--- stderr ---\n{stderr}"
+    );
+    for s in STEPS {
+        assert!(console.contains(&format!("=== STEP {s} ok")), "step {s} not reported done.\n{console}");
+    }
+    // The listings the guest compared, compared again here.
+    let blocks = blocks(&console);
+    let mut pairs = 0;
+    for (label, halo) in blocks.iter().filter_map(|(k, v)| k.strip_prefix("halo ").map(|l| (l, v))) {
+        let theirs = blocks.get(&format!("ipvsadm {label}")).unwrap_or_else(|| panic!("no ipvsadm {label}"));
+        assert_eq!(halo, theirs, "halo lvs and ipvsadm differ at {label}");
+        pairs += 1;
+    }
+    assert!(pairs >= STEPS.len(), "only {pairs} listings compared:\n{console}");
+    let first = &blocks["ipvsadm dr-service-added -L -n"];
+    assert!(first.contains("TCP  198.51.100.10:80 rr\n"), "{first}");
+    assert!(first.contains("  -> 192.0.2.11:80                Route   1      0          0"), "{first}");
+}
+
+/// `=== BEGIN label` ... `=== END label` sections of the console.
+fn blocks(console: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in console.split_inclusive('\n') {
+        if let Some(l) = line.strip_prefix("=== BEGIN ") {
+            cur = Some((l.trim_end().to_string(), String::new()));
+        } else if line.starts_with("=== END ") {
+            if let Some((k, v)) = cur.take() {
+                out.insert(k, v);
+            }
+        } else if let Some((_, v)) = cur.as_mut() {
+            v.push_str(line);
+        }
+    }
+    out
+}
+
+// ---- the guest ----
+
+fn step(name: &str) {
+    assert!(STEPS.contains(&name), "unknown step {name}");
+    println!("=== STEP {name} ok");
+}
+
+fn ipvsadm(args: &[&str]) -> String {
+    let out = Command::new("ipvsadm").args(args).output().expect("run ipvsadm");
+    assert!(out.status.success(), "ipvsadm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn vip_service(
+    protocol: Protocol,
+    vip: [u8; 4],
+    port: u16,
+    sched: &str,
+    forward: Forward,
+    reals: &[([u8; 4], u16, u32)],
+) -> VirtualService {
+    VirtualService {
+        key: ServiceKey { protocol, vip: Ipv4Addr::from(vip), port },
+        scheduler: sched.into(),
+        persistence: None,
+        forward,
+        masquerade: false,
+        reals: reals
+            .iter()
+            .map(|(ip, p, w)| RealServer { addr: SocketAddrV4::new(Ipv4Addr::from(*ip), *p), weight: *w })
+            .collect(),
+    }
+}
+
+fn web(reals: &[([u8; 4], u32)]) -> VirtualService {
+    let r: Vec<_> = reals.iter().map(|(ip, w)| (*ip, 80, *w)).collect();
+    vip_service(Protocol::Tcp, [198, 51, 100, 10], 80, "rr", Forward::Gate, &r)
+}
+
+fn dns() -> VirtualService {
+    vip_service(
+        Protocol::Udp,
+        [198, 51, 100, 10],
+        53,
+        "wrr",
+        Forward::Masq,
+        &[([192, 0, 2, 21], 5353, 2), ([192, 0, 2, 22], 5353, 1)],
+    )
+}
+
+fn sticky(sched: &str) -> VirtualService {
+    let mut s = vip_service(
+        Protocol::Tcp,
+        [198, 51, 100, 20],
+        443,
+        sched,
+        Forward::Gate,
+        &[([192, 0, 2, 11], 443, 1), ([192, 0, 2, 12], 443, 1)],
+    );
+    s.persistence = Some(Persistence { timeout_s: 600, netmask: Ipv4Addr::new(255, 255, 255, 0) });
+    s
+}
+
+/// halo's view of `args` (`-L -n` plus options) from the kernel's table read back.
+fn halo_view(plane: &IpvsDataPlane, args: &[&str]) -> String {
+    let m = plane.model().expect("read the IPVS table back");
+    let has = |a: &str| args.contains(&a);
+    let opts = ipvsadm::Options { exact: has("--exact"), ..ipvsadm::Options::default() };
+    if has("-c") {
+        ipvsadm::list_conn_with(&m, false, &opts)
+    } else if has("--stats") {
+        ipvsadm::list_with(&m, ipvsadm::View::Stats, &opts)
+    } else if has("--rate") {
+        ipvsadm::list_with(&m, ipvsadm::View::Rate, &opts)
+    } else if has("--persistent-conn") {
+        ipvsadm::list_with(&m, ipvsadm::View::PersistentConn, &opts)
+    } else if has("--tun-info") {
+        ipvsadm::list_with(&m, ipvsadm::View::TunInfo, &opts)
+    } else {
+        ipvsadm::list_with(&m, ipvsadm::View::Plain, &opts)
+    }
+}
+
+/// `halo lvs` and `ipvsadm` agree byte for byte (views that move with time — rates,
+/// expiry timers — are read again until two consecutive reads bracket the same text).
+/// Prints both and returns ipvsadm's.
+fn agree(plane: &IpvsDataPlane, label: &str, args: &[&str]) -> String {
+    let full: Vec<&str> = ["-L", "-n"].iter().chain(args).copied().collect();
+    let name = full.join(" ");
+    let mut last = (String::new(), String::new());
+    for _ in 0..10 {
+        let before = ipvsadm(&full);
+        let ours = halo_view(plane, &full);
+        let after = ipvsadm(&full);
+        if ours == before || ours == after {
+            println!("=== BEGIN ipvsadm {label} {name}\n{ours}=== END ipvsadm {label} {name}");
+            println!("=== BEGIN halo {label} {name}\n{ours}=== END halo {label} {name}");
+            return ours;
+        }
+        last = (before, ours);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    panic!("halo lvs and ipvsadm {name} differ at {label}:\n--- ipvsadm\n{}--- halo\n{}", last.0, last.1);
+}
+
+/// The fields of ipvsadm's line for a real server: forward, weight, active, inactive.
+fn dest_line(listing: &str, service: &str, dest: &str) -> Option<Vec<String>> {
+    let mut in_svc = false;
+    for line in listing.lines() {
+        if !line.starts_with("  ") {
+            in_svc = line.starts_with(service);
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if in_svc && f.len() >= 6 && f[0] == "->" && f[1] == dest {
+            return Some(f[2..6].iter().map(ToString::to_string).collect());
+        }
+    }
+    None
+}
+
+fn dest_of<'m>(m: &'m ipvsadm::Model, svc: &str, dest: &str) -> &'m ipvsadm::Destination {
+    let s =
+        m.services.iter().find(|s| ipvs::service_name(&s.key) == svc).unwrap_or_else(|| panic!("no {svc}"));
+    let d: SocketAddr = dest.parse().expect("addr");
+    s.dests.iter().find(|x| x.addr == d).unwrap_or_else(|| panic!("no {dest} in {svc}"))
+}
+
+/// New connections from this host to `vip` (IPVS schedules locally made connections too;
+/// the real servers' net leads nowhere, so each stays a SYN the kernel counts).
+fn connect(vip: [u8; 4], port: u16, n: usize) {
+    for _ in 0..n {
+        let a = SocketAddr::from((Ipv4Addr::from(vip), port));
+        let _ = TcpStream::connect_timeout(&a, Duration::from_millis(30));
+    }
+}
+
+/// The table once the kernel's counters show `n` connections to `svc`: the counters are
+/// summed from per-CPU ones by the rate estimator, every 2 s.
+fn counted(plane: &IpvsDataPlane, svc: &str, n: u64) -> ipvsadm::Model {
+    for _ in 0..50 {
+        let m = plane.model().expect("model");
+        let s = m.services.iter().find(|s| ipvs::service_name(&s.key) == svc).expect("service");
+        if s.stats.conns >= n {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{svc}: the kernel never counted {n} connections:\n{}", ipvsadm(&["-L", "-n", "--stats"]));
+}
+
+const WEB: &str = "TCP 198.51.100.10:80";
+
+fn guest() {
+    let plane = IpvsDataPlane::new();
+    assert!(ipvs::available(), "the guest kernel must have IPVS");
+    let auto = DataPlane::select(PlaneChoice::Auto, NftDataPlane::new(Nft::new())).expect("select");
+    assert_eq!(auto.name(), "ipvs");
+    step("auto-selects-ipvs");
+
+    // An rr DR service with two real servers.
+    let d = Desired { services: vec![web(&[([192, 0, 2, 11], 1), ([192, 0, 2, 12], 1)])] };
+    let ch = plane.apply(&d).expect("apply");
+    assert_eq!(
+        ch,
+        vec![
+            Change::ServiceAdded(WEB.into()),
+            Change::DestAdded { service: WEB.into(), dest: "192.0.2.11:80".into() },
+            Change::DestAdded { service: WEB.into(), dest: "192.0.2.12:80".into() },
+        ]
+    );
+    let l = agree(&plane, "dr-service-added", &[]);
+    assert_eq!(dest_line(&l, "TCP  198.51.100.10:80 rr", "192.0.2.11:80").expect("11")[..2], ["Route", "1"]);
+    assert_eq!(dest_line(&l, "TCP  198.51.100.10:80 rr", "192.0.2.12:80").expect("12")[..2], ["Route", "1"]);
+    step("dr-service-added");
+    assert_eq!(plane.apply(&d).expect("apply"), vec![]);
+    agree(&plane, "second-apply-changes-nothing", &[]);
+    step("second-apply-changes-nothing");
+
+    // Connections: rr sends two to each.
+    connect([198, 51, 100, 10], 80, 4);
+    let before = counted(&plane, WEB, 4);
+    let (a, b) = (dest_of(&before, WEB, "192.0.2.11:80"), dest_of(&before, WEB, "192.0.2.12:80"));
+    assert_eq!(
+        (a.stats.conns, b.stats.conns),
+        (2, 2),
+        "rr over two real servers:\n{}{}",
+        ipvsadm(&["-L", "-n", "--stats"]),
+        ipvsadm(&["-L", "-n", "-c"])
+    );
+    assert_eq!(a.active + a.inactive + b.active + b.inactive, 4, "{a:?} {b:?}");
+    let l = agree(&plane, "connections-counted", &[]);
+    let f = dest_line(&l, "TCP  198.51.100.10:80 rr", "192.0.2.11:80").expect("11");
+    assert_eq!(f[2].parse::<u32>().expect("n") + f[3].parse::<u32>().expect("n"), 2, "{l}");
+    step("connections-counted");
+
+    // A weight change: one SET_DEST for that real server; nothing is re-created, so the
+    // counters and connection counts of both survive.
+    let d = Desired { services: vec![web(&[([192, 0, 2, 11], 3), ([192, 0, 2, 12], 1)])] };
+    let ch = plane.apply(&d).expect("apply");
+    assert_eq!(
+        ch,
+        vec![Change::DestEdited {
+            service: WEB.into(),
+            dest: "192.0.2.11:80".into(),
+            what: "weight 1 -> 3".into()
+        }]
+    );
+    let after = plane.model().expect("model");
+    for r in ["192.0.2.11:80", "192.0.2.12:80"] {
+        let (x, y) = (dest_of(&before, WEB, r), dest_of(&after, WEB, r));
+        assert_eq!(
+            (x.stats.conns, x.stats.inpkts, x.stats.inbytes),
+            (y.stats.conns, y.stats.inpkts, y.stats.inbytes),
+            "{r}"
+        );
+        assert_eq!(x.active + x.inactive, y.active + y.inactive, "{r}");
+    }
+    assert_eq!(dest_of(&after, WEB, "192.0.2.11:80").weight, 3);
+    let l = agree(&plane, "weight-edited-in-place", &["--stats"]);
+    assert!(l.contains("  -> 192.0.2.12:80                       2"), "{l}");
+    agree(&plane, "weight-edited-in-place", &[]);
+    step("weight-edited-in-place");
+
+    // A real server removed.
+    let d = Desired { services: vec![web(&[([192, 0, 2, 11], 3)])] };
+    assert_eq!(
+        plane.apply(&d).expect("apply"),
+        vec![Change::DestRemoved { service: WEB.into(), dest: "192.0.2.12:80".into() }]
+    );
+    let l = agree(&plane, "real-server-removed", &[]);
+    assert!(!l.contains("192.0.2.12"), "{l}");
+    step("real-server-removed");
+
+    // Quiescent: weight 0, still listed, its counters kept.
+    let d = Desired { services: vec![web(&[([192, 0, 2, 11], 0)])] };
+    assert_eq!(plane.apply(&d).expect("apply").len(), 1);
+    let l = agree(&plane, "quiescent-weight-0", &[]);
+    assert_eq!(dest_line(&l, "TCP  198.51.100.10:80 rr", "192.0.2.11:80").expect("11")[..2], ["Route", "0"]);
+    assert_eq!(dest_of(&plane.model().expect("model"), WEB, "192.0.2.11:80").stats.conns, 2);
+    step("quiescent-weight-0");
+
+    // NAT and persistence with a netmask.
+    let d = Desired { services: vec![web(&[([192, 0, 2, 11], 1)]), dns(), sticky("wlc")] };
+    let ch = plane.apply(&d).expect("apply");
+    let added: Vec<_> = ch.iter().filter(|c| matches!(c, Change::ServiceAdded(_))).collect();
+    assert_eq!(added.len(), 2, "{ch:?}");
+    assert_eq!(ch.iter().filter(|c| matches!(c, Change::DestAdded { .. })).count(), 4, "{ch:?}");
+    assert_eq!(ch.len(), 7, "the web service only has its weight edited: {ch:?}");
+    let l = agree(&plane, "masq-and-persistent-services", &[]);
+    assert!(l.contains("UDP  198.51.100.10:53 wrr\n"), "{l}");
+    assert_eq!(dest_line(&l, "UDP  198.51.100.10:53", "192.0.2.21:5353").expect("21")[..2], ["Masq", "2"]);
+    assert!(l.contains("TCP  198.51.100.20:443 wlc persistent 600 mask 255.255.255.0\n"), "{l}");
+    step("masq-and-persistent-services");
+
+    connect([198, 51, 100, 20], 443, 3);
+    let m = counted(&plane, "TCP 198.51.100.20:443", 3);
+    let (x, y) = (
+        dest_of(&m, "TCP 198.51.100.20:443", "192.0.2.11:443"),
+        dest_of(&m, "TCP 198.51.100.20:443", "192.0.2.12:443"),
+    );
+    let mut conns = [x.stats.conns, y.stats.conns];
+    conns.sort_unstable();
+    assert_eq!(conns, [0, 3], "one client, one real server: {x:?} {y:?}");
+    assert_eq!(x.persist + y.persist, 1, "one persistence template");
+    agree(&plane, "persistence-keeps-the-client", &[]);
+    agree(&plane, "persistence-keeps-the-client", &["--persistent-conn"]);
+    step("persistence-keeps-the-client");
+
+    // Every scheduler, edited in place on the persistent service.
+    for sched in
+        ["rr", "wrr", "lc", "wlc", "sh", "dh", "lblc", "lblcr", "sed", "nq", "mh", "fo", "ovf", "ovf"]
+    {
+        let before = ipvsadm(&["-L", "-n"]);
+        let d = Desired { services: vec![web(&[([192, 0, 2, 11], 1)]), dns(), sticky(sched)] };
+        let ch = plane.apply(&d).expect("apply");
+        let same = before.contains(&format!("TCP  198.51.100.20:443 {sched} "));
+        let expect = if same { vec![] } else { vec![Change::ServiceEdited("TCP 198.51.100.20:443".into())] };
+        assert_eq!(ch, expect, "{sched}");
+        let l = ipvsadm(&["-L", "-n"]);
+        assert!(
+            l.contains(&format!("TCP  198.51.100.20:443 {sched} persistent 600 mask 255.255.255.0\n")),
+            "{l}"
+        );
+    }
+    agree(&plane, "every-scheduler", &[]);
+    step("every-scheduler");
+
+    // A fwmark service with an ipip real server (IPVS's own model).
+    let base = Desired { services: vec![web(&[([192, 0, 2, 11], 1)]), dns(), sticky("sh")] };
+    let mut svcs = ipvs::services_of(&base);
+    let mut fwm = ipvsadm::Service::new(ipvsadm::ServiceKey::Fwmark { mark: 7, ipv6: false }, "wlc");
+    let tun = ipvsadm::Forward::Tunnel(ipvsadm::Tunnel::default());
+    fwm.dests.push(ipvsadm::Destination::new("192.0.2.31:0".parse().expect("a"), tun, 2));
+    svcs.push(fwm);
+    let ch = plane.apply_services(&svcs).expect("apply");
+    assert_eq!(ch.len(), 3, "sh back, fwmark service and its real server: {ch:?}");
+    let l = agree(&plane, "fwmark-ipip", &[]);
+    assert!(l.contains("FWM  7 wlc\n"), "{l}");
+    assert_eq!(dest_line(&l, "FWM  7", "192.0.2.31:0").expect("31")[..2], ["Tunnel", "2"]);
+    agree(&plane, "fwmark-ipip", &["--tun-info"]);
+    step("fwmark-ipip");
+
+    agree(&plane, "views-stats-rate-conn", &["--stats"]);
+    agree(&plane, "views-stats-rate-conn", &["--stats", "--exact"]);
+    agree(&plane, "views-stats-rate-conn", &["--rate"]);
+    let c = agree(&plane, "views-stats-rate-conn", &["-c"]);
+    assert!(c.lines().count() >= 2 + 4, "the connections made above: {c}");
+    step("views-stats-rate-conn");
+
+    // Someone else's service stays; halo's own are still reconciled.
+    ipvsadm(&["-A", "-t", "203.0.113.1:80", "-s", "rr"]);
+    assert_eq!(plane.apply_services(&svcs).expect("apply"), vec![]);
+    let l = agree(&plane, "foreign-service-left-alone", &[]);
+    assert!(l.contains("TCP  203.0.113.1:80 rr\n"), "{l}");
+    step("foreign-service-left-alone");
+
+    // A service removed from the desired state.
+    svcs.retain(|s| ipvs::service_name(&s.key) != "UDP 198.51.100.10:53");
+    assert_eq!(
+        plane.apply_services(&svcs).expect("apply"),
+        vec![Change::ServiceRemoved("UDP 198.51.100.10:53".into())]
+    );
+    let l = agree(&plane, "service-removed", &[]);
+    assert!(!l.contains("UDP"), "{l}");
+    step("service-removed");
+
+    // The sync daemon: master and backup, as ipvsadm --start-daemon does.
+    let master = Daemon { master: true, interface: "d0".into(), sync_id: 7 };
+    let backup = Daemon { master: false, interface: "d0".into(), sync_id: 7 };
+    assert!(plane.start_daemon(&master).expect("start master"));
+    assert!(!plane.start_daemon(&master).expect("again"), "already running: nothing sent");
+    assert!(plane.start_daemon(&backup).expect("start backup"));
+    let mut ds = plane.daemons().expect("daemons");
+    ds.sort_by_key(|d| !d.master);
+    assert_eq!(ds, vec![master.clone(), backup.clone()]);
+    let l = ipvsadm(&["-L", "--daemon"]);
+    assert!(l.contains("master sync daemon (mcast=d0, syncid=7"), "{l}");
+    assert!(l.contains("backup sync daemon (mcast=d0, syncid=7"), "{l}");
+    assert!(plane.stop_daemon(true).expect("stop"));
+    assert!(plane.stop_daemon(false).expect("stop"));
+    assert!(!plane.stop_daemon(false).expect("stop"), "not running any more");
+    assert_eq!(plane.daemons().expect("daemons"), vec![]);
+    agree(&plane, "sync-daemon", &[]);
+    step("sync-daemon");
+
+    // A clean stop removes halo's services, and only those.
+    assert!(plane.remove().expect("remove"));
+    let l = agree(&plane, "clean-removal", &[]);
+    assert!(l.contains("TCP  203.0.113.1:80 rr\n") && !l.contains("198.51.100"), "{l}");
+    step("clean-removal");
+}
