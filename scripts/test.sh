@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 # the helper scripts; python3: the hostile-packet sender and the test web servers; curl: the
 # clients fetching through a VIP; chromium: the headless browser the dashboard test drives;
 # systemd: systemd-analyze verifies packaging/halo.service; dpkg-dev: cargo-deb's
-# dpkg-shlibdeps for the .deb's dependencies.
-apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3 curl chromium systemd dpkg-dev
+# dpkg-shlibdeps for the .deb's dependencies; qemu-system-x86, busybox-static, cpio, kmod,
+# ipvsadm: the IPVS data plane's test boots a Debian kernel that has IPVS in a VM
+# (scripts/ipvs-vm.sh) and checks it against ipvsadm.
+apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3 curl chromium systemd dpkg-dev qemu-system-x86 busybox-static cpio kmod ipvsadm
 rust_need
 cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
 cargo build --workspace --all-targets
