@@ -19,18 +19,32 @@ use halo_wire::Message;
 use std::collections::BTreeMap;
 
 /// The time of an event: a monotonic clock in milliseconds (only differences matter) and
-/// the wall clock in seconds (only for the `ts` field peers require).
+/// the wall clock in seconds (only for the `ts` field peers require) and in milliseconds
+/// (only to measure the clock skew between nodes: see `CLOCK_FIELD`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Now {
     pub ms: u64,
     pub wall_secs: u64,
+    pub wall_ms: u64,
 }
 
 impl Now {
     pub fn at(ms: u64) -> Now {
-        Now { ms, wall_secs: 1_800_000_000 + ms / 1000 }
+        Now { ms, wall_secs: 1_800_000_000 + ms / 1000, wall_ms: 1_800_000_000_000 + ms }
     }
 }
+
+/// halo's own fields in `status` messages (Heartbeat ignores fields it does not know: a
+/// 3.0.6 peer reads `st`, `dt` and `protocol` and nothing else of a status). The digest of
+/// the sender's configuration (`halo_config::config_digest`), so that nodes see whether
+/// they all run the same one.
+pub const CONFIG_DIGEST_FIELD: &str = "halo_cfg";
+/// The sender's wall clock in hex milliseconds: `ts` has whole seconds only, too coarse to
+/// tell a skew of a second from none.
+pub const CLOCK_FIELD: &str = "halo_ms";
+/// Each new skew sample moves the estimate this fraction of the way (1/N): one late packet
+/// does not swing it, a real step shows within a few heartbeats.
+const SKEW_SMOOTHING: i64 = 4;
 
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
@@ -298,6 +312,11 @@ struct Peer {
     /// already `active` then came up without us (alone, or across a partition) and its
     /// `starting` never reached us.
     first_contact: bool,
+    /// The configuration digest its last status carried (halo peers only).
+    config_digest: Option<String>,
+    /// Its wall clock minus ours (ms) when its status messages arrive, smoothed; from its
+    /// `halo_ms` field, or from Heartbeat's whole-second `ts` (to within half a second).
+    clock_skew_ms: Option<i64>,
 }
 
 impl Peer {
@@ -322,6 +341,8 @@ pub struct Engine {
     seq: u64,
     history: History,
     load: String,
+    /// Our configuration digest, carried in every status (None: not sent).
+    config_digest: Option<String>,
     comm_up: bool,
     flow_control: bool,
     /// Waiting for `repnodes`: when the next `reqnodes` goes out.
@@ -387,6 +408,8 @@ impl Engine {
                 load: None,
                 status_seq: 0,
                 first_contact: false,
+                config_digest: None,
+                clock_skew_ms: None,
             });
         }
         let flow_control = cfg.flow_control;
@@ -405,6 +428,7 @@ impl Engine {
             seq: 0,
             history: History::default(),
             load: String::new(),
+            config_digest: None,
             comm_up: false,
             flow_control,
             reqnodes_at: None,
@@ -449,6 +473,44 @@ impl Engine {
             return Some(self.state);
         }
         self.peers.iter().find(|p| p.name == node).map(|p| p.state)
+    }
+
+    /// The digest of the configuration this node runs, sent in every status from now on
+    /// (at start, and again after a reload).
+    pub fn set_config_digest(&mut self, digest: String) {
+        self.config_digest = Some(digest);
+    }
+
+    /// Whether the nodes agree: configuration digests and clock skews as their heartbeats
+    /// told them.
+    pub fn consistency(&self) -> crate::status::ConsistencyStatus {
+        use crate::status::{ConsistencyStatus, NodeConsistency};
+        let mut nodes = Vec::new();
+        let mut drift = Vec::new();
+        for name in &self.cfg.nodes {
+            if *name == self.cfg.node {
+                nodes.push(NodeConsistency {
+                    name: name.clone(),
+                    config_digest: self.config_digest.clone(),
+                    clock_skew_ms: Some(0),
+                });
+                continue;
+            }
+            let Some(p) = self.peers.iter().find(|p| p.name == *name) else { continue };
+            if p.state != NodeState::Dead {
+                if let (Some(ours), Some(theirs)) = (&self.config_digest, &p.config_digest) {
+                    if ours != theirs {
+                        drift.push(p.name.clone());
+                    }
+                }
+            }
+            nodes.push(NodeConsistency {
+                name: p.name.clone(),
+                config_digest: p.config_digest.clone(),
+                clock_skew_ms: p.clock_skew_ms,
+            });
+        }
+        ConsistencyStatus { config_digest: self.config_digest.clone(), nodes, config_drift: drift }
     }
 
     /// The latest time by which the runtime must deliver the next [`Event::Tick`]. Computed
@@ -730,6 +792,10 @@ impl Engine {
         if self.flow_control {
             m.add("protocol", "1");
         }
+        if let Some(d) = &self.config_digest {
+            m.add(CONFIG_DIGEST_FIELD, d);
+        }
+        m.add(CLOCK_FIELD, format!("{:x}", now.wall_ms));
         self.send(now, m, out);
     }
 
@@ -850,6 +916,9 @@ impl Engine {
                 }
                 let p = &mut self.peers[pi];
                 p.seq.new_generation(hg);
+                // A restarted node may run another configuration, or a corrected clock.
+                p.config_digest = None;
+                p.clock_skew_ms = None;
                 p.declared_dead = false;
                 p.status_seq = 0;
                 p.first_contact = previous == 0;
@@ -1026,6 +1095,21 @@ impl Engine {
         p.protocol = Some(has_protocol);
         if let Some(ld) = msg.get("ld") {
             p.load = Some(ld.to_string());
+        }
+        if let Some(d) = msg.get(CONFIG_DIGEST_FIELD) {
+            p.config_digest = Some(d.chars().take(64).collect());
+        }
+        // Its clock minus ours. `ts` is whole seconds: its middle is the best guess.
+        let theirs = match msg.get_hex(CLOCK_FIELD) {
+            Some(ms) => Some(ms as i128),
+            None => msg.get_hex("ts").map(|s| s as i128 * 1000 + 500),
+        };
+        if let Some(t) = theirs {
+            let sample = (t - now.wall_ms as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+            p.clock_skew_ms = Some(match p.clock_skew_ms {
+                None => sample,
+                Some(s) => s + (sample - s) / SKEW_SMOOTHING,
+            });
         }
         if p.declared_dead && st != NodeState::Dead {
             p.declared_dead = false;
@@ -1445,4 +1529,102 @@ fn next_rand(state: &mut u64) -> u64 {
     x ^= x >> 27;
     *state = x;
     x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+#[cfg(test)]
+mod consistency_tests {
+    use super::*;
+
+    fn sends(out: Vec<Action>) -> Vec<Message> {
+        out.into_iter().filter_map(|a| if let Action::Send(m) = a { Some(m) } else { None }).collect()
+    }
+
+    /// Two engines one second of heartbeats apart: n2's wall clock runs `skew_ms` ahead.
+    fn pair(d1: &str, d2: Option<&str>, skew_ms: i64, secs: u64) -> Engine {
+        let mut a = Engine::new(CoreConfig::new("n1", &["n1", "n2"], &["eth0"]));
+        let mut b = Engine::new(CoreConfig::new("n2", &["n1", "n2"], &["eth0"]));
+        a.set_config_digest(d1.into());
+        if let Some(d) = d2 {
+            b.set_config_digest(d.into());
+        }
+        for t in 0..secs * 10 {
+            let now_a = Now::at(t * 100);
+            let mut now_b = Now::at(t * 100);
+            now_b.wall_ms = (now_b.wall_ms as i64 + skew_ms) as u64;
+            now_b.wall_secs = now_b.wall_ms / 1000;
+            let mut out = Vec::new();
+            a.handle(now_a, Event::Tick, &mut out);
+            for m in sends(std::mem::take(&mut out)) {
+                b.handle(now_b, Event::Message { link: 0, msg: m }, &mut out);
+            }
+            b.handle(now_b, Event::Tick, &mut out);
+            for m in sends(out) {
+                a.handle(now_a, Event::Message { link: 0, msg: m }, &mut Vec::new());
+            }
+        }
+        a
+    }
+
+    #[test]
+    fn a_peer_with_another_configuration_is_drift() {
+        let c = pair("aaaa", Some("bbbb"), 0, 5).consistency();
+        assert_eq!(c.config_digest.as_deref(), Some("aaaa"));
+        assert_eq!(c.config_drift, vec!["n2".to_string()]);
+        assert_eq!(c.nodes[1].config_digest.as_deref(), Some("bbbb"));
+        let c = pair("aaaa", Some("aaaa"), 0, 5).consistency();
+        assert!(c.config_drift.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn a_peer_without_a_digest_is_not_drift() {
+        let c = pair("aaaa", None, 0, 5).consistency();
+        assert!(c.config_drift.is_empty(), "{c:?}");
+        assert_eq!(c.nodes[1].config_digest, None);
+    }
+
+    #[test]
+    fn clock_skew_follows_the_peers_clock() {
+        let c = pair("a", Some("a"), 0, 5).consistency();
+        assert_eq!(c.nodes[0].clock_skew_ms, Some(0));
+        assert_eq!(c.nodes[1].clock_skew_ms, Some(0));
+        let c = pair("a", Some("a"), 3000, 5).consistency();
+        assert_eq!(c.nodes[1].clock_skew_ms, Some(3000));
+        let c = pair("a", Some("a"), -2500, 5).consistency();
+        assert_eq!(c.nodes[1].clock_skew_ms, Some(-2500));
+    }
+
+    #[test]
+    fn heartbeat_ts_alone_gives_the_skew_to_half_a_second() {
+        let mut a = Engine::new(CoreConfig::new("n1", &["n1", "n2"], &["eth0"]));
+        let mut out = Vec::new();
+        a.handle(Now::at(0), Event::Tick, &mut out);
+        // A Heartbeat status: whole-second ts, 4 s ahead of our wall clock, no halo fields.
+        let now = Now::at(1000);
+        let mut m = Message::of_type("status");
+        m.add("st", "up");
+        m.add("dt", "2710");
+        m.add("protocol", "1");
+        m.add("src", "n2");
+        m.add("seq", "1");
+        m.add("hg", "5");
+        m.add("ts", format!("{:x}", now.wall_secs + 4));
+        a.handle(now, Event::Message { link: 0, msg: m }, &mut out);
+        let skew = a.consistency().nodes[1].clock_skew_ms.unwrap();
+        assert!((3500..=4500).contains(&skew), "{skew}");
+    }
+
+    #[test]
+    fn status_carries_the_digest_and_the_clock() {
+        let mut a = Engine::new(CoreConfig::new("n1", &["n1", "n2"], &["eth0"]));
+        a.set_config_digest("0123456789abcdef".into());
+        let mut out = Vec::new();
+        let now = Now::at(0);
+        a.handle(now, Event::Tick, &mut out);
+        let st = sends(out).into_iter().find(|m| m.kind() == Some("status")).unwrap();
+        assert_eq!(st.get(CONFIG_DIGEST_FIELD), Some("0123456789abcdef"));
+        assert_eq!(st.get_hex(CLOCK_FIELD), Some(now.wall_ms));
+        // Heartbeat's own fields are all there, in its order, before the standard ones.
+        assert_eq!(st.get("st"), Some("init"));
+        assert!(st.get("ts").is_some());
+    }
 }

@@ -54,7 +54,10 @@ enum Cmd {
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
     },
-    /// Validate the configuration (and the host) without starting anything.
+    /// Validate the configuration and this host without starting anything: authkeys
+    /// permissions, node name, interfaces, peers heard and reachable, clock skew and
+    /// configuration drift between the nodes (asked of the running daemon), LVS-DR
+    /// sysctls. One line per check (OK, WARN, FAIL); exit code 1 on any FAIL.
     Check {
         #[arg(long, default_value = halo::DEFAULT_CONFIG_DIR)]
         config_dir: PathBuf,
@@ -64,6 +67,9 @@ enum Cmd {
         /// Check as this node (default: ha.d/nodeinfo, else `uname -n`).
         #[arg(long)]
         node: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Configuration tools: `halo config convert` prints the legacy files as halo.toml or
     /// halo.toml as the legacy files.
@@ -244,8 +250,14 @@ fn main() {
             let secs = if interval.is_finite() { interval.clamp(0.1, 3600.0) } else { 1.0 };
             halo::cmd::mon::mon(&cli.socket, std::time::Duration::from_secs_f64(secs))
         }
-        Cmd::Check { config_dir, config_only, node } => {
-            halo::cmd::check::check(&config_dir, config_only, node.as_deref())
+        Cmd::Check { config_dir, config_only, node, json } => {
+            halo::cmd::check::check(halo::cmd::check::CheckArgs {
+                config_dir: &config_dir,
+                config_only,
+                node: node.as_deref(),
+                socket: &cli.socket,
+                json,
+            })
         }
         Cmd::Config { sub: ConfigCmd::Convert { config_dir, to, out } } => {
             halo::cmd::config::convert(&config_dir, to.as_deref(), out.as_deref())

@@ -79,14 +79,28 @@ fn level(l: Level) -> halo_host::Level {
     }
 }
 
+/// Test hook: this many milliseconds (signed) are added to the wall clock the daemon puts
+/// in its heartbeats (`ts`, `halo_ms`) and measures its peers' clocks against, as if this
+/// host's clock were that far off. Network namespaces share one clock, so the end-to-end
+/// tests of the clock-skew check set it on one node; nothing else should.
+pub const TEST_CLOCK_OFFSET_ENV: &str = "HALO_TEST_CLOCK_OFFSET_MS";
+
 struct Clock {
     start: Instant,
+    offset_ms: i64,
 }
 
 impl Clock {
+    fn new() -> Clock {
+        let offset_ms =
+            std::env::var(TEST_CLOCK_OFFSET_ENV).ok().and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0);
+        Clock { start: Instant::now(), offset_ms }
+    }
+
     fn now(&self) -> Now {
-        let wall_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
-        Now { ms: self.start.elapsed().as_millis() as u64, wall_secs }
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(1000);
+        let wall_ms = wall.saturating_add(self.offset_ms).max(1000) as u64;
+        Now { ms: self.start.elapsed().as_millis() as u64, wall_secs: wall_ms / 1000, wall_ms }
     }
 }
 
@@ -316,9 +330,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         fencing: fencing.as_ref().map(|f| f.core_config()),
     });
 
+    // Carried in every heartbeat, so that the nodes see whether they run one configuration.
+    engine.set_config_digest(halo_config::config_digest(&model));
+
     let has_serial = links.has_serial();
     let mut daemon = Daemon {
-        clock: Clock { start: Instant::now() },
+        clock: Clock::new(),
         engine: &mut engine,
         links: &mut links,
         keyring,
@@ -734,6 +751,7 @@ impl Daemon<'_> {
                 if let Some(h) = &self.model.haresources {
                     crate::cmd::status::add_group_resources(&mut v, &h.groups);
                 }
+                crate::cmd::status::add_consistency(&mut v, &self.engine.consistency());
                 return v.to_string();
             }
             Some("parameter") => {

@@ -70,6 +70,67 @@ pub fn add_group_resources(v: &mut Value, groups: &[halo_config::ResourceGroup])
     }
 }
 
+/// Adds what the heartbeats say about agreement between the nodes: `config_digest` (ours)
+/// and `config_drift` (live peers running another configuration) at the top, and
+/// `config_digest` and `clock_skew_ms` (its clock minus ours) to every entry of `nodes`.
+pub fn add_consistency(v: &mut Value, c: &halo_core::status::ConsistencyStatus) {
+    v["config_digest"] = json!(c.config_digest);
+    v["config_drift"] = json!(c.config_drift);
+    let Some(nodes) = v.get_mut("nodes").and_then(|n| n.as_array_mut()) else { return };
+    for n in nodes.iter_mut() {
+        let name = n.get("name").and_then(|x| x.as_str()).unwrap_or("");
+        if let Some(e) = c.nodes.iter().find(|e| e.name == name) {
+            n["config_digest"] = json!(e.config_digest);
+            n["clock_skew_ms"] = json!(e.clock_skew_ms);
+        }
+    }
+}
+
+/// A clock this far from ours is worth a line in `halo status` and a warning in
+/// `halo check` (seed 002 runs NTP on every node; NTP keeps them within milliseconds).
+pub const CLOCK_SKEW_WARN_MS: i64 = 1000;
+
+/// `Config: differs on n2 ...` and `Clock: n2 is 3.2 s ahead ...`, when there is something
+/// to say.
+fn consistency_lines(v: &Value) -> String {
+    let mut out = String::new();
+    let nodes: Vec<&Value> = v.get("nodes").and_then(|n| n.as_array()).into_iter().flatten().collect();
+    let me = s(v, "node");
+    let drift = strings(v.get("config_drift"));
+    if !drift.is_empty() {
+        let ours = v.get("config_digest").and_then(|d| d.as_str()).unwrap_or("?");
+        let theirs: Vec<String> = drift
+            .iter()
+            .map(|d| {
+                let digest = nodes
+                    .iter()
+                    .find(|n| s(n, "name") == d)
+                    .and_then(|n| n.get("config_digest"))
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("?");
+                format!("{d} {digest}")
+            })
+            .collect();
+        out.push_str(&format!(
+            "Config: differs on {} (digest {me} {ours}, {}): the nodes do not run the same configuration\n",
+            drift.join(" "),
+            theirs.join(", ")
+        ));
+    }
+    for n in &nodes {
+        let Some(ms) = n.get("clock_skew_ms").and_then(|x| x.as_i64()) else { continue };
+        if ms.abs() >= CLOCK_SKEW_WARN_MS {
+            let side = if ms > 0 { "ahead of" } else { "behind" };
+            out.push_str(&format!(
+                "Clock: {} is {:.1} s {side} {me} (keep the clocks in step: NTP on every node)\n",
+                s(n, "name"),
+                ms.abs() as f64 / 1000.0
+            ));
+        }
+    }
+    out
+}
+
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(|h| h.as_array())
         .into_iter()
@@ -189,6 +250,8 @@ pub fn render(v: &Value) -> String {
             out.push_str(&format!("Ping nodes OFFLINE: {}\n", bracket(&lost)));
         }
     }
+
+    out.push_str(&consistency_lines(v));
 
     if !groups.is_empty() {
         out.push_str("\nFull list of resources:\n\n");
