@@ -11,10 +11,11 @@ cd "$(dirname "$0")/.."
 # the helper scripts; python3: the hostile-packet sender and the test web servers; curl: the
 # clients fetching through a VIP; chromium: the headless browser the dashboard test drives;
 # systemd: systemd-analyze verifies packaging/halo.service; dpkg-dev: cargo-deb's
-# dpkg-shlibdeps for the .deb's dependencies; qemu-system-x86, busybox-static, cpio, kmod,
-# ipvsadm: the IPVS data plane's test boots a Debian kernel that has IPVS in a VM
-# (scripts/ipvs-vm.sh) and checks it against ipvsadm.
-apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3 curl chromium systemd dpkg-dev qemu-system-x86 busybox-static cpio kmod ipvsadm
+# dpkg-shlibdeps for the .deb's dependencies; openssh-server, openssh-client: the sshd per
+# namespace and the ssh client that `halo config sync` and `halo exec` are tested through;
+# qemu-system-x86, busybox-static, cpio, kmod, ipvsadm: the IPVS data plane's test boots a
+# Debian kernel that has IPVS in a VM (scripts/ipvs-vm.sh) and checks it against ipvsadm.
+apt_need heartbeat resource-agents iproute2 nftables procps util-linux python3 curl chromium systemd dpkg-dev openssh-server openssh-client qemu-system-x86 busybox-static cpio kmod ipvsadm
 rust_need
 cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
 cargo build --workspace --all-targets

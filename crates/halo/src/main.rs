@@ -143,6 +143,29 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run a command on every node at once (dsh): each line of output behind its node's
+    /// name (`n1: ...`), then each node's exit status on stderr; exit 1 if any node failed.
+    ///
+    /// The words after `--` are joined by blanks and run by a shell on each node, as ssh
+    /// runs them: `halo exec -- 'grep halo /var/log/syslog | tail -n 3'`. This node runs
+    /// it with `sh -c`; the others through ssh (see `halo config sync --help` for how
+    /// nodes are reached). The nodes are those of ha.cf (or halo.toml) in --config-dir.
+    #[command(verbatim_doc_comment)]
+    Exec {
+        #[arg(long, default_value = halo::DEFAULT_CONFIG_DIR)]
+        config_dir: PathBuf,
+        /// Only this node (repeatable).
+        #[arg(long = "node", value_name = "N")]
+        nodes: Vec<String>,
+        /// Kill a node's command after S seconds (and count it failed).
+        #[arg(long, value_name = "S")]
+        timeout: Option<f64>,
+        #[command(flatten)]
+        reach: halo::cmd::exec::ReachArgs,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// Write the manual pages (halo.8 and one halo-SUBCOMMAND.8 per subcommand) into DIR,
     /// or print halo.8 without --out (`halo man | man -l -`).
     Man {
@@ -176,6 +199,43 @@ enum ConfigCmd {
         /// Write the files into this directory instead of printing them.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Push the configuration directory to the other nodes of ha.cf over ssh, after
+    /// checking it as the daemon would (an invalid one is refused and nothing is sent).
+    ///
+    /// Each node gets the same files at the same path, with their modes and owners
+    /// (authkeys stays 0600); files it has that are not here are removed. nodeinfo and
+    /// names starting with '.' or ending with '~' belong to each node and are neither
+    /// pushed nor removed. On the far side each file is replaced by rename(2), so no file
+    /// is ever half-written; only sh, tar, find, cmp, stat and mv are needed there.
+    /// Where something changed and a halo daemon runs (its --socket exists), `halo
+    /// reload` is run there. A failing node does not stop the others; exit 1 if any failed.
+    ///
+    /// How nodes are reached: `ssh -o BatchMode=yes -o ConnectTimeout=10 NODE`, by node
+    /// name, so ~/.ssh/config (Host NODE / HostName / User / Port / IdentityFile),
+    /// /etc/hosts or DNS say where a node is. `--host NODE=[USER@]ADDRESS` overrides one
+    /// node's address, `--ssh-option KEY=VALUE` adds `-o KEY=VALUE` (before halo's own, so
+    /// it wins), and HALO_SSH replaces the ssh command (split on blanks), e.g.
+    /// HALO_SSH="ssh -F /root/cluster_ssh_config". Key-based login only (BatchMode).
+    #[command(verbatim_doc_comment)]
+    Sync {
+        #[arg(long, default_value = halo::DEFAULT_CONFIG_DIR)]
+        config_dir: PathBuf,
+        /// Only this node (repeatable).
+        #[arg(long = "node", value_name = "N")]
+        nodes: Vec<String>,
+        /// Show what would change on each node; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run `halo reload` on the nodes where something changed and a daemon runs (the
+        /// default).
+        #[arg(long, overrides_with = "no_reload")]
+        reload: bool,
+        /// Leave the daemons alone.
+        #[arg(long, overrides_with = "reload")]
+        no_reload: bool,
+        #[command(flatten)]
+        reach: halo::cmd::exec::ReachArgs,
     },
 }
 
@@ -261,6 +321,19 @@ fn main() {
         }
         Cmd::Config { sub: ConfigCmd::Convert { config_dir, to, out } } => {
             halo::cmd::config::convert(&config_dir, to.as_deref(), out.as_deref())
+        }
+        Cmd::Config { sub: ConfigCmd::Sync { config_dir, nodes, dry_run, reload: _, no_reload, reach } } => {
+            halo::cmd::sync::sync(halo::cmd::sync::SyncArgs {
+                config_dir: &config_dir,
+                nodes: &nodes,
+                dry_run,
+                reload: !no_reload,
+                socket: &cli.socket,
+                reach: &reach,
+            })
+        }
+        Cmd::Exec { config_dir, nodes, timeout, reach, command } => {
+            halo::cmd::exec::exec(&config_dir, &nodes, timeout, &reach, &command)
         }
         Cmd::Demo => halo::cmd::demo::demo(),
         Cmd::Man { out } => halo::cmd::docs::man(Cli::command(), out.as_deref()),
