@@ -303,23 +303,28 @@ async fn smtp_session(mail: &Mail, port: u16) -> Result<(), SmtpError> {
     }
     w.write_all(b"DATA\r\n").await.map_err(io)?;
     expect(&mut r, &server, "DATA", &[354]).await?;
-    let mut data = String::new();
-    for line in message_text(mail, &user, &host).split("\r\n") {
-        if line.starts_with('.') {
-            data.push('.');
-        }
-        data.push_str(line);
-        data.push_str("\r\n");
-    }
-    // message_text ends with CRLF: the split's last piece is empty and gave one more CRLF.
-    data.truncate(data.len() - 2);
-    data.push_str(".\r\n");
+    let data = data_block(&message_text(mail, &user, &host));
     w.write_all(data.as_bytes()).await.map_err(io)?;
     expect(&mut r, &server, "the message", &[250]).await?;
     w.write_all(b"QUIT\r\n").await.map_err(io)?;
     // The mail is accepted; a server that drops the line instead of answering QUIT is fine.
     let _ = read_reply(&mut r).await;
     Ok(())
+}
+
+/// The DATA block for `text` (CRLF lines): lines starting with `.` doubled (RFC 5321
+/// 4.5.2), ended by `.` alone on a line.
+fn data_block(text: &str) -> String {
+    let mut data = String::new();
+    for line in text.strip_suffix("\r\n").unwrap_or(text).split("\r\n") {
+        if line.starts_with('.') {
+            data.push('.');
+        }
+        data.push_str(line);
+        data.push_str("\r\n");
+    }
+    data.push_str(".\r\n");
+    data
 }
 
 async fn expect<R: tokio::io::AsyncBufRead + Unpin>(
@@ -463,5 +468,125 @@ mod tests {
              ldirectord host: lb1\r\nLog-Message: Deleted real server: 10.0.0.2:80 (10.0.0.1:80)  Bcc: x@y\r\n\
              Daemon-Status: running\r\n"
         );
+    }
+
+    /// A scripted SMTP server on loopback: answers each command line with the next reply
+    /// `reply(line)` gives, records the session.
+    async fn server(reply: fn(&str) -> &'static str) -> (u16, tokio::task::JoinHandle<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let (c, _) = l.accept().await.expect("accept");
+            let (r, mut w) = c.into_split();
+            let mut r = BufReader::new(r);
+            let mut seen = String::new();
+            w.write_all(b"220-test\r\n220 ready\r\n").await.expect("greet");
+            let mut in_data = false;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return seen;
+                }
+                seen.push_str(&line);
+                if in_data {
+                    if line == ".\r\n" {
+                        in_data = false;
+                        w.write_all(b"250 queued\r\n").await.expect("write");
+                    }
+                    continue;
+                }
+                let answer = reply(line.trim_end());
+                in_data = answer.starts_with("354");
+                w.write_all(answer.as_bytes()).await.expect("write");
+                if line.starts_with("QUIT") {
+                    return seen;
+                }
+            }
+        });
+        (port, task)
+    }
+
+    fn mail() -> Mail {
+        Mail {
+            server: "127.0.0.1".into(),
+            to: vec!["a@example.org".into(), "b@example.org".into()],
+            from: Some("\"LB\" <lb@example.org>".into()),
+            subject: ".starts with a dot".into(),
+            status: DaemonStatus::Running,
+        }
+    }
+
+    #[test]
+    fn smtp_client_speaks_ehlo_or_helo_and_reports_refusals() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async {
+            // An old server: EHLO refused, HELO accepted.
+            let (port, task) = server(|l| {
+                if l.starts_with("EHLO") {
+                    "502 no\r\n"
+                } else if l == "DATA" {
+                    "354 go\r\n"
+                } else if l == "QUIT" {
+                    "221 bye\r\n"
+                } else {
+                    "250-fine\r\n250 ok\r\n"
+                }
+            })
+            .await;
+            send_mail(&mail(), port, Duration::from_secs(5)).await.expect("sent");
+            let seen = task.await.expect("server");
+            let lines: Vec<&str> = seen.split("\r\n").collect();
+            assert!(lines[0].starts_with("EHLO ") && lines[1].starts_with("HELO "), "{seen}");
+            assert!(lines[2].starts_with("MAIL FROM:<") && lines[2].ends_with(">"), "{seen}");
+            assert_eq!(lines[3..6], ["RCPT TO:<a@example.org>", "RCPT TO:<b@example.org>", "DATA"]);
+            assert!(seen.contains("\r\nFrom: \"LB\" <lb@example.org>\r\n"), "{seen}");
+            assert!(seen.contains("\r\nSubject: .starts with a dot\r\n"), "{seen}");
+            assert!(seen.ends_with("Daemon-Status: running\r\n.\r\nQUIT\r\n"), "{seen}");
+
+            // A refused recipient is an error that says which and why; the other servers'
+            // errors are errors too (nothing listening, silence).
+            let (port, _task) =
+                server(|l| if l.starts_with("RCPT") { "550 no such user\r\n" } else { "250 ok\r\n" }).await;
+            let e = send_mail(&mail(), port, Duration::from_secs(5)).await.expect_err("refused");
+            assert!(e.to_string().contains("after RCPT TO:<a@example.org>: 550 no such user"), "{e}");
+            let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = closed.local_addr().expect("addr").port();
+            drop(closed);
+            assert!(matches!(
+                send_mail(&mail(), port, Duration::from_secs(5)).await,
+                Err(SmtpError::Connect { .. })
+            ));
+            let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = silent.local_addr().expect("addr").port();
+            let e = send_mail(&mail(), port, Duration::from_millis(300)).await.expect_err("timeout");
+            assert!(matches!(e, SmtpError::Timeout { .. }), "{e}");
+            drop(silent);
+        });
+    }
+
+    #[test]
+    fn data_block_stuffs_dots() {
+        assert_eq!(data_block("a\r\n.b\r\n..\r\n"), "a\r\n..b\r\n...\r\n.\r\n");
+        assert_eq!(data_block("x"), "x\r\n.\r\n");
+    }
+
+    #[test]
+    fn alert_command_gets_the_event_in_its_environment() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async {
+            let ev = event(EventKind::Deleted);
+            let env = ev.env(DaemonStatus::Running, "/etc/ha.d/ldirectord.cf");
+            let ok = run_command(
+                "test \"$HALO_ALERT_EVENT $HALO_ALERT_REAL $HALO_ALERT_VIRTUAL $HALO_ALERT_OLD_STATE $HALO_ALERT_NEW_STATE $HALO_ALERT_DAEMON_STATUS\" = \"deleted 10.0.0.2:80 10.0.0.1:80 up down running\"",
+                &env,
+                Duration::from_secs(5),
+            )
+            .await;
+            assert_eq!(ok, Ok(()));
+            let e = run_command("echo oops >&2; exit 3", &env, Duration::from_secs(5)).await.expect_err("fails");
+            assert!(e.contains("exit status: 3") && e.contains("oops"), "{e}");
+            let e = run_command("sleep 5", &env, Duration::from_millis(200)).await.expect_err("killed");
+            assert!(e.contains("killed after"), "{e}");
+        });
     }
 }
