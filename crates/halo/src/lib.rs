@@ -12,6 +12,7 @@ pub mod control;
 pub mod director;
 pub mod dirsync;
 pub mod fence;
+pub mod hooks;
 pub mod http;
 pub mod notify;
 pub mod rsc;
