@@ -26,6 +26,9 @@ const ADDR_CHECK_MS: i32 = 5000;
 struct Done {
     freed: Option<String>,
     event: Option<Event>,
+    /// A stop asked by a reload finished (the key, and the error if it failed): the engine
+    /// does not hear of it; the reload does.
+    reload_stopped: Option<(String, Option<String>)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +37,8 @@ enum Op {
     Stop,
     Announce,
     Monitor,
+    /// A stop for a reload (the group was removed or changed): reported to the reload.
+    ReloadStop,
 }
 
 pub struct Groups {
@@ -48,6 +53,9 @@ pub struct Groups {
     busy: BTreeSet<String>,
     queued: BTreeMap<String, VecDeque<Op>>,
     last_monitor_ms: u64,
+    /// Groups being stopped by a reload: never monitored, their monitor failures ignored.
+    retiring: BTreeSet<String>,
+    reload_stopped: Vec<(String, Option<String>)>,
 }
 
 fn wake(fd: &OwnedFd) {
@@ -97,16 +105,7 @@ impl Groups {
             );
         }
         let mut running = Vec::new();
-        let all: Vec<(String, ResourceGroup)> = groups
-            .iter()
-            .map(|g| (g.key().to_string(), g.clone()))
-            .chain(clones.iter().map(|c| {
-                (
-                    c.name.clone(),
-                    ResourceGroup { node: String::new(), line: c.line, resources: c.resources.clone() },
-                )
-            }))
-            .collect();
+        let all = definitions(groups, clones);
         for (key, g) in &all {
             let key = key.clone();
             let mut log = |l: Level, s: String| logger.log(l, &s);
@@ -151,6 +150,8 @@ impl Groups {
             busy: BTreeSet::new(),
             queued: BTreeMap::new(),
             last_monitor_ms: 0,
+            retiring: BTreeSet::new(),
+            reload_stopped: Vec::new(),
         };
         me.watch_addresses();
         Ok((me, running))
@@ -176,7 +177,13 @@ impl Groups {
                 self.busy.remove(&k);
                 self.next(&k);
             }
-            evs.extend(done.event);
+            if let Some(r) = done.reload_stopped {
+                self.reload_stopped.push(r);
+            }
+            match done.event {
+                Some(Event::MonitorFailed { key, .. }) if self.retiring.contains(&key) => {}
+                ev => evs.extend(ev),
+            }
         }
         evs
     }
@@ -205,10 +212,34 @@ impl Groups {
         }
         self.last_monitor_ms = now_ms;
         for k in running {
-            if !self.busy.contains(k) && self.queued.get(k).is_none_or(|q| q.is_empty()) {
+            if !self.retiring.contains(k)
+                && !self.busy.contains(k)
+                && self.queued.get(k).is_none_or(|q| q.is_empty())
+            {
                 self.submit(k, Op::Monitor);
             }
         }
+    }
+
+    /// Stops a group for a reload (removed or changed): with its current definition, after
+    /// whatever is queued for it; [`take_reload_stopped`](Self::take_reload_stopped) reports
+    /// the end.
+    pub fn reload_stop(&mut self, key: &str) {
+        self.retiring.insert(key.to_string());
+        self.queued.entry(key.to_string()).or_default().retain(|op| *op != Op::Monitor);
+        self.submit(key, Op::ReloadStop);
+    }
+
+    /// Reload stops that finished since the last call: (key, error).
+    pub fn take_reload_stopped(&mut self) -> Vec<(String, Option<String>)> {
+        std::mem::take(&mut self.reload_stopped)
+    }
+
+    /// A reload's new definitions (haresources groups and clones). Groups stopped for the
+    /// reload are no longer retiring; a group left untouched keeps running as it is.
+    pub fn set_definitions(&mut self, groups: &[ResourceGroup], clones: &[CloneSpec]) {
+        self.groups = definitions(groups, clones).into_iter().collect();
+        self.retiring.clear();
     }
 
     fn submit(&mut self, key: &str, op: Op) {
@@ -235,6 +266,12 @@ impl Groups {
                 halo_host::rt::set_normal();
                 let mut log = |l: Level, s: String| logger.log(l, &s);
                 let freed = Some(key.clone());
+                if op == Op::ReloadStop {
+                    let err = exec.stop_group(&g, &mut log).err().map(|e| e.to_string());
+                    let _ = tx.send(Done { freed, event: None, reload_stopped: Some((key, err)) });
+                    wake(&wake_tx);
+                    return;
+                }
                 let event = match op {
                     Op::Start => match exec.start_group(&g, &mut log) {
                         Ok(()) => Some(Event::GroupStarted { key, ok: true, detail: String::new() }),
@@ -248,6 +285,7 @@ impl Groups {
                         exec.announce_group(&g, &mut log);
                         None
                     }
+                    Op::ReloadStop => None,
                     Op::Monitor => {
                         let failed = exec.monitor_group(&g, &mut log);
                         if failed.is_empty() {
@@ -267,7 +305,7 @@ impl Groups {
                         }
                     }
                 };
-                let _ = tx.send(Done { freed, event });
+                let _ = tx.send(Done { freed, event, reload_stopped: None });
                 wake(&wake_tx);
             });
         if let Err(e) = spawned {
@@ -294,11 +332,26 @@ impl Groups {
             let mut log = |l: Level, s: String| logger.log(l, &s);
             for key in exec.check_addresses(&mut log) {
                 let event = Some(Event::MonitorFailed { key, why: ADDR_LOST.into() });
-                let _ = tx.send(Done { freed: None, event });
+                let _ = tx.send(Done { freed: None, event, reload_stopped: None });
                 wake(&wake_tx);
             }
         });
     }
+}
+
+/// Every group the runtime runs, by key: haresources groups and halo.toml's clones (a clone
+/// runs like a group whose key is its name).
+pub fn definitions(groups: &[ResourceGroup], clones: &[CloneSpec]) -> Vec<(String, ResourceGroup)> {
+    groups
+        .iter()
+        .map(|g| (g.key().to_string(), g.clone()))
+        .chain(clones.iter().map(|c| {
+            (
+                c.name.clone(),
+                ResourceGroup { node: String::new(), line: c.line, resources: c.resources.clone() },
+            )
+        }))
+        .collect()
 }
 
 const ADDR_LOST: &str = "a held address was removed and could not be restored";
