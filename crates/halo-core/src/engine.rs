@@ -16,7 +16,7 @@ use crate::seqtrack::{GenVerdict, SeqTrack, Verdict};
 use crate::status::{ClusterStatus, LinkStatus, NodeStatus, QuorumStatus};
 use halo_config::AutoFailback;
 use halo_wire::Message;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// The time of an event: a monotonic clock in milliseconds (only differences matter) and
 /// the wall clock in seconds (only for the `ts` field peers require) and in milliseconds
@@ -280,6 +280,11 @@ const MAX_REXMIT_PER_REQUEST: u64 = 50;
 const ACK_EVERY: u64 = 10;
 /// Repeated warnings of one kind are logged at most this often.
 const LOG_QUIET_MS: u64 = 5000;
+/// Unsequenced (`NS_*`) messages carry no `seq`, only the sender's `ts` (whole seconds): one
+/// older than the sender's newest sequenced message by more than this is a replay.
+const NS_WINDOW_SECS: u64 = 2;
+/// At most this many unsequenced messages per peer are remembered to refuse their copies.
+const NS_SEEN_MAX: usize = 256;
 
 struct Peer {
     name: String,
@@ -293,6 +298,18 @@ struct Peer {
     /// Per link: when anything last arrived on it from this peer.
     link_heard: Vec<Option<u64>>,
     link_up: Vec<bool>,
+    /// Per link: the highest seq of this generation that arrived on it. Only a packet that
+    /// passed the generation/sequence window marks a link alive: a new message, or the
+    /// first copy on this link of one another link delivered first. A replayed old
+    /// heartbeat must not keep a dead link up.
+    link_seq: Vec<u64>,
+    /// `ts` of its newest sequenced message (this generation): the reference for the
+    /// freshness of its unsequenced ones (see `NS_WINDOW_SECS`).
+    ts_ref: Option<u64>,
+    /// Unsequenced messages accepted from it lately (`ts`, digest of all fields): a copy
+    /// is a replay (or a duplicate over another link), so a replayed `NS_rexmit` is never
+    /// served twice. Older than the window they are refused by `ts` alone.
+    ns_seen: VecDeque<(u64, u64)>,
     /// The peer advertises `protocol` (flow control); None until its first status.
     protocol: Option<bool>,
     ack_trigger: u64,
@@ -398,6 +415,9 @@ impl Engine {
                 uuid: None,
                 link_heard: vec![None; cfg.links.len()],
                 link_up: vec![false; cfg.links.len()],
+                link_seq: vec![0; cfg.links.len()],
+                ts_ref: None,
+                ns_seen: VecDeque::new(),
                 protocol: None,
                 ack_trigger,
                 acked: 0,
@@ -922,12 +942,13 @@ impl Engine {
                 p.declared_dead = false;
                 p.status_seq = 0;
                 p.first_contact = previous == 0;
+                p.link_seq.iter_mut().for_each(|s| *s = 0);
+                p.ts_ref = None;
+                p.ns_seen.clear();
             }
             GenVerdict::Same => {}
         }
 
-        // Any authenticated packet proves the link works.
-        self.link_heard(now, pi, link, out);
         if let Some(u) = msg.get_bytes("srcuuid") {
             if let Ok(u) = <[u8; 16]>::try_from(u) {
                 self.peers[pi].uuid = Some(u);
@@ -939,6 +960,17 @@ impl Engine {
                 let jitter = self.cfg.max_rexmit_delay_ms.max(50);
                 let first_request = now.ms + 50 + next_rand(&mut self.rng) % (jitter - 49);
                 let verdict = self.peers[pi].seq.observe(seq, |_| first_request);
+                let newest = matches!(
+                    verdict,
+                    Verdict::Accept | Verdict::AcceptWithGap { .. } | Verdict::Reset { .. }
+                );
+                if newest {
+                    // The reference for the freshness of its unsequenced messages.
+                    self.peers[pi].ts_ref = msg.get_hex("ts");
+                }
+                if verdict != Verdict::Stale {
+                    self.link_fresh(now, pi, link, seq, verdict != Verdict::Duplicate, out);
+                }
                 match verdict {
                     Verdict::Accept => {}
                     Verdict::Duplicate => {
@@ -976,6 +1008,9 @@ impl Engine {
                 }
                 self.maybe_ack(now, pi, seq, false, out);
             }
+        }
+        if ns && !self.ns_fresh(now, pi, link, &msg, out) {
+            return;
         }
         // A Heartbeat's self-addressed `ip-request-resp` (legacy `req_resource` when it
         // believes itself alone) says which group it takes.
@@ -1035,6 +1070,46 @@ impl Engine {
                 format!("Status update for node {}: status active (it says starting)", p.name),
             ));
         }
+    }
+
+    /// Whether an unsequenced message is new: not older than the window, not a copy of one
+    /// accepted lately. Only then does it prove its link.
+    fn ns_fresh(&mut self, now: Now, pi: usize, link: usize, msg: &Message, out: &mut Vec<Action>) -> bool {
+        let ts = msg.get_hex("ts").unwrap_or(0);
+        if let Some(newest) = self.peers[pi].ts_ref.filter(|r| ts.saturating_add(NS_WINDOW_SECS) < *r) {
+            let (kind, src) = (msg.kind().unwrap_or(""), &self.peers[pi].name);
+            let text = format!("dropped an old {kind} from {src} (ts {ts:x}, newest {newest:x}): a replay?");
+            self.drop_msg(now, "stale_ns", || text, out);
+            return false;
+        }
+        let digest = ns_digest(msg);
+        let p = &mut self.peers[pi];
+        if p.ns_seen.iter().any(|(_, d)| *d == digest) {
+            *self.dropped.entry("duplicate_ns").or_default() += 1;
+            return false;
+        }
+        if let Some(r) = p.ts_ref {
+            while p.ns_seen.front().is_some_and(|(t, _)| t.saturating_add(NS_WINDOW_SECS) < r) {
+                p.ns_seen.pop_front();
+            }
+        }
+        if p.ns_seen.len() >= NS_SEEN_MAX {
+            p.ns_seen.pop_front();
+        }
+        p.ns_seen.push_back((ts, digest));
+        self.link_heard(now, pi, link, out);
+        true
+    }
+
+    /// A sequenced packet on `link`: it proves the link if it is new (`fresh`: it passed
+    /// the sequence window) or the first copy on this link of one another link brought.
+    fn link_fresh(&mut self, now: Now, pi: usize, link: usize, seq: u64, fresh: bool, out: &mut Vec<Action>) {
+        let Some(last) = self.peers[pi].link_seq.get_mut(link) else { return };
+        if !fresh && seq <= *last {
+            return;
+        }
+        *last = (*last).max(seq);
+        self.link_heard(now, pi, link, out);
     }
 
     fn link_heard(&mut self, now: Now, pi: usize, link: usize, out: &mut Vec<Action>) {
@@ -1516,6 +1591,18 @@ impl Engine {
 
 fn join(v: &[&String]) -> String {
     v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+/// A digest of every field of a message (its signature included), to recognise a copy.
+fn ns_digest(msg: &Message) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in msg.fields() {
+        f.name.hash(&mut h);
+        f.ftype.hash(&mut h);
+        f.value.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// xorshift64*: the engine needs a little jitter, reproducible from a seed.

@@ -344,3 +344,121 @@ fn our_own_stall_does_not_kill_the_others() {
         "n2 must not be declared dead because n1 stalled (stall began at {start})"
     );
 }
+
+impl Sim {
+    /// Hands `bytes` to node `to` as if they arrived on `link` now, and returns what it
+    /// does in return (not sent on).
+    fn inject(&mut self, to: usize, link: usize, bytes: &[u8]) -> Vec<Action> {
+        let msg = halo_wire::decode(bytes, &self.keyring).expect("injected packets verify");
+        let mut out = Vec::new();
+        self.engines[to].handle(Now::at(self.now), Event::Message { link, msg }, &mut out);
+        out
+    }
+
+    /// A packet of `kind` in flight from `from` to `to` (stepping until one is).
+    fn capture(&mut self, from: &str, to: usize, kind: &str) -> Vec<u8> {
+        for _ in 0..1000 {
+            let found = self.queue.iter().find(|q| {
+                q.1 == to
+                    && halo_wire::decode(&q.3, &self.keyring)
+                        .is_ok_and(|m| m.kind() == Some(kind) && m.get("src") == Some(from))
+            });
+            if let Some(q) = found {
+                return q.3.clone();
+            }
+            self.step(1);
+        }
+        panic!("no {kind} from {from} in flight");
+    }
+
+    fn dropped(&self, node: usize, reason: &str) -> u64 {
+        let st = self.engines[node].status(Now::at(self.now));
+        st.dropped.iter().find(|(r, _)| *r == reason).map_or(0, |(_, c)| *c)
+    }
+}
+
+/// The messages of `out` retransmitted with sequence number `seq`.
+fn resent(out: &[Action], seq: u64) -> usize {
+    out.iter().filter(|a| matches!(a, Action::Send(m) if m.get_hex("seq") == Some(seq))).count()
+}
+
+#[test]
+fn a_replayed_ns_rexmit_is_served_once() {
+    let mut sim = Sim::new(2, 1, |_| {});
+    sim.step(1000);
+    assert!(sim.all_active());
+    // n2 asks n1 for its message 5 again, as it would after losing it (NS_rexmit carries
+    // no seq: only the generation and the sender's wall clock in seconds).
+    let rexmit = |ts: u64| {
+        let mut m = Message::of_type("NS_rexmit");
+        m.add("dest", "n1");
+        m.add("firstseq", "5");
+        m.add("lastseq", "5");
+        m.add("src", "n2");
+        m.add("hg", format!("{:x}", 101));
+        m.add("ts", format!("{ts:x}"));
+        m.add("ttl", "3");
+        m
+    };
+    let ts = Now::at(sim.now).wall_secs;
+    let first = halo_wire::encode(&rexmit(ts), &sim.keyring);
+    let out = sim.inject(0, 0, &first);
+    assert_eq!(resent(&out, 5), 1, "the request is served: {out:?}");
+    // The same packet again, later than Heartbeat's own resend damping (max_rexmit_delay):
+    // a replay, not served.
+    sim.step(300);
+    let out = sim.inject(0, 0, &first);
+    assert_eq!(resent(&out, 5), 0, "a replayed NS_rexmit must not be served again: {out:?}");
+    assert_eq!(sim.dropped(0, "duplicate_ns"), 1);
+    // n2 asking again a second later (a new request: its ts moved on) is served.
+    sim.step(700);
+    let again = halo_wire::encode(&rexmit(ts + 1), &sim.keyring);
+    let out = sim.inject(0, 0, &again);
+    assert_eq!(resent(&out, 5), 1, "a new request for the same message is served: {out:?}");
+    // Seconds later (n2's heartbeats went on meanwhile) the first request is stale.
+    sim.step(3000);
+    assert!(sim.all_active());
+    let out = sim.inject(0, 0, &first);
+    assert_eq!(resent(&out, 5), 0, "{out:?}");
+    assert_eq!(sim.dropped(0, "stale_ns"), 1);
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Log(Level::Warn, t) if t.contains("dropped an old NS_rexmit from n2"))));
+    let st = sim.engines[0].status(Now::at(sim.now));
+    assert_eq!(st.retransmitted, 2, "two requests served, the replays not");
+}
+
+#[test]
+fn a_replayed_old_heartbeat_does_not_keep_a_dead_link_up() {
+    let mut sim = Sim::new(2, 2, |_| {});
+    sim.step(6000);
+    assert!(sim.all_active());
+    // An attacker captured a heartbeat of n2 on the way to n1.
+    let captured = sim.capture("n2", 0, "status");
+    // n2's second link fails; the attacker keeps replaying the capture on it.
+    sim.cut_node(1, 1);
+    for _ in 0..40 {
+        sim.step(50);
+        sim.inject(0, 1, &captured);
+    }
+    assert_eq!(sim.state(0, 1), NodeState::Active, "n2 is still heard on eth0");
+    assert!(sim.logged(0, "Link n2:eth1 dead."), "a replayed heartbeat kept the dead link up");
+    let st = sim.engines[0].status(Now::at(sim.now));
+    assert_eq!(st.nodes[1].links[0].state, "up");
+    assert_eq!(st.nodes[1].links[1].state, "dead");
+    let replays = sim.dropped(0, "duplicate") + sim.dropped(0, "stale_seq");
+    assert!(replays >= 40, "the replays are counted: {replays}");
+    // n2 goes away entirely: replays on both links revive neither n2 nor a link.
+    sim.cut_node(1, 0);
+    let ups = |sim: &Sim| sim.logs.iter().filter(|(_, n, _, t)| *n == 0 && t.ends_with(" up.")).count();
+    let ups_before = ups(&sim);
+    for _ in 0..40 {
+        sim.step(50);
+        sim.inject(0, 0, &captured);
+        sim.inject(0, 1, &captured);
+    }
+    assert_eq!(sim.state(0, 1), NodeState::Dead);
+    let st = sim.engines[0].status(Now::at(sim.now));
+    assert!(st.nodes[1].links.iter().all(|l| l.state == "dead"), "{:?}", st.nodes[1].links);
+    assert_eq!(ups(&sim), ups_before, "no link came up again");
+}
