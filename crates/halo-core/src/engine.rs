@@ -18,6 +18,9 @@ use halo_config::AutoFailback;
 use halo_wire::Message;
 use std::collections::{BTreeMap, VecDeque};
 
+/// A configuration reload applied live (`halo reload`).
+mod reconfig;
+
 /// The time of an event: a monotonic clock in milliseconds (only differences matter) and
 /// the wall clock in seconds (only for the `ts` field peers require) and in milliseconds
 /// (only to measure the clock skew between nodes: see `CLOCK_FIELD`).

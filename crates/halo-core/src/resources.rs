@@ -78,6 +78,9 @@ use halo_config::AutoFailback;
 use halo_wire::Message;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A configuration reload applied live (`halo reload`).
+mod reconfig;
+
 /// Heartbeat's `RQSTDELAY`: how long a node waits for its peers' holdings before it takes
 /// its groups anyway.
 pub const RQSTDELAY_MS: u64 = 10_000;
