@@ -4,10 +4,10 @@
 //! rendered. `UPDATE_SNAPSHOTS=1 cargo test -p halo --test status_view` rewrites the
 //! files under `tests/snapshots/status/` (review the diff).
 use halo::cmd::cl_status::{self, Source};
-use halo_core::resources::GroupStatus;
-use halo_core::{ClusterStatus, LinkStatus, NodeStatus, ResourceStatus};
 use halo::cmd::status::SplitBrainHistory;
+use halo_core::resources::GroupStatus;
 use halo_core::status::{HeldTwice, SplitBrains};
+use halo_core::{ClusterStatus, LinkStatus, NodeStatus, ResourceStatus};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -220,7 +220,82 @@ fn scenarios() -> Vec<(&'static str, Value)> {
         ("failed_group", failed_group),
         ("standby", standby),
         ("split_brain", split_brain),
+        ("director", director_scenario()),
     ]
+}
+
+/// n1 runs a director (`ldirectord::ldirectord.cf` in its group), n2 another one.
+const DIRECTOR_HARESOURCES: &str = "\
+n1 10.78.0.100/16/eth0 ldirectord::ldirectord.cf
+n2 IPaddr2::10.78.0.200/16 ldirectord::mail.cf
+";
+
+/// n1's `lvs` answer, in the shape the daemon's `Director::lvs_json` gives it (the e2e test
+/// in tests/director.rs reads a real one): web on port 80 with one real server up and one
+/// whose check fails (out of the table); https on 443, quiescent, one real server in
+/// maintenance and one down (both at weight 0), its fallback in use.
+fn director_lvs() -> Value {
+    serde_json::json!({
+        "directors": [{
+            "config": "/etc/ha.d/ldirectord.cf",
+            "group": "10.78.0.100/16/eth0",
+            "table": "halo_lb",
+            "daemon_status": "running",
+            "running": true,
+            "services": [
+                {
+                    "id": "tcp:10.78.0.100:80", "scheduler": "rr", "forward": "gate",
+                    "quiescent": false, "fallback": null, "fallback_active": false,
+                    "reals": [
+                        {"addr": "10.78.0.11:80", "id": 1, "weight": 1, "maintenance": null,
+                         "checks": 42, "successes": 42, "failures": 0, "in_table": 1, "health": "up",
+                         "last_check": "HTTP/1.0 200 OK", "check": "negotiate",
+                         "counters": {"inpkts": 120, "outpkts": 0, "inbytes": 9600, "outbytes": 0}},
+                        {"addr": "10.78.0.12:80", "id": 2, "weight": 1, "maintenance": null,
+                         "checks": 42, "successes": 0, "failures": 3, "in_table": null, "health": "down",
+                         "last_check": "connect: Connection refused", "check": "negotiate",
+                         "counters": null}
+                    ]
+                },
+                {
+                    "id": "tcp:10.78.0.100:443", "scheduler": "wlc", "forward": "gate",
+                    "quiescent": true, "fallback": "127.0.0.1:443", "fallback_active": true,
+                    "reals": [
+                        {"addr": "10.78.0.11:443", "id": 3, "weight": 2, "maintenance": "10.78.0.11",
+                         "checks": 7, "successes": 0, "failures": 0, "in_table": 0,
+                         "health": "down (maintenance file 10.78.0.11)", "last_check": "connected",
+                         "check": "connect",
+                         "counters": {"inpkts": 5, "outpkts": 0, "inbytes": 300, "outbytes": 0}},
+                        {"addr": "10.78.0.12:443", "id": 4, "weight": 1, "maintenance": null,
+                         "checks": 0, "successes": 0, "failures": 0, "in_table": 0,
+                         "health": "down (not checked yet)", "last_check": null, "check": "connect",
+                         "counters": {"inpkts": 0, "outpkts": 0, "inbytes": 0, "outbytes": 0}}
+                    ]
+                }
+            ]
+        }],
+        "list": "", "stats": "", "stats_exact": "", "rate": "", "conn": ""
+    })
+}
+
+/// The status `halo status` shows on n1 with [`director_lvs`] merged in.
+fn director_scenario() -> Value {
+    let mut v = status_json(
+        &cluster(vec![node("n1", "active", "up", Some(0)), node("n2", "active", "up", Some(60)), ping(true)]),
+        &resources(
+            "all",
+            "none",
+            0,
+            vec![
+                group("10.78.0.100/16/eth0", "n1", "running", &["n1"], Some("n1")),
+                group("IPaddr2::10.78.0.200/16", "n2", "stopped", &["n2"], Some("n2")),
+            ],
+        ),
+    );
+    let h = halo_config::parse_haresources(Path::new("haresources"), DIRECTOR_HARESOURCES).unwrap();
+    halo::cmd::status::add_group_resources(&mut v, &h.groups);
+    halo::cmd::status::add_director(&mut v, Ok(&director_lvs()));
+    v
 }
 
 const G1: &str = "10.78.0.100/16/eth0";
@@ -654,6 +729,101 @@ fn clones_are_listed_with_where_they_run() {
     let text = halo::cmd::status::render(&v);
     assert!(
         text.contains(" Clone Set: gw_pingd_clone\n     Started: [ n1 n2 ]\n     FAILED: [ n3 ]\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn director_json_has_virtual_services_and_real_servers_with_weight_and_health() {
+    let v = director_scenario();
+    let d = &v["director"];
+    assert_eq!(d["here"], true);
+    assert_eq!(d["error"], Value::Null);
+    let vs = d["virtual_services"].as_array().unwrap();
+    assert_eq!(vs.len(), 2);
+    for svc in vs {
+        for k in
+            ["id", "protocol", "address", "scheduler", "forward", "quiescent", "fallback", "config", "group"]
+        {
+            assert!(svc.get(k).is_some(), "virtual_services[].{k} missing: {svc}");
+        }
+        for r in svc["real_servers"].as_array().unwrap() {
+            for k in ["address", "forward", "weight", "health", "last_check", "reason", "counters", "checks"]
+            {
+                assert!(r.get(k).is_some(), "real_servers[].{k} missing: {r}");
+            }
+        }
+    }
+    assert_eq!(
+        (vs[0]["protocol"].as_str(), vs[0]["address"].as_str()),
+        (Some("TCP"), Some("10.78.0.100:80"))
+    );
+    let r: Vec<(&str, Value, &str, Value)> = vs
+        .iter()
+        .flat_map(|s| s["real_servers"].as_array().unwrap())
+        .map(|r| {
+            (
+                r["address"].as_str().unwrap(),
+                r["weight"].clone(),
+                r["health"].as_str().unwrap(),
+                r["reason"].clone(),
+            )
+        })
+        .collect();
+    use serde_json::json;
+    assert_eq!(
+        r,
+        [
+            ("10.78.0.11:80", json!(1), "up", Value::Null),
+            ("10.78.0.12:80", Value::Null, "down", json!("connect: Connection refused")),
+            ("10.78.0.11:443", json!(0), "maintenance", json!("maintenance file 10.78.0.11")),
+            ("10.78.0.12:443", json!(0), "down", json!("not checked yet")),
+        ]
+    );
+    assert_eq!(vs[0]["real_servers"][0]["counters"]["inpkts"], 120);
+    // The director of n2's group is not here: only where it runs, no real servers invented.
+    let groups = d["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[1]["resource"], "ldirectord::mail.cf");
+    assert_eq!(groups[1]["nodes"], json!(["n2"]));
+    assert_eq!(groups[1]["here"], false);
+    // Scenarios without a director group have no director key.
+    for (name, v) in scenarios() {
+        assert_eq!(v.get("director").is_some(), name == "director", "{name}");
+    }
+}
+
+#[test]
+fn director_section_lists_services_real_servers_weights_and_health() {
+    let text = halo::cmd::status::render(&director_scenario());
+    assert!(
+        text.contains(
+            "\nDirector:\n\
+             \x20TCP 10.78.0.100:80 rr (ldirectord.cf, on n1)\n\
+             \x20    -> 10.78.0.11:80 gate weight 1 up (last check: HTTP/1.0 200 OK)\n\
+             \x20    -> 10.78.0.12:80 gate out of the table down: connect: Connection refused\n\
+             \x20TCP 10.78.0.100:443 wlc quiescent (ldirectord.cf, on n1)\n\
+             \x20    -> 10.78.0.11:443 gate weight 0 maintenance (file 10.78.0.11)\n\
+             \x20    -> 10.78.0.12:443 gate weight 0 down (not checked yet)\n\
+             \x20    -> 127.0.0.1:443 fallback in use (no real server up)\n\
+             \x20ldirectord::mail.cf (group IPaddr2::10.78.0.200/16): runs on n2 (its real servers: `halo status` there)\n"
+        ),
+        "{text}"
+    );
+    for (name, v) in scenarios() {
+        assert_eq!(halo::cmd::status::render(&v).contains("Director:"), name == "director", "{name}");
+    }
+    // The daemon did not answer `lvs`: said so, and where the directors run is still shown.
+    let mut v = director_scenario();
+    halo::cmd::status::add_director(&mut v, Err("no halo daemon answers on /run/halo/halo.sock".into()));
+    assert_eq!(v["director"]["here"], false);
+    let text = halo::cmd::status::render(&v);
+    assert!(
+        text.contains(
+            "\nDirector:\n cannot read the director's state: no halo daemon answers on /run/halo/halo.sock\n\
+             \x20ldirectord::ldirectord.cf (group 10.78.0.100/16/eth0): held here, no director state yet\n\
+             \x20ldirectord::mail.cf (group IPaddr2::10.78.0.200/16): runs on n2 (its real servers: `halo status` there)\n"
+        ),
         "{text}"
     );
 }

@@ -1,13 +1,20 @@
 //! `halo status [--json]`: a one-shot view of the cluster in the spirit of `crm_mon -1`
 //! (seed 004): the stack, how many nodes and groups are configured, who is online, every
-//! group with each of its resources and where it runs, failed actions, heartbeat links.
+//! group with each of its resources and where it runs, the director's virtual services and
+//! real servers (weight, health), failed actions, heartbeat links.
 //! The text is rendered from the same JSON `--json` prints, so scripts and people see one
 //! truth, and the view is tested from JSON fixtures without a daemon.
 use serde_json::{json, Value};
 use std::path::Path;
 
 pub fn status(socket: &Path, json: bool) -> anyhow::Result<i32> {
-    let v = crate::control::request(socket, "status")?;
+    let mut v = crate::control::request(socket, "status")?;
+    // The director's state is a second request: the daemon answers `status` on its
+    // heartbeat thread and `lvs` (which reads the data plane's counters) on another.
+    if !director_groups(&v).is_empty() {
+        let lvs = crate::control::request(socket, "lvs").map_err(|e| format!("{e:#}"));
+        add_director(&mut v, lvs.as_ref().map_err(String::clone));
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
@@ -295,6 +302,8 @@ pub fn render(v: &Value) -> String {
             out.push_str(&format!("     FAILED: [ {} ]\n", failed.join(" ")));
         }
     }
+
+    out.push_str(&render_director(v));
 
     let failed: Vec<&&Value> =
         groups.iter().filter(|g| g.get("failed").and_then(|f| f.as_bool()) == Some(true)).collect();
@@ -586,6 +595,225 @@ fn render_split_brains(v: &Value) -> String {
             out.push_str(&line);
             out.push('\n');
         }
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------ director
+//
+// `halo status` asks the daemon `lvs` too when a group runs a director (`ldirectord`,
+// `ldirectord::FILE`) and shows it as `director` in the JSON and a "Director:" section in
+// the text: the virtual services run here with every real server's weight in the table and
+// health, and for a director group held elsewhere only where it runs (its real servers are
+// known on that node, not here).
+
+/// The director words of the status's groups (after [`add_group_resources`]):
+/// (group key, resource word, state, nodes).
+fn director_groups(v: &Value) -> Vec<(String, String, String, Vec<String>)> {
+    v.pointer("/resources/groups")
+        .and_then(|g| g.as_array())
+        .into_iter()
+        .flatten()
+        .flat_map(|g| {
+            g.get("resources").and_then(|r| r.as_array()).into_iter().flatten().filter_map(move |r| {
+                let agent = s(r, "agent");
+                (agent == "ldirectord" || agent == "heartbeat:ldirectord").then(|| {
+                    (
+                        s(g, "key").to_string(),
+                        s(r, "name").to_string(),
+                        s(r, "state").to_string(),
+                        strings(r.get("nodes")),
+                    )
+                })
+            })
+        })
+        .collect()
+}
+
+/// Adds `director` to a status JSON from the daemon's `lvs` answer (or why it could not be
+/// had): `here` (a director runs on this node), `virtual_services` (those running here, each
+/// with its `real_servers`), `groups` (every director group with where it runs) and `error`.
+pub fn add_director(v: &mut Value, lvs: Result<&Value, String>) {
+    let me = s(v, "node").to_string();
+    let groups: Vec<Value> = director_groups(v)
+        .into_iter()
+        .map(|(group, resource, state, nodes)| {
+            json!({ "group": group, "resource": resource, "state": state, "here": nodes.contains(&me), "nodes": nodes })
+        })
+        .collect();
+    let (services, error) = match lvs {
+        Ok(l) => (director_services(l, &me), None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    v["director"] = json!({
+        "here": !services.is_empty(),
+        "virtual_services": services,
+        "groups": groups,
+        "error": error,
+    });
+}
+
+/// `tcp:10.0.0.100:80` (ldirectord's id) as (`TCP`, `10.0.0.100:80`).
+fn service_address(id: &str) -> (String, String) {
+    match id.split_once(':') {
+        Some((p, a)) if matches!(p, "tcp" | "udp" | "sctp") => (p.to_uppercase(), a.to_string()),
+        _ => (String::new(), id.to_string()),
+    }
+}
+
+/// The virtual services of the `lvs` answer's directors, as `director.virtual_services`.
+fn director_services(lvs: &Value, me: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for d in lvs.get("directors").and_then(|d| d.as_array()).into_iter().flatten() {
+        for svc in d.get("services").and_then(|x| x.as_array()).into_iter().flatten() {
+            let (protocol, address) = service_address(s(svc, "id"));
+            let forward = svc.get("forward").cloned().unwrap_or(Value::Null);
+            let reals: Vec<Value> = svc
+                .get("reals")
+                .and_then(|x| x.as_array())
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let status = r.get("health").and_then(|h| h.as_str()).unwrap_or("");
+                    let maintenance = r.get("maintenance").filter(|m| !m.is_null()).cloned();
+                    let last_check = r.get("last_check").and_then(|c| c.as_str());
+                    let health = if maintenance.is_some() {
+                        "maintenance"
+                    } else if status.starts_with("up") {
+                        "up"
+                    } else {
+                        "down"
+                    };
+                    let reason = match (health, &maintenance) {
+                        ("maintenance", Some(m)) => {
+                            Some(format!("maintenance file {}", m.as_str().unwrap_or("?")))
+                        }
+                        ("down", _) if status.contains("not checked yet") => {
+                            Some("not checked yet".to_string())
+                        }
+                        ("down", _) => last_check.map(str::to_string),
+                        _ => None,
+                    };
+                    let weight = r.get("in_table").filter(|w| w.is_u64()).cloned();
+                    json!({
+                        "address": r.get("addr"),
+                        "forward": forward,
+                        "weight": weight,
+                        "in_table": weight.is_some(),
+                        "configured_weight": r.get("weight"),
+                        "health": health,
+                        "status": status,
+                        "reason": reason,
+                        "maintenance": maintenance,
+                        "check": r.get("check"),
+                        "last_check": last_check,
+                        "checks": r.get("checks"),
+                        "successes": r.get("successes"),
+                        "failures": r.get("failures"),
+                        "counters": r.get("counters"),
+                    })
+                })
+                .collect();
+            out.push(json!({
+                "id": svc.get("id"),
+                "protocol": protocol,
+                "address": address,
+                "scheduler": svc.get("scheduler"),
+                "forward": forward,
+                "quiescent": svc.get("quiescent"),
+                "fallback": svc.get("fallback"),
+                "fallback_active": svc.get("fallback_active"),
+                "config": d.get("config"),
+                "group": d.get("group"),
+                "node": me,
+                "running": d.get("running"),
+                "daemon_status": d.get("daemon_status"),
+                "real_servers": reals,
+            }));
+        }
+    }
+    out
+}
+
+/// The "Director:" section of the text view (empty when no group runs a director).
+fn render_director(v: &Value) -> String {
+    let Some(d) = v.get("director").filter(|d| d.is_object()) else { return String::new() };
+    let mut out = String::from("\nDirector:\n");
+    if let Some(e) = d.get("error").and_then(|e| e.as_str()) {
+        out.push_str(&format!(" cannot read the director's state: {e}\n"));
+    }
+    let services: Vec<&Value> =
+        d.get("virtual_services").and_then(|x| x.as_array()).into_iter().flatten().collect();
+    for svc in &services {
+        let config = svc.get("config").and_then(|c| c.as_str()).unwrap_or("?");
+        let file = Path::new(config).file_name().map_or(config.into(), |f| f.to_string_lossy());
+        let mut flags = String::new();
+        if svc.get("quiescent").and_then(|q| q.as_bool()) == Some(true) {
+            flags.push_str(" quiescent");
+        }
+        let mut state = String::new();
+        if svc.get("running").and_then(|r| r.as_bool()) == Some(false) {
+            state.push_str(" NOT RUNNING");
+        } else if let Some(ds) = svc.get("daemon_status").and_then(|x| x.as_str()).filter(|x| *x != "running")
+        {
+            state.push_str(&format!(" {ds}"));
+        }
+        out.push_str(&format!(
+            " {} {} {}{flags} ({file}, on {}){state}\n",
+            s(svc, "protocol"),
+            s(svc, "address"),
+            s(svc, "scheduler"),
+            s(svc, "node")
+        ));
+        for r in svc.get("real_servers").and_then(|x| x.as_array()).into_iter().flatten() {
+            let weight = match r.get("weight").and_then(|w| w.as_u64()) {
+                Some(w) => format!("weight {w}"),
+                None => "out of the table".to_string(),
+            };
+            let status = s(r, "status");
+            let health = match s(r, "health") {
+                "up" => {
+                    let detail = r
+                        .get("last_check")
+                        .and_then(|c| c.as_str())
+                        .map(|c| format!(" (last check: {c})"))
+                        .unwrap_or_default();
+                    format!("{status}{detail}")
+                }
+                "maintenance" => format!("maintenance (file {})", s(r, "maintenance")),
+                _ => match r.get("reason").and_then(|c| c.as_str()) {
+                    Some(why) if !status.contains(why) => format!("{status}: {why}"),
+                    _ => status.to_string(),
+                },
+            };
+            out.push_str(&format!("     -> {} {} {weight} {health}\n", s(r, "address"), s(r, "forward")));
+        }
+        if svc.get("fallback_active").and_then(|f| f.as_bool()) == Some(true) {
+            out.push_str(&format!("     -> {} fallback in use (no real server up)\n", s(svc, "fallback")));
+        }
+    }
+    for g in d.get("groups").and_then(|x| x.as_array()).into_iter().flatten() {
+        let nodes = strings(g.get("nodes"));
+        let here = g.get("here").and_then(|h| h.as_bool()) == Some(true);
+        let ours =
+            services.iter().any(|svc| svc.get("group").and_then(|x| x.as_str()) == Some(s(g, "group")));
+        if here && ours {
+            continue;
+        }
+        let at = match nodes.as_slice() {
+            [] => String::new(),
+            [one] => format!(" {one}"),
+            many => format!(" [ {} ]", many.join(" ")),
+        };
+        let where_ = match (s(g, "state"), here) {
+            ("started", false) => format!("runs on{at} (its real servers: `halo status` there)"),
+            ("started", true) => "held here, no director state yet".to_string(),
+            ("starting", _) => format!("starting on{at}"),
+            ("stopping", _) => format!("stopping on{at}"),
+            ("failed", _) => format!("FAILED on{at}"),
+            _ => "not running anywhere".to_string(),
+        };
+        out.push_str(&format!(" {} (group {}): {where_}\n", s(g, "resource"), s(g, "group")));
     }
     out
 }
