@@ -538,7 +538,11 @@ fn director_configs(dir: &Path, model: &Model, r: &mut Report) -> (Vec<(String, 
         let text = match std::fs::read_to_string(&f) {
             Ok(t) => t,
             Err(e) => {
-                r.fail("lvs", format!("cannot read {}: {e}", f.display()), None);
+                r.fail(
+                    "lvs",
+                    format!("cannot read {}: {e}: the director would not start", f.display()),
+                    Some(format!("put the ldirectord configuration at {}", f.display())),
+                );
                 continue;
             }
         };
