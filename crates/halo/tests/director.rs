@@ -105,6 +105,35 @@ impl Cluster {
         out
     }
 
+    /// `halo status [--json]` against `node`'s daemon.
+    fn status(&self, node: &str, json: bool) -> String {
+        let sock = self.socket(node);
+        let mut args = vec!["--socket", sock.to_str().unwrap(), "status"];
+        if json {
+            args.push("--json");
+        }
+        let (ok, out, err) = self.halo(&args);
+        assert!(ok, "halo status on {node}: {err}");
+        out
+    }
+
+    /// The real servers of `halo status --json`'s director on `node`: (address, weight in
+    /// the table, health).
+    fn status_reals(&self, node: &str) -> Vec<(String, Option<u64>, String)> {
+        let v: serde_json::Value = serde_json::from_str(&self.status(node, true)).unwrap();
+        let vs = v["director"]["virtual_services"].as_array().cloned().unwrap_or_default();
+        vs.iter()
+            .flat_map(|s| s["real_servers"].as_array().cloned().unwrap_or_default())
+            .map(|r| {
+                (
+                    r["address"].as_str().unwrap_or("").to_string(),
+                    r["weight"].as_u64(),
+                    r["health"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// `halo lvs` on `node`, empty while its daemon does not answer yet.
     fn try_lvs(&self, node: &str) -> String {
         let sock = self.socket(node);
@@ -261,6 +290,46 @@ fn seed_002_director_direct_routing_health_checks_and_failover() {
     // n2 runs no director: an empty table.
     assert_eq!(c.lvs("n2", &[]), HEADER);
 
+    // halo status on the director node: the virtual service and both real servers with
+    // their weight and health; --json carries the same.
+    let text = c.status("n1", false);
+    assert!(text.contains(&format!("\nDirector:\n TCP {VIP}:80 rr (ldirectord.cf, on n1)\n")), "{text}");
+    for real in ["10.79.0.1:80", "10.79.0.2:80"] {
+        assert!(text.contains(&format!("     -> {real} gate weight 1 up (last check: ")), "{real}: {text}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&c.status("n1", true)).unwrap();
+    let svc = &v["director"]["virtual_services"][0];
+    assert_eq!(
+        (svc["protocol"].as_str(), svc["address"].as_str()),
+        (Some("TCP"), Some("10.79.0.100:80")),
+        "{v}"
+    );
+    assert_eq!(svc["scheduler"], "rr");
+    assert_eq!(
+        c.status_reals("n1"),
+        [
+            ("10.79.0.1:80".to_string(), Some(1), "up".to_string()),
+            ("10.79.0.2:80".to_string(), Some(1), "up".to_string())
+        ]
+    );
+    for r in svc["real_servers"].as_array().unwrap() {
+        assert_eq!(r["forward"], "gate", "{r}");
+        assert!(r["checks"].as_u64().unwrap() >= 1, "{r}");
+        assert!(r["last_check"].is_string(), "{r}");
+        assert!(r["counters"]["inpkts"].as_u64().unwrap() > 0, "the client's packets were counted: {r}");
+    }
+    // n2 does not hold it: where it runs, no real servers.
+    let text = c.status("n2", false);
+    assert!(
+        text.contains(&format!(
+            "\nDirector:\n ldirectord::ldirectord.cf (group IPaddr2::{VIP}/16/eth0): runs on n1 (its real servers: `halo status` there)\n"
+        )),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&c.status("n2", true)).unwrap();
+    assert_eq!(v["director"]["here"], false, "{v}");
+    assert_eq!(v["director"]["virtual_services"], serde_json::json!([]), "{v}");
+
     // N2's web server stops: N2 leaves the table at its next check, the client sees N1 only.
     c.stop_web("n2");
     c.until(Duration::from_secs(10), "N2 left the table", || !c.lvs("n1", &[]).contains("10.79.0.2:80"));
@@ -269,6 +338,12 @@ fn seed_002_director_direct_routing_health_checks_and_failover() {
     let seen = c.fetches(4);
     assert_eq!(count(&seen, "N1"), 4, "{seen:?}");
     assert!(c.log("n1").contains("Deleted real server: 10.79.0.2:80"), "{}", c.log("n1"));
+    // halo status shows it down, out of the table (not quiescent), with the check's reason.
+    let reals = c.status_reals("n1");
+    assert_eq!(reals[0], ("10.79.0.1:80".to_string(), Some(1), "up".to_string()), "{reals:?}");
+    assert_eq!(reals[1], ("10.79.0.2:80".to_string(), None, "down".to_string()), "{reals:?}");
+    let text = c.status("n1", false);
+    assert!(text.contains("     -> 10.79.0.2:80 gate out of the table down: "), "{text}");
 
     // It comes back at its next successful check.
     c.start_web("n2");
