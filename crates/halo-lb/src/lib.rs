@@ -20,6 +20,8 @@
 //! * [`check`]: asynchronous health checks of real servers (ldirectord's check types and
 //!   negotiate protocols, each under one total deadline), [`check::spec_for`] to build them
 //!   from ldirectord.cf, and [`check::Health`] (rise/fall, last results) per real server.
+//! * [`conntrack`]: connection counts per real server (`ActiveConn`/`InActConn`) for the
+//!   nftables plane, from a ctnetlink dump of the kernel's connection tracking.
 //! * [`ipvsadm`]: a model of the IPVS table and what `ipvsadm` 1.31 prints for it, byte for
 //!   byte (`-L -n` and its `--stats`/`--rate`/... views, `-c`, `-S`), as pure functions.
 //! * [`dataplane`]: the director's typed desired state (virtual services, real servers,
@@ -33,6 +35,7 @@
 
 pub mod alert;
 pub mod check;
+pub mod conntrack;
 pub mod dataplane;
 pub mod director;
 pub mod ipvsadm;

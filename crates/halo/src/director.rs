@@ -41,8 +41,9 @@
 //!   running configuration stays; a valid one is applied as a difference, real servers whose
 //!   check did not change keeping their health, counters and rhythm.
 //! * status: running iff the director thread runs.
-//! * `halo lvs`: [`Director::lvs_json`] (blocking: it reads the nft counters) gives the
-//!   ipvsadm views of what runs, and the health of every real server.
+//! * `halo lvs`: [`Director::lvs_json`] (blocking: it reads the nft counters and, for NAT
+//!   services, dumps conntrack for `ActiveConn`/`InActConn`) gives the ipvsadm views of what
+//!   runs, and the health of every real server.
 //!
 //! One director per configuration file; each has its own table (`halo_lb` for
 //! `ldirectord.cf`, `halo_lb_<name>` for another file).
@@ -67,6 +68,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The configuration file of a bare `ldirectord` word.
 pub const DEFAULT_CF: &str = "ldirectord.cf";
+
+/// Longest one read of the conntrack dump may wait (for `halo lvs`).
+const CONNTRACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest start waits for the first check pass.
 const FIRST_PASS_WAIT_MAX: Duration = Duration::from_secs(40);
@@ -565,6 +569,21 @@ impl Director {
             let rates = inst.rates(&stats);
             let st = lock(&inst.shared.state).clone();
             let mut m = st.model(&stats, &is_local);
+            // NAT connections per real server, from conntrack (DR ones never reach it).
+            let nat: Vec<ServiceKey> = st
+                .services
+                .iter()
+                .filter(|s| s.service.forward == Forward::Masq)
+                .map(|s| s.service.key)
+                .collect();
+            let (conns, conntrack_error) = if nat.is_empty() {
+                (BTreeMap::new(), None)
+            } else {
+                match halo_lb::conntrack::dump(CONNTRACK_TIMEOUT) {
+                    Ok(entries) => (halo_lb::conntrack::count(&entries, &nat), None),
+                    Err(e) => (BTreeMap::new(), Some(e.to_string())),
+                }
+            };
             for s in &mut m.services {
                 let ipvsadm::ServiceKey::Addr { addr: std::net::SocketAddr::V4(va), protocol } = s.key else {
                     continue;
@@ -577,6 +596,10 @@ impl Director {
                 let key = ServiceKey { protocol: proto, vip: *va.ip(), port: va.port() };
                 for d in &mut s.dests {
                     let std::net::SocketAddr::V4(ra) = d.addr else { continue };
+                    if let Some(c) = conns.get(&(key, ra)) {
+                        d.active = c.active;
+                        d.inactive = c.inactive;
+                    }
                     if let Some(r) = rates.get(&(key, ra)) {
                         d.rates = *r;
                         s.rates.inpps += r.inpps;
@@ -604,6 +627,8 @@ impl Director {
                             "id": r.id,
                             "weight": r.weight,
                             "maintenance": r.maintenance,
+                            "active_conns": conns.get(&(s.service.key, r.addr)).map(|c| c.active).unwrap_or(0),
+                            "inact_conns": conns.get(&(s.service.key, r.addr)).map(|c| c.inactive).unwrap_or(0),
                             "checks": r.checker.health().checks(),
                             "successes": r.checker.health().successes(),
                             "failures": r.checker.health().failures(),
@@ -634,6 +659,7 @@ impl Director {
                 "group": inst.group,
                 "table": inst.shared.plane.table(),
                 "daemon_status": inst.shared.status().name(),
+                "conntrack_error": conntrack_error,
                 "autoreload": st.global.autoreload,
                 "maintenancedir": st.global.maintenancedir.as_ref().map(|d| d.display().to_string()),
                 "alerts_pending_repeat": lock(&inst.shared.alerter).pending(),

@@ -10,7 +10,9 @@
 //! * alertcommand: a script records every change, one at a time, in order;
 //! * autoreload: a real server added to the file joins while the other keeps its health
 //!   (same id, check counters continuing, never out of the table); an invalid file is
-//!   refused with its file:line and the table stays.
+//!   refused with its file:line and the table stays;
+//! * connection counts: over LVS-NAT, connections held through the VIP show as `ActiveConn`
+//!   of their real servers in `halo lvs` (from conntrack), and as `InActConn` once closed.
 use halo::testbed::{wait_for, Testbed};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -37,6 +39,26 @@ impl Bed {
         tb.add_host("d", "10.81.0.1/16").unwrap();
         tb.add_host("r1", "10.81.0.2/16").unwrap();
         tb.add_host("r2", "10.81.0.3/16").unwrap();
+        Some(Bed { tb, web: Vec::new() })
+    }
+
+    /// LVS-NAT on the same switch: the real servers in 10.81.0.0/24 route through the
+    /// director (10.81.0.1), which also has 10.81.1.1 and the VIP 10.81.1.100 in the client's
+    /// 10.81.1.0/24 (client `c` at 10.81.1.9, routing the inside subnet through the director).
+    fn nat(tag: &str) -> Option<Bed> {
+        let mut tb = Testbed::for_test(tag)?;
+        tb.add_host("d", "10.81.0.1/24").unwrap();
+        tb.add_host("r1", "10.81.0.2/24").unwrap();
+        tb.add_host("r2", "10.81.0.3/24").unwrap();
+        tb.add_host("c", "10.81.1.9/24").unwrap();
+        for a in ["10.81.1.1/24", "10.81.1.100/24"] {
+            tb.exec("d", &["ip", "addr", "add", a, "dev", "eth0"]).unwrap();
+        }
+        tb.exec("d", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
+        tb.exec("c", &["ip", "route", "add", "10.81.0.0/24", "via", "10.81.1.1"]).unwrap();
+        for r in ["r1", "r2"] {
+            tb.exec(r, &["ip", "route", "add", "default", "via", "10.81.0.1"]).unwrap();
+        }
         Some(Bed { tb, web: Vec::new() })
     }
 
@@ -120,7 +142,7 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        for host in ["d", "r1", "r2"] {
+        for host in ["d", "r1", "r2", "c"] {
             let Ok(out) = Command::new("ip").args(["netns", "pids", &self.tb.ns(host)]).output() else {
                 continue;
             };
@@ -458,4 +480,62 @@ fn director_autoreload_applies_the_difference_and_refuses_an_invalid_file() {
     assert_eq!(b.real(R2)["id"], r2["id"]);
     assert!(b.real(R2)["checks"].as_u64() >= r2["checks"].as_u64());
     assert!(b.log().contains(&format!("Purged real server (reload): {R1} ({VS})")), "{}", b.log());
+}
+
+/// (ActiveConn, InActConn) of `addr` in `halo lvs`.
+fn conns_in(lvs: &str, addr: &str) -> Option<(u32, u32)> {
+    lvs.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        match cols.as_slice() {
+            ["->", a, _fwd, _w, act, inact] if *a == addr => Some((act.parse().ok()?, inact.parse().ok()?)),
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn director_nat_connection_counts_from_conntrack() {
+    let Some(mut b) = Bed::nat("dcon") else { return };
+    let cf = format!(
+        "checktimeout=1\ncheckinterval=1\n\nvirtual=10.81.1.100:80\n\treal={R1} masq 1\n\treal={R2} masq 1\n\
+         \tchecktype=connect\n\tscheduler=rr\n"
+    );
+    let dir = b.config(&cf);
+    b.start_web("r1");
+    b.start_web("r2");
+    b.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
+    b.until(Duration::from_secs(20), "both real servers in the table", || {
+        let t = b.lvs();
+        weight_in(&t, R1) == Some(1) && weight_in(&t, R2) == Some(1)
+    });
+    // Checks come from the director itself, not through the VIP: nothing counted yet.
+    assert_eq!(conns_in(&b.lvs(), R1), Some((0, 0)), "{}", b.lvs());
+
+    // Three clients hold a connection each through the VIP (rr: two on one real server).
+    let hold = "import socket, time\n\
+                s = [socket.create_connection(('10.81.1.100', 80), timeout=5) for _ in range(3)]\n\
+                print('connected', flush=True)\n\
+                time.sleep(120)\n";
+    let out = b.tb.dir.join("c.hold");
+    let pid = b.tb.spawn("c", Path::new("/usr/bin/python3"), &["-c", hold], &out).unwrap();
+    b.until(Duration::from_secs(10), "three established connections counted", || {
+        let t = b.lvs();
+        let (a1, _) = conns_in(&t, R1).unwrap_or_default();
+        let (a2, _) = conns_in(&t, R2).unwrap_or_default();
+        a1 + a2 == 3 && a1 >= 1 && a2 >= 1
+    });
+    let t = b.lvs();
+    for (r, addr) in [(b.real(R1), R1), (b.real(R2), R2)] {
+        assert_eq!(r["active_conns"].as_u64(), conns_in(&t, addr).map(|c| u64::from(c.0)), "{r}\n{t}");
+    }
+    assert_eq!(b.director()["conntrack_error"], Value::Null);
+
+    // The client goes: its connections close and count as inactive (TIME_WAIT) until they expire.
+    b.tb.stop(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    b.until(Duration::from_secs(10), "no active connection, the closed ones inactive", || {
+        let t = b.lvs();
+        let (a1, i1) = conns_in(&t, R1).unwrap_or_default();
+        let (a2, i2) = conns_in(&t, R2).unwrap_or_default();
+        a1 + a2 == 0 && i1 + i2 == 3
+    });
 }

@@ -1,0 +1,387 @@
+//! Connection counts per real server (`ActiveConn`/`InActConn` of `ipvsadm -L -n`) for the
+//! nftables plane, from the kernel's connection tracking, read over ctnetlink (one dump of the
+//! IPv4 conntrack table of the caller's network namespace).
+//!
+//! A connection the plane sent to a real server by NAT is a conntrack entry whose original
+//! destination is the virtual service, whose status says it was destination-NATed, and whose
+//! reply comes from the real server. IPVS counts a TCP connection in `ESTABLISHED` as active and
+//! every other one (handshake, `FIN_WAIT`, `TIME_WAIT`, ..., and every UDP flow) as inactive;
+//! so does [`count`].
+//!
+//! Direct routing is not counted here: the plane drops the original packet after duplicating
+//! it to the real server, so conntrack never confirms a DR connection (see the dataplane's
+//! module documentation); those real servers show 0, as before.
+//!
+//! [`dump`] blocks (a netlink round trip, under a receive timeout); [`parse`] and [`count`]
+//! are pure and tested on bytes laid out as the kernel sends them.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use crate::dataplane::{Protocol, ServiceKey};
+
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_GET: u16 = 1;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_STATUS: u16 = 3;
+const CTA_PROTOINFO: u16 = 4;
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V4_DST: u16 = 2;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
+const CTA_PROTO_DST_PORT: u16 = 3;
+const CTA_PROTOINFO_TCP: u16 = 1;
+const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+
+/// `IPS_DST_NAT`: the entry's destination was rewritten.
+pub const IPS_DST_NAT: u32 = 1 << 5;
+/// `TCP_CONNTRACK_ESTABLISHED`.
+pub const TCP_ESTABLISHED: u8 = 3;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+/// Most entries one dump reads: a bound on the work of one `halo lvs`, far above what a
+/// director table tracks in the tests and benches (the kernel's default table holds 262,144).
+pub const MAX_ENTRIES: usize = 4_000_000;
+
+/// The part of one conntrack entry the counts need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub proto: u8,
+    /// Original direction: the client and the address it asked for (the VIP).
+    pub orig_src: SocketAddrV4,
+    pub orig_dst: SocketAddrV4,
+    /// Reply direction's source: who answers (the real server after DNAT).
+    pub reply_src: SocketAddrV4,
+    pub status: u32,
+    /// TCP only.
+    pub tcp_state: Option<u8>,
+}
+
+/// Active and inactive connections of one real server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Conns {
+    pub active: u32,
+    pub inactive: u32,
+}
+
+/// Per (virtual service, real server) of `services`: the NATed connections of `entries`.
+pub fn count(entries: &[Entry], services: &[ServiceKey]) -> BTreeMap<(ServiceKey, SocketAddrV4), Conns> {
+    let mut out: BTreeMap<(ServiceKey, SocketAddrV4), Conns> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.status & IPS_DST_NAT != 0) {
+        let proto = match e.proto {
+            IPPROTO_TCP => Protocol::Tcp,
+            IPPROTO_UDP => Protocol::Udp,
+            _ => continue,
+        };
+        let key = ServiceKey { protocol: proto, vip: *e.orig_dst.ip(), port: e.orig_dst.port() };
+        if !services.contains(&key) {
+            continue;
+        }
+        let c = out.entry((key, e.reply_src)).or_default();
+        if proto == Protocol::Tcp && e.tcp_state == Some(TCP_ESTABLISHED) {
+            c.active = c.active.saturating_add(1);
+        } else {
+            c.inactive = c.inactive.saturating_add(1);
+        }
+    }
+    out
+}
+
+/// Why the table could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConntrackError {
+    #[error("conntrack netlink socket: {0}")]
+    Socket(#[source] nix::Error),
+    #[error("conntrack dump: {0}")]
+    Io(#[source] nix::Error),
+    #[error("conntrack dump refused by the kernel: {0}")]
+    Kernel(nix::Error),
+    #[error("conntrack dump: malformed message: {0}")]
+    Malformed(&'static str),
+}
+
+/// Dumps the IPv4 conntrack table of this network namespace (blocks; each read waits at most
+/// `timeout`).
+pub fn dump(timeout: Duration) -> Result<Vec<Entry>, ConntrackError> {
+    use nix::sys::socket::{
+        recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
+        SockProtocol, SockType,
+    };
+    use nix::sys::time::TimeVal;
+    let fd =
+        socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
+            .map_err(ConntrackError::Socket)?;
+    let tv = TimeVal::new(
+        i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        i64::from(timeout.subsec_micros()),
+    );
+    setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(ConntrackError::Socket)?;
+    // A dump arrives in many datagrams; a large buffer keeps the kernel from dropping them.
+    let _ = setsockopt(&fd, sockopt::RcvBuf, &(1 << 20));
+    let seq: u32 = 1;
+    sendto(std::os::fd::AsRawFd::as_raw_fd(&fd), &request(seq), &NetlinkAddr::new(0, 0), MsgFlags::empty())
+        .map_err(ConntrackError::Io)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut entries = Vec::new();
+    loop {
+        let n = recv(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buf, MsgFlags::empty())
+            .map_err(ConntrackError::Io)?;
+        if n == 0 {
+            return Err(ConntrackError::Malformed("the socket closed before the end of the dump"));
+        }
+        if parse(&buf[..n], seq, &mut entries)? || entries.len() >= MAX_ENTRIES {
+            return Ok(entries);
+        }
+    }
+}
+
+/// The dump request: `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP`, family AF_INET.
+pub fn request(seq: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(20);
+    m.extend_from_slice(&20u32.to_ne_bytes());
+    m.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET).to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    // nfgenmsg: family, version (NFNETLINK_V0), res_id (big endian).
+    m.extend_from_slice(&[libc_af_inet(), 0, 0, 0]);
+    m
+}
+
+fn libc_af_inet() -> u8 {
+    nix::sys::socket::AddressFamily::Inet as i32 as u8
+}
+
+/// Reads the netlink messages of one datagram into `out`; true at the end of the dump.
+pub fn parse(mut buf: &[u8], seq: u32, out: &mut Vec<Entry>) -> Result<bool, ConntrackError> {
+    while buf.len() >= 16 {
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        let mseq = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        if len < 16 || len > buf.len() {
+            return Err(ConntrackError::Malformed("a message longer than its datagram"));
+        }
+        let payload = &buf[16..len];
+        if mseq == seq {
+            match kind {
+                NLMSG_DONE => return Ok(true),
+                NLMSG_ERROR => {
+                    let code = payload
+                        .get(..4)
+                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .ok_or(ConntrackError::Malformed("a short error message"))?;
+                    if code != 0 {
+                        return Err(ConntrackError::Kernel(nix::Error::from_raw(-code)));
+                    }
+                }
+                _ if kind >> 8 == NFNL_SUBSYS_CTNETLINK => {
+                    if let Some(e) = payload.get(4..).and_then(entry) {
+                        out.push(e);
+                    }
+                }
+                _ => {}
+            }
+        }
+        buf = &buf[align(len).min(buf.len())..];
+    }
+    Ok(false)
+}
+
+fn align(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// The attributes of `buf`: (type without flags, payload).
+fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if buf.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > buf.len() {
+            return None;
+        }
+        let payload = &buf[4..len];
+        buf = &buf[align(len).min(buf.len())..];
+        Some((kind, payload))
+    })
+}
+
+fn attr(buf: &[u8], kind: u16) -> Option<&[u8]> {
+    attrs(buf).find(|(k, _)| *k == kind).map(|(_, p)| p)
+}
+
+/// (proto, source, destination) of a `CTA_TUPLE_*`.
+fn tuple(buf: &[u8]) -> Option<(u8, SocketAddrV4, SocketAddrV4)> {
+    let ip = attr(buf, CTA_TUPLE_IP)?;
+    let v4 = |k| -> Option<Ipv4Addr> {
+        let b: [u8; 4] = attr(ip, k)?.try_into().ok()?;
+        Some(Ipv4Addr::from(b))
+    };
+    let (src, dst) = (v4(CTA_IP_V4_SRC)?, v4(CTA_IP_V4_DST)?);
+    let proto = attr(buf, CTA_TUPLE_PROTO)?;
+    let num = *attr(proto, CTA_PROTO_NUM)?.first()?;
+    let port = |k| -> u16 {
+        attr(proto, k).and_then(|b| <[u8; 2]>::try_from(b).ok()).map(u16::from_be_bytes).unwrap_or(0)
+    };
+    Some((
+        num,
+        SocketAddrV4::new(src, port(CTA_PROTO_SRC_PORT)),
+        SocketAddrV4::new(dst, port(CTA_PROTO_DST_PORT)),
+    ))
+}
+
+fn entry(buf: &[u8]) -> Option<Entry> {
+    let (proto, orig_src, orig_dst) = tuple(attr(buf, CTA_TUPLE_ORIG)?)?;
+    let (_, reply_src, _) = tuple(attr(buf, CTA_TUPLE_REPLY)?)?;
+    let status = attr(buf, CTA_STATUS).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes)?;
+    let tcp_state = attr(buf, CTA_PROTOINFO)
+        .and_then(|p| attr(p, CTA_PROTOINFO_TCP))
+        .and_then(|t| attr(t, CTA_PROTOINFO_TCP_STATE))
+        .and_then(|s| s.first().copied());
+    Some(Entry { proto, orig_src, orig_dst, reply_src, status, tcp_state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One attribute (nested when `nested`), padded.
+    fn nla(kind: u16, nested: bool, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+        v.extend_from_slice(&(kind | if nested { 0x8000 } else { 0 }).to_ne_bytes());
+        v.extend_from_slice(payload);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    fn tuple_attr(kind: u16, proto: u8, src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
+        let ip =
+            [nla(CTA_IP_V4_SRC, false, &src.ip().octets()), nla(CTA_IP_V4_DST, false, &dst.ip().octets())]
+                .concat();
+        let pr = [
+            nla(CTA_PROTO_NUM, false, &[proto]),
+            nla(CTA_PROTO_SRC_PORT, false, &src.port().to_be_bytes()),
+            nla(CTA_PROTO_DST_PORT, false, &dst.port().to_be_bytes()),
+        ]
+        .concat();
+        nla(kind, true, &[nla(CTA_TUPLE_IP, true, &ip), nla(CTA_TUPLE_PROTO, true, &pr)].concat())
+    }
+
+    fn message(seq: u32, e: &Entry) -> Vec<u8> {
+        let mut body = vec![2, 0, 0, 0];
+        body.extend(tuple_attr(CTA_TUPLE_ORIG, e.proto, e.orig_src, e.orig_dst));
+        // The reply goes from the real server back to the client.
+        body.extend(tuple_attr(CTA_TUPLE_REPLY, e.proto, e.reply_src, e.orig_src));
+        body.extend(nla(CTA_STATUS, false, &e.status.to_be_bytes()));
+        if let Some(s) = e.tcp_state {
+            let tcp = nla(CTA_PROTOINFO_TCP, true, &nla(CTA_PROTOINFO_TCP_STATE, false, &[s]));
+            body.extend(nla(CTA_PROTOINFO, true, &tcp));
+        }
+        let mut m = Vec::new();
+        m.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&(NFNL_SUBSYS_CTNETLINK << 8).to_ne_bytes());
+        m.extend_from_slice(&2u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend(body);
+        m
+    }
+
+    fn done(seq: u32) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&20u32.to_ne_bytes());
+        m.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+        m.extend_from_slice(&2u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&0i32.to_ne_bytes());
+        m
+    }
+
+    fn a(s: &str) -> SocketAddrV4 {
+        s.parse().expect("address")
+    }
+
+    fn e(proto: u8, dst: &str, real: &str, status: u32, tcp_state: Option<u8>) -> Entry {
+        Entry {
+            proto,
+            orig_src: a("10.81.1.9:40000"),
+            orig_dst: a(dst),
+            reply_src: a(real),
+            status,
+            tcp_state,
+        }
+    }
+
+    #[test]
+    fn parses_the_kernels_layout_and_counts_like_ipvs() {
+        let nat = IPS_DST_NAT | 0x8 | 0x4 | 0x2;
+        let entries = [
+            e(6, "10.81.1.100:80", "10.81.0.11:80", nat, Some(TCP_ESTABLISHED)),
+            e(6, "10.81.1.100:80", "10.81.0.11:80", nat, Some(TCP_ESTABLISHED)),
+            e(6, "10.81.1.100:80", "10.81.0.11:80", nat, Some(7)), // TIME_WAIT
+            e(6, "10.81.1.100:80", "10.81.0.12:80", nat, Some(1)), // SYN_SENT
+            e(17, "10.81.1.100:53", "10.81.0.12:53", nat, None),
+            // Not the director's: not NATed, another address, another protocol.
+            e(6, "10.81.1.100:80", "10.81.1.100:80", 0x8, Some(TCP_ESTABLISHED)),
+            e(6, "10.81.1.200:80", "10.81.0.11:80", nat, Some(TCP_ESTABLISHED)),
+            e(1, "10.81.1.100:0", "10.81.0.11:0", nat, None),
+        ];
+        let mut dgram = Vec::new();
+        for x in &entries[..5] {
+            dgram.extend(message(7, x));
+        }
+        let mut got = Vec::new();
+        assert!(!parse(&dgram, 7, &mut got).expect("parses"), "no end yet");
+        let mut dgram2: Vec<u8> = entries[5..].iter().flat_map(|x| message(7, x)).collect();
+        dgram2.extend(done(7));
+        assert!(parse(&dgram2, 7, &mut got).expect("parses"), "the end");
+        assert_eq!(got, entries.to_vec());
+
+        let web = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 81, 1, 100), port: 80 };
+        let dns = ServiceKey { protocol: Protocol::Udp, vip: Ipv4Addr::new(10, 81, 1, 100), port: 53 };
+        let c = count(&got, &[web, dns]);
+        assert_eq!(c.get(&(web, a("10.81.0.11:80"))), Some(&Conns { active: 2, inactive: 1 }));
+        assert_eq!(c.get(&(web, a("10.81.0.12:80"))), Some(&Conns { active: 0, inactive: 1 }));
+        assert_eq!(c.get(&(dns, a("10.81.0.12:53"))), Some(&Conns { active: 0, inactive: 1 }));
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn kernel_errors_and_garbage_are_errors_not_panics() {
+        let mut m = done(3);
+        m[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        m[16..20].copy_from_slice(&(-1i32).to_ne_bytes());
+        assert!(matches!(parse(&m, 3, &mut Vec::new()), Err(ConntrackError::Kernel(_))));
+        let mut m = done(3);
+        m[0..4].copy_from_slice(&400u32.to_ne_bytes());
+        assert!(matches!(parse(&m, 3, &mut Vec::new()), Err(ConntrackError::Malformed(_))));
+        // Messages of another request are skipped; truncated attributes give no entry.
+        let x = e(6, "10.81.1.100:80", "10.81.0.11:80", IPS_DST_NAT, Some(3));
+        let mut got = Vec::new();
+        assert!(!parse(&message(9, &x), 3, &mut got).expect("parses"));
+        let mut short = message(3, &x);
+        let n = short.len();
+        short.truncate(n - 24);
+        short[0..4].copy_from_slice(&((n - 24) as u32).to_ne_bytes());
+        assert!(!parse(&short, 3, &mut got).expect("parses"));
+        assert!(got.is_empty());
+        assert_eq!(request(5).len(), 20);
+    }
+}
