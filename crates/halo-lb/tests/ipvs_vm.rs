@@ -52,16 +52,20 @@ const STEPS: &[&str] = &[
     "fwmark-ipip",
     "views-stats-rate-conn",
     "foreign-service-left-alone",
-    "service-removed",
     "sync-daemon",
+    "sync-to-backup-namespace",
+    "service-removed",
     "clean-removal",
 ];
 
 #[test]
 fn ipvs_data_plane_in_a_qemu_vm() {
-    if std::env::var_os(GUEST_ENV).is_some() {
-        guest();
-        return;
+    match std::env::var(GUEST_ENV).as_deref() {
+        Ok("1") => return guest(),
+        Ok("backup-start") => return backup_start(),
+        Ok("backup-check") => return backup_check(),
+        Ok(other) => panic!("{GUEST_ENV}={other:?}: expected 1, backup-start or backup-check"),
+        Err(_) => {}
     }
     let require = std::env::var("HALO_REQUIRE_ROOT").as_deref() == Ok("1");
     if !nix::unistd::Uid::effective().is_root() {
@@ -71,8 +75,13 @@ fn ipvs_data_plane_in_a_qemu_vm() {
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ipvs-vm.sh");
     let exe = std::env::current_exe().expect("current_exe");
+    // The console is kept for a look after a failure.
+    let log = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ipvs-vm/console.log");
+    let _ = std::fs::create_dir_all(log.parent().expect("parent"));
     let out = Command::new(&script)
-        .args(["--env", &format!("{GUEST_ENV}=1"), "--"])
+        .args(["--env", &format!("{GUEST_ENV}=1"), "--log"])
+        .arg(&log)
+        .arg("--")
         .arg(&exe)
         .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
         .output()
@@ -95,7 +104,9 @@ fn ipvs_data_plane_in_a_qemu_vm() {
     let blocks = blocks(&console);
     let mut pairs = 0;
     for (label, halo) in blocks.iter().filter_map(|(k, v)| k.strip_prefix("halo ").map(|l| (l, v))) {
-        let theirs = blocks.get(&format!("ipvsadm {label}")).unwrap_or_else(|| panic!("no ipvsadm {label}"));
+        let theirs = blocks
+            .get(&format!("ipvsadm {label}"))
+            .unwrap_or_else(|| panic!("no ipvsadm {label} (console: {})", log.display()));
         assert_eq!(halo, theirs, "halo lvs and ipvsadm differ at {label}");
         pairs += 1;
     }
@@ -110,8 +121,9 @@ fn blocks(console: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut cur: Option<(String, String)> = None;
     for line in console.split_inclusive('\n') {
-        if let Some(l) = line.strip_prefix("=== BEGIN ") {
-            cur = Some((l.trim_end().to_string(), String::new()));
+        // A child's first line may follow libtest's `test NAME ... ` on the same line.
+        if let Some(at) = line.find("=== BEGIN ") {
+            cur = Some((line[at + 10..].trim_end().to_string(), String::new()));
         } else if line.starts_with("=== END ") {
             if let Some((k, v)) = cur.take() {
                 out.insert(k, v);
@@ -272,6 +284,60 @@ fn counted(plane: &IpvsDataPlane, svc: &str, n: u64) -> ipvsadm::Model {
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("{svc}: the kernel never counted {n} connections:\n{}", ipvsadm(&["-L", "-n", "--stats"]));
+}
+
+/// Runs iproute2's `ip` (not busybox's, which has no netns) with these words.
+fn ip(cmd: &str) {
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    assert_eq!(words[0], "ip");
+    let out = Command::new("/sbin/ip").args(&words[1..]).output().expect("ip");
+    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs this test binary again inside namespace `b` in the given role; its output is shown.
+fn in_backup(role: &str, client: &str) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = Command::new("/sbin/ip")
+        .args(["netns", "exec", "b"])
+        .arg(&exe)
+        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+        .env(GUEST_ENV, role)
+        .env("HALO_IPVS_VM_CLIENT", client)
+        .output()
+        .expect("ip netns exec");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{role} in namespace b failed");
+}
+
+/// In the backup director's namespace: the backup sync daemon (no services: a standby
+/// director's table is empty until it takes over).
+fn backup_start() {
+    let plane = IpvsDataPlane::new();
+    let backup = Daemon { master: false, interface: "v1".into(), sync_id: 9 };
+    assert!(plane.start_daemon(&backup).expect("start backup"));
+    assert_eq!(plane.daemons().expect("daemons"), vec![backup]);
+}
+
+/// In the backup director's namespace: the master's connection arrives, and halo's `-c`
+/// view of it is ipvsadm's.
+fn backup_check() {
+    let plane = IpvsDataPlane::new();
+    let client: SocketAddr = std::env::var("HALO_IPVS_VM_CLIENT").expect("client").parse().expect("addr");
+    let vip: SocketAddr = "198.51.100.10:53".parse().expect("addr");
+    for _ in 0..100 {
+        let m = plane.model().expect("model");
+        if let Some(c) = m.connections.iter().find(|c| c.source == client && c.virtual_addr == vip) {
+            assert_eq!(c.protocol, "UDP");
+            let d = c.destination.to_string();
+            assert!(d == "192.0.2.21:5353" || d == "192.0.2.22:5353", "{c:?}");
+            let l = agree(&plane, "backup-namespace", &["-c"]);
+            assert!(l.contains(&format!("UDP {client}")) || l.contains(&client.to_string()), "{l}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the master's connection never reached the backup:\n{}", ipvsadm(&["-L", "-n", "-c"]));
 }
 
 const WEB: &str = "TCP 198.51.100.10:80";
@@ -440,16 +506,6 @@ fn guest() {
     assert!(l.contains("TCP  203.0.113.1:80 rr\n"), "{l}");
     step("foreign-service-left-alone");
 
-    // A service removed from the desired state.
-    svcs.retain(|s| ipvs::service_name(&s.key) != "UDP 198.51.100.10:53");
-    assert_eq!(
-        plane.apply_services(&svcs).expect("apply"),
-        vec![Change::ServiceRemoved("UDP 198.51.100.10:53".into())]
-    );
-    let l = agree(&plane, "service-removed", &[]);
-    assert!(!l.contains("UDP"), "{l}");
-    step("service-removed");
-
     // The sync daemon: master and backup, as ipvsadm --start-daemon does.
     let master = Daemon { master: true, interface: "d0".into(), sync_id: 7 };
     let backup = Daemon { master: false, interface: "d0".into(), sync_id: 7 };
@@ -468,6 +524,39 @@ fn guest() {
     assert_eq!(plane.daemons().expect("daemons"), vec![]);
     agree(&plane, "sync-daemon", &[]);
     step("sync-daemon");
+
+    // Connection sync to a backup director: a second network namespace (the backup
+    // director), linked by a veth pair; its backup daemon takes what the master sends.
+    ip("ip netns add b");
+    ip("ip link add v0 type veth peer name v1 netns b");
+    ip("ip addr add 10.0.0.1/24 dev v0");
+    ip("ip link set v0 up");
+    ip("ip -n b addr add 10.0.0.2/24 dev v1");
+    ip("ip -n b link set v1 up");
+    ip("ip -n b link set lo up");
+    in_backup("backup-start", "");
+    let master = Daemon { master: true, interface: "v0".into(), sync_id: 9 };
+    assert!(plane.start_daemon(&master).expect("start master"));
+    // A UDP flow of three datagrams: IPVS syncs a connection at its third packet
+    // (sync_threshold 3).
+    let client = std::net::UdpSocket::bind("198.51.100.10:0").expect("udp");
+    for _ in 0..3 {
+        client.send_to(b"q", "198.51.100.10:53").expect("send");
+    }
+    println!("client {}", client.local_addr().expect("addr"));
+    in_backup("backup-check", &client.local_addr().expect("addr").to_string());
+    assert!(plane.stop_daemon(true).expect("stop"));
+    step("sync-to-backup-namespace");
+
+    // A service removed from the desired state.
+    svcs.retain(|s| ipvs::service_name(&s.key) != "UDP 198.51.100.10:53");
+    assert_eq!(
+        plane.apply_services(&svcs).expect("apply"),
+        vec![Change::ServiceRemoved("UDP 198.51.100.10:53".into())]
+    );
+    let l = agree(&plane, "service-removed", &[]);
+    assert!(!l.contains("UDP"), "{l}");
+    step("service-removed");
 
     // A clean stop removes halo's services, and only those.
     assert!(plane.remove().expect("remove"));
