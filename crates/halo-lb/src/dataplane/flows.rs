@@ -295,8 +295,11 @@ pub fn decode(buf: &[u8], keys: &[&[u8]]) -> Result<SyncMsg, Drop> {
 /// of the newest round; a complete round is returned once.
 #[derive(Default)]
 pub struct Assembler {
-    pending: BTreeMap<(String, String), (u64, BTreeMap<u32, Vec<FlowSet>>, u32)>,
+    /// Per (sender, table): the round being assembled, its parts so far, and how many it has.
+    pending: BTreeMap<(String, String), Round>,
 }
+
+type Round = (u64, BTreeMap<u32, Vec<FlowSet>>, u32);
 
 impl Assembler {
     /// Adds one part; returns the whole snapshot when this part completed its round.
