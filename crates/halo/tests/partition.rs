@@ -8,7 +8,13 @@
 //!
 //! Without fencing two owners during a cut are expected: they are reported, not asserted.
 //! What is asserted holds whatever the timing: after the final heal and a settle period one
-//! node holds the VIP and the client is served, every daemon still answers, none panicked.
+//! node holds the VIP and the client is served, every daemon still answers, none panicked,
+//! and no split-brain is left open in any node's history.
+//!
+//! The fenced variant adds a STONITH device whose power switch really powers a node off
+//! (its VIP removed, every process in its namespace SIGKILLed) and boots it again a little
+//! later; there two owners are asserted never to be seen outside a fence window. A third
+//! test cuts one node off once, heals, and reads the split-brain history of `halo status`.
 use halo::testbed::{wait_for, Testbed};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -64,7 +70,13 @@ struct Watch {
     /// 1 + index of the node that answered the client's last request, 0: no answer.
     served_by: Arc<AtomicU64>,
     tally: Arc<Mutex<Tally>>,
+    /// Every checker sample: (wall clock in Unix ms, ms since the last one, owners).
+    samples: Arc<Mutex<Vec<(u64, u64, u32)>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 impl Watch {
@@ -76,6 +88,7 @@ impl Watch {
         let owners = Arc::new(AtomicU64::new(0));
         let served_by = Arc::new(AtomicU64::new(0));
         let tally = Arc::new(Mutex::new(Tally::default()));
+        let samples = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         for (i, node) in NODES.iter().enumerate() {
             let (ns, stop, owners) = (tb.ns(node), stop.clone(), owners.clone());
@@ -105,8 +118,8 @@ impl Watch {
             }));
         }
         {
-            let (stop, owners, served_by, tally) =
-                (stop.clone(), owners.clone(), served_by.clone(), tally.clone());
+            let (stop, owners, served_by, tally, samples) =
+                (stop.clone(), owners.clone(), served_by.clone(), tally.clone(), samples.clone());
             threads.push(std::thread::spawn(move || {
                 let mut last = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
@@ -115,6 +128,7 @@ impl Watch {
                     let dt = now.duration_since(last).as_millis() as u64;
                     last = now;
                     let n = owners.load(Ordering::Relaxed).count_ones();
+                    samples.lock().unwrap().push((unix_ms(), dt, n));
                     let mut t = tally.lock().unwrap();
                     t.samples += 1;
                     match n {
@@ -130,7 +144,7 @@ impl Watch {
                 }
             }));
         }
-        Watch { stop, owners, served_by, tally, threads }
+        Watch { stop, owners, served_by, tally, samples, threads }
     }
 
     fn owners(&self) -> Vec<&'static str> {
@@ -200,11 +214,12 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn config(&self, node: &str) -> PathBuf {
+    /// A node's configuration directory; `extra`: more ha.cf lines (a STONITH device).
+    fn config(&self, node: &str, extra: &str) -> PathBuf {
         let log = self.tb.dir.join(format!("{node}.log"));
         let cf = format!(
             "keepalive 100ms\nwarntime 300ms\ndeadtime {DEADTIME_MS}ms\ninitdead 2\nbcast eth0\n\
-             auto_failback on\nnode {}\nlogfile {}\nrealtime off\n",
+             auto_failback on\nnode {}\nlogfile {}\nrealtime off\n{extra}",
             NODES.join(" "),
             log.display()
         );
@@ -265,6 +280,62 @@ impl Drop for Cluster {
     }
 }
 
+/// The links cut now, and what the schedule did so far.
+#[derive(Default)]
+struct Cuts {
+    set: BTreeSet<(usize, usize)>,
+    cuts: u64,
+    heals: u64,
+    one_way: u64,
+}
+
+impl Cuts {
+    /// One random change: cut something (one direction between two nodes, both
+    /// directions, or a node from both others) or heal something (one direction, or all).
+    fn change(&mut self, rng: &mut Prng) {
+        let a = rng.below(3) as usize;
+        let b = (a + 1 + rng.below(2) as usize) % 3;
+        if self.set.is_empty() || rng.below(100) < 55 {
+            match rng.below(3) {
+                0 => {
+                    self.set.insert((a, b));
+                    self.one_way += 1;
+                }
+                1 => {
+                    self.set.insert((a, b));
+                    self.set.insert((b, a));
+                }
+                _ => {
+                    for o in (0..3).filter(|o| *o != a) {
+                        self.set.insert((a, o));
+                        self.set.insert((o, a));
+                    }
+                }
+            }
+            self.cuts += 1;
+        } else {
+            if rng.below(3) == 0 {
+                self.set.clear();
+            } else {
+                let pick = rng.below(self.set.len() as u64) as usize;
+                let e = *self.set.iter().nth(pick).unwrap();
+                self.set.remove(&e);
+            }
+            self.heals += 1;
+        }
+    }
+
+    /// Heals everything; false when nothing was cut.
+    fn heal_all(&mut self) -> bool {
+        if self.set.is_empty() {
+            return false;
+        }
+        self.set.clear();
+        self.heals += 1;
+        true
+    }
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -284,7 +355,7 @@ fn random_partitions_heal_to_one_owner() {
     eprintln!("partition torture: seed {seed} (HALO_PARTITION_SEED={seed} replays), {secs} s");
     let mut rng = Prng(seed);
 
-    let dirs: Vec<PathBuf> = NODES.iter().map(|n| c.config(n)).collect();
+    let dirs: Vec<PathBuf> = NODES.iter().map(|n| c.config(n, "")).collect();
     for (n, d) in NODES.iter().zip(&dirs) {
         c.tb.start_halo(n, Path::new(HALO), d).unwrap();
     }
@@ -304,48 +375,17 @@ fn random_partitions_heal_to_one_owner() {
 
     // The torture: every 0.2–2.5 s cut something (one direction between two nodes, both
     // directions, or a node from both others) or heal something (one direction, or all).
-    let mut cuts: BTreeSet<(usize, usize)> = BTreeSet::new();
-    let (mut n_cuts, mut n_heals, mut one_way) = (0u64, 0u64, 0u64);
+    let mut cuts = Cuts::default();
     let end = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < end {
         std::thread::sleep(Duration::from_millis(200 + rng.below(2300)));
-        let a = rng.below(3) as usize;
-        let b = (a + 1 + rng.below(2) as usize) % 3;
-        if cuts.is_empty() || rng.below(100) < 55 {
-            match rng.below(3) {
-                0 => {
-                    cuts.insert((a, b));
-                    one_way += 1;
-                }
-                1 => {
-                    cuts.insert((a, b));
-                    cuts.insert((b, a));
-                }
-                _ => {
-                    for o in (0..3).filter(|o| *o != a) {
-                        cuts.insert((a, o));
-                        cuts.insert((o, a));
-                    }
-                }
-            }
-            n_cuts += 1;
-        } else {
-            if rng.below(3) == 0 {
-                cuts.clear();
-            } else {
-                let pick = rng.below(cuts.len() as u64) as usize;
-                let e = *cuts.iter().nth(pick).unwrap();
-                cuts.remove(&e);
-            }
-            n_heals += 1;
-        }
-        apply_cuts(&c.tb, &cuts);
+        cuts.change(&mut rng);
+        apply_cuts(&c.tb, &cuts.set);
     }
-    if !cuts.is_empty() {
-        cuts.clear();
-        n_heals += 1;
-        apply_cuts(&c.tb, &cuts);
+    if cuts.heal_all() {
+        apply_cuts(&c.tb, &cuts.set);
     }
+    let (n_cuts, n_heals, one_way) = (cuts.cuts, cuts.heals, cuts.one_way);
     let healed = Instant::now();
     let during = watch.tally();
 
@@ -412,10 +452,446 @@ fn random_partitions_heal_to_one_owner() {
     eprintln!("settled on {:?} (auto_failback on: n1 expected when all are healthy)", watch.owners());
     watch.stop();
 
+    let mut episodes = Vec::new();
     for n in NODES {
         let st = halo::control::request(&c.socket(n), "status");
         assert!(st.is_ok(), "seed {seed}: {n} does not answer status: {st:?}\n{}", c.tails());
+        let list = st.map(|v| v["split_brains"].clone()).unwrap_or_default();
+        let list = list.as_array().cloned().unwrap_or_default();
+        // Once settled, no episode is left open.
+        assert!(
+            list.iter().all(|e| !e["resolved"].is_null()),
+            "seed {seed}: {n}: open split-brain: {list:?}"
+        );
+        episodes.push(format!("{n} {}", list.len()));
         let log = c.log(n);
         assert!(!log.contains("panicked"), "seed {seed}: {n} panicked\n{log}");
     }
+    eprintln!("split-brain episodes in the nodes' histories: {}", episodes.join(", "));
+}
+
+/// Whether `node` has the VIP on its interface (`ip addr`: what ARP answers for).
+fn has_vip(c: &Cluster, node: &str) -> bool {
+    c.tb.exec(node, &["ip", "-4", "addr", "show"])
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{VIP}/")))
+}
+
+/// `halo status` (`--json` parsed, or the text) as an operator runs it on `node`.
+fn halo_status(c: &Cluster, node: &str, json: bool) -> Option<(serde_json::Value, String)> {
+    let mut cmd = std::process::Command::new(HALO);
+    cmd.arg("--socket").arg(c.socket(node)).arg("status");
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().ok().filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = if json { serde_json::from_str(&text).ok()? } else { serde_json::Value::Null };
+    Some((v, text))
+}
+
+fn strs(v: &serde_json::Value) -> Vec<String> {
+    let mut l: Vec<String> =
+        v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string)).collect();
+    l.sort();
+    l
+}
+
+/// A cut and a heal, then `halo status`: n1 is cut off from n2 and n3 (both ways) long
+/// enough for n2 to take the VIP, the cut heals, n2 (which seized it) gives up and n1
+/// keeps it. Both holders' `halo status --json` show the episode (`split_brains`), n3's
+/// none; the text view has the section; and n1's history survives a restart of its daemon.
+#[test]
+fn a_healed_partition_is_in_the_split_brain_history_and_survives_a_restart() {
+    let Some(mut tb) = Testbed::for_test("ptsb") else { return };
+    for (i, n) in NODES.iter().enumerate() {
+        tb.add_host(n, &format!("10.79.0.{}/16", i + 1)).unwrap();
+    }
+    let mut c = Cluster { tb };
+    let dirs: Vec<PathBuf> = NODES.iter().map(|n| c.config(n, "")).collect();
+    let mut pids = Vec::new();
+    for (n, d) in NODES.iter().zip(&dirs) {
+        pids.push(c.tb.start_halo(n, Path::new(HALO), d).unwrap().0);
+    }
+    apply_cuts(&c.tb, &BTreeSet::new());
+    let until = |c: &Cluster, secs: u64, what: &str, f: &dyn Fn(&Cluster) -> bool| {
+        if wait_for(Duration::from_secs(secs), || f(c).then_some(())).is_none() {
+            panic!("{what} (waited {secs} s)\n{}", c.tails());
+        }
+    };
+    until(&c, 20, "n1 holds the VIP, all active", &|c| c.all_active() && has_vip(c, "n1"));
+    let key =
+        halo_status(&c, "n1", true).unwrap().0["resources"]["groups"][0]["key"].as_str().unwrap().to_string();
+    for (n, (v, _)) in NODES.iter().map(|n| (n, halo_status(&c, n, true).unwrap())) {
+        assert_eq!(v["split_brains"], serde_json::json!([]), "{n}: no split-brain yet");
+    }
+
+    let cut_ms = unix_ms();
+    apply_cuts(&c.tb, &[(0, 1), (1, 0), (0, 2), (2, 0)].into_iter().collect());
+    until(&c, 20, "n2 takes the VIP while n1 is cut off (and keeps it)", &|c| {
+        has_vip(c, "n2") && has_vip(c, "n1")
+    });
+    apply_cuts(&c.tb, &BTreeSet::new());
+    let healed_ms = unix_ms();
+    until(&c, 30, "n1's history has the episode, resolved", &|c| {
+        halo_status(c, "n1", true).is_some_and(|(v, _)| {
+            v["split_brains"].as_array().is_some_and(|l| l.iter().any(|e| !e["resolved"].is_null()))
+        })
+    });
+    until(&c, 20, "only n1 holds the VIP", &|c| has_vip(c, "n1") && !has_vip(c, "n2") && !has_vip(c, "n3"));
+
+    let (v1, _) = halo_status(&c, "n1", true).unwrap();
+    let list = v1["split_brains"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "one episode: {v1:#}");
+    let e = &list[0];
+    let detected = e["detected"].as_u64().unwrap();
+    let resolved = e["resolved"].as_u64().unwrap();
+    assert!(cut_ms <= detected && detected <= resolved, "found after the cut, resolved after: {e}");
+    assert_eq!(strs(&e["peers"]), ["n2"], "{e}");
+    assert_eq!(strs(&e["groups"]), std::slice::from_ref(&key), "{e}");
+    assert_eq!(strs(&e["kept_by"]), ["n1"], "{e}");
+    assert_eq!(strs(&e["released_by"]), ["n2"], "{e}");
+    assert_eq!(strs(&e["outcome"][0]["held_by"]), ["n1", "n2"], "{e}");
+    eprintln!(
+        "split-brain: detected {} ms after the heal, resolved {} ms after it was found",
+        detected as i64 - healed_ms as i64,
+        e["duration_ms"]
+    );
+    let (v2, _) = halo_status(&c, "n2", true).unwrap();
+    let e2 = v2["split_brains"].as_array().and_then(|l| l.first()).unwrap_or_else(|| panic!("n2: {v2:#}"));
+    assert_eq!(strs(&e2["peers"]), ["n1"], "{e2}");
+    assert_eq!(strs(&e2["kept_by"]), ["n1"], "{e2}");
+    assert_eq!(strs(&e2["released_by"]), ["n2"], "{e2}");
+    let (v3, _) = halo_status(&c, "n3", true).unwrap();
+    assert_eq!(v3["split_brains"], serde_json::json!([]), "n3 held nothing twice");
+    let (_, text) = halo_status(&c, "n1", false).unwrap();
+    assert!(text.contains("Split-brain history:\n* "), "{text}");
+    assert!(text.contains(&format!("{key}: held by [ n1 n2 ], kept by n1, given up by n2")), "{text}");
+    let log = c.log("n1");
+    assert!(
+        log.contains("SPLIT-BRAIN (episode 1)") && log.contains("split-brain (episode 1) with n2 resolved"),
+        "{log}"
+    );
+
+    // A restart of n1's daemon: the history is read back from its state directory.
+    c.tb.stop(pids[0], nix::sys::signal::Signal::SIGTERM).unwrap();
+    c.tb.start_halo("n1", Path::new(HALO), &dirs[0]).unwrap();
+    until(&c, 30, "n1 back, all active", &|c| c.all_active() && has_vip(c, "n1"));
+    let (v1, text) = halo_status(&c, "n1", true).unwrap();
+    let again = &v1["split_brains"][0];
+    assert_eq!(again["detected"], e["detected"], "the same episode after the restart: {v1:#}");
+    assert_eq!(again["kept_by"], e["kept_by"]);
+    assert_eq!(again["this_run"], false, "{again}");
+    assert!(text.contains(&key), "{text}");
+}
+
+/// The fenced variant's STONITH plugin: an external/ script that asks the testbed's power
+/// switch to power a node off and waits for it to say the node is off. The switch is a
+/// thread of the test (see [`Switch`]): like a switch on a management network it is always
+/// reachable and finishes what it was told even if the node that asked dies meanwhile.
+const POWER_PLUGIN: &str = r#"#!/bin/sh
+case "$1" in
+getconfignames) echo dir; exit 0 ;;
+gethosts) echo n1 n2 n3; exit 0 ;;
+status) exit 0 ;;
+reset|off)
+    req="$dir/$(date +%s%N).$$"
+    echo "$2 $(ip netns identify $$)" > "$req.tmp" && mv "$req.tmp" "$req.req" || exit 1
+    i=0
+    while [ $i -lt 1000 ]; do
+        [ -f "$req.ack" ] && { rm -f "$req.ack"; exit 0; }
+        sleep 0.01; i=$((i+1))
+    done
+    echo "the power switch did not answer" >&2
+    exit 1 ;;
+esac
+exit 1
+"#;
+
+/// A fence as the switch did it (Unix ms).
+#[derive(Clone, Debug)]
+struct Fenced {
+    node: String,
+    /// The namespace of the node that asked.
+    by: String,
+    /// When the switch got the request.
+    req: u64,
+    /// When the node was off: its VIP removed and every process in its namespace
+    /// SIGKILLed (halo, the web server, its own fence scripts), as a power cut would.
+    done: u64,
+}
+
+/// The testbed's power switch: a thread answering the plugin's requests.
+struct Switch {
+    dir: PathBuf,
+    stop: Arc<AtomicBool>,
+    fenced: Arc<Mutex<Vec<Fenced>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Switch {
+    fn start(tb: &Testbed) -> Switch {
+        let dir = tb.dir.join("switch");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (stop, fenced) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let namespaces: Vec<String> = NODES.iter().map(|n| tb.ns(n)).collect();
+        let thread = {
+            let (dir, stop, fenced) = (dir.clone(), stop.clone(), fenced.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut reqs: Vec<PathBuf> = std::fs::read_dir(&dir)
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "req"))
+                        .collect();
+                    reqs.sort();
+                    for r in reqs {
+                        let req = unix_ms();
+                        let text = std::fs::read_to_string(&r).unwrap_or_default();
+                        let mut w = text.split_whitespace();
+                        let (node, by) =
+                            (w.next().unwrap_or("").to_string(), w.next().unwrap_or("?").to_string());
+                        if let Some(i) = NODES.iter().position(|n| *n == node) {
+                            power_off(&namespaces[i]);
+                            fenced.lock().unwrap().push(Fenced { node, by, req, done: unix_ms() });
+                            let _ = std::fs::write(r.with_extension("ack"), "off\n");
+                        }
+                        let _ = std::fs::remove_file(&r);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        Switch { dir, stop, fenced, thread: Some(thread) }
+    }
+
+    fn fenced(&self) -> Vec<Fenced> {
+        self.fenced.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Powers a testbed node off: its VIP goes (before and after the kill, in case an agent
+/// was adding it), and every process in its namespace is SIGKILLed.
+fn power_off(ns: &str) {
+    let vip = format!("{VIP}/16");
+    let del = || {
+        let _ =
+            std::process::Command::new("ip").args(["-n", ns, "addr", "del", &vip, "dev", "eth0"]).output();
+    };
+    del();
+    if let Ok(out) = std::process::Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    del();
+}
+
+/// How long a fenced node stays off before the testbed boots it again.
+const BOOT_DELAY: Duration = Duration::from_millis(2500);
+/// Sampling slack at each end of a fence window: the samplers look every 5 ms and the
+/// checker every 10 ms, so an owner seen a few ms after the switch removed it is the
+/// sampler's lag, not a second owner.
+const WINDOW_SLACK_MS: u64 = 50;
+
+/// The testbed boots the nodes the switch powered off.
+#[derive(Default)]
+struct Reboots {
+    /// Fences of the switch handled so far.
+    seen: usize,
+    boot_at: [Option<Instant>; 3],
+    booted: usize,
+}
+
+impl Reboots {
+    fn tick(&mut self, c: &mut Cluster, switch: &Switch, dirs: &[PathBuf]) {
+        let fenced = switch.fenced();
+        for f in &fenced[self.seen.min(fenced.len())..] {
+            if let Some(i) = NODES.iter().position(|x| *x == f.node) {
+                self.boot_at[i] = Some(Instant::now() + BOOT_DELAY);
+            }
+        }
+        self.seen = fenced.len();
+        for i in 0..NODES.len() {
+            if self.boot_at[i].is_some_and(|t| Instant::now() >= t) {
+                self.boot_at[i] = None;
+                c.tb.start_halo(NODES[i], Path::new(HALO), &dirs[i]).unwrap();
+                self.booted += 1;
+            }
+        }
+    }
+}
+
+/// Fenced partition torture: the same three nodes, client and random cuts as above, with
+/// `stonith_host * external/halopower` on every node. A fenced node is powered off by
+/// the switch and booted again (its daemon restarted) [`BOOT_DELAY`] later. Asserted: no
+/// sample sees two owners outside a fence window — from the switch getting a request to
+/// the target being off, widened by [`WINDOW_SLACK_MS`] at each end — and after the final
+/// heal exactly one owner serves the client. Printed: ms with two owners (inside and
+/// outside fence windows) and ms with none. `HALO_FENCED_PARTITION_SECS` (60 s by default)
+/// and `HALO_PARTITION_SEED` as above.
+#[test]
+fn fenced_random_partitions_never_two_owners_outside_a_fence() {
+    let Some(mut tb) = Testbed::for_test("ptf") else { return };
+    for (i, n) in NODES.iter().enumerate() {
+        tb.add_host(n, &format!("10.79.0.{}/16", i + 1)).unwrap();
+    }
+    tb.add_host("client", "10.79.0.9/16").unwrap();
+    let mut c = Cluster { tb };
+    let plugins = c.tb.dir.join("stonith");
+    std::fs::create_dir_all(plugins.join("external")).unwrap();
+    let script = plugins.join("external").join("halopower");
+    std::fs::write(&script, POWER_PLUGIN).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Read by the daemons this test starts (no other test of this file configures STONITH).
+    std::env::set_var("HALO_STONITH_PLUGINS", &plugins);
+    let switch = Switch::start(&c.tb);
+    let stonith = format!("stonith_host * external/halopower {}\n", switch.dir.display());
+    let seed = env_u64("HALO_PARTITION_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    let secs = env_u64("HALO_FENCED_PARTITION_SECS").unwrap_or(60);
+    eprintln!("fenced partition torture: seed {seed} (HALO_PARTITION_SEED={seed} replays), {secs} s");
+    let mut rng = Prng(seed);
+
+    let dirs: Vec<PathBuf> = NODES.iter().map(|n| c.config(n, &stonith)).collect();
+    for (n, d) in NODES.iter().zip(&dirs) {
+        c.tb.start_halo(n, Path::new(HALO), d).unwrap();
+    }
+    apply_cuts(&c.tb, &BTreeSet::new());
+    let mut watch = Watch::start(&c.tb);
+    if wait_for(Duration::from_secs(20), || (c.all_active() && watch.served_by() == Some("n1")).then_some(()))
+        .is_none()
+    {
+        panic!(
+            "initial acquisition: served by {:?}, owners {:?}\n{}",
+            watch.served_by(),
+            watch.owners(),
+            c.tails()
+        );
+    }
+    let started_ms = unix_ms();
+
+    // The testbed's part: boot every node the switch powered off, BOOT_DELAY after.
+    let mut power = Reboots::default();
+    let mut cuts = Cuts::default();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let next = Instant::now() + Duration::from_millis(200 + rng.below(2300));
+        while Instant::now() < next {
+            power.tick(&mut c, &switch, &dirs);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cuts.change(&mut rng);
+        apply_cuts(&c.tb, &cuts.set);
+    }
+    if cuts.heal_all() {
+        apply_cuts(&c.tb, &cuts.set);
+    }
+    let healed = Instant::now();
+
+    // Settle as above, booting whatever is still off; the bound is generous (not the point).
+    let limit = BOOT_DELAY + Duration::from_secs(45);
+    let mut since: Option<Instant> = None;
+    let settled = loop {
+        power.tick(&mut c, &switch, &dirs);
+        let owners = watch.owners();
+        let ok = owners.len() == 1
+            && watch.served_by() == Some(owners[0])
+            && power.boot_at.iter().all(|b| b.is_none())
+            && c.all_active();
+        match (ok, since) {
+            (true, Some(t)) if t.elapsed() >= Duration::from_secs(3) => break Some(t),
+            (true, None) => since = Some(Instant::now()),
+            (false, _) => since = None,
+            _ => {}
+        }
+        if healed.elapsed() > limit {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    watch.stop();
+
+    let fences = switch.fenced();
+    let log: String =
+        fences.iter().map(|f| format!("{} by {}: {}..{}\n", f.node, f.by, f.req, f.done)).collect();
+    let in_window = |t: u64, dt: u64| {
+        fences.iter().any(|f| {
+            f.req.saturating_sub(WINDOW_SLACK_MS) <= t && t.saturating_sub(dt) <= f.done + WINDOW_SLACK_MS
+        })
+    };
+    let samples = watch.samples.lock().unwrap().clone();
+    let (mut two_in, mut two_out, mut none, mut n) = (0u64, 0u64, 0u64, 0u64);
+    let mut outside: Vec<u64> = Vec::new();
+    for &(t, dt, owners) in samples.iter().filter(|s| s.0 >= started_ms) {
+        n += 1;
+        match owners {
+            0 => none += dt,
+            1 => {}
+            _ if in_window(t, dt) => two_in += dt,
+            _ => {
+                two_out += dt;
+                outside.push(t);
+            }
+        }
+    }
+    eprintln!(
+        "fenced partition torture (seed {seed}, {secs} s): {} cuts ({} one-way), {} heals; {} fences, \
+         {} boots; {n} samples; two owners {} ms ({two_in} ms within \
+         a fence window, {two_out} ms outside), no owner {none} ms; settled {:?} after the final heal",
+        cuts.cuts,
+        cuts.one_way,
+        cuts.heals,
+        fences.len(),
+        power.booted,
+        two_in + two_out,
+        settled.map(|t| t.duration_since(healed))
+    );
+    assert!(n > secs * 50, "the checker sampled every ~10 ms ({n} samples)");
+    assert!(!fences.is_empty(), "seed {seed}: no fence at all: nothing was tested\n{}", c.tails());
+    assert_eq!(
+        two_out,
+        0,
+        "seed {seed}: two owners outside any fence window (±{WINDOW_SLACK_MS} ms) at {outside:?}\nfences:\n{log}\n{}",
+        c.tails()
+    );
+    if settled.is_none() {
+        panic!(
+            "seed {seed}: not settled {limit:?} after the final heal: owners {:?}, client served by {:?}, \
+             all active: {}\n{}",
+            watch.owners(),
+            watch.served_by(),
+            c.all_active(),
+            c.tails()
+        );
+    }
+    assert_eq!(watch.owners().len(), 1, "exactly one owner after the final heal");
+    let mut episodes = 0;
+    for n in NODES {
+        let st = halo::control::request(&c.socket(n), "status");
+        assert!(st.is_ok(), "seed {seed}: {n} does not answer status: {st:?}\n{}", c.tails());
+        episodes += st.map(|v| v["split_brains"].as_array().map_or(0, |l| l.len())).unwrap_or(0);
+        let log = c.log(n);
+        assert!(!log.contains("panicked"), "seed {seed}: {n} panicked\n{log}");
+    }
+    eprintln!("settled on {:?}; split-brain episodes in the nodes' histories: {episodes}", watch.owners());
 }
