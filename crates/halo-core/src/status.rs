@@ -1,4 +1,6 @@
-//! What `halo status` shows: a plain snapshot of the engine, serialisable by the runtime.
+//! What `halo status` shows: a plain snapshot of the engine, serialisable by the runtime,
+//! and the split-brain history placement keeps ([`SplitBrains`]: the runtime adds wall-clock
+//! times and earlier runs' episodes).
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkStatus {
