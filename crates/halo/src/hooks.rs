@@ -101,6 +101,20 @@ impl Hooks {
         Arc::clone(&self.stats)
     }
 
+    /// The counters for `halo status --json` (`hooks`) and `/metrics`.
+    pub fn json(&self) -> serde_json::Value {
+        let s = &self.stats;
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "commands": self.commands.lock().map(|c| c.len()).unwrap_or(0),
+            "events": n(&s.events),
+            "runs": n(&s.runs),
+            "failures": n(&s.failures),
+            "timeouts": n(&s.timeouts),
+            "dropped": n(&s.dropped),
+        })
+    }
+
     /// Logs the event and queues it for the hook thread; never blocks.
     pub fn emit(&mut self, event: &'static str, node: &str, group: &str, detail: &str) {
         self.seq += 1;

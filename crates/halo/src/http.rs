@@ -281,6 +281,22 @@ pub fn metrics(v: &Value) -> String {
     f.sample("halo_retransmitted_total", &[], u(v, "retransmitted"));
     f.head("halo_max_lateness_seconds", "gauge", "The worst scheduling lateness of this daemon seen.");
     f.sample("halo_max_lateness_seconds", &[], u(v, "max_lateness_ms") as f64 / 1000.0);
+    if let Some(h) = v.get("hooks") {
+        for (name, field, help) in [
+            ("halo_hook_events_total", "events", "Cluster events handed to the notify hooks."),
+            ("halo_hook_runs_total", "runs", "Notify hook commands run."),
+            (
+                "halo_hook_failures_total",
+                "failures",
+                "Notify hook runs that failed (exit status, cannot run, timeout).",
+            ),
+            ("halo_hook_timeouts_total", "timeouts", "Notify hook runs killed at their timeout."),
+            ("halo_hook_dropped_total", "dropped", "Events dropped because the hooks' queue was full."),
+        ] {
+            f.head(name, "counter", help);
+            f.sample(name, &[], u(h, field));
+        }
+    }
 
     if let Some(r) = v.get("resources").filter(|r| r.get("managed").and_then(|m| m.as_bool()) == Some(true)) {
         f.head("halo_failovers_total", "counter", "Groups this node took over from another node.");

@@ -92,6 +92,10 @@ enum Cmd {
         #[arg(default_value = "all")]
         set: String,
     },
+    /// Make the daemon re-read its configuration (as SIGHUP does) and apply only what
+    /// changed; prints the changes, and what needs a restart. An invalid configuration is
+    /// refused as a whole (the running one stays) with its file:line error.
+    Reload,
     /// Forget the failures of a group on this node (all groups without KEY), so it may run
     /// here again.
     Cleanup { key: Option<String> },
@@ -343,6 +347,7 @@ fn main() {
         Cmd::Fence { sub: FenceCmd::Confirm { node } } => {
             halo::cmd::status::operator(&cli.socket, &format!("fence confirm {node}"))
         }
+        Cmd::Reload => halo::cmd::reload::reload(&cli.socket),
         Cmd::Cleanup { key } => {
             let cmd = match key {
                 Some(k) => format!("cleanup {k}"),

@@ -272,6 +272,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     for (i, name) in links_names.iter().enumerate() {
         logger.log(halo_host::Level::Info, &format!("{} link {name} opened", links.kind(i)));
     }
+    let (group_cfgs, clones, order, colocation) = placement_config(&model);
     let mut engine = Engine::new(CoreConfig {
         node: node.clone(),
         nodes: hc.nodes.clone(),
@@ -287,39 +288,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         flow_control: true,
         seed: generation ^ u64::from(std::process::id()) ^ now_secs.rotate_left(17),
         // halo.toml's placement: preferred nodes in order, names, clones and constraints.
-        groups: haresources
-            .iter()
-            .map(|g| GroupConfig {
-                key: g.key().to_string(),
-                node: g.node.clone(),
-                nodes: model.preferred_nodes(g.key()),
-                name: placement
-                    .groups
-                    .iter()
-                    .find(|p| p.key == g.key())
-                    .map(|p| p.name.clone())
-                    .unwrap_or_default(),
-            })
-            .collect(),
-        clones: placement
-            .clones
-            .iter()
-            .map(|c| halo_core::CloneConfig { name: c.name.clone(), nodes: c.nodes.clone() })
-            .collect(),
-        order: placement
-            .order
-            .iter()
-            .map(|o| halo_core::OrderConfig { first: o.first.clone(), then: o.then.clone() })
-            .collect(),
-        colocation: placement
-            .colocation
-            .iter()
-            .map(|c| halo_core::ColocationConfig {
-                group: c.group.clone(),
-                with: c.with.clone(),
-                apart: c.apart,
-            })
-            .collect(),
+        groups: group_cfgs,
+        clones,
+        order,
+        colocation,
         auto_failback: hc.auto_failback,
         running_at_start,
         ping_nodes: hc.ping_nodes.iter().map(|p| p.name.clone()).collect(),
@@ -332,6 +304,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     // Carried in every heartbeat, so that the nodes see whether they run one configuration.
     engine.set_config_digest(halo_config::config_digest(&model));
+
+    // Notify hooks: a thread of their own (started after the signal mask is set).
+    let hooks = crate::hooks::Hooks::start(
+        &node,
+        hc.notify.iter().map(|n| n.command.clone()).collect(),
+        Arc::clone(&logger),
+        crate::hooks::HOOK_TIMEOUT,
+    );
+    let director_texts = crate::cmd::reload::read_director_files(&model, &args.config_dir).unwrap_or_default();
 
     let has_serial = links.has_serial();
     let mut daemon = Daemon {
@@ -348,7 +329,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         log_badpack: hc.log_badpack,
         has_serial,
         groups,
-        model: &model,
+        model: model.clone(),
         exit: false,
         leave_by_ms: None,
         respawn_specs: hc
@@ -363,6 +344,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         respawn: None,
         sd,
         fencing,
+        reload: ReloadState::new(&args, &node, hooks, director_texts),
         split_brains: load_split_brains(&args.state_dir, &logger),
     };
     let code = daemon.run(&sigfd, &wake_rx, &req_rx, &aux_wake_rx, &aux_rx);
@@ -391,7 +373,7 @@ struct Daemon<'a> {
     groups: Option<Groups>,
     /// The configuration: haresources for the resources of each group in status, ha.cf's
     /// recorded parameters for `cl_status hbparameter`.
-    model: &'a Model,
+    model: Model,
     /// The engine said the graceful shutdown is complete.
     exit: bool,
     /// A shutdown in progress gives up waiting for the groups to stop at this time.
@@ -403,6 +385,8 @@ struct Daemon<'a> {
     respawn: Option<halo_host::respawn::Supervisor>,
     /// systemd's notify socket: READY, WATCHDOG, STATUS, STOPPING.
     sd: crate::notify::Notifier,
+    /// `halo reload` / SIGHUP, and the notify hooks with what they last saw.
+    reload: ReloadState,
     /// Split-brains of earlier runs (from the state directory) and the writer of the file.
     split_brains: crate::cmd::status::SplitBrainHistory,
 }
@@ -510,6 +494,8 @@ impl Daemon<'_> {
                                 Ok(Signal::SIGHUP) => {
                                     self.logger.reopen();
                                     self.logger.log(halo_host::Level::Info, "SIGHUP: log files reopened");
+                                    // And the configuration read again (the answer is logged).
+                                    let _ = self.reload(now, &mut actions);
                                 }
                                 Ok(sig) => {
                                     if self.leave_by_ms.is_some() {
@@ -536,15 +522,23 @@ impl Daemon<'_> {
                         let mut buf = [0u8; 256];
                         while matches!(nix::unistd::read(aux_wake, &mut buf), Ok(n) if n > 0) {}
                         while let Ok(ev) = aux.try_recv() {
+                            if let Event::FenceDone { node, ok, detail } = &ev {
+                                let e = if *ok { "fence_done" } else { "fence_failed" };
+                                self.reload.hooks.emit(e, node, "", detail);
+                            }
                             self.engine.handle(now, ev, &mut actions);
                         }
                     }
                     Source::Groups => {
-                        if let Some(g) = self.groups.as_mut() {
-                            for ev in g.drain() {
-                                self.engine.handle(now, ev, &mut actions);
-                            }
+                        let (evs, stopped) = match self.groups.as_mut() {
+                            Some(g) => (g.drain(), g.take_reload_stopped()),
+                            None => (Vec::new(), Vec::new()),
+                        };
+                        for ev in evs {
+                            self.group_event(&ev);
+                            self.engine.handle(now, ev, &mut actions);
                         }
+                        self.reload_stopped(now, stopped, &mut actions);
                     }
                     Source::Wake => {
                         let mut buf = [0u8; 64];
@@ -573,6 +567,11 @@ impl Daemon<'_> {
             }
             for i in hung_up.drain(..) {
                 raw[i].fd = -1;
+            }
+            // A reload gave a daemon without groups its first ones: poll their results too.
+            if let Some(fd) = self.reload.groups_opened.take() {
+                fds.push((pfd(fd), Source::Groups));
+                raw.push(pfd(fd));
             }
             self.apply(&mut actions);
             if self.exit {
@@ -672,18 +671,21 @@ impl Daemon<'_> {
     }
 
     fn apply(&mut self, actions: &mut Vec<Action>) {
+        self.observe();
         for a in actions.drain(..) {
             match a {
                 Action::Send(m) => self.send(&m),
                 Action::Log(l, text) => self.logger.log(level(l), &text),
                 Action::StartGroup { key, reason } => {
                     self.logger.log(halo_host::Level::Info, &format!("starting group {key}: {reason}"));
+                    self.group_action(&key, &reason, true);
                     if let Some(g) = self.groups.as_mut() {
                         g.start(&key);
                     }
                 }
                 Action::StopGroup { key, reason } => {
                     self.logger.log(halo_host::Level::Info, &format!("stopping group {key}: {reason}"));
+                    self.group_action(&key, &reason, false);
                     if let Some(g) = self.groups.as_mut() {
                         g.stop(&key);
                     }
@@ -693,12 +695,15 @@ impl Daemon<'_> {
                         g.announce(&key);
                     }
                 }
-                Action::Fence { node } => match &self.fencing {
-                    Some(f) => f.fence(&node),
-                    None => self
-                        .logger
-                        .log(halo_host::Level::Error, &format!("cannot fence {node}: no STONITH device")),
-                },
+                Action::Fence { node } => {
+                    self.reload.hooks.emit("fence_requested", &node, "", "");
+                    match &self.fencing {
+                        Some(f) => f.fence(&node),
+                        None => self
+                            .logger
+                            .log(halo_host::Level::Error, &format!("cannot fence {node}: no STONITH device")),
+                    }
+                }
                 Action::Exit => self.exit = true,
             }
         }
@@ -748,11 +753,21 @@ impl Daemon<'_> {
                 let mut v = status_json(&self.engine.status(now), &self.wire_dropped, self.links);
                 v["split_brains"] = self.split_brains_json(now);
                 v["resources"] = resources_json(&self.engine.resource_status(now));
+                v["hooks"] = self.reload.hooks.json();
                 if let Some(h) = &self.model.haresources {
                     crate::cmd::status::add_group_resources(&mut v, &h.groups);
                 }
                 crate::cmd::status::add_consistency(&mut v, &self.engine.consistency());
                 return v.to_string();
+            }
+            Some("reload") => {
+                let mut actions = Vec::new();
+                let r = self.reload(now, &mut actions);
+                self.apply(&mut actions);
+                return match r {
+                    Ok(v) => v.to_string(),
+                    Err(e) => control::error_json(&e),
+                };
             }
             Some("parameter") => {
                 let name = words.get(1).copied().unwrap_or("");
@@ -956,5 +971,374 @@ impl Daemon<'_> {
         }
         let now = self.clock.now().ms;
         self.split_brains.persist(self.engine.split_brains(), now, unix_ms());
+    }
+}
+
+// ------------------------------------------------------------ reload and notify hooks
+
+/// The engine's view of the groups of a model: haresources groups with halo.toml's
+/// preferred nodes and names, clones, order and colocation.
+fn placement_config(
+    model: &Model,
+) -> (
+    Vec<GroupConfig>,
+    Vec<halo_core::CloneConfig>,
+    Vec<halo_core::OrderConfig>,
+    Vec<halo_core::ColocationConfig>,
+) {
+    let placement = &model.placement;
+    let groups = model.haresources.as_ref().map(|h| h.groups.as_slice()).unwrap_or_default();
+    (
+        groups
+            .iter()
+            .map(|g| GroupConfig {
+                key: g.key().to_string(),
+                node: g.node.clone(),
+                nodes: model.preferred_nodes(g.key()),
+                name: placement
+                    .groups
+                    .iter()
+                    .find(|p| p.key == g.key())
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        placement
+            .clones
+            .iter()
+            .map(|c| halo_core::CloneConfig { name: c.name.clone(), nodes: c.nodes.clone() })
+            .collect(),
+        placement
+            .order
+            .iter()
+            .map(|o| halo_core::OrderConfig { first: o.first.clone(), then: o.then.clone() })
+            .collect(),
+        placement
+            .colocation
+            .iter()
+            .map(|c| halo_core::ColocationConfig {
+                group: c.group.clone(),
+                with: c.with.clone(),
+                apart: c.apart,
+            })
+            .collect(),
+    )
+}
+
+/// A reload waiting for groups to stop here before the new configuration applies.
+struct PendingReload {
+    model: Model,
+    diff: crate::cmd::reload::Diff,
+    director_texts: BTreeMap<PathBuf, String>,
+    waiting: std::collections::BTreeSet<String>,
+    stopped: Vec<String>,
+}
+
+struct ReloadState {
+    config_dir: PathBuf,
+    state_dir: PathBuf,
+    node: String,
+    hooks: crate::hooks::Hooks,
+    /// The ldirectord.cf texts the running directors were configured from.
+    director_texts: BTreeMap<PathBuf, String>,
+    pending: Option<PendingReload>,
+    /// Groups opened by a reload: their descriptor, for the poll loop.
+    groups_opened: Option<RawFd>,
+    /// What the hooks last saw: each peer's state, quorum, split-brain episodes.
+    seen_nodes: Vec<(String, halo_core::NodeState)>,
+    seen_quorum: Option<bool>,
+    seen_split_changes: u64,
+    split_detected: u64,
+    split_resolved: u64,
+    /// The last peer seen dying (a failover's HALO_NODE).
+    last_dead: String,
+}
+
+impl ReloadState {
+    fn new(
+        args: &RunArgs,
+        node: &str,
+        hooks: crate::hooks::Hooks,
+        director_texts: BTreeMap<PathBuf, String>,
+    ) -> ReloadState {
+        ReloadState {
+            config_dir: args.config_dir.clone(),
+            state_dir: args.state_dir.clone(),
+            node: node.to_string(),
+            hooks,
+            director_texts,
+            pending: None,
+            groups_opened: None,
+            seen_nodes: Vec::new(),
+            seen_quorum: None,
+            seen_split_changes: 0,
+            split_detected: 0,
+            split_resolved: 0,
+            last_dead: String::new(),
+        }
+    }
+}
+
+impl Daemon<'_> {
+    /// `halo reload` and SIGHUP: reads the configuration again and applies the difference
+    /// (see `cmd::reload`). Refused as a whole when invalid; the answer (or the refusal)
+    /// is logged too. Groups removed or changed that run here are stopped first: the new
+    /// configuration applies once they have stopped (`reload_stopped`).
+    fn reload(&mut self, now: Now, actions: &mut Vec<Action>) -> Result<serde_json::Value, String> {
+        let r = self.try_reload(now, actions);
+        match &r {
+            Ok(v) => self.logger.log(
+                halo_host::Level::Info,
+                &format!("reload: {}", crate::cmd::reload::render(v).trim_end().replace('\n', "; ")),
+            ),
+            Err(e) => self.logger.log(
+                halo_host::Level::Error,
+                &format!("reload refused, the running configuration stays: {e}"),
+            ),
+        }
+        r
+    }
+
+    fn try_reload(&mut self, now: Now, actions: &mut Vec<Action>) -> Result<serde_json::Value, String> {
+        use crate::cmd::reload;
+        if let Some(p) = &self.reload.pending {
+            return Err(format!(
+                "a reload is under way: waiting for group(s) {} to stop",
+                p.waiting.iter().cloned().collect::<Vec<_>>().join(" ")
+            ));
+        }
+        let dir = self.reload.config_dir.clone();
+        let (model, warnings, _) = load(&dir, Some(&self.reload.node)).map_err(|e| format!("{e:#}"))?;
+        model.check_local_node(&self.reload.node)?;
+        let texts = reload::read_director_files(&model, &dir)?;
+        for w in &warnings {
+            self.logger.log(halo_host::Level::Warn, w);
+        }
+        let diff = reload::diff(&self.model, &model, &self.reload.director_texts, &texts);
+
+        // What needs no engine: applied now.
+        let hc = &model.ha_cf;
+        if model.authkeys != self.model.authkeys {
+            self.keyring = keyring(&model);
+        }
+        self.netstring_only = hc.msgfmt == MsgFmt::Netstring;
+        self.log_badpack = hc.log_badpack;
+        if hc.debug != self.model.ha_cf.debug {
+            self.logger.set_debug_level(hc.debug);
+        }
+        self.reload.hooks.set_commands(hc.notify.iter().map(|n| n.command.clone()).collect());
+
+        // Removed or changed groups held here stop first, with their old definition.
+        let held = |k: &String| {
+            self.engine.group_state(k).is_some_and(|s| s != halo_core::resources::GroupState::Stopped)
+        };
+        let retiring: Vec<String> =
+            diff.removed.iter().chain(&diff.changed).filter(|k| held(k)).cloned().collect();
+        let mut v = serde_json::json!({
+            "ok": if diff.is_empty() { "nothing changed" } else { "reloaded" },
+            "changes": diff.changes,
+            "restart_needed": diff.restart_needed,
+        });
+        match (retiring.is_empty(), self.groups.as_mut()) {
+            (false, Some(g)) => {
+                for k in &retiring {
+                    self.logger
+                        .log(halo_host::Level::Info, &format!("reload: stopping group {k} here first"));
+                    g.reload_stop(k);
+                }
+                v["pending"] = format!(
+                    "stopping group(s) {} here first; the new configuration applies once they have stopped",
+                    retiring.join(" ")
+                )
+                .into();
+                self.reload.pending = Some(PendingReload {
+                    model,
+                    diff,
+                    director_texts: texts,
+                    waiting: retiring.into_iter().collect(),
+                    stopped: Vec::new(),
+                });
+            }
+            _ => self.finish_reload(now, model, diff, texts, Vec::new(), actions),
+        }
+        Ok(v)
+    }
+
+    /// Reload stops that ended: once the last one has, the new configuration applies.
+    fn reload_stopped(
+        &mut self,
+        now: Now,
+        stopped: Vec<(String, Option<String>)>,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(p) = self.reload.pending.as_mut() else { return };
+        for (k, err) in stopped {
+            match err {
+                None => self.logger.log(halo_host::Level::Info, &format!("reload: group {k} stopped")),
+                Some(e) => self.logger.log(
+                    halo_host::Level::Crit,
+                    &format!("reload: stopping group {k} FAILED ({e}); parts of it may still run here"),
+                ),
+            }
+            p.waiting.remove(&k);
+            p.stopped.push(k);
+        }
+        if p.waiting.is_empty() {
+            if let Some(p) = self.reload.pending.take() {
+                self.finish_reload(now, p.model, p.diff, p.director_texts, p.stopped, actions);
+            }
+        }
+    }
+
+    fn finish_reload(
+        &mut self,
+        now: Now,
+        model: Model,
+        diff: crate::cmd::reload::Diff,
+        texts: BTreeMap<PathBuf, String>,
+        stopped: Vec<String>,
+        actions: &mut Vec<Action>,
+    ) {
+        let groups = model.haresources.as_ref().map(|h| h.groups.clone()).unwrap_or_default();
+        let clones = &model.placement.clones;
+        match self.groups.as_mut() {
+            Some(g) => g.set_definitions(&groups, clones),
+            None if !groups.is_empty() || !clones.is_empty() => {
+                match Groups::open(
+                    &groups,
+                    clones,
+                    &self.reload.config_dir,
+                    &self.reload.state_dir,
+                    &self.reload.node,
+                    Arc::clone(self.logger),
+                ) {
+                    Ok((g, _running)) => {
+                        self.reload.groups_opened = Some(g.fd());
+                        self.groups = Some(g);
+                    }
+                    Err(e) => self
+                        .logger
+                        .log(halo_host::Level::Error, &format!("reload: cannot run resource groups: {e:#}")),
+                }
+            }
+            None => {}
+        }
+        for path in &diff.director_files {
+            // TODO(director owner): apply the new ldirectord.cf in place, keeping the health
+            // of unchanged real servers (the `reconfigure` entry point of crate::director).
+            self.logger.log(
+                halo_host::Level::Warn,
+                &format!(
+                    "reload: {} changed; the running director keeps its configuration until its group restarts",
+                    path.display()
+                ),
+            );
+        }
+        if diff.engine {
+            let hc = &model.ha_cf;
+            let (groups, clones, order, colocation) = placement_config(&model);
+            let cfg = CoreConfig {
+                nodes: hc.nodes.clone(),
+                keepalive_ms: hc.keepalive_ms,
+                deadtime_ms: hc.deadtime_ms,
+                warntime_ms: hc.warntime_ms,
+                initdead_ms: hc.initdead_ms,
+                max_rexmit_delay_ms: hc.max_rexmit_delay_ms,
+                hopfudge: hc.hopfudge,
+                groups,
+                clones,
+                order,
+                colocation,
+                auto_failback: hc.auto_failback,
+                deadping_ms: hc.deadping_ms,
+                no_quorum_policy: halo_core::NoQuorumPolicy::parse(&hc.no_quorum_policy).unwrap_or_default(),
+                ..self.engine.config().clone()
+            };
+            self.engine.reconfigure(now, &cfg, &stopped, actions);
+        }
+        self.model = model;
+        self.reload.director_texts = texts;
+        let summary =
+            if diff.changes.is_empty() { "nothing changed".to_string() } else { diff.changes.join("; ") };
+        self.reload.hooks.emit("reload_applied", "", "", &summary);
+    }
+
+    /// Events the hooks hear that the engine does not announce: peers dying and coming
+    /// up, quorum, split-brain episodes. Cheap when nothing changed (no allocation).
+    fn observe(&mut self) {
+        use halo_core::NodeState;
+        let r = &mut self.reload;
+        for n in self.engine.config().nodes.iter().filter(|n| **n != r.node) {
+            let Some(st) = self.engine.node_state(n) else { continue };
+            let prev = match r.seen_nodes.iter_mut().find(|(name, _)| name == n) {
+                Some((_, s)) => std::mem::replace(s, st),
+                None => {
+                    r.seen_nodes.push((n.clone(), st));
+                    NodeState::Init
+                }
+            };
+            match (prev, st) {
+                (p, NodeState::Dead) if p != NodeState::Dead => {
+                    r.last_dead = n.clone();
+                    r.hooks.emit("node_dead", n, "", "");
+                }
+                (NodeState::Init | NodeState::Dead, NodeState::Up | NodeState::Active) => {
+                    r.hooks.emit("node_up", n, "", "")
+                }
+                _ => {}
+            }
+        }
+        let q = self.engine.quorum();
+        if r.seen_quorum.is_some_and(|had| had != q.have) {
+            let e = if q.have { "quorum_regained" } else { "quorum_lost" };
+            r.hooks.emit(e, "", "", &format!("{} of {} votes", q.votes, q.expected));
+        }
+        r.seen_quorum = Some(q.have);
+        let sb = self.engine.split_brains();
+        if sb.changes() != r.seen_split_changes {
+            r.seen_split_changes = sb.changes();
+            for ep in sb.episodes() {
+                if ep.id > r.split_detected {
+                    r.split_detected = ep.id;
+                    r.hooks.emit("split_brain_detected", &ep.peers.join(" "), &ep.keys().join(" "), "");
+                }
+                if ep.resolved_ms.is_some() && ep.id > r.split_resolved {
+                    r.split_resolved = ep.id;
+                    let kept = ep.kept_by().join(" ");
+                    r.hooks.emit("split_brain_resolved", &ep.peers.join(" "), &ep.keys().join(" "), &kept);
+                }
+            }
+        }
+    }
+
+    /// The engine starts or stops a group here.
+    fn group_action(&mut self, key: &str, reason: &str, start: bool) {
+        let h = &mut self.reload.hooks;
+        if !start {
+            h.emit("group_stopping", "", key, reason);
+            return;
+        }
+        // The engine's reason for a group taken from a node it saw die.
+        if reason == "its holder died" {
+            h.emit("failover", &self.reload.last_dead, key, reason);
+        }
+        h.emit("group_starting", "", key, reason);
+    }
+
+    /// A group operation ended here.
+    fn group_event(&mut self, ev: &Event) {
+        let h = &mut self.reload.hooks;
+        match ev {
+            Event::GroupStarted { key, ok: true, .. } => h.emit("group_started", "", key, ""),
+            Event::GroupStopped { key, ok: true, .. } => h.emit("group_stopped", "", key, ""),
+            Event::GroupStarted { key, detail, .. } => {
+                h.emit("group_failed", "", key, &format!("start: {detail}"))
+            }
+            Event::GroupStopped { key, detail, .. } => {
+                h.emit("group_failed", "", key, &format!("stop: {detail}"))
+            }
+            Event::MonitorFailed { key, why } => h.emit("group_failed", "", key, &format!("monitor: {why}")),
+            _ => {}
+        }
     }
 }

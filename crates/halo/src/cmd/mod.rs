@@ -6,6 +6,7 @@ pub mod docs;
 pub mod exec;
 pub mod lvs;
 pub mod mon;
+pub mod reload;
 pub mod resourcemanager;
 pub mod status;
 pub mod sync;
