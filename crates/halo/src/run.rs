@@ -312,7 +312,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         Arc::clone(&logger),
         crate::hooks::HOOK_TIMEOUT,
     );
-    let director_texts = crate::cmd::reload::read_director_files(&model, &args.config_dir).unwrap_or_default();
+    let director_texts =
+        crate::cmd::reload::read_director_files(&model, &args.config_dir).unwrap_or_default();
 
     let has_serial = links.has_serial();
     let mut daemon = Daemon {
@@ -344,8 +345,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         respawn: None,
         sd,
         fencing,
-        reload: ReloadState::new(&args, &node, hooks, director_texts),
         split_brains: load_split_brains(&args.state_dir, &logger),
+        reload: ReloadState::new(&args, &node, hooks, director_texts),
     };
     let code = daemon.run(&sigfd, &wake_rx, &req_rx, &aux_wake_rx, &aux_rx);
     if let Some(sup) = daemon.respawn.take() {
@@ -385,10 +386,10 @@ struct Daemon<'a> {
     respawn: Option<halo_host::respawn::Supervisor>,
     /// systemd's notify socket: READY, WATCHDOG, STATUS, STOPPING.
     sd: crate::notify::Notifier,
-    /// `halo reload` / SIGHUP, and the notify hooks with what they last saw.
-    reload: ReloadState,
     /// Split-brains of earlier runs (from the state directory) and the writer of the file.
     split_brains: crate::cmd::status::SplitBrainHistory,
+    /// `halo reload` / SIGHUP, and the notify hooks with what they last saw.
+    reload: ReloadState,
 }
 
 /// How long a graceful shutdown waits for the groups to stop (each stop has its own
