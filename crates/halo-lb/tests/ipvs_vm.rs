@@ -55,7 +55,9 @@ const STEPS: &[&str] = &[
     "sync-daemon",
     "sync-to-backup-namespace",
     "service-removed",
+    "kernel-refusals-explained",
     "clean-removal",
+    "leftovers-of-a-killed-daemon",
 ];
 
 #[test]
@@ -558,9 +560,41 @@ fn guest() {
     assert!(!l.contains("UDP"), "{l}");
     step("service-removed");
 
+    // What the kernel refuses comes back with what halo was doing and why.
+    let mut bad = svcs.clone();
+    bad[0].scheduler = "nosuch".into();
+    let e = plane.apply_services(&bad).expect_err("unknown scheduler").to_string();
+    assert!(e.contains("ip_vs_nosuch"), "{e}");
+    let mut bad = svcs.clone();
+    bad.push(ipvsadm::Service::new(ipvsadm::ServiceKey::Fwmark { mark: 8, ipv6: false }, "rr"));
+    let last = bad.len() - 1;
+    bad[last].dests.push(ipvsadm::Destination::new(
+        "0.0.0.0:80".parse().expect("a"),
+        ipvsadm::Forward::Route,
+        1,
+    ));
+    let e = plane.apply_services(&bad).expect_err("unroutable real server").to_string();
+    assert!(e.contains("not routable unicast") && e.contains("FWM 8"), "{e}");
+    // The half-done apply is finished by the next one: FWM 8 (added before its real server
+    // was refused) is halo's and goes.
+    let ch = plane.apply_services(&svcs).expect("apply");
+    assert_eq!(ch, vec![Change::ServiceRemoved("FWM 8".into())]);
+    agree(&plane, "kernel-refusals-explained", &[]);
+    step("kernel-refusals-explained");
+
     // A clean stop removes halo's services, and only those.
     assert!(plane.remove().expect("remove"));
     let l = agree(&plane, "clean-removal", &[]);
     assert!(l.contains("TCP  203.0.113.1:80 rr\n") && !l.contains("198.51.100"), "{l}");
     step("clean-removal");
+
+    // A daemon killed with its services in the kernel: the next one (a plane that owns
+    // nothing) removes them at stop from the desired state.
+    let d = Desired { services: vec![dns()] };
+    IpvsDataPlane::new().apply(&d).expect("apply");
+    let fresh = IpvsDataPlane::new();
+    assert!(fresh.remove_desired(&d).expect("remove"));
+    let l = agree(&fresh, "leftovers-of-a-killed-daemon", &[]);
+    assert!(!l.contains("198.51.100") && l.contains("203.0.113.1:80"), "{l}");
+    step("leftovers-of-a-killed-daemon");
 }

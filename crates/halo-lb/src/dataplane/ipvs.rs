@@ -1100,13 +1100,28 @@ impl Conn {
             CMD_SET_SERVICE => "editing",
             _ => "deleting",
         };
-        self.command(m, || {
+        let r = self.command(m, || {
             let mut w = format!("{verb} IPVS service {} (scheduler {})", service_name(&s.key), s.scheduler);
             if cmd == CMD_DEL_SERVICE {
                 w = format!("{verb} IPVS service {}", service_name(&s.key));
             }
             w
-        })
+        });
+        match r {
+            // The kernel's ENOENT for a scheduler it cannot load says nothing of schedulers.
+            Err(Error::Os { what, error })
+                if cmd != CMD_DEL_SERVICE && error.raw_os_error() == Some(nix::libc::ENOENT) =>
+            {
+                Err(Error::Os {
+                    what: format!(
+                        "{what}: no such scheduler (is the module ip_vs_{} available?)",
+                        s.scheduler
+                    ),
+                    error,
+                })
+            }
+            other => other,
+        }
     }
 
     fn dest_cmd(
@@ -1129,17 +1144,26 @@ impl Conn {
         };
         let addr = dest_addr(key, d);
         self.command(m, || {
-            let mut w = format!(
+            format!(
                 "{verb} real server {addr} ({}, weight {}) of IPVS service {}",
                 d.forward.name(),
                 d.weight,
                 service_name(key)
-            );
-            if cmd == CMD_NEW_DEST {
-                // The kernel's EINVAL for an address it cannot route is cryptic.
-                w.push_str(" (the kernel refuses real servers whose address is not routable unicast)");
+            )
+        })
+        .map_err(|e| match e {
+            // The kernel's EINVAL for an address it cannot route is cryptic.
+            Error::Os { what, error }
+                if cmd == CMD_NEW_DEST && error.raw_os_error() == Some(nix::libc::EINVAL) =>
+            {
+                Error::Os {
+                    what: format!(
+                        "{what} (the kernel refuses a real server whose address is not routable unicast)"
+                    ),
+                    error,
+                }
             }
-            w
+            other => other,
         })
     }
 }
@@ -1389,6 +1413,13 @@ impl IpvsDataPlane {
         }
         lock(&self.owned).clear();
         Ok(any)
+    }
+
+    /// Deletes the services `desired` names, owned or not: a stop that finds the table of a
+    /// daemon that was killed (its plane, and what it owned, died with it).
+    pub fn remove_desired(&self, desired: &Desired) -> Result<bool, Error> {
+        self.adopt(&services_of(desired).iter().map(|s| s.key).collect::<Vec<_>>());
+        self.remove()
     }
 
     /// Starts the kernel's connection-sync daemon (`ipvsadm --start-daemon master|backup
@@ -1703,6 +1734,28 @@ mod tests {
         assert_eq!(c[1].pe, Some(("sip".into(), "abc".into())));
         let bad = "header\nTCP C6336401 9C40\n";
         assert_eq!(parse_connections(bad).unwrap_err().0, 2);
+    }
+
+    /// On a kernel without IPVS (this machine's), `auto` falls back to nftables and `ipvs`
+    /// is refused with what to do; on one with IPVS, `auto` takes it.
+    #[test]
+    fn ipvs_auto_selection_follows_the_kernel() {
+        let nft = nft::NftDataPlane::new(nft::Nft::new());
+        let auto = DataPlane::select(PlaneChoice::Auto, nft.clone()).expect("auto always selects");
+        match IpvsDataPlane::probe() {
+            Err(Error::Unavailable { why }) => {
+                assert_eq!(why, "no generic netlink family IPVS");
+                assert_eq!(auto.name(), if Path::new(PROC_IPVS).exists() { "ipvs" } else { "nftables" });
+                let e = DataPlane::select(PlaneChoice::Ipvs, nft.clone()).expect_err("no IPVS here");
+                assert!(e.to_string().contains("modprobe ip_vs"), "{e}");
+            }
+            Ok(()) => {
+                assert_eq!(auto.name(), "ipvs");
+                assert!(IpvsDataPlane::new().model().is_ok());
+            }
+            Err(e) => panic!("probing for IPVS: {e}"),
+        }
+        assert_eq!(DataPlane::select(PlaneChoice::Nftables, nft).expect("nft").name(), "nftables");
     }
 
     #[test]
