@@ -442,6 +442,11 @@ impl DirectorState {
     /// again (down until a check succeeds). Returns the changes of state, with the file.
     pub fn set_maintenance(&mut self, files: &BTreeSet<String>) -> Vec<(usize, usize, Transition)> {
         let mut out = Vec::new();
+        if files.is_empty() {
+            // The common case, every second: no file, no name to build.
+            self.services.iter_mut().flat_map(|s| &mut s.reals).for_each(|r| r.maintenance = None);
+            return out;
+        }
         for (si, s) in self.services.iter_mut().enumerate() {
             for (ri, r) in s.reals.iter_mut().enumerate() {
                 let hit =

@@ -923,7 +923,15 @@ const MAINTENANCE_POLL: Duration = Duration::from_secs(1);
 async fn maintenance_loop(shared: Arc<Shared>, changed: Arc<tokio::sync::Notify>) {
     let mut last_error: Option<String> = None;
     loop {
-        let dir = lock(&shared.state).global.maintenancedir.clone();
+        let (dir, idle) = {
+            let st = lock(&shared.state);
+            let any = st.services.iter().flat_map(|s| &s.reals).any(|r| r.maintenance.is_some());
+            (st.global.maintenancedir.clone(), !any)
+        };
+        if dir.is_none() && idle {
+            tokio::time::sleep(MAINTENANCE_POLL).await;
+            continue;
+        }
         let files = match dir {
             None => Ok(BTreeSet::new()),
             Some(d) => {
