@@ -417,7 +417,16 @@ fn reals_of(lvs: &str) -> Vec<String> {
 #[test]
 fn director_autoreload_applies_the_difference_and_refuses_an_invalid_file() {
     let Some(mut b) = Bed::new("drel") else { return };
-    let head = "checktimeout=1\ncheckinterval=1\nautoreload=yes\n\nvirtual=10.81.0.100:80\n";
+    // ldirectord's callback: run with the file's name whenever it changed on disk.
+    let called = b.tb.dir.join("callback.calls");
+    let callback = b.tb.dir.join("callback.sh");
+    std::fs::write(&callback, format!("#!/bin/sh\necho \"$@\" >> {}\n", called.display())).unwrap();
+    std::fs::set_permissions(&callback, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let head = format!(
+        "checktimeout=1\ncheckinterval=1\nautoreload=yes\ncallback=\"{}\"\n\nvirtual=10.81.0.100:80\n",
+        callback.display()
+    );
+    let head = head.as_str();
     let tail = "\tchecktype=connect\n\tscheduler=rr\n";
     let dir = b.config(&format!("{head}\treal={R1} gate 1\n{tail}"));
     b.start_web("r1");
@@ -450,6 +459,10 @@ fn director_autoreload_applies_the_difference_and_refuses_an_invalid_file() {
         "{msg}"
     );
     assert!(b.log().contains("has changed on disk"), "{}", b.log());
+    let cf = b.cf_path().display().to_string();
+    b.until(Duration::from_secs(5), "the callback ran with the file", || {
+        std::fs::read_to_string(&called).unwrap_or_default() == format!("{cf}\n")
+    });
 
     // An invalid file: refused with its file and line, the table as it was.
     let table = reals_of(&b.lvs());
@@ -462,7 +475,7 @@ fn director_autoreload_applies_the_difference_and_refuses_an_invalid_file() {
         b.director()["last_reload"]["ok"] == false
     });
     let msg = b.director()["last_reload"]["message"].as_str().unwrap().to_string();
-    let want = format!("{}:8:", b.cf_path().display());
+    let want = format!("{}:9:", b.cf_path().display());
     assert!(msg.contains(&want) && msg.contains("checktype"), "{msg}");
     assert!(b.log().contains("new configuration refused, the running one stays"), "{}", b.log());
     // Two more check rounds: the table is the one before, the refused file not retried.
@@ -480,6 +493,10 @@ fn director_autoreload_applies_the_difference_and_refuses_an_invalid_file() {
     assert_eq!(b.real(R2)["id"], r2["id"]);
     assert!(b.real(R2)["checks"].as_u64() >= r2["checks"].as_u64());
     assert!(b.log().contains(&format!("Purged real server (reload): {R1} ({VS})")), "{}", b.log());
+    // Every change ran the callback, the refused one too (as ldirectord's check_cfgfile).
+    b.until(Duration::from_secs(5), "three callbacks", || {
+        std::fs::read_to_string(&called).unwrap_or_default() == format!("{cf}\n{cf}\n{cf}\n")
+    });
 }
 
 /// (ActiveConn, InActConn) of `addr` in `halo lvs`.
