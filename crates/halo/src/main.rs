@@ -161,7 +161,8 @@ enum Cmd {
         /// Only this node (repeatable).
         #[arg(long = "node", value_name = "N")]
         nodes: Vec<String>,
-        /// Kill a node's command after S seconds (and count it failed).
+        /// Kill a node's command after S seconds and count it failed (for another node
+        /// its ssh is killed; a remote command that ignores the closed session may go on).
         #[arg(long, value_name = "S")]
         timeout: Option<f64>,
         #[command(flatten)]
@@ -212,8 +213,10 @@ enum ConfigCmd {
     /// names starting with '.' or ending with '~' belong to each node and are neither
     /// pushed nor removed. On the far side each file is replaced by rename(2), so no file
     /// is ever half-written; only sh, tar, find, cmp, stat and mv are needed there.
-    /// Where something changed and a halo daemon runs (its --socket exists), `halo
-    /// reload` is run there. A failing node does not stop the others; exit 1 if any failed.
+    /// Where something changed and a halo daemon runs (the --socket path exists there),
+    /// `halo reload` is run there (halo from its PATH, else /usr/sbin/halo) and what the
+    /// daemon applied is shown. A failing node does not stop the others; exit 1 if any
+    /// failed.
     ///
     /// How nodes are reached: `ssh -o BatchMode=yes -o ConnectTimeout=10 NODE`, by node
     /// name, so ~/.ssh/config (Host NODE / HostName / User / Port / IdentityFile),
@@ -221,6 +224,7 @@ enum ConfigCmd {
     /// node's address, `--ssh-option KEY=VALUE` adds `-o KEY=VALUE` (before halo's own, so
     /// it wins), and HALO_SSH replaces the ssh command (split on blanks), e.g.
     /// HALO_SSH="ssh -F /root/cluster_ssh_config". Key-based login only (BatchMode).
+    /// ha.cf's ucast addresses are not used: a ucast line names an address, not whose.
     #[command(verbatim_doc_comment)]
     Sync {
         #[arg(long, default_value = halo::DEFAULT_CONFIG_DIR)]

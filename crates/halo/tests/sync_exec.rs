@@ -40,7 +40,9 @@ impl Cluster {
             Path::new("/etc/ha.d").is_dir(),
             "/etc/ha.d must exist to be bind-mounted over (apt-get install heartbeat creates it)"
         );
+        std::fs::create_dir_all(tb.dir.join("run")).unwrap();
         for n in NODES {
+            std::fs::create_dir_all(tb.dir.join(n).join("run")).unwrap();
             tb.add_host(n, &format!("{}/24", addr(n))).unwrap();
             let d = tb.write_config(n, HA_CF, AUTHKEYS).unwrap();
             std::fs::write(d.join("haresources"), HARESOURCES_OLD).unwrap();
@@ -57,14 +59,19 @@ impl Cluster {
         let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
         std::fs::write(k.join("known_hosts"), format!("* {}\n", host_pub.join(" "))).unwrap();
         std::fs::copy(k.join("client_key.pub"), k.join("authorized_keys")).unwrap();
+        // The sessions find this build's halo as `halo` (the remote `halo reload`).
+        let bin = tb.dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(HALO, bin.join("halo")).unwrap();
         let sshd_config = k.join("sshd_config");
         std::fs::write(
             &sshd_config,
             format!(
                 "Port 22\nHostKey {k}/host_key\nAuthorizedKeysFile {k}/authorized_keys\nPidFile none\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 UsePAM no\nStrictModes no\nLogLevel VERBOSE\n",
-                k = k.display()
+                 UsePAM no\nStrictModes no\nLogLevel VERBOSE\nSetEnv PATH={b}:/usr/sbin:/usr/bin:/sbin:/bin\n",
+                k = k.display(),
+                b = bin.display()
             ),
         )
         .unwrap();
@@ -90,6 +97,11 @@ impl Cluster {
         self.tb.dir.join(node).join("ha.d")
     }
 
+    /// Where each node's control socket is: one path, a different directory in each node.
+    fn socket(&self) -> PathBuf {
+        self.tb.dir.join("run").join("halo.sock")
+    }
+
     fn start_sshd(&mut self, node: &str, config: &Path) {
         let log = self.tb.dir.join(format!("{node}-sshd.log"));
         // sshd needs its privilege-separation directory, which the package makes at boot.
@@ -106,8 +118,10 @@ impl Cluster {
                     "private",
                     "sh",
                     "-c",
-                    r#"mount --bind "$0" /etc/ha.d && exec "$1" -D -e -f "$2""#,
+                    r#"mount --bind "$0" /etc/ha.d && mount --bind "$1" "$2" && exec "$3" -D -e -f "$4""#,
                     ha_d.to_str().unwrap(),
+                    self.tb.dir.join(node).join("run").to_str().unwrap(),
+                    self.tb.dir.join("run").to_str().unwrap(),
                     SSHD,
                     config.to_str().unwrap(),
                 ],
@@ -128,6 +142,38 @@ impl Cluster {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         self.sshd.insert(node.to_string(), pid);
+    }
+
+    /// `halo run` on `node`, in the mount namespace of its sshd (its /etc/ha.d, its socket).
+    fn start_daemon(&mut self, node: &str) {
+        let sshd = self.sshd[node].to_string();
+        let log = self.tb.dir.join(format!("{node}-halo.log"));
+        let state = self.tb.dir.join(node).join("state");
+        let sock = self.socket();
+        let args = [
+            "--target",
+            &sshd,
+            "--mount",
+            "--",
+            HALO,
+            "--socket",
+            sock.to_str().unwrap(),
+            "run",
+            "--config-dir",
+            "/etc/ha.d",
+            "--node",
+            node,
+            "--state-dir",
+            state.to_str().unwrap(),
+        ];
+        self.tb.spawn(node, Path::new("nsenter"), &args, &log).unwrap();
+        let sock = self.tb.dir.join(node).join("run").join("halo.sock");
+        let up = wait_for(Duration::from_secs(20), || sock.exists().then_some(()));
+        assert!(
+            up.is_some(),
+            "halo did not start on {node}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
     fn stop_sshd(&mut self, node: &str) {
@@ -256,6 +302,32 @@ fn sync_pushes_the_changed_files_to_both_peers_with_their_modes_and_owners() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(lines_of(&out, "n3"), ["up to date"], "{out}");
     assert!(lines_of(&out, "n2").is_empty(), "--node n3 reached n2:\n{out}");
+}
+
+#[test]
+fn sync_asks_the_daemons_that_run_to_reload() {
+    let Some(mut c) = Cluster::new("sr") else { return };
+    c.start_daemon("n2");
+    std::fs::write(c.ha_d("n1").join("ha.cf"), HA_CF.replace("deadtime 10", "deadtime 12")).unwrap();
+    let sock = c.socket();
+    let (code, out, err) = c.halo(&["--socket", sock.to_str().unwrap(), "config", "sync"]);
+    assert_eq!(code, 0, "{err}");
+    let n2 = lines_of(&out, "n2");
+    assert!(n2.contains(&"changed ha.cf"), "{out}");
+    assert!(n2.contains(&"daemon reloaded"), "{out}");
+    assert!(
+        n2.iter().any(|l| l.starts_with("reload: ") && l.contains("deadtime") && l.contains("->")),
+        "the daemon's account of the change is not shown:\n{out}"
+    );
+    let n3 = lines_of(&out, "n3");
+    assert!(n3.contains(&"changed ha.cf"), "{out}");
+    assert!(n3.iter().any(|l| l.starts_with("no halo daemon running")), "{out}");
+
+    // --no-reload leaves the daemon alone.
+    std::fs::write(c.ha_d("n1").join("ha.cf"), HA_CF.replace("deadtime 10", "deadtime 14")).unwrap();
+    let (code, out, err) = c.halo(&["--socket", sock.to_str().unwrap(), "config", "sync", "--no-reload"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines_of(&out, "n2"), ["changed ha.cf"], "{out}");
 }
 
 #[test]

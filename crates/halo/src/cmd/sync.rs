@@ -36,7 +36,8 @@ pub struct SyncArgs<'a> {
 /// Runs on the far side as `sh -c SCRIPT halo-sync DIR MODE RELOAD SOCKET` with the tar
 /// stream on stdin. It prints one tab-separated line per finding: `N dir` (created),
 /// `A path` (added), `C path` (content or type changed), `M path old new` (mode/owner
-/// only), `D path` (removed), `R ok|none|fail message` (reload), `E message` (error).
+/// only), `D path` (removed), `R ok|none|fail message` (reload), `O text` (a line `halo
+/// reload` printed), `E message` (error).
 const REMOTE: &str = r#"set -u
 D=$1; MODE=$2; RELOAD=$3; SOCK=$4
 isdir() { [ -d "$1" ] && [ ! -L "$1" ]; }
@@ -132,6 +133,7 @@ if [ "$RELOAD" = reload ] && [ -n "$CH$DEL" ]; then
         H=$(command -v halo 2>/dev/null || echo /usr/sbin/halo)
         if out=$("$H" --socket "$SOCK" reload 2>&1); then
             printf 'R\tok\n'
+            printf '%s\n' "$out" | while IFS= read -r l; do [ -n "$l" ] && printf 'O\t%s\n' "$l"; done
         else
             printf 'R\tfail\t%s\n' "$(printf '%s' "$out" | tr '\n' ' ')"
             exit 23
@@ -361,6 +363,7 @@ fn report(node: &str, result: &Pushed, dry_run: bool, socket: &Path) -> bool {
                 }
             }
             ["R", "ok"] => println!("{node}: daemon reloaded"),
+            ["O", text] => println!("{node}: reload: {text}"),
             ["R", "none"] => {
                 println!("{node}: no halo daemon running ({} absent): nothing to reload", socket.display())
             }
