@@ -947,8 +947,10 @@ pub fn status_json(
 
 // ----------------------------------------------------------------- split-brain history
 
-fn load_split_brains(state_dir: &Path, logger: &Logger) -> crate::cmd::status::SplitBrainHistory {
-    let (history, warning) = crate::cmd::status::SplitBrainHistory::load(state_dir);
+fn load_split_brains(state_dir: &Path, logger: &Arc<Logger>) -> crate::cmd::status::SplitBrainHistory {
+    let l = Arc::clone(logger);
+    let on_error = move |e: String| l.log(halo_host::Level::Error, &e);
+    let (history, warning) = crate::cmd::status::SplitBrainHistory::load(state_dir, on_error);
     if let Some(w) = warning {
         logger.log(halo_host::Level::Warn, &w);
     }
@@ -1224,16 +1226,32 @@ impl Daemon<'_> {
             }
             None => {}
         }
-        for path in &diff.director_files {
-            // TODO(director owner): apply the new ldirectord.cf in place, keeping the health
-            // of unchanged real servers (the `reconfigure` entry point of crate::director).
-            self.logger.log(
-                halo_host::Level::Warn,
-                &format!(
-                    "reload: {} changed; the running director keeps its configuration until its group restarts",
-                    path.display()
-                ),
-            );
+        // A director whose resource did not change takes its new ldirectord.cf in place,
+        // keeping the health of unchanged real servers. That blocks (it reads the file,
+        // resolves names, applies the table): a thread of its own, its outcome logged.
+        if let (false, Some(g)) = (diff.director_files.is_empty(), self.groups.as_ref()) {
+            let (director, files, logger) =
+                (g.director(), diff.director_files.clone(), Arc::clone(self.logger));
+            let spawned = std::thread::Builder::new().name("halo-reload-director".into()).spawn(move || {
+                halo_host::rt::set_normal();
+                for path in files {
+                    match director.reconfigure(&path) {
+                        Ok(r) => logger.log(
+                            halo_host::Level::Info,
+                            &format!("reload: director for {} reconfigured: {r}", path.display()),
+                        ),
+                        // Refused (and logged) by the director: its running configuration stays.
+                        Err(e) => logger.log(
+                            halo_host::Level::Warn,
+                            &format!("reload: director for {} not reconfigured: {e}", path.display()),
+                        ),
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                self.logger
+                    .log(halo_host::Level::Error, &format!("reload: cannot reconfigure the director: {e}"));
+            }
         }
         if diff.engine {
             let hc = &model.ha_cf;
@@ -1257,6 +1275,8 @@ impl Daemon<'_> {
             };
             self.engine.reconfigure(now, &cfg, &stopped, actions);
         }
+        // Heartbeats carry the digest of the configuration now running.
+        self.engine.set_config_digest(halo_config::config_digest(&model));
         self.model = model;
         self.reload.director_texts = texts;
         let summary =

@@ -216,3 +216,69 @@ fn reload_applies_only_the_difference() {
     assert!(c.vip_events().is_empty(), "{:?}", c.vip_events());
     c.tb.stop(mon_pid, nix::sys::signal::Signal::SIGTERM).ok();
 }
+
+/// `halo status --json`'s director real servers on a node: (address, weight, health).
+fn status_reals(c: &Cluster, node: &str) -> Vec<(String, Option<u64>, String)> {
+    let out =
+        Command::new(HALO).arg("--socket").arg(c.socket(node)).args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let vs = v["director"]["virtual_services"].as_array().cloned().unwrap_or_default();
+    vs.iter()
+        .flat_map(|s| s["real_servers"].as_array().cloned().unwrap_or_default())
+        .map(|r| {
+            (
+                r["address"].as_str().unwrap_or("").to_string(),
+                r["weight"].as_u64(),
+                r["health"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+const LB_CF: &str = "checktimeout=1\ncheckinterval=1\n\nvirtual=10.79.0.100:80\n\treal=10.79.0.2:80 gate 1\n\
+                     \tchecktype=connect\n\tservice=http\n\tscheduler=rr\n";
+
+/// A director resource whose ldirectord.cf changes (its haresources line does not) is
+/// reconfigured in place: the group is not restarted and the real server kept keeps its
+/// health (it is `up` at once, not down until checked again); the new one joins.
+#[test]
+fn reload_reconfigures_a_director_in_place() {
+    let Some(mut c) = cluster("rldd") else { return };
+    c.set_haresources("n1 ldirectord::lb.cf\n");
+    for (_, d) in &c.dirs {
+        std::fs::write(d.join("lb.cf"), LB_CF).unwrap();
+    }
+    let web = c.tb.dir.join("n2-web.out");
+    c.tb.spawn("n2", Path::new("/usr/bin/python3"), &["-m", "http.server", "80", "--bind", "0.0.0.0"], &web)
+        .unwrap();
+    for node in ["n1", "n2"] {
+        let dir = c.dir(node).to_path_buf();
+        c.tb.start_halo(node, Path::new(HALO), &dir).unwrap();
+    }
+    let up = ("10.79.0.2:80".to_string(), Some(1), "up".to_string());
+    let ok = wait_for(Duration::from_secs(30), || (status_reals(&c, "n1") == [up.clone()]).then_some(()));
+    assert!(
+        ok.is_some(),
+        "the director did not find its real server up: {:?}\n{}",
+        status_reals(&c, "n1"),
+        c.logs()
+    );
+
+    let more = LB_CF.replace("\tchecktype", "\treal=10.79.0.3:80 gate 1\n\tchecktype");
+    for (_, d) in &c.dirs {
+        std::fs::write(d.join("lb.cf"), &more).unwrap();
+    }
+    let (code, out, err) = c.reload("n1");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("lb.cf: changed (director reconfigured)"), "{out}");
+    let done = wait_for(Duration::from_secs(10), || {
+        c.log("n1").contains("reload: director for").then(|| status_reals(&c, "n1"))
+    });
+    let reals = done.unwrap_or_else(|| panic!("the director was not reconfigured\n{}", c.logs()));
+    assert!(c.log("n1").contains("reconfigured:"), "{}", c.log("n1"));
+    assert_eq!(reals.first(), Some(&up), "the kept real server lost its health: {reals:?}");
+    assert!(reals.iter().any(|(a, _, _)| a == "10.79.0.3:80"), "the new real server is missing: {reals:?}");
+    let log = c.log("n1");
+    assert!(!log.contains("stopping group"), "the director's group was restarted:\n{log}");
+    assert_eq!(log.matches("starting group ldirectord::lb.cf").count(), 1, "{log}");
+}
