@@ -50,6 +50,7 @@ const STEPS: &[&str] = &[
     "persistence-keeps-the-client",
     "every-scheduler",
     "fwmark-ipip",
+    "ipv6",
     "views-stats-rate-conn",
     "foreign-service-left-alone",
     "sync-daemon",
@@ -213,6 +214,8 @@ fn halo_view(plane: &IpvsDataPlane, args: &[&str]) -> String {
         ipvsadm::list_with(&m, ipvsadm::View::Rate, &opts)
     } else if has("--persistent-conn") {
         ipvsadm::list_with(&m, ipvsadm::View::PersistentConn, &opts)
+    } else if has("--thresholds") {
+        ipvsadm::list_with(&m, ipvsadm::View::Thresholds, &opts)
     } else if has("--tun-info") {
         ipvsadm::list_with(&m, ipvsadm::View::TunInfo, &opts)
     } else {
@@ -493,6 +496,49 @@ fn guest() {
     assert_eq!(dest_line(&l, "FWM  7", "192.0.2.31:0").expect("31")[..2], ["Tunnel", "2"]);
     agree(&plane, "fwmark-ipip", &["--tun-info"]);
     step("fwmark-ipip");
+
+    // IPv6: a persistent service with a prefix length, a DR real server with connection
+    // thresholds, each then edited in place.
+    ip("ip -6 addr add 2001:db8:1::1/64 dev d0 nodad");
+    let v6 = ipvsadm::ServiceKey::Addr {
+        protocol: ipvsadm::Protocol::Tcp,
+        addr: "[2001:db8::10]:80".parse().expect("a"),
+    };
+    let mut s6 = ipvsadm::Service::new(v6, "wrr");
+    s6.persistent =
+        Some(ipvsadm::Persistent { timeout: 120, netmask: halo_lb::Netmask::v6(64).expect("prefix") });
+    let mut d6 =
+        ipvsadm::Destination::new("[2001:db8:1::11]:80".parse().expect("a"), ipvsadm::Forward::Route, 5);
+    (d6.u_threshold, d6.l_threshold) = (100, 10);
+    s6.dests.push(d6);
+    svcs.push(s6);
+    let ch = plane.apply_services(&svcs).expect("apply");
+    assert_eq!(ch.len(), 2, "{ch:?}");
+    let l = agree(&plane, "ipv6", &[]);
+    assert!(l.contains("TCP  [2001:db8::10]:80 wrr persistent 120 mask 64\n"), "{l}");
+    let t = agree(&plane, "ipv6", &["--thresholds"]);
+    assert!(t.contains("  -> [2001:db8:1::11]:80"), "{t}");
+    let last = svcs.len() - 1;
+    svcs[last].dests[0].u_threshold = 200;
+    svcs[last].persistent =
+        Some(ipvsadm::Persistent { timeout: 120, netmask: halo_lb::Netmask::v6(48).expect("p") });
+    let ch = plane.apply_services(&svcs).expect("apply");
+    let name = "TCP [2001:db8::10]:80".to_string();
+    assert_eq!(
+        ch,
+        vec![
+            Change::ServiceEdited(name.clone()),
+            Change::DestEdited {
+                service: name,
+                dest: "[2001:db8:1::11]:80".into(),
+                what: "thresholds".into()
+            },
+        ]
+    );
+    let l = agree(&plane, "ipv6", &[]);
+    assert!(l.contains("TCP  [2001:db8::10]:80 wrr persistent 120 mask 48\n"), "{l}");
+    agree(&plane, "ipv6-edited", &["--thresholds"]);
+    step("ipv6");
 
     agree(&plane, "views-stats-rate-conn", &["--stats"]);
     agree(&plane, "views-stats-rate-conn", &["--stats", "--exact"]);
