@@ -3,6 +3,8 @@
 //! group, clones, order and colocation between groups).
 //!
 //! ```toml
+//! notify = ["/usr/local/bin/on-event --site a"]  # ha.cf's `notify` hooks (before any table)
+//!
 //! [cluster]                      # ha.cf: the Heartbeat names, one key per directive
 //! nodes = ["alpha", "beta"]
 //! keepalive = 1                  # seconds, or "500ms" / "2s"
