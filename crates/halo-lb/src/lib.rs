@@ -26,7 +26,9 @@
 //!   byte (`-L -n` and its `--stats`/`--rate`/... views, `-c`, `-S`), as pure functions.
 //! * [`dataplane`]: the director's typed desired state (virtual services, real servers,
 //!   weights, persistence, NAT or DR) and [`dataplane::NftDataPlane`], which makes one nftables
-//!   table match it (reconciled, one atomic transaction, counters per real server).
+//!   table match it (reconciled, one atomic transaction, counters per real server), and
+//!   [`dataplane::IpvsDataPlane`], which does the same with the kernel's IPVS over generic
+//!   netlink where the kernel has it (and reads its table back as the [`ipvsadm`] model).
 //! * [`director`]: the director's state without I/O — ldirectord.cf's services, the health
 //!   of each real server, and from them the desired state (`quiescent`, `fallback`) and the
 //!   IPVS model `halo lvs` prints.

@@ -4,7 +4,10 @@
 //!
 //! This machine's kernel has no IPVS, so the data plane here is nftables ([`nft`]): one table
 //! `ip halo_lb` owned by halo, computed from [`Desired`], compared with `nft -j list table`, and
-//! replaced in one `nft -j -f -` transaction only when the two differ.
+//! replaced in one `nft -j -f -` transaction only when the two differ. Where the kernel has
+//! IPVS, [`ipvs`] runs the same [`Desired`] state in the kernel's own load balancer over
+//! generic netlink (read back, then only the commands for what differs), and
+//! [`DataPlane::select`] picks either (`auto`: IPVS when the kernel has it).
 //!
 //! What the nftables plane does, per forwarding method:
 //! * [`Forward::Masq`] (LVS-NAT): the first packet of a connection (nat prerouting only sees
