@@ -340,7 +340,7 @@ fn earlier_history() -> SplitBrainHistory {
             "held_by": ["n2", "n1"], "kept_by": "n1", "released_by": ["n2"], "lost": []}], "this_run": true}]}"#,
     )
     .unwrap();
-    let (h, warning) = SplitBrainHistory::load(&dir);
+    let (h, warning) = SplitBrainHistory::load(&dir, |_| {});
     assert_eq!(warning, None);
     let _ = std::fs::remove_dir_all(&dir);
     h
@@ -520,7 +520,7 @@ fn split_brain_history_survives_a_restart_and_a_bad_file_is_set_aside() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(halo::cmd::status::SPLIT_BRAIN_FILE);
     let sb = this_runs_split_brains();
-    let (mut h, warning) = SplitBrainHistory::load(&dir);
+    let (mut h, warning) = SplitBrainHistory::load(&dir, |_| {});
     assert_eq!(warning, None, "no file yet: an empty history");
     assert!(h.changed(&sb));
     h.persist(&sb, NOW_MS, UNIX_NOW_MS);
@@ -530,7 +530,7 @@ fn split_brain_history_survives_a_restart_and_a_bad_file_is_set_aside() {
     });
     assert!(written.is_some(), "the writer thread wrote {}", file.display());
     // "Restart": a new daemon reads what the last one wrote, with its own (empty) run.
-    let (again, warning) = SplitBrainHistory::load(&dir);
+    let (again, warning) = SplitBrainHistory::load(&dir, |_| {});
     assert_eq!(warning, None);
     let before = h.json(&sb, NOW_MS, UNIX_NOW_MS);
     let after = again.json(&SplitBrains::default(), 0, UNIX_NOW_MS + 60_000);
@@ -551,15 +551,30 @@ fn split_brain_history_survives_a_restart_and_a_bad_file_is_set_aside() {
     assert!(text.contains("not resolved when halo stopped"), "{text}");
 
     std::fs::write(&file, r#"{"version": 1, "split_brains": [{"id": 1}]}"#).unwrap();
-    let (empty, warning) = SplitBrainHistory::load(&dir);
+    let (empty, warning) = SplitBrainHistory::load(&dir, |_| {});
     let warning = warning.expect("a warning for a bad file");
     assert!(warning.contains(&file.display().to_string()), "{warning}");
     assert!(warning.contains("entry 0: expected \"detected\" (Unix ms) and a \"groups\" list"), "{warning}");
     assert!(dir.join("split_brains.json.bad").exists(), "set aside: {warning}");
     assert_eq!(empty.json(&SplitBrains::default(), 0, 0), serde_json::json!([]));
     std::fs::write(&file, "not json").unwrap();
-    let (_, warning) = SplitBrainHistory::load(&dir);
+    let (_, warning) = SplitBrainHistory::load(&dir, |_| {});
     assert!(warning.is_some_and(|w| w.contains("not JSON")));
+
+    // A history that cannot be written is reported (here the temporary file's name is taken
+    // by a directory).
+    let _ = std::fs::remove_file(&file);
+    std::fs::create_dir_all(dir.join("split_brains.json.tmp")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (mut h, _) = SplitBrainHistory::load(&dir, move |e| {
+        let _ = tx.send(e);
+    });
+    h.persist(&sb, NOW_MS, UNIX_NOW_MS);
+    let err = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the write failure is reported");
+    assert!(
+        err.starts_with("cannot write the split-brain history ") && err.contains("split_brains.json"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -426,7 +426,11 @@ pub struct SplitBrainHistory {
 impl SplitBrainHistory {
     /// Reads `<state_dir>/split_brains.json` (absent: no history). A file that cannot be
     /// read is set aside as `split_brains.json.bad` and named in the warning returned.
-    pub fn load(state_dir: &Path) -> (SplitBrainHistory, Option<String>) {
+    /// `on_error` hears of every failure to write the file later.
+    pub fn load(
+        state_dir: &Path,
+        on_error: impl Fn(String) + Send + 'static,
+    ) -> (SplitBrainHistory, Option<String>) {
         let path = state_dir.join(SPLIT_BRAIN_FILE);
         let (earlier, warning) = match std::fs::read_to_string(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
@@ -449,7 +453,7 @@ impl SplitBrainHistory {
                 }
             },
         };
-        let writer = spawn_writer(path);
+        let writer = spawn_writer(path, on_error);
         (SplitBrainHistory { earlier, saved: 0, writer }, warning)
     }
 
@@ -505,7 +509,10 @@ fn parse_history(text: &str) -> Result<Vec<Value>, String> {
 
 /// A thread writing each history it is handed (only the newest when several wait):
 /// temporary file, fsync, rename.
-fn spawn_writer(path: std::path::PathBuf) -> Option<std::sync::mpsc::Sender<Vec<u8>>> {
+fn spawn_writer(
+    path: std::path::PathBuf,
+    on_error: impl Fn(String) + Send + 'static,
+) -> Option<std::sync::mpsc::Sender<Vec<u8>>> {
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let spawned = std::thread::Builder::new().name("halo-splitbrain".into()).spawn(move || {
         // Threads inherit the heartbeat thread's real-time priority: not for disk writes.
@@ -519,8 +526,9 @@ fn spawn_writer(path: std::path::PathBuf) -> Option<std::sync::mpsc::Sender<Vec<
                 std::io::Write::write_all(&mut f, &bytes)?;
                 f.sync_all()
             });
-            if written.and_then(|_| std::fs::rename(&tmp, &path)).is_err() {
+            if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, &path)) {
                 let _ = std::fs::remove_file(&tmp);
+                on_error(format!("cannot write the split-brain history {}: {e}", path.display()));
             }
         }
     });
