@@ -235,9 +235,11 @@ fn agree(plane: &IpvsDataPlane, label: &str, args: &[&str]) -> String {
         let ours = halo_view(plane, &full);
         let after = ipvsadm(&full);
         if ours == before || ours == after {
-            println!("=== BEGIN ipvsadm {label} {name}\n{ours}=== END ipvsadm {label} {name}");
+            // ipvsadm's own text (the read that matched), not a copy of ours.
+            let theirs = if ours == before { before } else { after };
+            println!("=== BEGIN ipvsadm {label} {name}\n{theirs}=== END ipvsadm {label} {name}");
             println!("=== BEGIN halo {label} {name}\n{ours}=== END halo {label} {name}");
-            return ours;
+            return theirs;
         }
         last = (before, ours);
         std::thread::sleep(Duration::from_millis(150));
