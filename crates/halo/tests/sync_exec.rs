@@ -416,12 +416,14 @@ fn exec_runs_everywhere_at_once_with_each_nodes_output_and_status() {
     let status = lines_of(&err, "halo exec");
     assert_eq!(status, ["n1: exit 0", "n2: exit 3", "n3: exit 0", "1 of 3 node(s) failed: n2"], "{err}");
 
-    // --node picks; --timeout kills what runs too long and counts it failed.
+    // --node picks; --timeout kills what runs too long and counts it failed. (The remote
+    // loop writes, so it ends at its next line once its session is gone, and does not
+    // outlive the test.)
     let (code, out, err) = c.halo(&["exec", "--node", "n3", "--", "cat", "/etc/ha.d/nodeinfo"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "n3: n3\n");
-    let (code, _, err) =
-        c.halo(&["exec", "--node", "n1", "--node", "n2", "--timeout", "1", "--", "sleep", "60"]);
+    let ticking = "while sleep 0.2; do echo tick; done";
+    let (code, _, err) = c.halo(&["exec", "--node", "n1", "--node", "n2", "--timeout", "1", "--", ticking]);
     assert_eq!(code, 1, "{err}");
     let status = lines_of(&err, "halo exec");
     assert_eq!(
