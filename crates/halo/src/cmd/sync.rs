@@ -44,7 +44,8 @@ isdir() { [ -d "$1" ] && [ ! -L "$1" ]; }
 exists() { [ -e "$1" ] || [ -L "$1" ]; }
 meta() { stat -c '%a %u:%g' -- "$1"; }
 if [ "$MODE" = apply ]; then
-    if ! isdir "$D"; then
+    # -d, not isdir: an /etc/ha.d that is a symlink to the real directory is followed.
+    if [ ! -d "$D" ]; then
         mkdir -p -- "$D" || { printf 'E\tcannot create %s\n' "$D"; exit 20; }
         printf 'N\t%s\n' "$D"
     fi
@@ -79,7 +80,7 @@ CH=$(cd "$S" && find . ! -name . | LC_ALL=C sort | while IFS= read -r p; do
     fi
 done)
 DEL=
-if isdir "$D"; then
+if [ -d "$D" ]; then
     DEL=$(cd "$D" && find . ! -name . \( -name '.*' -o -name '*~' -o -path ./nodeinfo \) -prune -o ! -name . -print | LC_ALL=C sort | while IFS= read -r p; do
         p=${p#./}
         exists "$S/$p" || printf 'D\t%s\n' "$p"
