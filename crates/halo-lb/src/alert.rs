@@ -59,6 +59,18 @@ pub struct MailSettings {
 }
 
 impl MailSettings {
+    /// The global settings (for a virtual service that has none of its own, or no longer
+    /// exists).
+    pub fn global(g: &Globals) -> MailSettings {
+        MailSettings {
+            to: g.emailalert.clone(),
+            freq: g.emailalertfreq,
+            status: g.emailalertstatus.clone(),
+            smtp: g.smtp.clone(),
+            from: g.emailalertfrom.clone(),
+        }
+    }
+
     pub fn for_virtual(v: &VirtualService, g: &Globals) -> MailSettings {
         MailSettings {
             to: v.effective_emailalert(g).to_vec(),
@@ -115,6 +127,9 @@ pub struct Event {
     pub message: String,
     /// Why (the last check's reason, the maintenance file, the reload).
     pub reason: String,
+    /// The fallback (sorry) server rather than a real server: added when the last real
+    /// server went down, deleted when one came back. Never repeated.
+    pub fallback: bool,
 }
 
 impl Event {
@@ -130,6 +145,7 @@ impl Event {
             ("HALO_ALERT_VIRTUAL", self.virtual_service.clone()),
             ("HALO_ALERT_SERVICE_ID", self.service_id.clone()),
             ("HALO_ALERT_REAL", self.real.to_string()),
+            ("HALO_ALERT_ROLE", if self.fallback { "fallback" } else { "real" }.to_string()),
             ("HALO_ALERT_OLD_STATE", self.old_state.to_string()),
             ("HALO_ALERT_NEW_STATE", self.new_state.to_string()),
             ("HALO_ALERT_WEIGHT", self.weight.map(|w| w.to_string()).unwrap_or_default()),
@@ -173,8 +189,8 @@ impl Alerter {
         now: Instant,
     ) -> Option<Mail> {
         let id = event.id();
-        let tracked =
-            matches!(event.kind, EventKind::Deleted | EventKind::Quiescent | EventKind::Inaccessible);
+        let tracked = !event.fallback
+            && matches!(event.kind, EventKind::Deleted | EventKind::Quiescent | EventKind::Inaccessible);
         if tracked && s.freq > 0 {
             self.out.insert(id, (now, event.clone(), s.clone()));
         } else {
@@ -421,6 +437,7 @@ mod tests {
             weight: None,
             message: "Deleted real server: 10.0.0.2:80 (10.0.0.1:80)".into(),
             reason: "refused".into(),
+            fallback: false,
         }
     }
 
@@ -438,6 +455,11 @@ mod tests {
         assert_eq!(r[0].subject, "Inaccessible real server: 10.0.0.2:80 (10.0.0.1:80)");
         assert!(a.resend(DaemonStatus::Running, t0 + Duration::from_secs(100)).is_empty(), "once per freq");
         assert_eq!(a.resend(DaemonStatus::Running, t0 + Duration::from_secs(120)).len(), 1);
+        // A fallback server's deletion is never repeated.
+        let fb = Event { fallback: true, ..event(EventKind::Deleted) };
+        assert!(a.event(&fb, &s, DaemonStatus::Running, t0).is_some());
+        assert_eq!(a.pending(), 0, "{a:?}");
+        a.event(&event(EventKind::Deleted), &s, DaemonStatus::Running, t0);
         // Back up: forgotten.
         a.event(&event(EventKind::Added), &s, DaemonStatus::Running, t0);
         assert_eq!(a.pending(), 0);

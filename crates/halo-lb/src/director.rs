@@ -188,7 +188,43 @@ impl ServiceState {
             weight,
             message,
             reason: reason.to_string(),
+            fallback: false,
         }
+    }
+
+    /// After change `t` of a real server: the fallback server's own change, if it entered the
+    /// table (the last real server went down) or left it (the first came back), as
+    /// ldirectord logs and mails them (`Added fallback server: …`, `Deleted fallback server: …`).
+    pub fn fallback_event(&self, t: Transition) -> Option<Event> {
+        let f = self.fallback?;
+        let up = self.reals.iter().filter(|r| r.is_up()).count();
+        let vip = format!("{}:{}", self.service.key.vip, self.service.key.port);
+        let (kind, old_state, new_state, weight, message) = match t {
+            Transition::Down if up == 0 => (
+                EventKind::Added,
+                "down",
+                "up",
+                Some(1),
+                format!("Added fallback server: {f} ({vip}) (Weight set to 1)"),
+            ),
+            Transition::Up if up == 1 => {
+                (EventKind::Deleted, "up", "down", None, format!("Deleted fallback server: {f} ({vip})"))
+            }
+            _ => return None,
+        };
+        Some(Event {
+            kind,
+            virtual_service: vip,
+            service_id: self.id.clone(),
+            real: f,
+            old_state,
+            new_state,
+            weight,
+            message,
+            reason: if t == Transition::Down { "no real server is up" } else { "a real server is up" }
+                .to_string(),
+            fallback: true,
+        })
     }
 
     /// The alert for real server `real` leaving the table because the director stops
@@ -627,6 +663,17 @@ mod tests {
             vec![("192.168.1.61:80".into(), 0), ("192.168.1.62:80".into(), 0), ("192.168.1.70:80".into(), 1)]
         );
         assert!(st.services[0].fallback_active());
+        st.record(0, 0, result(true));
+        let e = st.services[0].fallback_event(Transition::Up).expect("the fallback leaves");
+        assert_eq!(e.message, "Deleted fallback server: 192.168.1.70:80 (192.168.1.199:80)");
+        st.record(0, 1, result(true));
+        assert_eq!(st.services[0].fallback_event(Transition::Up), None, "not the first one up");
+        st.record(0, 1, result(false));
+        assert_eq!(st.services[0].fallback_event(Transition::Down), None, "one is still up");
+        st.record(0, 0, result(false));
+        let e = st.services[0].fallback_event(Transition::Down).expect("the fallback comes");
+        assert_eq!(e.message, "Added fallback server: 192.168.1.70:80 (192.168.1.199:80) (Weight set to 1)");
+        assert!(e.fallback && e.kind == EventKind::Added);
         st.record(0, 0, result(true));
         let w: Vec<u32> = st.desired().services[0].reals.iter().map(|r| r.weight).collect();
         assert_eq!(w, vec![1, 0], "the fallback leaves when a real server is up");

@@ -261,6 +261,10 @@ impl Shared {
             None => String::new(),
         };
         self.alert(st, &s.event(ri, t, &reason), &s.mail);
+        if let Some(f) = s.fallback_event(t) {
+            self.log(Level::Info, &format!("director: {}", f.message));
+            self.alert(st, &f, &s.mail);
+        }
     }
 
     /// Reads the file (blocking: it also resolves names) and applies it as a difference.
@@ -296,7 +300,10 @@ impl Shared {
             });
             for e in &report.purged {
                 self.log(Level::Info, &format!("director: {}", e.message));
-                let mail = MailSettings::for_virtual_id(&st, &e.service_id);
+                let mail = match st.services.iter().find(|s| s.id == e.service_id) {
+                    Some(s) => s.mail.clone(),
+                    None => MailSettings::global(&st.global),
+                };
                 self.alert(&st, e, &mail);
             }
             report
@@ -310,27 +317,6 @@ impl Shared {
         let _ = self.respawn.send(());
         self.log(Level::Info, &format!("director: {} reloaded: {report}", self.path.display()));
         Ok(report)
-    }
-}
-
-/// The mail settings alerts about a service removed by a reload use: those of the new
-/// global directives (the service's own went with it).
-trait ForVirtualId {
-    fn for_virtual_id(st: &DirectorState, id: &str) -> MailSettings;
-}
-
-impl ForVirtualId for MailSettings {
-    fn for_virtual_id(st: &DirectorState, id: &str) -> MailSettings {
-        match st.services.iter().find(|s| s.id == id) {
-            Some(s) => s.mail.clone(),
-            None => MailSettings {
-                to: st.global.emailalert.clone(),
-                freq: st.global.emailalertfreq,
-                status: st.global.emailalertstatus.clone(),
-                smtp: st.global.smtp.clone(),
-                from: st.global.emailalertfrom.clone(),
-            },
-        }
     }
 }
 

@@ -299,7 +299,7 @@ fn director_maintenancedir_emailalert_and_alertcommand() {
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let cf = format!(
-        "checktimeout=1\ncheckinterval=1\nquiescent=yes\nmaintenancedir={}\n\
+        "checktimeout=1\ncheckinterval=1\nquiescent=yes\nfallback=10.81.0.9:80 gate\nmaintenancedir={}\n\
          emailalert=ops@example.org\nemailalertfreq=3\nemailalertstatus=running\nsmtp=127.0.0.1\n\
          alertcommand={}\n\n\
          virtual={VS}\n\treal={R1} gate 1\n\treal={R2} gate 1\n\tchecktype=connect\n\tscheduler=rr\n",
@@ -404,6 +404,8 @@ fn director_maintenancedir_emailalert_and_alertcommand() {
         "{lines}"
     );
     assert!(lines.lines().all(|l| l.split(' ').nth(2) == Some(VS)), "{lines}");
+    // The fallback, in the table while no real server was up, left when the first came up.
+    assert_eq!(of("10.81.0.9:80"), vec!["deleted up>down w= starting"], "{lines}");
 }
 
 /// `halo lvs` lines of the real servers (weights included), for comparing tables.
