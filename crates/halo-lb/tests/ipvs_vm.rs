@@ -57,6 +57,8 @@ const STEPS: &[&str] = &[
     "sync-to-backup-namespace",
     "service-removed",
     "kernel-refusals-explained",
+    "nat-traffic-reaches-real-servers",
+    "concurrent-sockets",
     "clean-removal",
     "leftovers-of-a-killed-daemon",
 ];
@@ -347,6 +349,26 @@ fn backup_check() {
     panic!("the master's connection never reached the backup:\n{}", ipvsadm(&["-L", "-n", "-c"]));
 }
 
+/// An HTTP/1.0 GET of `/` from inside network namespace `ns` (a thread that enters it):
+/// the whole answer. (busybox's static wget crashes resolving names without NSS.)
+fn fetch_in_netns(ns: &str, addr: &str) -> String {
+    let (ns, addr) = (ns.to_string(), addr.to_string());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let a: SocketAddr = addr.parse().expect("addr");
+        let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect through the VIP");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read the answer");
+        out
+    })
+    .join()
+    .expect("fetch thread")
+}
+
 const WEB: &str = "TCP 198.51.100.10:80";
 
 fn guest() {
@@ -629,6 +651,75 @@ fn guest() {
     assert_eq!(ch, vec![Change::ServiceRemoved("FWM 8".into())]);
     agree(&plane, "kernel-refusals-explained", &[]);
     step("kernel-refusals-explained");
+
+    // Traffic through it: a client namespace fetches a page from the VIP of a NAT service
+    // whose two real servers are web servers in namespaces of their own.
+    for (i, ns) in ["r1", "r2"].iter().enumerate() {
+        let n = i + 1;
+        ip(&format!("ip netns add {ns}"));
+        ip(&format!("ip link add vr{n} type veth peer name eth0 netns {ns}"));
+        ip(&format!("ip addr add 10.1.{n}.1/24 dev vr{n}"));
+        ip(&format!("ip link set vr{n} up"));
+        ip(&format!("ip -n {ns} addr add 10.1.{n}.2/24 dev eth0"));
+        ip(&format!("ip -n {ns} link set eth0 up"));
+        ip(&format!("ip -n {ns} link set lo up"));
+        ip(&format!("ip -n {ns} route add default via 10.1.{n}.1"));
+        std::fs::create_dir_all(format!("/tmp/{ns}")).expect("mkdir");
+        std::fs::write(format!("/tmp/{ns}/index.html"), format!("{ns}\n")).expect("page");
+        ip(&format!("ip netns exec {ns} httpd -p 80 -h /tmp/{ns}"));
+    }
+    ip("ip netns add c");
+    ip("ip link add vc type veth peer name eth0 netns c");
+    ip("ip addr add 100.64.0.1/24 dev vc");
+    ip("ip link set vc up");
+    ip("ip -n c addr add 100.64.0.2/24 dev eth0");
+    ip("ip -n c link set eth0 up");
+    ip("ip -n c route add default via 100.64.0.1");
+    ip("ip addr add 198.51.100.30/32 dev lo");
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("ip_forward");
+    let nat = vip_service(
+        Protocol::Tcp,
+        [198, 51, 100, 30],
+        80,
+        "rr",
+        Forward::Masq,
+        &[([10, 1, 1, 2], 80, 1), ([10, 1, 2, 2], 80, 1)],
+    );
+    let mut with_nat = svcs.clone();
+    with_nat.extend(ipvs::services_of(&Desired { services: vec![nat] }));
+    assert_eq!(plane.apply_services(&with_nat).expect("apply").len(), 3);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let page = fetch_in_netns("c", "198.51.100.30:80");
+        seen.push(page.lines().last().unwrap_or("").trim().to_string());
+    }
+    println!("pages through the VIP: {seen:?}");
+    assert!(seen[0] != seen[1] && seen[0] == seen[2] && seen[1] == seen[3], "rr alternates: {seen:?}");
+    let mut both = seen[..2].to_vec();
+    both.sort();
+    assert_eq!(both, ["r1", "r2"]);
+    let m = counted(&plane, "TCP 198.51.100.30:80", 4);
+    let r1 = dest_of(&m, "TCP 198.51.100.30:80", "10.1.1.2:80");
+    assert!(r1.stats.conns == 2 && r1.stats.outpkts > 0, "replies come back through NAT: {r1:?}");
+    agree(&plane, "nat-traffic", &["--stats", "--exact"]);
+    agree(&plane, "nat-traffic", &[]);
+    assert_eq!(
+        plane.apply_services(&svcs).expect("apply"),
+        vec![Change::ServiceRemoved("TCP 198.51.100.30:80".into())]
+    );
+    step("nat-traffic-reaches-real-servers");
+
+    // Any number of netlink sockets at once (each is bound with port id 0).
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let p = plane.clone();
+            std::thread::spawn(move || (0..20).map(|_| p.model().expect("model").services.len()).max())
+        })
+        .collect();
+    for r in readers {
+        assert!(r.join().expect("reader").unwrap_or(0) >= 4);
+    }
+    step("concurrent-sockets");
 
     // A clean stop removes halo's services, and only those.
     assert!(plane.remove().expect("remove"));
