@@ -137,9 +137,11 @@ fn reload_applies_only_the_difference() {
     c.wait_ops("n1", &["start a"], "n1 takes its group");
     let monitor = c.tb.dir.join("n1-monitor.out");
     let mon_pid = c.tb.spawn("n1", Path::new("ip"), &["monitor", "address"], &monitor).unwrap();
-    // The monitor is listening once it reports a change we make ourselves.
-    c.tb.exec("n1", &["ip", "addr", "add", "10.79.0.77/32", "dev", "lo"]).unwrap();
+    // The monitor is listening once it reports a change we make ourselves (made again and
+    // again: it may subscribe after the first one).
     let listening = wait_for(Duration::from_secs(10), || {
+        let _ = c.tb.exec("n1", &["ip", "addr", "add", "10.79.0.77/32", "dev", "lo"]);
+        let _ = c.tb.exec("n1", &["ip", "addr", "del", "10.79.0.77/32", "dev", "lo"]);
         std::fs::read_to_string(&monitor).unwrap_or_default().contains("10.79.0.77").then_some(())
     });
     assert!(listening.is_some(), "ip monitor address did not start");
@@ -214,6 +216,12 @@ fn reload_applies_only_the_difference() {
     assert_eq!(dt, Some(3000), "n2 judges n1 by the deadtime n1 advertises now");
     assert_eq!(c.ops("n1"), ["start a", "start b", "stop b", "start b", "start c"]);
     assert!(c.vip_events().is_empty(), "{:?}", c.vip_events());
+    // The monitor was listening all along: a change made now is seen at once.
+    let still = wait_for(Duration::from_secs(10), || {
+        let _ = c.tb.exec("n1", &["ip", "addr", "add", "10.79.0.78/32", "dev", "lo"]);
+        std::fs::read_to_string(&monitor).unwrap_or_default().contains("10.79.0.78").then_some(())
+    });
+    assert!(still.is_some(), "ip monitor address stopped reporting: the VIP checks above saw nothing");
     c.tb.stop(mon_pid, nix::sys::signal::Signal::SIGTERM).ok();
 }
 
