@@ -303,7 +303,7 @@ fn parse_netstring_field(item: &[u8]) -> Result<Field, DropReason> {
 }
 
 fn parse_netstring<'a>(whole: &'a [u8], after_start: &'a [u8]) -> Result<Parsed<'a>, DropReason> {
-    let mut fields = Vec::new();
+    let mut fields = Vec::with_capacity(16);
     let mut rest = after_start;
     let tail = loop {
         if let Some(tail) = rest.strip_prefix(NS_END) {
@@ -367,12 +367,11 @@ fn parse_classic(text: &[u8]) -> Result<Vec<Field>, DropReason> {
     }
 }
 
-fn into_message(fields: Vec<Field>, keep_auth: bool) -> Message {
-    let mut m = Message::new();
-    for f in fields.into_iter().filter(|f| keep_auth || f.name != AUTH_FIELD) {
-        m.push(&f.name, f.ftype, f.value);
+fn into_message(mut fields: Vec<Field>, keep_auth: bool) -> Message {
+    if !keep_auth {
+        fields.retain(|f| f.name != AUTH_FIELD);
     }
-    m
+    Message::from_fields(fields)
 }
 
 /// Decodes and authenticates a received packet (netstring or classic text, one trailing NUL

@@ -34,6 +34,11 @@ impl Message {
         &self.fields
     }
 
+    /// A message of already parsed fields (the decoder's: names checked there).
+    pub(crate) fn from_fields(fields: Vec<Field>) -> Self {
+        Self { fields }
+    }
+
     /// Appends a string field (duplicates allowed, as in `ha_msg_add`).
     pub fn add(&mut self, name: &str, value: impl AsRef<[u8]>) {
         self.push(name, FT_STRING, value.as_ref().to_vec());
