@@ -319,13 +319,25 @@ fn in_backup(role: &str, client: &str) {
     assert!(out.status.success(), "{role} in namespace b failed");
 }
 
+/// The sync daemons of the backup-director step: their own group and port (a backup
+/// hears only a master sending to its group and port).
+fn sync_daemon(master: bool, interface: &str) -> Daemon {
+    Daemon {
+        group: Some("239.255.77.1".parse().expect("group")),
+        port: Some(8849),
+        ttl: Some(2),
+        ..Daemon::new(master, interface, 9)
+    }
+}
+
 /// In the backup director's namespace: the backup sync daemon (no services: a standby
 /// director's table is empty until it takes over).
 fn backup_start() {
     let plane = IpvsDataPlane::new();
-    let backup = Daemon { master: false, interface: "v1".into(), sync_id: 9 };
+    let backup = sync_daemon(false, "v1");
     assert!(plane.start_daemon(&backup).expect("start backup"));
-    assert_eq!(plane.daemons().expect("daemons"), vec![backup]);
+    let ds = plane.daemons().expect("daemons");
+    assert!(ds.len() == 1 && backup.is_running_as(&ds[0]), "{ds:?}");
 }
 
 /// In the backup director's namespace: the master's connection arrives, and halo's `-c`
@@ -579,14 +591,17 @@ fn guest() {
     step("foreign-service-left-alone");
 
     // The sync daemon: master and backup, as ipvsadm --start-daemon does.
-    let master = Daemon { master: true, interface: "d0".into(), sync_id: 7 };
-    let backup = Daemon { master: false, interface: "d0".into(), sync_id: 7 };
+    let master = Daemon::new(true, "d0", 7);
+    let backup = Daemon::new(false, "d0", 7);
     assert!(plane.start_daemon(&master).expect("start master"));
     assert!(!plane.start_daemon(&master).expect("again"), "already running: nothing sent");
     assert!(plane.start_daemon(&backup).expect("start backup"));
     let mut ds = plane.daemons().expect("daemons");
     ds.sort_by_key(|d| !d.master);
-    assert_eq!(ds, vec![master.clone(), backup.clone()]);
+    assert!(ds.len() == 2 && master.is_running_as(&ds[0]) && backup.is_running_as(&ds[1]), "{ds:?}");
+    // The kernel's defaults, read back.
+    assert_eq!(ds[0].group, Some("224.0.0.81".parse().expect("a")), "{ds:?}");
+    assert_eq!((ds[0].port, ds[0].ttl), (Some(8848), Some(1)), "{ds:?}");
     let l = ipvsadm(&["-L", "--daemon"]);
     assert!(l.contains("master sync daemon (mcast=d0, syncid=7"), "{l}");
     assert!(l.contains("backup sync daemon (mcast=d0, syncid=7"), "{l}");
@@ -607,7 +622,7 @@ fn guest() {
     ip("ip -n b link set v1 up");
     ip("ip -n b link set lo up");
     in_backup("backup-start", "");
-    let master = Daemon { master: true, interface: "v0".into(), sync_id: 9 };
+    let master = sync_daemon(true, "v0");
     assert!(plane.start_daemon(&master).expect("start master"));
     // A UDP flow of three datagrams: IPVS syncs a connection at its third packet
     // (sync_threshold 3).

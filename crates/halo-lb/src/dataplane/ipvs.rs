@@ -132,6 +132,11 @@ const DEST_ATTR_TUN_FLAGS: u16 = 15;
 const DAEMON_ATTR_STATE: u16 = 1;
 const DAEMON_ATTR_MCAST_IFN: u16 = 2;
 const DAEMON_ATTR_SYNC_ID: u16 = 3;
+const DAEMON_ATTR_SYNC_MAXLEN: u16 = 4;
+const DAEMON_ATTR_MCAST_GROUP: u16 = 5;
+const DAEMON_ATTR_MCAST_GROUP6: u16 = 6;
+const DAEMON_ATTR_MCAST_PORT: u16 = 7;
+const DAEMON_ATTR_MCAST_TTL: u16 = 8;
 
 const STATS_ATTR_CONNS: u16 = 1;
 const STATS_ATTR_INPKTS: u16 = 2;
@@ -258,6 +263,45 @@ pub struct Daemon {
     pub interface: String,
     /// The sync id (`--syncid`): a backup takes only a master's of the same id.
     pub sync_id: u32,
+    /// The multicast group (`--mcast-group`; the kernel's default 224.0.0.81). Read back
+    /// from the kernel always set; `None` asks for the default.
+    pub group: Option<IpAddr>,
+    /// The UDP port (`--mcast-port`; default 8848).
+    pub port: Option<u16>,
+    /// The multicast TTL (`--mcast-ttl`; default 1).
+    pub ttl: Option<u8>,
+    /// The largest sync message payload (`--sync-maxlen`; default from the interface MTU).
+    pub maxlen: Option<u16>,
+}
+
+impl Daemon {
+    /// A daemon with the kernel's defaults for group, port, TTL and message size.
+    pub fn new(master: bool, interface: &str, sync_id: u32) -> Daemon {
+        Daemon {
+            master,
+            interface: interface.to_string(),
+            sync_id,
+            group: None,
+            port: None,
+            ttl: None,
+            maxlen: None,
+        }
+    }
+
+    /// Whether `running` (read back from the kernel) is this daemon: same state, interface
+    /// and id, and every option this one sets.
+    pub fn is_running_as(&self, running: &Daemon) -> bool {
+        fn same<T: PartialEq>(want: Option<T>, have: Option<T>) -> bool {
+            want.is_none() || want == have
+        }
+        self.master == running.master
+            && self.interface == running.interface
+            && self.sync_id == running.sync_id
+            && same(self.group, running.group)
+            && same(self.port, running.port)
+            && same(self.ttl, running.ttl)
+            && same(self.maxlen, running.maxlen)
+    }
 }
 
 /// The name ipvsadm prints for a service: `TCP 192.0.2.10:80`, `FWM 7`.
@@ -790,6 +834,20 @@ fn parse_daemon(p: &[u8]) -> Result<Daemon, String> {
         master: a.u32(DAEMON_ATTR_STATE, "IPVS_DAEMON_ATTR_STATE")? == STATE_MASTER,
         interface: a.string(DAEMON_ATTR_MCAST_IFN).unwrap_or_default(),
         sync_id: a.u32_or(DAEMON_ATTR_SYNC_ID, "IPVS_DAEMON_ATTR_SYNC_ID", 0)?,
+        group: match (a.get(DAEMON_ATTR_MCAST_GROUP6), a.get(DAEMON_ATTR_MCAST_GROUP)) {
+            (Some(p), _) => Some(ip_of(AF_INET6, p, "IPVS_DAEMON_ATTR_MCAST_GROUP6")?),
+            (None, Some(p)) => Some(ip_of(AF_INET, p, "IPVS_DAEMON_ATTR_MCAST_GROUP")?),
+            (None, None) => None,
+        },
+        port: a
+            .get(DAEMON_ATTR_MCAST_PORT)
+            .map(|_| a.u16(DAEMON_ATTR_MCAST_PORT, "IPVS_DAEMON_ATTR_MCAST_PORT"))
+            .transpose()?,
+        ttl: a.get(DAEMON_ATTR_MCAST_TTL).and_then(|p| p.first().copied()),
+        maxlen: a
+            .get(DAEMON_ATTR_SYNC_MAXLEN)
+            .map(|_| a.u16(DAEMON_ATTR_SYNC_MAXLEN, "IPVS_DAEMON_ATTR_SYNC_MAXLEN"))
+            .transpose()?,
     })
 }
 
@@ -1436,8 +1494,14 @@ impl IpvsDataPlane {
         }
         let mut c = Conn::open()?;
         let running = daemons(&mut c)?;
-        if running.contains(d) {
+        if running.iter().any(|r| d.is_running_as(r)) {
             return Ok(false);
+        }
+        if d.group.is_some_and(|g| !g.is_multicast()) || d.ttl == Some(0) || d.port == Some(0) {
+            return Err(Error::Refused(format!(
+                "sync daemon: group {:?} must be multicast, port and TTL not 0",
+                d.group
+            )));
         }
         if let Some(other) = running.iter().find(|r| r.master == d.master) {
             // Another interface or sync id in the same state: restart it with these.
@@ -1448,8 +1512,26 @@ impl IpvsDataPlane {
         m.begin(CMD_ATTR_DAEMON)
             .u32(DAEMON_ATTR_STATE, if d.master { STATE_MASTER } else { STATE_BACKUP })
             .str(DAEMON_ATTR_MCAST_IFN, &d.interface)
-            .u32(DAEMON_ATTR_SYNC_ID, d.sync_id)
-            .end();
+            .u32(DAEMON_ATTR_SYNC_ID, d.sync_id);
+        match d.group {
+            Some(IpAddr::V4(g)) => {
+                m.attr(DAEMON_ATTR_MCAST_GROUP, &g.octets());
+            }
+            Some(IpAddr::V6(g)) => {
+                m.attr(DAEMON_ATTR_MCAST_GROUP6, &g.octets());
+            }
+            None => {}
+        }
+        if let Some(p) = d.port {
+            m.u16(DAEMON_ATTR_MCAST_PORT, p);
+        }
+        if let Some(t) = d.ttl {
+            m.attr(DAEMON_ATTR_MCAST_TTL, &[t]);
+        }
+        if let Some(l) = d.maxlen {
+            m.u16(DAEMON_ATTR_SYNC_MAXLEN, l);
+        }
+        m.end();
         c.command(m, || {
             format!(
                 "starting the IPVS sync daemon ({} on {}, sync id {})",
