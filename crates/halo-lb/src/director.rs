@@ -101,14 +101,18 @@ pub struct RealState {
     pub id: u64,
     /// The host name ldirectord.cf gives it, if it gives one (for the maintenance files).
     pub name: Option<String>,
+    /// Its address's name in the resolver (reverse lookup), when the runtime found one: the
+    /// name ldirectord builds the maintenance file names from.
+    pub rdns: Option<String>,
     /// The maintenance file that holds it down, while there is one.
     pub maintenance: Option<String>,
 }
 
 /// The files of the maintenance directory that take `addr` (named `name` in ldirectord.cf)
 /// out, in ldirectord's order: `IP:port`, `IP`, `fqdn:port`, `fqdn`, `short:port`, `short`.
-/// ldirectord takes the names from a reverse lookup of the address; halo takes the name
-/// written in ldirectord.cf (no resolver call at check time).
+/// ldirectord takes the names from a reverse lookup of the address at every check; halo
+/// takes the name written in ldirectord.cf and the reverse lookup the runtime refreshes in
+/// the background ([`RealState::rdns`]), never a resolver call at check time.
 pub fn maintenance_names(addr: SocketAddrV4, name: Option<&str>) -> Vec<String> {
     let mut v = vec![addr.to_string(), addr.ip().to_string()];
     if let Some(n) = name {
@@ -347,6 +351,7 @@ impl DirectorState {
                     checker: Checker::new(spec, policy),
                     id: 0,
                     name: None,
+                    rdns: None,
                     maintenance: None,
                 });
             }
@@ -447,6 +452,7 @@ impl DirectorState {
                         nr.checker = or.checker;
                         nr.id = or.id;
                         nr.maintenance = or.maintenance;
+                        nr.rdns = or.rdns;
                     }
                     None => {
                         nr.id = self.next_id;
@@ -485,8 +491,11 @@ impl DirectorState {
         }
         for (si, s) in self.services.iter_mut().enumerate() {
             for (ri, r) in s.reals.iter_mut().enumerate() {
-                let hit =
-                    maintenance_names(r.addr, r.name.as_deref()).into_iter().find(|n| files.contains(n));
+                let mut names = maintenance_names(r.addr, r.name.as_deref());
+                if r.rdns.is_some() && r.rdns != r.name {
+                    names.extend(maintenance_names(r.addr, r.rdns.as_deref()).into_iter().skip(2));
+                }
+                let hit = names.into_iter().find(|n| files.contains(n));
                 match (hit, r.maintenance.is_some()) {
                     (Some(f), _) => {
                         r.maintenance = Some(f);
@@ -740,6 +749,15 @@ mod tests {
         assert!(transition_message(&st.services[0], 1, Transition::Down)
             .contains("[maintenance file 192.168.1.62]"));
         assert!(st.set_maintenance(&files).is_empty(), "no second change");
+        // By the name the resolver gives its address too (ldirectord's reverse lookup).
+        st.services[0].reals[0].rdns = Some("web1.example.org".into());
+        let short: BTreeSet<String> = ["web1:80".to_string()].into();
+        assert_eq!(st.set_maintenance(&short), vec![(0, 0, Transition::Down)]);
+        assert_eq!(st.services[0].reals[0].maintenance.as_deref(), Some("web1:80"));
+        assert!(st.services[0].reals[1].maintenance.is_none());
+        st.set_maintenance(&BTreeSet::new());
+        st.record(0, 0, result(true));
+        assert!(st.set_maintenance(&files).is_empty());
         assert!(st.set_maintenance(&BTreeSet::new()).is_empty(), "gone: down until checked");
         assert!(st.services[0].reals[1].maintenance.is_none());
         assert_eq!(st.record(0, 1, result(true)), Some(Transition::Up));

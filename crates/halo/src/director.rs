@@ -26,8 +26,10 @@
 //!   by a killed daemon.
 //! * maintenance: with `maintenancedir`, the directory is listed every second (one
 //!   `readdir`, never a file test per check); a real server named there (halo-lb's
-//!   `maintenance_names`) is taken out at once as if its check had failed (weight 0 with
-//!   `quiescent=yes`) and not checked; when the file goes, its next check decides.
+//!   `maintenance_names`: its address, the name written in ldirectord.cf, and the name of its
+//!   address in the resolver, looked up in the background every minute) is taken out at once
+//!   as if its check had failed (weight 0 with `quiescent=yes`) and not checked; when the
+//!   file goes, its next check decides.
 //! * alerts: every change of a real server is an alert (halo-lb's `alert` module): a mail
 //!   when `emailalert`/`emailalertstatus` say so, repeated every `emailalertfreq` while the
 //!   server stays out (checked every `checkinterval`), and the `alertcommand` (a halo
@@ -770,6 +772,7 @@ fn director_thread(
         let mut tasks = spawn_services(&shared, &changed, &first_done, &stop, &mut grids);
         let mut side = tokio::task::JoinSet::new();
         side.spawn(maintenance_loop(Arc::clone(&shared), Arc::clone(&changed)));
+        side.spawn(rdns_loop(Arc::clone(&shared)));
         side.spawn(resend_loop(Arc::clone(&shared)));
         side.spawn(config_watch_loop(Arc::clone(&shared)));
         let mut ready = Some(ready);
@@ -974,6 +977,77 @@ async fn maintenance_loop(shared: Arc<Shared>, changed: Arc<tokio::sync::Notify>
         }
         tokio::time::sleep(MAINTENANCE_POLL).await;
     }
+}
+
+/// How often the names of the real servers' addresses are looked up again.
+const RDNS_REFRESH: Duration = Duration::from_secs(60);
+
+/// With a `maintenancedir`: the name of each real server's address (reverse lookup, on the
+/// blocking pool, one after the other), for the maintenance files named after it as
+/// ldirectord names them; refreshed every minute, and at once after a reconfiguration adds
+/// real servers. Without one, nothing is looked up.
+async fn rdns_loop(shared: Arc<Shared>) {
+    let mut done: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
+    loop {
+        let todo: Vec<(u64, std::net::Ipv4Addr)> = {
+            let st = lock(&shared.state);
+            if st.global.maintenancedir.is_none() {
+                Vec::new()
+            } else {
+                let now = tokio::time::Instant::now();
+                st.services
+                    .iter()
+                    .flat_map(|s| &s.reals)
+                    .filter(|r| done.get(&r.id).is_none_or(|t| now.duration_since(*t) >= RDNS_REFRESH))
+                    .map(|r| (r.id, *r.addr.ip()))
+                    .collect()
+            }
+        };
+        {
+            let st = lock(&shared.state);
+            done.retain(|id, _| st.services.iter().flat_map(|s| &s.reals).any(|r| r.id == *id));
+        }
+        for (id, ip) in todo {
+            let name = tokio::task::spawn_blocking(move || reverse_name(ip)).await.ok().flatten();
+            done.insert(id, tokio::time::Instant::now());
+            let mut st = lock(&shared.state);
+            if let Some(r) = st.services.iter_mut().flat_map(|s| &mut s.reals).find(|r| r.id == id) {
+                r.rdns = name;
+            }
+        }
+        tokio::time::sleep(MAINTENANCE_POLL).await;
+    }
+}
+
+/// The resolver's name for `ip` (`getnameinfo` with `NI_NAMEREQD`: /etc/hosts, DNS PTR, ...).
+/// Blocks.
+fn reverse_name(ip: std::net::Ipv4Addr) -> Option<String> {
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
+        sin_zero: [0; 8],
+    };
+    let mut host = [0 as libc::c_char; 1025];
+    // SAFETY: `sa` is a valid sockaddr_in of the length given; `host` is a writable buffer of
+    // the length given, which getnameinfo NUL-terminates on success; no service is asked.
+    let rc = unsafe {
+        libc::getnameinfo(
+            (&sa as *const libc::sockaddr_in).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NAMEREQD,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: on success getnameinfo wrote a NUL-terminated string into `host`.
+    let name = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) };
+    name.to_str().ok().filter(|n| !n.is_empty()).map(str::to_string)
 }
 
 fn list_dir(d: &Path) -> Result<BTreeSet<String>, String> {

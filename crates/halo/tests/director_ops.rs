@@ -128,6 +128,14 @@ impl Bed {
         reals.into_iter().find(|r| r["addr"] == addr).unwrap_or(Value::Null)
     }
 
+    /// /etc/netns/NS of `host`: files there replace /etc's for processes `ip netns exec`
+    /// starts in it. Removed on drop.
+    fn etc_netns(&self, host: &str) -> PathBuf {
+        let d = Path::new("/etc/netns").join(self.tb.ns(host));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.tb.dir.join("d.log")).unwrap_or_default()
             + &std::fs::read_to_string(self.tb.dir.join("d.out")).unwrap_or_default()
@@ -142,6 +150,11 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
+        for host in ["d", "r1", "r2", "c"] {
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(self.tb.ns(host)));
+        }
+        // Only if nothing else uses it (remove_dir fails on a directory that is not empty).
+        let _ = std::fs::remove_dir("/etc/netns");
         for host in ["d", "r1", "r2", "c"] {
             let Ok(out) = Command::new("ip").args(["netns", "pids", &self.tb.ns(host)]).output() else {
                 continue;
@@ -307,6 +320,10 @@ fn director_maintenancedir_emailalert_and_alertcommand() {
         script.display()
     );
     let dir = b.config(&cf);
+    // The director's resolver knows r1 by name (`ip netns exec` mounts /etc/netns/NS/hosts
+    // over /etc/hosts for the daemon), for a maintenance file named as ldirectord names it.
+    let etc = b.etc_netns("d");
+    std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n10.81.0.2 web1.example.test web1\n").unwrap();
     let inbox = smtp_server(&b.tb.ns("d"));
     b.start_web("r1");
     b.start_web("r2");
@@ -349,17 +366,26 @@ fn director_maintenancedir_emailalert_and_alertcommand() {
     let added = format!("Added real server: {R2} ({VS}) (Weight set to 1)");
     b.until(Duration::from_secs(10), "the mail for r2 back", || mail_with(&inbox, &added).is_some());
 
+    // A file named after the short name of r1's address (`web1:80`): out, then back.
+    std::fs::write(maint.join("web1:80"), "").unwrap();
+    b.until(Duration::from_secs(10), "r1 quiesced by web1:80", || weight_in(&b.lvs(), R1) == Some(0));
+    assert_eq!(b.real(R1)["maintenance"], "web1:80");
+    std::fs::remove_file(maint.join("web1:80")).unwrap();
+    b.until(Duration::from_secs(5), "r1 back", || weight_in(&b.lvs(), R1) == Some(1));
+
     // A real failure: r1's web server stops; mailed, and again every emailalertfreq.
+    let seen = subjects(&inbox).len();
     b.stop_web("r1");
     b.until(Duration::from_secs(5), "r1 quiesced", || weight_in(&b.lvs(), R1) == Some(0));
     let inaccessible1 = format!("Inaccessible real server: {R1} ({VS})");
     b.until(Duration::from_secs(15), "two repeated alerts for r1", || {
-        subjects(&inbox).iter().filter(|s| **s == inaccessible1).count() >= 2
+        subjects(&inbox)[seen..].iter().filter(|s| **s == inaccessible1).count() >= 2
     });
     let all = subjects(&inbox);
-    let first =
-        all.iter().position(|s| *s == format!("Quiescent real server: {R1} ({VS}) (Weight set to 0)"));
-    let again = all.iter().position(|s| *s == inaccessible1);
+    let first = all[seen..]
+        .iter()
+        .position(|s| *s == format!("Quiescent real server: {R1} ({VS}) (Weight set to 0)"));
+    let again = all[seen..].iter().position(|s| *s == inaccessible1);
     assert!(first.is_some() && first < again, "the change first, then the repeats: {all:?}");
     // r2 is back: no repeat for it after its Added mail.
     let back = all.iter().position(|s| *s == added).unwrap();
@@ -398,6 +424,8 @@ fn director_maintenancedir_emailalert_and_alertcommand() {
         of(R1),
         vec![
             "added down>up w=1 starting",
+            "quiescent up>down w=0 running",
+            "added down>up w=1 running",
             "quiescent up>down w=0 running",
             "purged down>removed w= stopping"
         ],
