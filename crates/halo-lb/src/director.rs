@@ -293,6 +293,9 @@ pub struct ReconfigureReport {
     pub table_changes: Vec<String>,
     /// Alerts for the real servers that left the table (`Purged real server (reload)`).
     pub purged: Vec<Event>,
+    /// Alerts for the real servers that were up and whose check changed: down until their
+    /// new check succeeds.
+    pub reset: Vec<Event>,
 }
 
 impl ReconfigureReport {
@@ -431,9 +434,16 @@ impl DirectorState {
                 let found = os.as_ref().and_then(|os| os.reals.iter().position(|r| r.addr == nr.addr));
                 let kept = match (found, os.as_deref_mut()) {
                     (Some(i), Some(os)) => {
+                        let same = {
+                            let or = &os.reals[i];
+                            format!("{:?}", or.checker.spec()) == format!("{:?}", nr.checker.spec())
+                                && or.checker.health().policy() == nr.checker.health().policy()
+                        };
+                        if !same && os.reals[i].is_up() {
+                            let why = "its check changed: down until checked again";
+                            report.reset.push(os.event(i, Transition::Down, why));
+                        }
                         let or = os.reals.remove(i);
-                        let same = format!("{:?}", or.checker.spec()) == format!("{:?}", nr.checker.spec())
-                            && or.checker.health().policy() == nr.checker.health().policy();
                         if same {
                             Some(or)
                         } else {
@@ -780,6 +790,8 @@ mod tests {
         let report = st.reconfigure(state(text));
         assert_eq!(report.kept, vec!["192.168.1.61:80 (192.168.1.199:80)"]);
         assert_eq!(report.rechecked, vec!["192.168.1.62:80 (192.168.1.199:80)"]);
+        let reset: Vec<&str> = report.reset.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(reset, vec!["Deleted real server: 192.168.1.62:80 (192.168.1.199:80)"]);
         assert_eq!(
             report.added,
             vec!["192.168.1.63:80 (192.168.1.199:80)", "192.168.1.61:443 (192.168.1.199:443)"]

@@ -300,7 +300,7 @@ impl Shared {
             lock(&self.alerter).retain(|e| {
                 services.iter().any(|s| s.id == e.service_id && s.reals.iter().any(|r| r.addr == e.real))
             });
-            for e in &report.purged {
+            for e in report.reset.iter().chain(&report.purged) {
                 self.log(Level::Info, &format!("director: {}", e.message));
                 let mail = match st.services.iter().find(|s| s.id == e.service_id) {
                     Some(s) => s.mail.clone(),
