@@ -58,6 +58,7 @@ const STEPS: &[&str] = &[
     "service-removed",
     "kernel-refusals-explained",
     "nat-traffic-reaches-real-servers",
+    "established-tcp-synced-to-backup",
     "concurrent-sockets",
     "clean-removal",
     "leftovers-of-a-killed-daemon",
@@ -69,7 +70,10 @@ fn ipvs_data_plane_in_a_qemu_vm() {
         Ok("1") => return guest(),
         Ok("backup-start") => return backup_start(),
         Ok("backup-check") => return backup_check(),
-        Ok(other) => panic!("{GUEST_ENV}={other:?}: expected 1, backup-start or backup-check"),
+        Ok("backup-check-tcp") => return backup_check_tcp(),
+        Ok(other) => {
+            panic!("{GUEST_ENV}={other:?}: expected 1, backup-start, backup-check or backup-check-tcp")
+        }
         Err(_) => {}
     }
     let require = std::env::var("HALO_REQUIRE_ROOT").as_deref() == Ok("1");
@@ -317,6 +321,29 @@ fn in_backup(role: &str, client: &str) {
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{role} in namespace b failed");
+}
+
+/// In the backup director's namespace: the NAT step's TCP connections, past their
+/// handshake, each to one of the two real servers.
+fn backup_check_tcp() {
+    let plane = IpvsDataPlane::new();
+    let vip: SocketAddr = "198.51.100.30:80".parse().expect("addr");
+    let reals: [SocketAddr; 2] = ["10.1.1.2:80".parse().expect("a"), "10.1.2.2:80".parse().expect("a")];
+    for _ in 0..100 {
+        let m = plane.model().expect("model");
+        let synced: Vec<_> = m.connections.iter().filter(|c| c.virtual_addr == vip).collect();
+        if synced.len() >= 4 {
+            for c in &synced {
+                assert_eq!(c.protocol, "TCP");
+                assert!(reals.contains(&c.destination), "{c:?}");
+                assert!(c.state != "SYN_RECV" && c.state != "NONE", "synced once established: {c:?}");
+            }
+            agree(&plane, "backup-namespace-tcp", &["-c"]);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the master's TCP connections never reached the backup:\n{}", ipvsadm(&["-L", "-n", "-c"]));
 }
 
 /// The sync daemons of the backup-director step: their own group and port (a backup
@@ -632,7 +659,8 @@ fn guest() {
     }
     println!("client {}", client.local_addr().expect("addr"));
     in_backup("backup-check", &client.local_addr().expect("addr").to_string());
-    assert!(plane.stop_daemon(true).expect("stop"));
+    // The master keeps running: the TCP connections of the traffic step below reach the
+    // backup too.
     step("sync-to-backup-namespace");
 
     // A service removed from the desired state.
@@ -723,6 +751,12 @@ fn guest() {
         vec![Change::ServiceRemoved("TCP 198.51.100.30:80".into())]
     );
     step("nat-traffic-reaches-real-servers");
+
+    // Those TCP connections were synced to the backup director once established (IPVS
+    // sends a TCP connection when it becomes ESTABLISHED, at its third packet).
+    in_backup("backup-check-tcp", "");
+    assert!(plane.stop_daemon(true).expect("stop"));
+    step("established-tcp-synced-to-backup");
 
     // Any number of netlink sockets at once (each is bound with port id 0).
     let readers: Vec<_> = (0..4)
