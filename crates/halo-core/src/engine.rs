@@ -1088,7 +1088,8 @@ impl Engine {
         let digest = ns_digest(msg);
         let p = &mut self.peers[pi];
         if p.ns_seen.iter().any(|(_, d)| *d == digest) {
-            *self.dropped.entry("duplicate_ns").or_default() += 1;
+            // Like a sequenced copy: the normal case with several links, or a replay.
+            *self.dropped.entry("duplicate").or_default() += 1;
             return false;
         }
         if let Some(r) = p.ts_ref {

@@ -336,10 +336,10 @@ fn hostile_packets_are_dropped_counted_and_harmless() {
                 "{node}: nothing counted as {reason}: {delta:?}"
             );
         }
-        // Every replayed capture is counted: a sequenced message as a duplicate or stale, an
-        // unsequenced one (NS_ackmsg, NS_rexmit: no seq) as a copy of one already accepted or
-        // as older than the sender's newest message, the node's own as its own.
-        let replays: u64 = ["duplicate", "stale_seq", "own", "old_status", "duplicate_ns", "stale_ns"]
+        // Every replayed capture is counted: as a duplicate (a copy of a message already
+        // accepted, sequenced or not), as stale (older than the sequence window, or for an
+        // unsequenced NS_* message older than the sender's newest message), or as our own.
+        let replays: u64 = ["duplicate", "stale_seq", "own", "old_status", "stale_ns"]
             .iter()
             .filter_map(|r| delta.get(r))
             .sum();
