@@ -33,6 +33,7 @@ const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_STATUS: u16 = 3;
 const CTA_PROTOINFO: u16 = 4;
+const CTA_TIMEOUT: u16 = 7;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_IP_V4_SRC: u16 = 1;
@@ -66,6 +67,8 @@ pub struct Entry {
     pub status: u32,
     /// TCP only.
     pub tcp_state: Option<u8>,
+    /// Seconds until the entry expires.
+    pub timeout: u32,
 }
 
 /// Active and inactive connections of one real server.
@@ -96,6 +99,52 @@ pub fn count(entries: &[Entry], services: &[ServiceKey]) -> BTreeMap<(ServiceKey
         }
     }
     out
+}
+
+/// Most connection entries [`connections`] lists (`halo lvs -c`): a bound on the answer's size.
+pub const MAX_LISTED: usize = 65_536;
+
+/// IPVS's name for a conntrack TCP state (`ip_vs_proto_tcp.c`'s `tcp_state_name_table`).
+pub fn tcp_state_name(state: Option<u8>) -> &'static str {
+    match state {
+        Some(1) | Some(9) => "SYN_SENT",
+        Some(2) => "SYN_RECV",
+        Some(3) => "ESTABLISHED",
+        Some(4) => "FIN_WAIT",
+        Some(5) => "CLOSE_WAIT",
+        Some(6) => "LAST_ACK",
+        Some(7) => "TIME_WAIT",
+        Some(8) => "CLOSE",
+        _ => "NONE",
+    }
+}
+
+/// The NATed connections of `services` as `ipvsadm -L -c` lists them (at most
+/// [`MAX_LISTED`]), in the order of the dump.
+pub fn connections(entries: &[Entry], services: &[ServiceKey]) -> Vec<crate::ipvsadm::Connection> {
+    use std::net::SocketAddr;
+    entries
+        .iter()
+        .filter(|e| e.status & IPS_DST_NAT != 0)
+        .filter_map(|e| {
+            let (protocol, state) = match e.proto {
+                IPPROTO_TCP => (Protocol::Tcp, tcp_state_name(e.tcp_state)),
+                IPPROTO_UDP => (Protocol::Udp, "UDP"),
+                _ => return None,
+            };
+            let key = ServiceKey { protocol, vip: *e.orig_dst.ip(), port: e.orig_dst.port() };
+            services.contains(&key).then(|| crate::ipvsadm::Connection {
+                protocol: if protocol == Protocol::Tcp { "TCP" } else { "UDP" }.to_string(),
+                source: SocketAddr::V4(e.orig_src),
+                virtual_addr: SocketAddr::V4(e.orig_dst),
+                destination: SocketAddr::V4(e.reply_src),
+                state: state.to_string(),
+                expires: e.timeout,
+                pe: None,
+            })
+        })
+        .take(MAX_LISTED)
+        .collect()
 }
 
 /// Why the table could not be read.
@@ -251,7 +300,8 @@ fn entry(buf: &[u8]) -> Option<Entry> {
         .and_then(|p| attr(p, CTA_PROTOINFO_TCP))
         .and_then(|t| attr(t, CTA_PROTOINFO_TCP_STATE))
         .and_then(|s| s.first().copied());
-    Some(Entry { proto, orig_src, orig_dst, reply_src, status, tcp_state })
+    let timeout = attr(buf, CTA_TIMEOUT).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes);
+    Some(Entry { proto, orig_src, orig_dst, reply_src, status, tcp_state, timeout: timeout.unwrap_or(0) })
 }
 
 #[cfg(test)]
@@ -289,6 +339,7 @@ mod tests {
         // The reply goes from the real server back to the client.
         body.extend(tuple_attr(CTA_TUPLE_REPLY, e.proto, e.reply_src, e.orig_src));
         body.extend(nla(CTA_STATUS, false, &e.status.to_be_bytes()));
+        body.extend(nla(CTA_TIMEOUT, false, &e.timeout.to_be_bytes()));
         if let Some(s) = e.tcp_state {
             let tcp = nla(CTA_PROTOINFO_TCP, true, &nla(CTA_PROTOINFO_TCP_STATE, false, &[s]));
             body.extend(nla(CTA_PROTOINFO, true, &tcp));
@@ -326,6 +377,7 @@ mod tests {
             reply_src: a(real),
             status,
             tcp_state,
+            timeout: 431999,
         }
     }
 
@@ -361,6 +413,19 @@ mod tests {
         assert_eq!(c.get(&(web, a("10.81.0.12:80"))), Some(&Conns { active: 0, inactive: 1 }));
         assert_eq!(c.get(&(dns, a("10.81.0.12:53"))), Some(&Conns { active: 0, inactive: 1 }));
         assert_eq!(c.len(), 3);
+
+        let mut m = crate::ipvsadm::Model::default();
+        m.connections = connections(&got, &[web, dns]);
+        assert_eq!(
+            crate::ipvsadm::list_conn(&m),
+            "IPVS connection entries\n\
+             pro expire state       source             virtual            destination\n\
+             TCP 7199:59 ESTABLISHED 10.81.1.9:40000    10.81.1.100:80     10.81.0.11:80\n\
+             TCP 7199:59 ESTABLISHED 10.81.1.9:40000    10.81.1.100:80     10.81.0.11:80\n\
+             TCP 7199:59 TIME_WAIT   10.81.1.9:40000    10.81.1.100:80     10.81.0.11:80\n\
+             TCP 7199:59 SYN_SENT    10.81.1.9:40000    10.81.1.100:80     10.81.0.12:80\n\
+             UDP 7199:59 UDP         10.81.1.9:40000    10.81.1.100:53     10.81.0.12:53\n"
+        );
     }
 
     #[test]
@@ -378,8 +443,8 @@ mod tests {
         assert!(!parse(&message(9, &x), 3, &mut got).expect("parses"));
         let mut short = message(3, &x);
         let n = short.len();
-        short.truncate(n - 24);
-        short[0..4].copy_from_slice(&((n - 24) as u32).to_ne_bytes());
+        short.truncate(n - 32);
+        short[0..4].copy_from_slice(&((n - 32) as u32).to_ne_bytes());
         assert!(!parse(&short, 3, &mut got).expect("parses"));
         assert!(got.is_empty());
         assert_eq!(request(5).len(), 20);

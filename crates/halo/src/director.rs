@@ -44,8 +44,8 @@
 //!   check did not change keeping their health, counters and rhythm.
 //! * status: running iff the director thread runs.
 //! * `halo lvs`: [`Director::lvs_json`] (blocking: it reads the nft counters and, for NAT
-//!   services, dumps conntrack for `ActiveConn`/`InActConn`) gives the ipvsadm views of what
-//!   runs, and the health of every real server.
+//!   services, dumps conntrack for `ActiveConn`/`InActConn` and the `-c` connection list)
+//!   gives the ipvsadm views of what runs, and the health of every real server.
 //!
 //! One director per configuration file; each has its own table (`halo_lb` for
 //! `ldirectord.cf`, `halo_lb_<name>` for another file).
@@ -568,7 +568,10 @@ impl Director {
                 (BTreeMap::new(), None)
             } else {
                 match halo_lb::conntrack::dump(CONNTRACK_TIMEOUT) {
-                    Ok(entries) => (halo_lb::conntrack::count(&entries, &nat), None),
+                    Ok(entries) => {
+                        m.connections = halo_lb::conntrack::connections(&entries, &nat);
+                        (halo_lb::conntrack::count(&entries, &nat), None)
+                    }
                     Err(e) => (BTreeMap::new(), Some(e.to_string())),
                 }
             };
@@ -598,6 +601,7 @@ impl Director {
                 }
             }
             model.services.extend(m.services);
+            model.connections.extend(m.connections);
             let services: Vec<Value> = st
                 .services
                 .iter()

@@ -576,6 +576,15 @@ fn director_nat_connection_counts_from_conntrack() {
         assert_eq!(r["active_conns"].as_u64(), conns_in(&t, addr).map(|c| u64::from(c.0)), "{r}\n{t}");
     }
     assert_eq!(b.director()["conntrack_error"], Value::Null);
+    // `halo lvs -c`: the connections as `ipvsadm -L -c` lists them.
+    let out = Command::new(HALO).arg("--socket").arg(b.socket()).args(["lvs", "-c"]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = list.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 3, "{list}");
+    for r in &rows {
+        assert_eq!((r[0], r[2], r[4]), ("TCP", "ESTABLISHED", "10.81.1.100:80"), "{list}");
+        assert!(r[3].starts_with("10.81.1.9:") && (r[5] == R1 || r[5] == R2), "{list}");
+    }
 
     // The client goes: its connections close and count as inactive (TIME_WAIT) until they expire.
     b.tb.stop(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
