@@ -96,7 +96,8 @@ copy_with_libs "$(command -v ip)" /sbin/ip
 # IPVS and what it needs, in load order (modinfo depends), every scheduler, and the
 # interfaces of the scenario.
 mods="crypto/crc32c_generic lib/libcrc32c net/ipv4/netfilter/nf_defrag_ipv4 net/ipv6/netfilter/nf_defrag_ipv6
-net/netfilter/nf_conntrack net/netfilter/ipvs/ip_vs drivers/net/dummy drivers/net/veth"
+net/netfilter/nf_conntrack net/netfilter/ipvs/ip_vs drivers/net/dummy drivers/net/veth net/llc/llc net/802/stp
+net/bridge/bridge"
 for s in rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh; do mods="$mods net/netfilter/ipvs/ip_vs_$s"; done
 list=
 for m in $mods; do

@@ -59,6 +59,7 @@ const STEPS: &[&str] = &[
     "kernel-refusals-explained",
     "nat-traffic-reaches-real-servers",
     "established-tcp-synced-to-backup",
+    "failover-keeps-an-established-connection",
     "concurrent-sockets",
     "clean-removal",
     "leftovers-of-a-killed-daemon",
@@ -344,6 +345,136 @@ fn backup_check_tcp() {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the master's TCP connections never reached the backup:\n{}", ipvsadm(&["-L", "-n", "-c"]));
+}
+
+/// Runs `f` on a thread inside network namespace `ns` (sockets it makes stay there).
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("thread in a namespace")
+}
+
+/// Writes `line` and reads its echo; `None` when the connection is broken.
+fn echo(s: &mut TcpStream, line: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    s.write_all(line.as_bytes()).ok()?;
+    let mut buf = vec![0u8; line.len()];
+    s.read_exact(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Director failover with connection sync, LVS-DR on one Ethernet segment (a bridge):
+/// client `fc`, directors `da` (active, master sync daemon) and `db` (standby, backup sync
+/// daemon), real server `fr` (an echo server, the VIP on its lo). A connection made while
+/// the master syncs survives the VIP moving from `da` to `db`; one made while it does not
+/// is reset by `db` (the control).
+fn failover() {
+    ip("ip link add br0 type bridge");
+    ip("ip link set br0 up");
+    for (ns, addr) in [("fc", "10.9.0.100"), ("da", "10.9.0.1"), ("db", "10.9.0.2"), ("fr", "10.9.0.11")] {
+        ip(&format!("ip netns add {ns}"));
+        ip(&format!("ip link add p{ns} type veth peer name eth0 netns {ns}"));
+        ip(&format!("ip link set p{ns} master br0"));
+        ip(&format!("ip link set p{ns} up"));
+        ip(&format!("ip -n {ns} addr add {addr}/24 dev eth0"));
+        ip(&format!("ip -n {ns} link set eth0 up"));
+        ip(&format!("ip -n {ns} link set lo up"));
+    }
+    // The real server: the VIP on lo, never answering ARP for it (seed 002's lvsdr).
+    ip("ip -n fr addr add 10.9.0.50/32 dev lo");
+    in_ns("fr", || {
+        for (k, v) in [
+            ("all/arp_ignore", "1"),
+            ("eth0/arp_ignore", "1"),
+            ("all/arp_announce", "2"),
+            ("eth0/arp_announce", "2"),
+        ] {
+            std::fs::write(format!("/proc/sys/net/ipv4/conf/{k}"), v).expect("sysctl");
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open("/run/netns/fr").expect("netns file");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let l = std::net::TcpListener::bind("0.0.0.0:80").expect("listen");
+        tx.send(()).expect("ready");
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut s = s;
+                let mut buf = [0u8; 512];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    rx.recv().expect("echo server");
+    // Both directors run the same service; only da holds the VIP.
+    let desired = || Desired {
+        services: vec![vip_service(
+            Protocol::Tcp,
+            [10, 9, 0, 50],
+            80,
+            "rr",
+            Forward::Gate,
+            &[([10, 9, 0, 11], 80, 1)],
+        )],
+    };
+    for ns in ["da", "db"] {
+        let d = desired();
+        assert_eq!(in_ns(ns, move || IpvsDataPlane::new().apply(&d).expect("apply")).len(), 2);
+    }
+    ip("ip -n da addr add 10.9.0.50/32 dev eth0");
+    in_ns("da", || IpvsDataPlane::new().start_daemon(&Daemon::new(true, "eth0", 5)).expect("master"));
+    in_ns("db", || IpvsDataPlane::new().start_daemon(&Daemon::new(false, "eth0", 5)).expect("backup"));
+
+    let connect = || {
+        in_ns("fc", || {
+            let a: SocketAddr = "10.9.0.50:80".parse().expect("a");
+            let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect to the VIP");
+            s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            s
+        })
+    };
+    let mut synced = connect();
+    assert_eq!(echo(&mut synced, "one\n").as_deref(), Some("one\n"), "through director da");
+    let port = synced.local_addr().expect("addr").port();
+    let on_db = move |port: u16| {
+        in_ns("db", move || {
+            let m = IpvsDataPlane::new().model().expect("model");
+            m.connections.iter().any(|c| c.source.port() == port && c.state == "ESTABLISHED")
+        })
+    };
+    let mut waited = 0;
+    while !on_db(port) {
+        waited += 1;
+        assert!(waited < 100, "the connection never reached the standby director");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The control: a connection made with the master stopped is not synced.
+    in_ns("da", || IpvsDataPlane::new().stop_daemon(true).expect("stop master"));
+    let mut unsynced = connect();
+    assert_eq!(echo(&mut unsynced, "one\n").as_deref(), Some("one\n"), "through director da");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!on_db(unsynced.local_addr().expect("addr").port()), "synced without a master");
+
+    // da fails; db takes the VIP (the client's neighbour entry is flushed, as a gratuitous
+    // ARP would update it).
+    ip("ip -n da link set eth0 down");
+    ip("ip -n db addr add 10.9.0.50/32 dev eth0");
+    ip("ip -n fc neigh flush dev eth0");
+    assert_eq!(echo(&mut synced, "two\n").as_deref(), Some("two\n"), "the synced connection survives");
+    assert_eq!(echo(&mut unsynced, "two\n"), None, "the unsynced one is reset by the standby");
+    let l = in_ns("db", || ipvsadm(&["-L", "-n", "-c"]));
+    println!("standby director's connections after the failover:\n{l}");
 }
 
 /// The sync daemons of the backup-director step: their own group and port (a backup
@@ -757,6 +888,9 @@ fn guest() {
     in_backup("backup-check-tcp", "");
     assert!(plane.stop_daemon(true).expect("stop"));
     step("established-tcp-synced-to-backup");
+
+    failover();
+    step("failover-keeps-an-established-connection");
 
     // Any number of netlink sockets at once (each is bound with port id 0).
     let readers: Vec<_> = (0..4)

@@ -59,6 +59,9 @@ use crate::scheduler::Netmask;
 pub const FAMILY_NAME: &str = "IPVS";
 /// Where a kernel with IPVS lists its connections.
 pub const PROC_CONN: &str = "/proc/net/ip_vs_conn";
+/// The same for the calling thread's network namespace (`/proc/net` is the process's main
+/// thread's view; a thread that entered another namespace sees its own only here).
+pub const PROC_CONN_THREAD: &str = "/proc/thread-self/net/ip_vs_conn";
 /// Present when the kernel has IPVS (loaded).
 pub const PROC_IPVS: &str = "/proc/net/ip_vs";
 
@@ -1414,7 +1417,9 @@ impl IpvsDataPlane {
         let mut c = Conn::open()?;
         let (version, size) = c.info()?;
         let services = c.services()?;
-        let connections = read_connections(Path::new(PROC_CONN))?;
+        // Kernels before 3.17 have no /proc/thread-self.
+        let path = if Path::new("/proc/thread-self").exists() { PROC_CONN_THREAD } else { PROC_CONN };
+        let connections = read_connections(Path::new(path))?;
         Ok(ipvsadm::Model { version, size, services, connections })
     }
 
