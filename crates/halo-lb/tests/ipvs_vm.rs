@@ -12,10 +12,16 @@
 //! place (the counters and connection counts of both survive); a real server removed; one
 //! quiescent (weight 0); a NAT (masq) service and a persistent service with a netmask (one
 //! client keeps its real server, one persistence template); every scheduler; a fwmark
-//! service with an ipip real server; a service someone else added is left alone; a service
-//! removed; the sync daemon (master and backup states); a clean removal. At every step halo's
-//! listing (what `halo lvs` prints: `ipvsadm::list` over the table read back from the
-//! kernel) equals `ipvsadm -L -n` byte for byte, and so do `--stats`, `--rate` and `-c`.
+//! service with an ipip real server; IPv6 with a prefix-length netmask and thresholds; a
+//! service someone else added is left alone; the sync daemon (states, options, defaults
+//! read back) and a backup director's namespace receiving the master's connections; a
+//! service removed; the kernel's refusals explained; real HTTP traffic through a NAT
+//! service to two web servers in namespaces; a director failover on a bridge where the
+//! synced established connection survives and an unsynced one is reset; four threads
+//! reading at once; a clean removal; a fresh plane removing a killed daemon's services. At
+//! the steps, halo's listing (what `halo lvs` prints: `ipvsadm::list` over the table read
+//! back from the kernel) equals `ipvsadm -L -n` byte for byte, and so do `--stats`,
+//! `--rate`, `--thresholds`, `--persistent-conn`, `--tun-info` and `-c`.
 //!
 //! Needs root (the kernel package download and qemu) and the packages of scripts/test.sh;
 //! without root it is skipped with a note, unless `HALO_REQUIRE_ROOT=1`, where anything that

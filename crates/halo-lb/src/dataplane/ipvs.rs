@@ -23,8 +23,15 @@
 //! counters and rate estimates, and the connection entries of `/proc/net/ip_vs_conn`), so
 //! `halo lvs` prints exactly what `ipvsadm -L -n` prints for the same kernel.
 //!
-//! The sync daemon (`ipvsadm --start-daemon master|backup`): [`IpvsDataPlane::start_daemon`],
-//! [`IpvsDataPlane::stop_daemon`], [`IpvsDataPlane::daemons`].
+//! The sync daemon (`ipvsadm --start-daemon master|backup`, with `--mcast-group`,
+//! `--mcast-port`, `--mcast-ttl`, `--sync-maxlen`): [`IpvsDataPlane::start_daemon`],
+//! [`IpvsDataPlane::stop_daemon`], [`IpvsDataPlane::daemons`]. A master multicasts each
+//! connection once it is established (and on later state changes); a standby director's
+//! backup daemon puts them in its own table, so that when it takes the VIP the established
+//! connections carry on to the same real servers (shown in `tests/ipvs_vm.rs`).
+//!
+//! Everything works in the network namespace of the calling thread (the socket is made
+//! there; the connection table is read from `/proc/thread-self/net`).
 //!
 //! The netlink client is hand-written over a plain `NETLINK_GENERIC` socket (nix), as
 //! halo-host's route client is: the socket is bound with port id 0, so the kernel picks a
