@@ -414,8 +414,10 @@ mod tests {
         assert_eq!(c.get(&(dns, a("10.81.0.12:53"))), Some(&Conns { active: 0, inactive: 1 }));
         assert_eq!(c.len(), 3);
 
-        let mut m = crate::ipvsadm::Model::default();
-        m.connections = connections(&got, &[web, dns]);
+        let m = crate::ipvsadm::Model {
+            connections: connections(&got, &[web, dns]),
+            ..crate::ipvsadm::Model::default()
+        };
         assert_eq!(
             crate::ipvsadm::list_conn(&m),
             "IPVS connection entries\n\
