@@ -113,8 +113,10 @@ struct Shared {
     alerts: AlertQueue,
     /// Tells the director thread to run the checks of a new configuration.
     respawn: tokio::sync::mpsc::UnboundedSender<()>,
-    /// One reconfiguration at a time.
+    /// One reconfiguration at a time; a stop waits for the one under way.
     reloading: Mutex<()>,
+    /// Set (under `reloading`) when the director stops: no reconfiguration applies after.
+    stopped: std::sync::atomic::AtomicBool,
     /// The file as last read (mtime, text), to see it change.
     seen: Mutex<(Option<SystemTime>, String)>,
     /// The outcome of the last reconfiguration, for `halo lvs --json`.
@@ -272,6 +274,9 @@ impl Shared {
     /// Reads the file (blocking: it also resolves names) and applies it as a difference.
     fn reconfigure(&self) -> Result<ReconfigureReport, String> {
         let _one = lock(&self.reloading);
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(format!("the director for {} is stopping", self.path.display()));
+        }
         let result = self.reconfigure_inner();
         let outcome = match &result {
             Ok(r) => Ok(r.to_string()),
@@ -463,6 +468,7 @@ impl Director {
             alerts: AlertQueue::spawn(Arc::clone(&self.logger))?,
             respawn,
             reloading: Mutex::new(()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             seen: Mutex::new((mtime, text)),
             last_reload: Mutex::new(None),
         });
@@ -511,6 +517,11 @@ impl Director {
             }
             return Ok(());
         };
+        {
+            // A reconfiguration under way finishes first; none starts after.
+            let _one = lock(&inst.shared.reloading);
+            inst.shared.stopped.store(true, Ordering::SeqCst);
+        }
         *lock(&inst.shared.status) = DaemonStatus::Stopping;
         let _ = inst.stop.send(true);
         if inst.thread.join().is_err() {
