@@ -149,6 +149,8 @@ pub struct ServiceState {
     pub id: String,
     /// Its e-mail alert settings.
     pub mail: MailSettings,
+    /// `fallbackcommand` (its own, else the global one).
+    pub fallbackcommand: Option<String>,
 }
 
 impl ServiceState {
@@ -242,6 +244,16 @@ impl ServiceState {
         e.weight = None;
         e.message = format!("Purged real server ({tag}): {} ({})", e.real, e.virtual_service);
         e
+    }
+
+    /// ldirectord's `fallbackcommand` for the state the service is in: `CMD start VIP:PORT
+    /// PROTO` while no real server is up, `CMD stop VIP:PORT PROTO` once one is (the caller
+    /// runs it when this differs from what it ran last).
+    pub fn fallback_command(&self) -> Option<String> {
+        let cmd = self.fallbackcommand.as_deref()?;
+        let k = self.service.key;
+        let what = if self.any_up() { "stop" } else { "start" };
+        Some(format!("{cmd} {what} {}:{} {}", k.vip, k.port, k.protocol))
     }
 
     /// The service as the data plane must run it now.
@@ -368,6 +380,7 @@ impl DirectorState {
             services.push(ServiceState {
                 id: service.key.to_string(),
                 mail: MailSettings::for_virtual(v, g),
+                fallbackcommand: v.effective_fallbackcommand(g).map(str::to_string),
                 quiescent: v.effective_quiescent(g),
                 checkinterval: Duration::from_secs(u64::from(v.effective_checkinterval(g).max(1))),
                 service,
@@ -682,6 +695,7 @@ mod tests {
             vec![("192.168.1.61:80".into(), 0), ("192.168.1.62:80".into(), 0), ("192.168.1.70:80".into(), 1)]
         );
         assert!(st.services[0].fallback_active());
+        assert_eq!(st.services[0].fallback_command(), None, "no fallbackcommand");
         st.record(0, 0, result(true));
         let e = st.services[0].fallback_event(Transition::Up).expect("the fallback leaves");
         assert_eq!(e.message, "Deleted fallback server: 192.168.1.70:80 (192.168.1.199:80)");
@@ -701,6 +715,20 @@ mod tests {
         let st = state(&text);
         assert!(st.services[0].fallback.is_none());
         assert!(st.services[0].fallback_unusable.is_some());
+    }
+
+    #[test]
+    fn director_fallbackcommand_start_while_none_is_up_stop_once_one_is() {
+        let mut st = state(&format!("fallbackcommand=\"/usr/local/sbin/sorry\"\n{SEED}"));
+        let start = "/usr/local/sbin/sorry start 192.168.1.199:80 tcp";
+        assert_eq!(st.services[0].fallback_command().as_deref(), Some(start));
+        st.record(0, 1, result(true));
+        assert_eq!(
+            st.services[0].fallback_command().as_deref(),
+            Some("/usr/local/sbin/sorry stop 192.168.1.199:80 tcp")
+        );
+        st.record(0, 1, result(false));
+        assert_eq!(st.services[0].fallback_command().as_deref(), Some(start));
     }
 
     #[test]

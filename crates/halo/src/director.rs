@@ -36,6 +36,9 @@
 //!   extension) with the change in `HALO_ALERT_*`. They are queued in the order of the
 //!   changes to a thread of their own (`halo-alerts`): mails one after the other, commands
 //!   one after the other, never in the way of the checks; a full queue drops with a warning.
+//! * fallbackcommand: `CMD start VIP:PORT PROTO` when no real server of the service is up
+//!   (so at start too, as ldirectord), `CMD stop …` once one is, each only when it changes,
+//!   in the alert command's queue.
 //! * configuration changes: every `checkinterval` the file's mtime is compared, then its MD5
 //!   (ldirectord's `check_cfgfile`); a changed file runs `callback FILE` and, with
 //!   `autoreload=yes`, [`Director::reconfigure`]: a file that does not parse or cannot run
@@ -119,6 +122,9 @@ struct Shared {
     stopped: std::sync::atomic::AtomicBool,
     /// The file as last read (mtime, text), to see it change.
     seen: Mutex<(Option<SystemTime>, String)>,
+    /// Per virtual service, the `fallbackcommand` run last (ldirectord runs it only when it
+    /// changes from start to stop or back).
+    fallback_ran: Mutex<HashMap<String, String>>,
     /// The outcome of the last reconfiguration, for `halo lvs --json`.
     last_reload: Mutex<Option<(SystemTime, Result<String, String>)>>,
 }
@@ -269,6 +275,21 @@ impl Shared {
             self.log(Level::Info, &format!("director: {}", f.message));
             self.alert(st, &f, &s.mail);
         }
+        self.fallback_command(s);
+    }
+
+    /// Queues the service's `fallbackcommand` if its state (start: no real server up; stop:
+    /// one is) differs from the one run last. Called with the state locked, so it runs in
+    /// the order of the changes, in the alert command's queue.
+    fn fallback_command(&self, s: &halo_lb::director::ServiceState) {
+        let Some(command) = s.fallback_command() else { return };
+        let mut ran = lock(&self.fallback_ran);
+        if ran.get(&s.id) == Some(&command) {
+            return;
+        }
+        ran.insert(s.id.clone(), command.clone());
+        self.log(Level::Info, &format!("director: running fallbackcommand: {command}"));
+        self.alerts.send(AlertMsg::Command { command, env: Vec::new() });
     }
 
     /// Reads the file (blocking: it also resolves names) and applies it as a difference.
@@ -305,6 +326,9 @@ impl Shared {
             lock(&self.alerter).retain(|e| {
                 services.iter().any(|s| s.id == e.service_id && s.reals.iter().any(|r| r.addr == e.real))
             });
+            for s in &st.services {
+                self.fallback_command(s);
+            }
             for e in report.reset.iter().chain(&report.purged) {
                 self.log(Level::Info, &format!("director: {}", e.message));
                 let mail = match st.services.iter().find(|s| s.id == e.service_id) {
@@ -471,7 +495,15 @@ impl Director {
             stopped: std::sync::atomic::AtomicBool::new(false),
             seen: Mutex::new((mtime, text)),
             last_reload: Mutex::new(None),
+            fallback_ran: Mutex::new(HashMap::new()),
         });
+        {
+            // ldirectord's start: every real server down, so each fallbackcommand starts.
+            let st = lock(&shared.state);
+            for s in &st.services {
+                shared.fallback_command(s);
+            }
+        }
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = {

@@ -311,11 +311,16 @@ fn director_maintenancedir_emailalert_and_alertcommand() {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let fb_calls = b.tb.dir.join("fallbackcommand.calls");
+    let fb = b.tb.dir.join("fallbackcommand.sh");
+    std::fs::write(&fb, format!("#!/bin/sh\necho \"$@\" >> {}\n", fb_calls.display())).unwrap();
+    std::fs::set_permissions(&fb, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let cf = format!(
-        "checktimeout=1\ncheckinterval=1\nquiescent=yes\nfallback=10.81.0.9:80 gate\nmaintenancedir={}\n\
+        "checktimeout=1\ncheckinterval=1\nquiescent=yes\nfallback=10.81.0.9:80 gate\nfallbackcommand={}\nmaintenancedir={}\n\
          emailalert=ops@example.org\nemailalertfreq=3\nemailalertstatus=running\nsmtp=127.0.0.1\n\
          alertcommand={}\n\n\
          virtual={VS}\n\treal={R1} gate 1\n\treal={R2} gate 1\n\tchecktype=connect\n\tscheduler=rr\n",
+        fb.display(),
         maint.display(),
         script.display()
     );
@@ -434,6 +439,9 @@ fn director_maintenancedir_emailalert_and_alertcommand() {
     assert!(lines.lines().all(|l| l.split(' ').nth(2) == Some(VS)), "{lines}");
     // The fallback, in the table while no real server was up, left when the first came up.
     assert_eq!(of("10.81.0.9:80"), vec!["deleted up>down w= starting"], "{lines}");
+    // fallbackcommand: started at start (no real server up yet), stopped by the first one up;
+    // never again, one real server being up all along.
+    assert_eq!(std::fs::read_to_string(&fb_calls).unwrap(), format!("start {VS} tcp\nstop {VS} tcp\n"));
 }
 
 /// `halo lvs` lines of the real servers (weights included), for comparing tables.
