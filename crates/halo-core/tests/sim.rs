@@ -1,7 +1,8 @@
 //! The deterministic simulator: thousands of random schedules, each a virtual cluster of 2 to
 //! 7 engines with haresources groups, played on a virtual clock over a virtual network that
 //! drops, delays, duplicates, reorders and partitions (also one way), with crashes and
-//! restarts, operator commands and agents that fail or hang. See `support/` for the world
+//! restarts, operator commands and agents that fail or hang, and (half the seeds) an
+//! attacker that sends recorded packets again. See `support/` for the world
 //! and `support/scenario.rs` for what a seed draws.
 //!
 //! Invariants, checked after every step:
@@ -39,12 +40,12 @@ fn schedules() {
     let start = env_u64("HALO_SIM_START").unwrap_or(0);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16) as u64;
     let t0 = Instant::now();
-    type Res = (u64, u64, (u64, u64), (u64, u64), Vec<(u64, String)>);
+    type Res = (u64, u64, (u64, u64), (u64, u64), Vec<(u64, String)>, u64);
     let results: Vec<Res> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|k| {
                 s.spawn(move || {
-                    let (mut steps, mut msgs, mut dbl, mut settle) = (0, 0, (0, 0), (0, 0));
+                    let (mut steps, mut msgs, mut dbl, mut settle, mut replayed) = (0, 0, (0, 0), (0, 0), 0);
                     let mut failures = Vec::new();
                     let mut seed = start + k;
                     while seed < start + count {
@@ -58,9 +59,10 @@ fn schedules() {
                         }
                         steps += w.stats.steps;
                         msgs += w.stats.messages;
+                        replayed += w.stats.replayed;
                         seed += threads;
                     }
-                    (steps, msgs, dbl, settle, failures)
+                    (steps, msgs, dbl, settle, failures, replayed)
                 })
             })
             .collect();
@@ -69,12 +71,13 @@ fn schedules() {
     let elapsed = t0.elapsed().as_secs_f64();
     let steps: u64 = results.iter().map(|r| r.0).sum();
     let msgs: u64 = results.iter().map(|r| r.1).sum();
+    let replayed: u64 = results.iter().map(|r| r.5).sum();
     let dbl = results.iter().map(|r| r.2).max().unwrap_or_default();
     let settle = results.iter().map(|r| r.3).max().unwrap_or_default();
     let mut failures: Vec<(u64, String)> = results.into_iter().flat_map(|r| r.4).collect();
     failures.sort();
     println!(
-        "sim: {count} schedules (seeds {start}..{}), {steps} steps, {msgs} messages in {elapsed:.1} s on {threads} thread(s) ({:.0} schedules/s); longest double run while agreed {} ms (seed {}), longest settle {} ms (seed {})",
+        "sim: {count} schedules (seeds {start}..{}), {steps} steps, {msgs} messages ({replayed} replayed) in {elapsed:.1} s on {threads} thread(s) ({:.0} schedules/s); longest double run while agreed {} ms (seed {}), longest settle {} ms (seed {})",
         start + count,
         count as f64 / elapsed.max(1e-9),
         dbl.0,

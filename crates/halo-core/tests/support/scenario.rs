@@ -91,6 +91,10 @@ pub struct Scenario {
     /// STONITH configured on every node: the percentage of fences that fail (until the
     /// chaos ends). None: no fencing.
     pub fencing: Option<u64>,
+    /// An attacker on the segment sends again, to any node, this percentage of as many
+    /// packets as the cluster sends: validly signed ones it recorded earlier (until the
+    /// chaos ends). Drawn apart from the rest, so seeds without replays play as before.
+    pub replay_pct: u64,
 }
 
 impl Scenario {
@@ -218,6 +222,14 @@ impl Scenario {
         let fencing = if r.pct(50) { Some(*r.pick(&[0, 0, 30])) } else { None };
         Scenario {
             fencing,
+            replay_pct: {
+                let mut r = Rng::new(seed ^ 0x2e91_a7c3_5d0b_f611);
+                if r.pct(50) {
+                    0
+                } else {
+                    r.range(1, 10)
+                }
+            },
             clones,
             order,
             colocation,
@@ -307,6 +319,9 @@ impl fmt::Display for Scenario {
             self.quality.1,
             self.quality.2
         )?;
+        if self.replay_pct > 0 {
+            writeln!(f, "  an attacker replays recorded packets: {}% of the packets sent", self.replay_pct)?;
+        }
         if let Some(fail) = self.fencing {
             writeln!(f, "  fencing on every node, {fail}% of fences fail")?;
         }

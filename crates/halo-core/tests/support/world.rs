@@ -62,6 +62,12 @@ impl Ord for Entry {
     }
 }
 
+/// A packet the attacker recorded, with the nodes it reached (and their generation then).
+struct Recorded {
+    msg: Rc<halo_wire::Message>,
+    reached: Vec<(usize, u64)>,
+}
+
 /// An agent operation in flight.
 #[derive(Clone, Copy)]
 struct Pending {
@@ -97,6 +103,8 @@ pub struct Stats {
     pub messages: u64,
     pub max_double_ms: u64,
     pub max_settle_ms: u64,
+    /// Old packets the attacker sent again.
+    pub replayed: u64,
 }
 
 pub struct World {
@@ -114,6 +122,10 @@ pub struct World {
     quality: (u64, u64, u64),
     ping_ok: Vec<bool>,
     rng: Rng,
+    /// The attacker's own draws (apart from `rng`: replays leave the rest of the schedule
+    /// as it is) and what it recorded.
+    replay_rng: Rng,
+    recorded: Vec<Recorded>,
     keyring: Keyring,
     token: u64,
     pub trace: bool,
@@ -190,6 +202,8 @@ impl World {
             quality: sc.quality,
             ping_ok: vec![true; n],
             rng: Rng::new(sc.seed ^ 0x5eed_f4e7),
+            replay_rng: Rng::new(sc.seed ^ 0xa77a_c4e5),
+            recorded: Vec::new(),
             keyring: Keyring::new(1, vec![(1, AuthMethod::Sha1, b"sim".to_vec())]),
             token: 0,
             trace: false,
@@ -505,6 +519,8 @@ impl World {
             Ok(msg) => Rc::new(msg),
             Err(e) => return self.fail(format!("the codec rejected its own message: {e:?}")),
         };
+        let recording = self.sc.replay_pct > 0 && !self.settle_phase;
+        let mut reached = Vec::new();
         let (drop_pct, dup_pct, max_delay) = self.quality;
         for to in 0..self.nodes.len() {
             if to == from || self.blocked[from][to] {
@@ -513,12 +529,54 @@ impl World {
             if self.rng.pct(drop_pct) {
                 continue;
             }
+            if recording && self.up(to) {
+                reached.push((to, self.nodes[to].generation));
+            }
             let copies = if self.rng.pct(dup_pct) { 2 } else { 1 };
             for _ in 0..copies {
                 let at = self.now + self.rng.range(1, max_delay.max(1));
                 self.push(at, Item::Deliver { to, msg: msg.clone() });
             }
         }
+        if recording {
+            self.replay(msg, reached);
+        }
+    }
+
+    /// The attacker records some of what is sent and sends old packets again to nodes that
+    /// received them, in the incarnation that did. A packet a node never got (cut off by a
+    /// partition), or one from before the node's own restart (first contact: no generation
+    /// known yet), is news to it: Heartbeat's protocol accepts it as such, and so does halo.
+    /// Such a replay can fake a live peer for a deadtime; it is left out here.
+    fn replay(&mut self, msg: Rc<halo_wire::Message>, reached: Vec<(usize, u64)>) {
+        const RECORDED: usize = 64;
+        if !reached.is_empty() {
+            let r = Recorded { msg, reached };
+            if self.recorded.len() < RECORDED {
+                if self.replay_rng.pct(20) {
+                    self.recorded.push(r);
+                }
+            } else if self.replay_rng.pct(5) {
+                let i = self.replay_rng.below(RECORDED as u64) as usize;
+                self.recorded[i] = r;
+            }
+        }
+        if self.recorded.is_empty() || !self.replay_rng.pct(self.sc.replay_pct) {
+            return;
+        }
+        let r = &self.recorded[self.replay_rng.below(self.recorded.len() as u64) as usize];
+        let (to, generation) = r.reached[self.replay_rng.below(r.reached.len() as u64) as usize];
+        if !self.up(to) || self.nodes[to].generation != generation {
+            return;
+        }
+        let old = r.msg.clone();
+        let at = self.now + self.replay_rng.range(1, 100);
+        self.stats.replayed += 1;
+        if self.trace {
+            let kind = old.kind().unwrap_or("?");
+            println!("{:>7} -- attacker replays to n{} at {at}: {kind} {}", self.now, to + 1, describe(&old));
+        }
+        self.push(at, Item::Deliver { to, msg: old });
     }
 
     fn process(&mut self, item: Item) {
