@@ -106,6 +106,67 @@ pub struct RealState {
     pub rdns: Option<String>,
     /// The maintenance file that holds it down, while there is one.
     pub maintenance: Option<String>,
+    /// ldirectord's id of the real server (`get_real_id_str`: check, protocol, address, port,
+    /// virtualhost, checkport, weight, forwarding, request, receive), for the monitorfile.
+    pub ld_id: String,
+}
+
+/// ldirectord's `get_real_id_str` for real server `r` (at `addr`) of `v`.
+fn real_id_str(v: &ld::VirtualService, r: &ld::RealServer, addr: SocketAddrV4) -> String {
+    let check = match v.checktype {
+        ld::CheckType::Negotiate => format!("negotiate:{}", v.service.name()),
+        ld::CheckType::Combined(_) => format!("combined:{}", v.service.name()),
+        ld::CheckType::External => format!("external:{}", v.checkcommand),
+        ld::CheckType::ExternalPerl => format!("external-perl:{}", v.checkcommand),
+        ld::CheckType::Connect => "connect".to_string(),
+        ld::CheckType::Ping => "ping".to_string(),
+        ld::CheckType::Off => "off".to_string(),
+        ld::CheckType::On => "on".to_string(),
+    };
+    let request = r.request.as_deref().or(v.request.as_deref()).unwrap_or("/");
+    let request = if request.starts_with('/') { request.to_string() } else { format!("/{request}") };
+    let receive = r.receive.as_deref().or(v.receive.as_deref()).unwrap_or("");
+    format!(
+        "{check}:{}:{}:{}:{}:{}:{}:{}:{request}:{receive}",
+        v.protocol.name(),
+        addr.ip(),
+        addr.port(),
+        v.virtualhost.as_deref().unwrap_or(""),
+        v.checkport.map(|p| p.to_string()).unwrap_or_default(),
+        r.weight,
+        r.forward.name(),
+    )
+}
+
+/// A line of ldirectord's `monitorfile` for one check of a real server whose
+/// ldirectord id is `ld_id`: `[TIME] [PID] ID-with-colons-as-spaces [up|down] MESSAGE`
+/// (`service_set`: runs of `:` become one space, backslashes go, and `%`, `|` and line
+/// breaks in the message are %-escaped). `now` is ldirectord's `localtime()` text.
+pub fn monitor_line(now: &str, pid: u32, ld_id: &str, up: bool, message: &str) -> String {
+    let mut id = String::with_capacity(ld_id.len());
+    let mut last_colon = false;
+    for c in ld_id.chars() {
+        match c {
+            ':' if last_colon => {}
+            ':' => {
+                id.push(' ');
+                last_colon = true;
+            }
+            '\\' => {}
+            c => {
+                id.push(c);
+                last_colon = false;
+            }
+        }
+    }
+    let mut msg = String::with_capacity(message.len());
+    for c in if message.is_empty() { "-" } else { message }.chars() {
+        match c {
+            '%' | '|' | '\r' | '\n' => msg.push_str(&format!("%{:02x}", c as u32)),
+            c => msg.push(c),
+        }
+    }
+    format!("[{now}] [{pid}] {id} [{}] {msg}\n", if up { "up" } else { "down" })
 }
 
 /// The files of the maintenance directory that take `addr` (named `name` in ldirectord.cf)
@@ -151,6 +212,8 @@ pub struct ServiceState {
     pub mail: MailSettings,
     /// `fallbackcommand` (its own, else the global one).
     pub fallbackcommand: Option<String>,
+    /// `monitorfile`: a line per check of each real server.
+    pub monitorfile: Option<std::path::PathBuf>,
 }
 
 impl ServiceState {
@@ -368,6 +431,7 @@ impl DirectorState {
                     name: None,
                     rdns: None,
                     maintenance: None,
+                    ld_id: real_id_str(v, r, rs.addr),
                 });
             }
             let (fallback, fallback_unusable) = match v.effective_fallback(g) {
@@ -381,6 +445,7 @@ impl DirectorState {
                 id: service.key.to_string(),
                 mail: MailSettings::for_virtual(v, g),
                 fallbackcommand: v.effective_fallbackcommand(g).map(str::to_string),
+                monitorfile: v.monitorfile.clone(),
                 quiescent: v.effective_quiescent(g),
                 checkinterval: Duration::from_secs(u64::from(v.effective_checkinterval(g).max(1))),
                 service,
@@ -729,6 +794,22 @@ mod tests {
         );
         st.record(0, 1, result(false));
         assert_eq!(st.services[0].fallback_command().as_deref(), Some(start));
+    }
+
+    #[test]
+    fn director_monitorfile_lines_are_ldirectords() {
+        let st = state(SEED);
+        let r = &st.services[0].reals[0];
+        assert_eq!(r.ld_id, "negotiate:http:tcp:192.168.1.61:80::80:1:gate:/testcluster.html:N1");
+        assert_eq!(
+            monitor_line("Tue Dec  1 21:17:12 2026", 42, &r.ld_id, true, ""),
+            "[Tue Dec  1 21:17:12 2026] [42] negotiate http tcp 192.168.1.61 80 80 1 gate /testcluster.html N1 [up] -\n"
+        );
+        assert_eq!(
+            monitor_line("T", 1, "connect:tcp:10.0.0.2:80:::1:gate:\\/:", false, "50% down|now\r\nx"),
+            // An empty receive leaves a trailing ':' in the id: two spaces, as in ldirectord.
+            "[T] [1] connect tcp 10.0.0.2 80 1 gate /  [down] 50%25 down%7cnow%0d%0ax\n"
+        );
     }
 
     #[test]

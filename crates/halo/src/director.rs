@@ -36,6 +36,8 @@
 //!   extension) with the change in `HALO_ALERT_*`. They are queued in the order of the
 //!   changes to a thread of their own (`halo-alerts`): mails one after the other, commands
 //!   one after the other, never in the way of the checks; a full queue drops with a warning.
+//! * monitorfile: a line per check of each real server (`[TIME] [PID] ID [up|down] MSG`, as
+//!   ldirectord's `service_set` writes it), appended by a writer task in batches.
 //! * fallbackcommand: `CMD start VIP:PORT PROTO` when no real server of the service is up
 //!   (so at start too, as ldirectord), `CMD stop …` once one is, each only when it changes,
 //!   in the alert command's queue.
@@ -122,6 +124,9 @@ struct Shared {
     stopped: std::sync::atomic::AtomicBool,
     /// The file as last read (mtime, text), to see it change.
     seen: Mutex<(Option<SystemTime>, String)>,
+    /// Lines for the monitorfiles, to the writer task of the director thread.
+    monitor: tokio::sync::mpsc::Sender<(PathBuf, String)>,
+    monitor_rx: Mutex<Option<tokio::sync::mpsc::Receiver<(PathBuf, String)>>>,
     /// Per virtual service, the `fallbackcommand` run last (ldirectord runs it only when it
     /// changes from start to stop or back).
     fallback_ran: Mutex<HashMap<String, String>>,
@@ -482,6 +487,7 @@ impl Director {
         );
         let wait = (state.longest_check() + Duration::from_secs(2)).min(FIRST_PASS_WAIT_MAX);
         let (respawn, respawn_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (monitor, monitor_rx) = tokio::sync::mpsc::channel(MONITOR_QUEUE);
         let shared = Arc::new(Shared {
             path: path.clone(),
             plane,
@@ -496,6 +502,8 @@ impl Director {
             seen: Mutex::new((mtime, text)),
             last_reload: Mutex::new(None),
             fallback_ran: Mutex::new(HashMap::new()),
+            monitor,
+            monitor_rx: Mutex::new(Some(monitor_rx)),
         });
         {
             // ldirectord's start: every real server down, so each fallbackcommand starts.
@@ -820,6 +828,9 @@ fn director_thread(
         let mut side = tokio::task::JoinSet::new();
         side.spawn(maintenance_loop(Arc::clone(&shared), Arc::clone(&changed)));
         side.spawn(rdns_loop(Arc::clone(&shared)));
+        if let Some(rx) = lock(&shared.monitor_rx).take() {
+            side.spawn(monitor_writer(rx, Arc::clone(&shared)));
+        }
         side.spawn(resend_loop(Arc::clone(&shared)));
         side.spawn(config_watch_loop(Arc::clone(&shared)));
         let mut ready = Some(ready);
@@ -931,6 +942,15 @@ async fn service_loop(
             if st.services[si].reals[ri].maintenance.is_some() {
                 return;
             }
+            if let Some(file) = &st.services[si].monitorfile {
+                let ld_id = &st.services[si].reals[ri].ld_id;
+                let msg = if up { "" } else { reason.as_str() };
+                let line =
+                    halo_lb::director::monitor_line(&perl_localtime(), std::process::id(), ld_id, up, msg);
+                if shared.monitor.try_send((file.clone(), line)).is_err() {
+                    shared.log(Level::Debug, "director: monitorfile queue full: a line is dropped");
+                }
+            }
             if let Some(t) = st.record(si, ri, result) {
                 shared.changed(&st, si, ri, t);
                 drop(st);
@@ -950,6 +970,73 @@ async fn service_loop(
         () = pace::drive(pacer, limit, check, first_pass) => {}
         _ = stop.changed() => {}
     }
+}
+
+/// Lines waiting for the monitorfile writer.
+const MONITOR_QUEUE: usize = 8192;
+
+/// Appends the monitorfile lines as they come, a batch per write on the blocking pool (one
+/// open per file and batch, as ldirectord opens it per line: rotation works).
+async fn monitor_writer(mut rx: tokio::sync::mpsc::Receiver<(PathBuf, String)>, shared: Arc<Shared>) {
+    let mut failed: BTreeSet<PathBuf> = BTreeSet::new();
+    while let Some(first) = rx.recv().await {
+        let mut batch: BTreeMap<PathBuf, String> = BTreeMap::new();
+        batch.entry(first.0).or_default().push_str(&first.1);
+        while let Ok((p, l)) = rx.try_recv() {
+            batch.entry(p).or_default().push_str(&l);
+        }
+        let results = tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|(p, text)| {
+                    use std::io::Write;
+                    let r = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&p)
+                        .and_then(|mut f| f.write_all(text.as_bytes()));
+                    (p, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (p, r) in results {
+            match r {
+                Ok(()) => {
+                    failed.remove(&p);
+                }
+                Err(e) => {
+                    if failed.insert(p.clone()) {
+                        shared.log(
+                            Level::Error,
+                            &format!("director: writing monitorfile {}: {e}", p.display()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The local time as Perl's scalar `localtime()` writes it (`Tue Dec  1 21:17:12 2026`).
+fn perl_localtime() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as libc::time_t)
+        .unwrap_or(0);
+    // SAFETY: an all-zero `tm` is a valid value for localtime_r to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let mut buf = [0u8; 64];
+    // SAFETY: `now` and `tm` are valid for the call; strftime writes at most `buf.len()` bytes
+    // into `buf` with a NUL-terminated format and returns how many (0 on failure).
+    let n = unsafe {
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return String::new();
+        }
+        libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c"%a %b %e %H:%M:%S %Y".as_ptr(), &tm)
+    };
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 /// How often the maintenance directory is listed.

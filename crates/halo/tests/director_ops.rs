@@ -465,7 +465,10 @@ fn director_autoreload_applies_the_difference_and_refuses_an_invalid_file() {
         callback.display()
     );
     let head = head.as_str();
-    let tail = "\tchecktype=connect\n\tscheduler=rr\n";
+    // ldirectord's monitorfile: a line per check.
+    let monitor = b.tb.dir.join("monitor.log");
+    let tail = format!("\tchecktype=connect\n\tscheduler=rr\n\tmonitorfile={}\n", monitor.display());
+    let tail = tail.as_str();
     let dir = b.config(&format!("{head}\treal={R1} gate 1\n{tail}"));
     b.start_web("r1");
     b.start_web("r2");
@@ -531,6 +534,19 @@ fn director_autoreload_applies_the_difference_and_refuses_an_invalid_file() {
     assert_eq!(b.real(R2)["id"], r2["id"]);
     assert!(b.real(R2)["checks"].as_u64() >= r2["checks"].as_u64());
     assert!(b.log().contains(&format!("Purged real server (reload): {R1} ({VS})")), "{}", b.log());
+    // The monitorfile has a line per check of each, as ldirectord writes them.
+    let text = std::fs::read_to_string(&monitor).unwrap();
+    let line = regex::Regex::new(
+        r"^\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\] \[\d+\] connect tcp (10\.81\.0\.[23]) 80 1 gate /  \[up\] -$",
+    )
+    .unwrap();
+    let mut per_real = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        let c = line.captures(l).unwrap_or_else(|| panic!("monitorfile line {l:?}\n{text}"));
+        *per_real.entry(c[1].to_string()).or_insert(0u32) += 1;
+    }
+    assert!(per_real.get("10.81.0.2").is_some_and(|n| *n >= 3), "{per_real:?}");
+    assert!(per_real.get("10.81.0.3").is_some_and(|n| *n >= 2), "{per_real:?}");
     // Every change ran the callback, the refused one too (as ldirectord's check_cfgfile).
     b.until(Duration::from_secs(5), "three callbacks", || {
         std::fs::read_to_string(&called).unwrap_or_default() == format!("{cf}\n{cf}\n{cf}\n")
