@@ -77,8 +77,9 @@ enum Cmd {
         #[command(subcommand)]
         sub: ConfigCmd,
     },
-    /// A two-node cluster in network namespaces with a VIP and a web server: the active node
-    /// loses its cable, the other takes over; prints the outage a client saw.
+    /// A three-node cluster in network namespaces: a VIP with halo's director on n1 and two
+    /// web servers behind it (LVS-DR); n1 loses its cable, n2 takes over the VIP and the
+    /// director; prints the outage a client saw, then removes everything it made.
     Demo,
     /// Give resource groups away to the other nodes (hb_standby): `all` (default), `local`
     /// (the groups this node prefers), `foreign` or `failback` (the others'). Sticks until
