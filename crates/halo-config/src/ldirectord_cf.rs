@@ -28,6 +28,11 @@
 //! (`persistent=0`, a weight above 65535) are refused here, with the reason. Duplicate virtual
 //! services are compared as written: two names that resolve to the same address are caught
 //! only when the runtime resolves them.
+//!
+//! halo extensions (global directives ldirectord does not have, accepted without the
+//! unknown-directive error; Debian's ldirectord refuses a file that has them):
+//! `alertcommand` ([`Globals::alertcommand`]) and `dataplane = auto|nftables|ipvs`
+//! ([`Globals::dataplane`]: which kernel data plane halo's director drives).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -63,6 +68,8 @@ pub const GLOBAL_DIRECTIVES: &[&str] = &[
     "execute",
     // halo's own, not ldirectord's: see [`Globals::alertcommand`].
     "alertcommand",
+    // halo's own too: see [`Globals::dataplane`].
+    "dataplane",
 ];
 
 /// Directives ldirectord accepts inside a virtual section.
@@ -268,6 +275,40 @@ pub struct Globals {
     /// for every change of a real server, one at a time in the order of the changes, with
     /// the change in its environment (`HALO_ALERT_*`, see halo-lb's `alert` module).
     pub alertcommand: Option<String>,
+    /// halo extension (`dataplane = auto|nftables|ipvs`): the kernel data plane halo's
+    /// director drives. `auto` (the default) takes IPVS where the kernel has it, else
+    /// nftables; `ipvs` on a kernel without IPVS makes the director's start fail.
+    pub dataplane: Dataplane,
+}
+
+/// The value of the `dataplane` halo extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dataplane {
+    #[default]
+    Auto,
+    Nftables,
+    Ipvs,
+}
+
+impl Dataplane {
+    /// The word as written in ldirectord.cf.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataplane::Auto => "auto",
+            Dataplane::Nftables => "nftables",
+            Dataplane::Ipvs => "ipvs",
+        }
+    }
+}
+
+fn dataplane(value: &str) -> Res<Dataplane> {
+    match value.trim() {
+        "auto" => Ok(Dataplane::Auto),
+        "nftables" => Ok(Dataplane::Nftables),
+        "ipvs" => Ok(Dataplane::Ipvs),
+        "" => Err("no value: expected auto, nftables or ipvs".to_string()),
+        v => Err(format!("expected auto, nftables or ipvs, got '{v}'")),
+    }
 }
 
 impl Default for Globals {
@@ -297,6 +338,7 @@ impl Default for Globals {
             supervised: false,
             execute: Vec::new(),
             alertcommand: None,
+            dataplane: Dataplane::Auto,
         }
     }
 }
@@ -1191,6 +1233,7 @@ impl<'a> Parser<'a> {
                 let v = self.quoted_or_bare(lineno, value, "a command")?;
                 self.cfg.global.alertcommand = Some(v);
             }
+            "dataplane" => g.dataplane = dataplane(value)?,
             "fork" => g.fork = yes_no(value)?,
             "supervised" => g.supervised = yes_no(value)?,
             "execute" => {

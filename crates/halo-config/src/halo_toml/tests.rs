@@ -331,3 +331,28 @@ fn times_take_seconds_or_units() {
     assert_eq!((m.ha_cf.keepalive_ms, m.ha_cf.warntime_ms, m.ha_cf.initdead_ms), (250, 3000, 30000));
     assert_eq!(m.ha_cf.parameter("keepalive"), Some("250ms"));
 }
+
+#[test]
+fn director_dataplane_in_halo_toml_and_converted_both_ways() {
+    use crate::ldirectord_cf::Dataplane;
+    let text = "dataplane = ipvs\ncheckinterval = 3\nvirtual = 10.0.0.1:80\n\treal = 10.0.0.2:80 gate\n";
+    let toml = ldirectord_to_toml(text);
+    assert!(toml.contains("dataplane = \"ipvs\""), "{toml}");
+    let s = Scratch::new();
+    s.write(FILE, &format!("{MINIMAL}{toml}"));
+    let m = load_dir(&s.0).unwrap_or_else(|e| panic!("{e}\n{toml}")).model;
+    assert_eq!(m.director.as_ref().expect("director").cf.global.dataplane, Dataplane::Ipvs);
+    // Back to ldirectord.cf and read again.
+    let (files, _) = to_legacy(&m);
+    let (name, cf) = files.ldirectord.as_ref().expect("an ldirectord.cf");
+    assert_eq!(name, "ldirectord.cf");
+    let (back, _) = crate::parse_ldirectord_cf(Path::new("ldirectord.cf"), cf).expect(cf);
+    assert_eq!(back.global.dataplane, Dataplane::Ipvs, "{cf}");
+    // A bad value names the halo.toml line.
+    let bad = Scratch::new();
+    bad.write(FILE, &format!("{MINIMAL}\n[director]\ndataplane = \"lvs\"\n\n[[director.virtual]]\nvirtual = \"10.0.0.1:80\"\nreal = [\"10.0.0.2:80 gate\"]\n"));
+    let e = load_dir(&bad.0).err().expect("refused").to_string();
+    assert!(e.contains("dataplane") && e.contains("expected auto, nftables or ipvs"), "{e}");
+    let line = MINIMAL.lines().count() + 3;
+    assert!(e.contains(&format!("{FILE}:{line}")), "line {line}: {e}");
+}

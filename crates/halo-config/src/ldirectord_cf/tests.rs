@@ -1196,3 +1196,22 @@ fn alertcommand_is_a_halo_extension_read_without_warning() {
     let e = errs(&section("real=10.0.0.2:80 gate\nalertcommand=/bin/true"));
     assert!(e.iter().any(|m| m.contains("alertcommand")), "{e:?}");
 }
+
+#[test]
+fn dataplane_is_a_halo_extension_read_without_warning() {
+    assert_eq!(clean("checkinterval=5\n").global.dataplane, Dataplane::Auto);
+    assert_eq!(clean("dataplane=auto\n").global.dataplane, Dataplane::Auto);
+    assert_eq!(clean("dataplane = nftables\n").global.dataplane, Dataplane::Nftables);
+    assert_eq!(clean("dataplane=ipvs # the kernel's own\n").global.dataplane, Dataplane::Ipvs);
+    assert_eq!(Dataplane::Ipvs.name(), "ipvs");
+    let e = one_err("checkinterval=5\ndataplane=lvs\n");
+    assert!(e.starts_with("ldirectord.cf:2: dataplane: expected auto, nftables or ipvs, got 'lvs'"), "{e}");
+    let e = one_err("dataplane=\n");
+    assert!(e.starts_with("ldirectord.cf:1: dataplane: no value: expected auto, nftables or ipvs"), "{e}");
+    // ldirectord's words are lowercase; so are halo's.
+    let e = one_err("dataplane=IPVS\n");
+    assert!(e.contains("got 'IPVS'"), "{e}");
+    // A global directive: inside a virtual section it is refused with the reason.
+    let e = errs(&section("real=10.0.0.2:80 gate\ndataplane=ipvs"));
+    assert!(e.iter().any(|m| m.contains("dataplane")), "{e:?}");
+}
