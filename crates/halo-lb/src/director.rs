@@ -214,6 +214,8 @@ pub struct ServiceState {
     pub fallbackcommand: Option<String>,
     /// `monitorfile`: a line per check of each real server.
     pub monitorfile: Option<std::path::PathBuf>,
+    /// `cleanstop`: taken out of the table when the director stops.
+    pub cleanstop: bool,
 }
 
 impl ServiceState {
@@ -446,6 +448,7 @@ impl DirectorState {
                 mail: MailSettings::for_virtual(v, g),
                 fallbackcommand: v.effective_fallbackcommand(g).map(str::to_string),
                 monitorfile: v.monitorfile.clone(),
+                cleanstop: v.effective_cleanstop(g),
                 quiescent: v.effective_quiescent(g),
                 checkinterval: Duration::from_secs(u64::from(v.effective_checkinterval(g).max(1))),
                 service,

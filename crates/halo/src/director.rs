@@ -22,7 +22,7 @@
 //!   timeout if that comes first.
 //! * stop: the thread ends (checks in flight are dropped) and, with `cleanstop=yes` (the
 //!   default), the nftables table is deleted (each real server in it alerted as `Purged real
-//!   server (stop)`). Stopping a director that does not run still deletes a table left over
+//!   server (stop)`); virtual services with `cleanstop=no` stay in it as they were. Stopping a director that does not run still deletes a table left over
 //!   by a killed daemon.
 //! * maintenance: with `maintenancedir`, the directory is listed every second (one
 //!   `readdir`, never a file test per check); a real server named there (halo-lb's
@@ -100,7 +100,6 @@ struct Instance {
     shared: Arc<Shared>,
     stop: tokio::sync::watch::Sender<bool>,
     thread: JoinHandle<()>,
-    cleanstop: bool,
     /// The last counters read, for `--rate`.
     sample: Mutex<Option<(Instant, Vec<RealStats>)>>,
     rates: Mutex<BTreeMap<(ServiceKey, SocketAddrV4), ipvsadm::Rates>>,
@@ -473,7 +472,6 @@ impl Director {
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let state = load_text(&path, &text, log)?;
-        let cleanstop = true;
         let table = Director::table_for(&path);
         let plane = NftDataPlane::new(Nft::new()).with_table(table.clone());
         plane.apply(&state.desired()).map_err(|e| format!("nftables table {table}: {e}"))?;
@@ -536,7 +534,6 @@ impl Director {
             shared,
             stop,
             thread,
-            cleanstop,
             sample: Mutex::new(None),
             rates: Mutex::new(BTreeMap::new()),
         };
@@ -567,24 +564,44 @@ impl Director {
         if inst.thread.join().is_err() {
             log(Level::Error, format!("the director thread for {} had panicked", path.display()));
         }
-        if inst.cleanstop {
-            let sh = &inst.shared;
-            {
-                // ldirectord's `Purged real server (stop)`, for every real server in the table.
-                let st = lock(&sh.state);
-                for s in &st.services {
-                    let d = s.desired();
-                    for (ri, r) in s.reals.iter().enumerate() {
-                        if d.reals.iter().any(|x| x.addr == r.addr) {
-                            sh.alert(&st, &s.purge_event(ri, "stop"), &s.mail);
-                        }
+        let sh = &inst.shared;
+        let kept = {
+            // ldirectord's `Purged real server (stop)` for every real server in the table of
+            // a service with cleanstop=yes; those with cleanstop=no stay as they are.
+            let st = lock(&sh.state);
+            let mut kept = Vec::new();
+            for s in &st.services {
+                if !s.cleanstop {
+                    kept.push(s.desired());
+                    continue;
+                }
+                let d = s.desired();
+                for (ri, r) in s.reals.iter().enumerate() {
+                    if d.reals.iter().any(|x| x.addr == r.addr) {
+                        sh.alert(&st, &s.purge_event(ri, "stop"), &s.mail);
                     }
                 }
             }
+            kept
+        };
+        if kept.is_empty() {
             sh.plane.remove().map_err(|e| format!("removing table ip {}: {e}", sh.plane.table()))?;
             log(
                 Level::Info,
                 format!("director for {} stopped; table ip {} removed", path.display(), sh.plane.table()),
+            );
+        } else {
+            let n = kept.len();
+            sh.plane
+                .apply(&halo_lb::dataplane::Desired { services: kept })
+                .map_err(|e| format!("table ip {}: {e}", sh.plane.table()))?;
+            log(
+                Level::Info,
+                format!(
+                    "director for {} stopped; cleanstop=no: table ip {} left with {n} virtual service(s)",
+                    path.display(),
+                    sh.plane.table()
+                ),
             );
         }
         // The director thread is gone: this is the last reference, unless a reconfiguration

@@ -472,7 +472,7 @@ fn director_autoreload_applies_the_difference_and_refuses_an_invalid_file() {
     let dir = b.config(&format!("{head}\treal={R1} gate 1\n{tail}"));
     b.start_web("r1");
     b.start_web("r2");
-    b.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
+    let (pid, _) = b.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
     b.until(Duration::from_secs(20), "r1 in the table", || weight_in(&b.lvs(), R1) == Some(1));
     b.until(Duration::from_secs(10), "a few checks of r1", || b.real(R1)["checks"].as_u64() >= Some(3));
     let before = b.real(R1);
@@ -551,6 +551,19 @@ fn director_autoreload_applies_the_difference_and_refuses_an_invalid_file() {
     b.until(Duration::from_secs(5), "three callbacks", || {
         std::fs::read_to_string(&called).unwrap_or_default() == format!("{cf}\n{cf}\n{cf}\n")
     });
+
+    // cleanstop=no, reloaded: the daemon stops and leaves the virtual service in the kernel.
+    let keep = head.replace("autoreload=yes\n", "autoreload=yes\ncleanstop=no\n");
+    std::fs::write(b.cf_path(), format!("{keep}\treal={R2} gate 1\n{tail}")).unwrap();
+    b.until(Duration::from_secs(10), "the cleanstop=no file applied", || {
+        b.director()["last_reload"]["message"].as_str().is_some_and(|m| m.contains("no change"))
+            && b.log().matches("reloaded").count() >= 3
+    });
+    b.tb.stop(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let table = b.tb.exec("d", &["nft", "list", "table", "ip", "halo_lb"]).map(|o| o.stdout);
+    let table = String::from_utf8_lossy(&table.unwrap_or_default()).into_owned();
+    assert!(table.contains("10.81.0.100") && table.contains("10.81.0.3"), "{table}\n{}", b.log());
+    assert!(b.log().contains("cleanstop=no: table ip halo_lb left with 1 virtual service(s)"), "{}", b.log());
 }
 
 /// (ActiveConn, InActConn) of `addr` in `halo lvs`.
