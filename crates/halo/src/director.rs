@@ -54,13 +54,25 @@
 //!
 //! One director per configuration file; each has its own table (`halo_lb` for
 //! `ldirectord.cf`, `halo_lb_<name>` for another file).
+//!
+//! Data plane: `dataplane = auto|nftables|ipvs` in ldirectord.cf (a halo extension; `auto`
+//! by default) picks it at start (`DataPlane::select`): `auto` drives the kernel's IPVS over
+//! generic netlink where the kernel has it, else nftables. With IPVS the director owns the
+//! virtual services it added (never another's, added with `ipvsadm`), a stop deletes only
+//! those, and `halo lvs` lists the kernel's own table (counters, rates, ActiveConn/InActConn,
+//! `-c` from `/proc/net/ip_vs_conn`; services added by others too): what `ipvsadm -L -n`
+//! prints. A
+//! stop of a director that does not run deletes the services its file names (left by a
+//! killed daemon). A changed `dataplane` takes effect at the next start, not on a reload.
 
 use halo_config::ldirectord_cf::DaemonStatus;
 use halo_host::group::Builtin;
 use halo_host::{Level, Logger};
 use halo_lb::alert::{self, Alerter, Event, EventKind, Mail, MailSettings};
 use halo_lb::check::{pace, Transition};
-use halo_lb::dataplane::{Forward, Nft, NftDataPlane, RealStats, ServiceKey};
+use halo_lb::dataplane::{
+    DataPlane, Forward, IpvsDataPlane, Nft, NftDataPlane, PlaneChoice, RealStats, ServiceKey,
+};
 pub use halo_lb::director::ReconfigureReport;
 use halo_lb::director::{transition_message, DirectorState};
 use halo_lb::ipvsadm;
@@ -108,7 +120,7 @@ struct Instance {
 /// What the director thread, the alert queue and [`Director::reconfigure`] share.
 struct Shared {
     path: PathBuf,
-    plane: NftDataPlane,
+    plane: DataPlane,
     state: Mutex<DirectorState>,
     logger: Arc<Logger>,
     /// ldirectord's daemon state, for `emailalertstatus`.
@@ -322,6 +334,17 @@ impl Shared {
         for (l, m) in warnings {
             self.log(l, &format!("director: {m}"));
         }
+        let running = lock(&self.state).global.dataplane;
+        if new.global.dataplane != running {
+            self.log(
+                Level::Warn,
+                &format!(
+                    "director: dataplane={} takes effect at the next start; {} stays",
+                    new.global.dataplane.name(),
+                    self.plane
+                ),
+            );
+        }
         let previous = std::mem::replace(&mut *lock(&self.status), DaemonStatus::Reloading);
         let mut report = {
             let mut st = lock(&self.state);
@@ -347,7 +370,7 @@ impl Shared {
         let applied = self.plane.apply(&desired);
         *lock(&self.status) =
             if previous == DaemonStatus::Reloading { DaemonStatus::Running } else { previous };
-        let changes = applied.map_err(|e| format!("nftables table {}: {e}", self.plane.table()))?;
+        let changes = applied.map_err(|e| format!("{}: {e}", self.plane))?;
         report.table_changes = changes.iter().map(ToString::to_string).collect();
         let _ = self.respawn.send(());
         self.log(Level::Info, &format!("director: {} reloaded: {report}", self.path.display()));
@@ -473,12 +496,14 @@ impl Director {
             std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let state = load_text(&path, &text, log)?;
         let table = Director::table_for(&path);
-        let plane = NftDataPlane::new(Nft::new()).with_table(table.clone());
-        plane.apply(&state.desired()).map_err(|e| format!("nftables table {table}: {e}"))?;
+        let choice = PlaneChoice::from(state.global.dataplane);
+        let plane = DataPlane::select(choice, NftDataPlane::new(Nft::new()).with_table(table.clone()))
+            .map_err(|e| format!("{}: dataplane={choice}: {e}", path.display()))?;
+        plane.apply(&state.desired()).map_err(|e| format!("{plane}: {e}"))?;
         log(
             Level::Info,
             format!(
-                "director for {} started: {} virtual service(s), table ip {table}; real servers down until checked",
+                "director for {} started: {} virtual service(s), {plane} (dataplane={choice}); real servers down until checked",
                 path.display(),
                 state.services.len()
             ),
@@ -552,6 +577,7 @@ impl Director {
                 Ok(false) => {}
                 Err(e) => log(Level::Warn, format!("director for {}: {e}", path.display())),
             }
+            remove_ipvs_leftovers(&path, log);
             return Ok(());
         };
         {
@@ -612,6 +638,31 @@ impl Director {
         Ok(())
     }
 
+    /// Each real server's connection counts in the kernel's IPVS table `k`.
+    fn ipvs_counts(k: &ipvsadm::Model) -> ConnCounts {
+        let mut counts = ConnCounts::new();
+        for s in &k.services {
+            let ipvsadm::ServiceKey::Addr { addr: std::net::SocketAddr::V4(va), protocol } = s.key else {
+                continue;
+            };
+            let protocol = match protocol {
+                ipvsadm::Protocol::Udp => halo_lb::dataplane::Protocol::Udp,
+                ipvsadm::Protocol::Tcp => halo_lb::dataplane::Protocol::Tcp,
+                ipvsadm::Protocol::Sctp => continue,
+            };
+            let key = ServiceKey { protocol, vip: *va.ip(), port: va.port() };
+            for d in &s.dests {
+                if let std::net::SocketAddr::V4(ra) = d.addr {
+                    counts.insert(
+                        (key, ra),
+                        halo_lb::conntrack::Conns { active: d.active, inactive: d.inactive },
+                    );
+                }
+            }
+        }
+        counts
+    }
+
     /// What `halo lvs` shows: the ipvsadm views (`list`, `stats`, `stats_exact`, `rate`,
     /// `conn`) of every running director, and each one's real servers with their health.
     /// Blocks (reads the nft counters): never call it on the heartbeat thread.
@@ -619,12 +670,24 @@ impl Director {
         let instances = lock(&self.instances);
         let mut model = ipvsadm::Model::default();
         let mut directors = Vec::new();
+        // With IPVS, the kernel's whole table, read once: what `ipvsadm -L -n` lists.
+        let mut kernel: Option<Result<ipvsadm::Model, String>> = None;
         for (path, inst) in instances.iter() {
             let running = !inst.thread.is_finished();
             let stats = inst.shared.plane.stats().unwrap_or_default();
             let rates = inst.rates(&stats);
             let st = lock(&inst.shared.state).clone();
             let mut m = st.model(&stats, &is_local);
+            // IPVS: the kernel's own table, as ipvsadm lists it.
+            let ipvs = match &inst.shared.plane {
+                DataPlane::Ipvs(p) => Some(
+                    kernel
+                        .get_or_insert_with(|| p.model().map_err(|e| format!("the IPVS table: {e}")))
+                        .clone(),
+                ),
+                DataPlane::Nft(_) => None,
+            };
+            let on_ipvs = ipvs.is_some();
             // NAT connections per real server, from conntrack (DR ones never reach it).
             let nat: Vec<ServiceKey> = st
                 .services
@@ -632,7 +695,12 @@ impl Director {
                 .filter(|s| s.service.forward == Forward::Masq)
                 .map(|s| s.service.key)
                 .collect();
-            let (conns, conntrack_error) = if nat.is_empty() {
+            let (conns, conntrack_error) = if let Some(k) = ipvs {
+                match k {
+                    Ok(k) => (Director::ipvs_counts(&k), None),
+                    Err(e) => (BTreeMap::new(), Some(e)),
+                }
+            } else if nat.is_empty() {
                 (BTreeMap::new(), None)
             } else {
                 match halo_lb::conntrack::dump(CONNTRACK_TIMEOUT) {
@@ -643,7 +711,7 @@ impl Director {
                     Err(e) => (BTreeMap::new(), Some(e.to_string())),
                 }
             };
-            for s in &mut m.services {
+            for s in m.services.iter_mut().filter(|_| !on_ipvs) {
                 let ipvsadm::ServiceKey::Addr { addr: std::net::SocketAddr::V4(va), protocol } = s.key else {
                     continue;
                 };
@@ -668,8 +736,10 @@ impl Director {
                     }
                 }
             }
-            model.services.extend(m.services);
-            model.connections.extend(m.connections);
+            if !on_ipvs {
+                model.services.extend(m.services);
+                model.connections.extend(m.connections);
+            }
             let services: Vec<Value> = st
                 .services
                 .iter()
@@ -718,6 +788,7 @@ impl Director {
                 "config": path.display().to_string(),
                 "group": inst.group,
                 "table": inst.shared.plane.table(),
+                "dataplane": inst.shared.plane.name(),
                 "daemon_status": inst.shared.status().name(),
                 "conntrack_error": conntrack_error,
                 "autoreload": st.global.autoreload,
@@ -732,11 +803,39 @@ impl Director {
                 "services": services,
             }));
         }
+        if let Some(Ok(k)) = kernel {
+            (model.version, model.size) = (k.version, k.size);
+            model.services.extend(k.services);
+            model.connections.extend(k.connections);
+        }
         lvs_views(&model, directors)
     }
 
     fn stats_key(s: &RealStats) -> (ServiceKey, SocketAddrV4) {
         (s.service, s.real)
+    }
+}
+
+/// Connection counts per (virtual service, real server).
+type ConnCounts = BTreeMap<(ServiceKey, SocketAddrV4), halo_lb::conntrack::Conns>;
+
+/// A stop of a director that does not run, on a kernel with IPVS: the virtual services its
+/// file names are deleted (a killed daemon's; the table has no record of who added them, and
+/// these are the ones this director would have added). Nothing when the file says
+/// `dataplane=nftables` or cannot be read.
+fn remove_ipvs_leftovers(path: &Path, log: Log) {
+    if !halo_lb::dataplane::ipvs::available() {
+        return;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let Ok(state) = load_text(path, &text, &mut |_, _| {}) else { return };
+    if state.global.dataplane == halo_config::ldirectord_cf::Dataplane::Nftables {
+        return;
+    }
+    match IpvsDataPlane::new().remove_desired(&state.desired()) {
+        Ok(true) => log(Level::Info, format!("removed the leftover IPVS services of {}", path.display())),
+        Ok(false) => {}
+        Err(e) => log(Level::Warn, format!("director for {}: IPVS: {e}", path.display())),
     }
 }
 
@@ -866,14 +965,10 @@ fn director_thread(
             match tokio::task::spawn_blocking(move || sh.plane.apply(&desired)).await {
                 Ok(Ok(changes)) if !changes.is_empty() => {
                     let what: Vec<String> = changes.iter().map(ToString::to_string).collect();
-                    shared.log(
-                        Level::Debug,
-                        &format!("director: table ip {}: {}", shared.plane.table(), what.join(", ")),
-                    );
+                    shared.log(Level::Debug, &format!("director: {}: {}", shared.plane, what.join(", ")));
                 }
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => shared
-                    .log(Level::Error, &format!("director: applying table ip {}: {e}", shared.plane.table())),
+                Ok(Err(e)) => shared.log(Level::Error, &format!("director: applying {}: {e}", shared.plane)),
                 Err(e) => shared.log(Level::Error, &format!("director: apply task: {e}")),
             }
             if first_done.load(Ordering::SeqCst) >= n {

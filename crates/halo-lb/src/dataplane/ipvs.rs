@@ -1618,6 +1618,18 @@ impl FromStr for PlaneChoice {
     }
 }
 
+impl From<halo_config::ldirectord_cf::Dataplane> for PlaneChoice {
+    /// ldirectord.cf's `dataplane` (a halo extension).
+    fn from(d: halo_config::ldirectord_cf::Dataplane) -> PlaneChoice {
+        use halo_config::ldirectord_cf::Dataplane as D;
+        match d {
+            D::Auto => PlaneChoice::Auto,
+            D::Nftables => PlaneChoice::Nftables,
+            D::Ipvs => PlaneChoice::Ipvs,
+        }
+    }
+}
+
 impl fmt::Display for PlaneChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -1633,6 +1645,16 @@ impl fmt::Display for PlaneChoice {
 pub enum DataPlane {
     Nft(nft::NftDataPlane),
     Ipvs(IpvsDataPlane),
+}
+
+impl fmt::Display for DataPlane {
+    /// `nftables table ip NAME` or `the IPVS table`, for messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataPlane::Nft(p) => write!(f, "nftables table ip {}", p.table()),
+            DataPlane::Ipvs(_) => f.write_str("the IPVS table"),
+        }
+    }
 }
 
 /// An error of either plane.
@@ -1660,6 +1682,14 @@ impl DataPlane {
     pub fn name(&self) -> &'static str {
         match self {
             DataPlane::Nft(_) => "nftables",
+            DataPlane::Ipvs(_) => "ipvs",
+        }
+    }
+
+    /// The nftables plane's table (`halo_lb`...), or `ipvs` for the kernel's IPVS table.
+    pub fn table(&self) -> &str {
+        match self {
+            DataPlane::Nft(p) => p.table(),
             DataPlane::Ipvs(_) => "ipvs",
         }
     }
@@ -1849,7 +1879,33 @@ mod tests {
             }
             Err(e) => panic!("probing for IPVS: {e}"),
         }
-        assert_eq!(DataPlane::select(PlaneChoice::Nftables, nft).expect("nft").name(), "nftables");
+        let chosen = DataPlane::select(PlaneChoice::Nftables, nft.with_table("halo_lb_x")).expect("nft");
+        assert_eq!((chosen.name(), chosen.table()), ("nftables", "halo_lb_x"));
+        assert_eq!(chosen.to_string(), "nftables table ip halo_lb_x");
+        assert_eq!(chosen.kernel_model().expect("no kernel model").map(|m| m.services.len()), None);
+    }
+
+    /// ldirectord.cf's `dataplane` reaches the plane choice word for word, and the file's
+    /// value picks the plane as `select` would.
+    #[test]
+    fn ipvs_plane_choice_from_ldirectord_cf() {
+        use halo_config::ldirectord_cf::Dataplane as D;
+        for (d, want) in
+            [(D::Auto, PlaneChoice::Auto), (D::Nftables, PlaneChoice::Nftables), (D::Ipvs, PlaneChoice::Ipvs)]
+        {
+            let c = PlaneChoice::from(d);
+            assert_eq!(c, want);
+            assert_eq!(c.to_string(), d.name());
+            assert_eq!(d.name().parse::<PlaneChoice>(), Ok(c));
+        }
+        let (cf, _) = halo_config::parse_ldirectord_cf(
+            Path::new("ldirectord.cf"),
+            "dataplane=nftables\nvirtual=198.51.100.10:80\n\treal=192.0.2.11:80 gate\n",
+        )
+        .expect("parses");
+        let plane = DataPlane::select(cf.global.dataplane.into(), nft::NftDataPlane::new(nft::Nft::new()))
+            .expect("nftables is always there to choose");
+        assert_eq!(plane.name(), "nftables");
     }
 
     #[test]
