@@ -928,6 +928,15 @@ mod tests {
         assert_eq!(purged, vec!["Purged real server (reload): 192.168.1.63:80 (192.168.1.199:80)"]);
         assert_eq!(st.desired().services.len(), 1);
         assert_eq!(st.services[0].reals[0].checker.health().checks(), 2);
+        // A new weight only: health kept, the table takes the weight at once.
+        let report = st.reconfigure(state(
+            "checktimeout=3\ncheckinterval=2\nvirtual=192.168.1.199:80\n\
+            \treal=192.168.1.61:80 gate 5 \"testcluster.html\", \"N1\"\n\
+            \tchecktype=negotiate\n\tservice=http\n\tcheckport=80\n\tscheduler=rr\n",
+        ));
+        assert_eq!((report.kept.len(), report.rechecked.len()), (1, 0), "{report:?}");
+        assert_eq!(st.desired().services[0].reals[0].weight, 5);
+        assert!(st.services[0].reals[0].is_up());
     }
 
     #[test]
