@@ -7,7 +7,10 @@
 # its output comes back on the serial console, which this script prints. Exit status:
 # the program's (125 when the guest never got to run it).
 #
-#   scripts/ipvs-vm.sh [--env NAME=VALUE]... [--log FILE] -- PROGRAM [ARGS...]
+#   scripts/ipvs-vm.sh [--env NAME=VALUE]... [--bin FILE=NAME]... [--log FILE] -- PROGRAM [ARGS...]
+#
+# --bin copies another program (with its shared libraries) into the guest as /bin/NAME
+# (the IPVS VM test puts the real `halo` binary there and runs its director).
 #
 # Guest network: lo up, dummy interface d0 192.0.2.1/24 (the real servers' net: DR and NAT
 # packets to them leave by d0 and vanish), VIPs 198.51.100.10/32 and 198.51.100.20/32 on
@@ -20,13 +23,15 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${HALO_IPVS_VM_CACHE:-$here/target/ipvs-vm}
 timeout_s=${HALO_IPVS_VM_TIMEOUT:-900}
 envs=()
+bins=()
 log=
 while [ $# -gt 0 ]; do
     case "$1" in
         --env) envs+=("$2"); shift 2 ;;
+        --bin) bins+=("$2"); shift 2 ;;
         --log) log=$2; shift 2 ;;
         --) shift; break ;;
-        *) echo "ipvs-vm.sh: unknown option $1 (usage: $0 [--env N=V]... [--log FILE] -- PROGRAM [ARGS...])" >&2; exit 2 ;;
+        *) echo "ipvs-vm.sh: unknown option $1 (usage: $0 [--env N=V]... [--bin FILE=NAME]... [--log FILE] -- PROGRAM [ARGS...])" >&2; exit 2 ;;
     esac
 done
 [ $# -ge 1 ] || { echo "ipvs-vm.sh: no program given" >&2; exit 2; }
@@ -89,6 +94,13 @@ copy_with_libs() { # SRC DEST_IN_ROOT [strip]
     done
 }
 copy_with_libs "$prog" /bin/halo-guest strip
+for b in "${bins[@]}"; do
+    src=${b%%=*} name=${b#*=}
+    case "$b" in *=*) ;; *) echo "ipvs-vm.sh: --bin $b: expected FILE=NAME" >&2; exit 2 ;; esac
+    [ -x "$src" ] || { echo "ipvs-vm.sh: --bin $src is not an executable file" >&2; exit 2; }
+    case "$name" in ''|*/*) echo "ipvs-vm.sh: --bin $b: NAME must be a plain file name" >&2; exit 2 ;; esac
+    copy_with_libs "$src" "/bin/$name" strip
+done
 copy_with_libs "$(command -v ipvsadm || echo /usr/sbin/ipvsadm)" /sbin/ipvsadm
 rm -f "$root/bin/ip"
 copy_with_libs "$(command -v ip)" /sbin/ip

@@ -28,7 +28,8 @@
 //! [`IpvsDataPlane::stop_daemon`], [`IpvsDataPlane::daemons`]. A master multicasts each
 //! connection once it is established (and on later state changes); a standby director's
 //! backup daemon puts them in its own table, so that when it takes the VIP the established
-//! connections carry on to the same real servers (shown in `tests/ipvs_vm.rs`).
+//! connections carry on to the same real servers (shown in `crates/halo/tests/ipvs_vm.rs`,
+//! which also runs the real daemon's director on this plane).
 //!
 //! Everything works in the network namespace of the calling thread (the socket is made
 //! there; the connection table is read from `/proc/thread-self/net`).

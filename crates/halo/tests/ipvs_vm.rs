@@ -1,6 +1,7 @@
 //! halo's IPVS data plane against a real IPVS kernel. This machine's kernel has no IPVS, so
 //! the test boots one: `scripts/ipvs-vm.sh` starts Debian's 6.1 kernel under qemu (TCG) from
-//! a busybox initramfs holding this very test binary, ipvsadm and the IPVS modules, and runs
+//! a busybox initramfs holding this very test binary, the real `halo` binary (why the test
+//! lives in the halo crate), ipvsadm and the IPVS modules, and runs
 //! the binary there with `HALO_IPVS_VM_GUEST=1`, which makes this test play the guest's
 //! scenario instead (one boot runs every step). The guest checks each step against
 //! `ipvsadm` itself and prints a marker per step and each pair of listings (ipvsadm's and
@@ -22,6 +23,14 @@
 //! the steps, halo's listing (what `halo lvs` prints: `ipvsadm::list` over the table read
 //! back from the kernel) equals `ipvsadm -L -n` byte for byte, and so do `--stats`,
 //! `--rate`, `--thresholds`, `--persistent-conn`, `--tun-info` and `-c`.
+//!
+//! Then the real daemon ([`halo_director`]): `halo run` of a one-node cluster whose
+//! haresources is `n1 ldirectord::ldirectord.cf` (dataplane left to `auto`): its director
+//! picks IPVS, puts the NAT service with the real servers whose connect check passes in the
+//! kernel's table (one whose port nothing listens on never enters), `halo lvs` equals
+//! `ipvsadm -L -n`; a real server whose listener closes leaves the table; client fetches
+//! through the VIP are counted (`halo lvs`, `--stats --exact` and `-c` equal ipvsadm's);
+//! SIGTERM stops the daemon, which deletes its service and leaves the one someone else added.
 //!
 //! Needs root (the kernel package download and qemu) and the packages of scripts/test.sh;
 //! without root it is skipped with a note, unless `HALO_REQUIRE_ROOT=1`, where anything that
@@ -69,6 +78,10 @@ const STEPS: &[&str] = &[
     "concurrent-sockets",
     "clean-removal",
     "leftovers-of-a-killed-daemon",
+    "halo-run-director-picks-ipvs",
+    "failed-check-leaves-the-table",
+    "halo-lvs-counts-connections",
+    "halo-stop-removes-only-its-services",
 ];
 
 #[test]
@@ -97,6 +110,8 @@ fn ipvs_data_plane_in_a_qemu_vm() {
     let out = Command::new(&script)
         .args(["--env", &format!("{GUEST_ENV}=1"), "--log"])
         .arg(&log)
+        // The real daemon, whose director the last steps run.
+        .args(["--bin", &format!("{}=halo", env!("CARGO_BIN_EXE_halo"))])
         .arg("--")
         .arg(&exe)
         .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
@@ -925,4 +940,192 @@ fn guest() {
     let l = agree(&fresh, "leftovers-of-a-killed-daemon", &[]);
     assert!(!l.contains("198.51.100") && l.contains("203.0.113.1:80"), "{l}");
     step("leftovers-of-a-killed-daemon");
+
+    halo_director();
+}
+
+// ---- the real daemon's director on IPVS ----
+
+/// Where the guest keeps the daemon's configuration, socket, state and log.
+const HALO_DIR: &str = "/tmp/halo-d";
+const DIRECTOR_VIP: &str = "198.51.100.30:80";
+
+/// `halo lvs ARGS` against the daemon of [`halo_director`].
+fn halo_lvs(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("/bin/halo")
+        .args(["--socket", &format!("{HALO_DIR}/halo.sock"), "lvs"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("run halo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("halo lvs {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    String::from_utf8(out.stdout).map_err(|e| e.to_string())
+}
+
+/// `halo lvs ARGS` prints what `ipvsadm -L -n ARGS` prints (read again while the two
+/// bracket different texts: expiry timers move); both are printed for the host. Returns
+/// ipvsadm's.
+fn halo_agree(label: &str, args: &[&str]) -> String {
+    let full: Vec<&str> = ["-L", "-n"].iter().chain(args).copied().collect();
+    let name = full.join(" ");
+    let mut last = (String::new(), String::new());
+    for _ in 0..20 {
+        let before = ipvsadm(&full);
+        let ours = halo_lvs(args).unwrap_or_else(|e| panic!("{e}\n{}", daemon_log()));
+        let after = ipvsadm(&full);
+        if ours == before || ours == after {
+            let theirs = if ours == before { before } else { after };
+            println!("=== BEGIN ipvsadm {label} {name}\n{theirs}=== END ipvsadm {label} {name}");
+            println!("=== BEGIN halo {label} {name}\n{ours}=== END halo {label} {name}");
+            return theirs;
+        }
+        last = (before, ours);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("halo lvs and ipvsadm {name} differ at {label}:\n--- ipvsadm\n{}--- halo lvs\n{}", last.0, last.1);
+}
+
+fn daemon_log() -> String {
+    ["halo.log", "halo.out"]
+        .iter()
+        .map(|f| std::fs::read_to_string(format!("{HALO_DIR}/{f}")).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n--- stdout/stderr\n")
+}
+
+/// Polls `ipvsadm -L -n` until `ok` holds (the director checks every second; TCG is slow).
+fn wait_table(what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let mut l = String::new();
+    for _ in 0..300 {
+        l = ipvsadm(&["-L", "-n"]);
+        if ok(&l) {
+            return l;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{what} never happened:\n{l}\n--- daemon log\n{}", daemon_log());
+}
+
+/// A TCP listener in namespace `ns` on `addr` until the returned sender is dropped (the
+/// kernel completes connect checks' handshakes from its backlog).
+fn listen_in_ns(ns: &str, addr: &str) -> std::sync::mpsc::Sender<()> {
+    let (ns, addr) = (ns.to_string(), addr.to_string());
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let l = std::net::TcpListener::bind(&addr).expect("listen");
+        ready.send(()).expect("ready");
+        let _ = stopped.recv();
+        drop(l);
+    });
+    is_ready.recv().expect("listener up");
+    stop
+}
+
+/// The real `halo run` of a one-node cluster whose only resource is halo's built-in
+/// director (`n1 ldirectord::ldirectord.cf`), the data plane left to `auto`: it drives
+/// IPVS here. Three NAT real servers behind the VIP of the NAT step: r1's web server (its
+/// connect check passes), a port nothing listens on (never enters the table) and a
+/// listener in r2 that is closed later (the real server leaves the table). `halo lvs`
+/// equals `ipvsadm -L -n` (and `--stats --exact`, `-c`) at each point; stopping the
+/// daemon removes its service and leaves the service someone else added.
+fn halo_director() {
+    let d = std::path::Path::new(HALO_DIR);
+    std::fs::create_dir_all(d.join("state")).expect("mkdir");
+    let w = |name: &str, text: &str| std::fs::write(d.join(name), text).expect("write config");
+    w(
+        "ha.cf",
+        &format!(
+            "keepalive 200ms\nwarntime 1\ndeadtime 2\ninitdead 4\nbcast d0\nauto_failback off\nnode n1\n\
+             logfile {HALO_DIR}/halo.log\nrealtime off\n"
+        ),
+    );
+    w("authkeys", "auth 1\n1 sha1 ipvs-vm-secret\n");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("authkeys"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    w("haresources", "n1 ldirectord::ldirectord.cf\n");
+    w(
+        "ldirectord.cf",
+        &format!(
+            "checkinterval=1\nchecktimeout=2\nquiescent=no\nvirtual={DIRECTOR_VIP}\n\
+             \treal=10.1.1.2:80 masq\n\treal=10.1.1.2:81 masq\n\treal=10.1.2.2:8080 masq\n\
+             \tscheduler=rr\n\tprotocol=tcp\n\tchecktype=connect\n"
+        ),
+    );
+    let r2_listener = listen_in_ns("r2", "10.1.2.2:8080");
+    let out = std::fs::File::create(d.join("halo.out")).expect("halo.out");
+    let mut daemon = Command::new("/bin/halo")
+        .args(["--socket", &format!("{HALO_DIR}/halo.sock"), "run", "--config-dir", HALO_DIR])
+        .args(["--node", "n1", "--state-dir", &format!("{HALO_DIR}/state")])
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .expect("start halo run");
+
+    let l = wait_table("the director's service with both healthy real servers", |l| {
+        l.contains(&format!("TCP  {DIRECTOR_VIP} rr"))
+            && l.contains("10.1.1.2:80 ")
+            && l.contains("10.1.2.2:8080 ")
+    });
+    assert!(!l.contains("10.1.1.2:81"), "a real server whose check fails never enters:\n{l}");
+    assert!(l.contains("TCP  203.0.113.1:80 rr"), "someone else's service is there too:\n{l}");
+    let log = daemon_log();
+    assert!(log.contains("the IPVS table (dataplane=auto)"), "auto picked IPVS:\n{log}");
+    let l = halo_agree("halo-run", &[]);
+    let r2 = dest_line(&l, &format!("TCP  {DIRECTOR_VIP} rr"), "10.1.2.2:8080").expect("r2 listed");
+    assert_eq!(r2, ["Masq", "1", "0", "0"], "{l}");
+    let health = halo_lvs(&["--health"]).expect("halo lvs --health");
+    println!("halo lvs --health:\n{health}");
+    assert!(health.contains("10.1.1.2:81"), "{health}");
+    step("halo-run-director-picks-ipvs");
+
+    drop(r2_listener);
+    wait_table("r2's real server leaving after its check failed", |l| !l.contains("10.1.2.2:8080"));
+    let l = halo_agree("check-failed", &[]);
+    assert!(l.contains("10.1.1.2:80 ") && l.contains(&format!("TCP  {DIRECTOR_VIP} rr")), "{l}");
+    step("failed-check-leaves-the-table");
+
+    // The NAT step's finished connections to r1 may still be in the kernel's table.
+    let inact = |l: &str| -> u32 {
+        let r1 = dest_line(l, &format!("TCP  {DIRECTOR_VIP} rr"), "10.1.1.2:80").expect("r1 listed");
+        r1[3].parse().expect("InActConn")
+    };
+    let before = inact(&ipvsadm(&["-L", "-n"]));
+    for _ in 0..2 {
+        let page = fetch_in_netns("c", DIRECTOR_VIP);
+        assert_eq!(page.lines().last().unwrap_or("").trim(), "r1", "{page}");
+    }
+    let l = halo_agree("director-traffic", &[]);
+    assert_eq!(inact(&l), before + 2, "two more finished connections in InActConn (from {before}): {l}");
+    let s = halo_agree("director-traffic", &["--stats", "--exact"]);
+    assert!(s.contains(&format!("TCP  {DIRECTOR_VIP}")), "{s}");
+    let c = halo_agree("director-traffic", &["-c"]);
+    assert!(c.matches("10.1.1.2:80").count() >= 2, "{c}");
+    step("halo-lvs-counts-connections");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM halo");
+    let mut exited = None;
+    for _ in 0..600 {
+        if let Some(st) = daemon.try_wait().expect("wait") {
+            exited = Some(st);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let Some(st) = exited else {
+        let _ = daemon.kill();
+        panic!("halo did not stop on SIGTERM:\n{}", daemon_log());
+    };
+    assert!(st.success(), "halo run exited with {st}:\n{}", daemon_log());
+    let l = ipvsadm(&["-L", "-n"]);
+    println!("=== BEGIN ipvsadm after-halo-stop -L -n\n{l}=== END ipvsadm after-halo-stop -L -n");
+    assert!(!l.contains("198.51.100.30"), "halo's service removed at stop:\n{l}");
+    assert!(l.contains("TCP  203.0.113.1:80 rr"), "someone else's service stays:\n{l}");
+    step("halo-stop-removes-only-its-services");
 }
