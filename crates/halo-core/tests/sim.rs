@@ -40,12 +40,14 @@ fn schedules() {
     let start = env_u64("HALO_SIM_START").unwrap_or(0);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16) as u64;
     let t0 = Instant::now();
-    type Res = (u64, u64, (u64, u64), (u64, u64), Vec<(u64, String)>, u64);
+    type Res = (u64, u64, (u64, u64), (u64, u64), Vec<(u64, String)>, u64, (u64, u64, u64));
     let results: Vec<Res> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|k| {
                 s.spawn(move || {
                     let (mut steps, mut msgs, mut dbl, mut settle, mut replayed) = (0, 0, (0, 0), (0, 0), 0);
+                    // With fencing: (longest double run, its seed, seeds with one).
+                    let mut fdbl = (0, 0, 0);
                     let mut failures = Vec::new();
                     let mut seed = start + k;
                     while seed < start + count {
@@ -54,6 +56,12 @@ fn schedules() {
                             Ok(st) => {
                                 dbl = dbl.max((st.max_double_ms, seed));
                                 settle = settle.max((st.max_settle_ms, seed));
+                                if st.max_fenced_double_ms > 0 {
+                                    fdbl.2 += 1;
+                                    if st.max_fenced_double_ms > fdbl.0 {
+                                        (fdbl.0, fdbl.1) = (st.max_fenced_double_ms, seed);
+                                    }
+                                }
                             }
                             Err(v) => failures.push((seed, v)),
                         }
@@ -62,7 +70,7 @@ fn schedules() {
                         replayed += w.stats.replayed;
                         seed += threads;
                     }
-                    (steps, msgs, dbl, settle, failures, replayed)
+                    (steps, msgs, dbl, settle, failures, replayed, fdbl)
                 })
             })
             .collect();
@@ -74,6 +82,8 @@ fn schedules() {
     let replayed: u64 = results.iter().map(|r| r.5).sum();
     let dbl = results.iter().map(|r| r.2).max().unwrap_or_default();
     let settle = results.iter().map(|r| r.3).max().unwrap_or_default();
+    let fseeds: u64 = results.iter().map(|r| r.6 .2).sum();
+    let fdbl = results.iter().map(|r| (r.6 .0, r.6 .1)).max().unwrap_or_default();
     let mut failures: Vec<(u64, String)> = results.into_iter().flat_map(|r| r.4).collect();
     failures.sort();
     println!(
@@ -84,6 +94,10 @@ fn schedules() {
         dbl.1,
         settle.0,
         settle.1
+    );
+    println!(
+        "sim: with fencing, a group ran on two nodes outside a fence in {fseeds} schedules; longest {} ms (seed {})",
+        fdbl.0, fdbl.1
     );
     for (seed, v) in failures.iter().take(5) {
         println!("\n{}FAILED {v}\nreplay: HALO_SIM_SEED={seed} cargo test -p halo-core --test sim -- replay --nocapture", Scenario::generate(*seed));

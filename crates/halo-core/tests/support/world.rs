@@ -102,6 +102,9 @@ pub struct Stats {
     pub steps: u64,
     pub messages: u64,
     pub max_double_ms: u64,
+    /// With fencing: the longest a group ran on two nodes (not being fenced) at all,
+    /// agreement or not (measured, not asserted).
+    pub max_fenced_double_ms: u64,
     pub max_settle_ms: u64,
     /// Old packets the attacker sent again.
     pub replayed: u64,
@@ -140,6 +143,7 @@ pub struct World {
     last_change: u64,
     agreed_since: Option<u64>,
     double_since: Vec<Option<u64>>,
+    fenced_double_since: Vec<Option<u64>>,
     settled_since: Option<u64>,
     settle_phase: bool,
     /// Fences in flight against each node (requested, not yet landed).
@@ -214,6 +218,7 @@ impl World {
             last_change: 0,
             agreed_since: None,
             double_since: vec![None; g],
+            fenced_double_since: vec![None; g],
             settled_since: None,
             settle_phase: false,
             fencing_in_flight: vec![0; n],
@@ -829,6 +834,12 @@ impl World {
         for gi in 0..g {
             let holders: Vec<usize> =
                 (0..n).filter(|i| self.nodes[*i].real[gi].active() && !self.excused(*i, gi)).collect();
+            if self.sc.fencing.is_some() && holders.len() > 1 {
+                let since = *self.fenced_double_since[gi].get_or_insert(self.now);
+                self.stats.max_fenced_double_ms = self.stats.max_fenced_double_ms.max(self.now - since);
+            } else {
+                self.fenced_double_since[gi] = None;
+            }
             match open_at {
                 Some(open) if self.now >= open && holders.len() > 1 => {
                     let since = *self.double_since[gi].get_or_insert(self.now);
