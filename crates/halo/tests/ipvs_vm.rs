@@ -30,6 +30,8 @@
 //! kernel's table (one whose port nothing listens on never enters), `halo lvs` equals
 //! `ipvsadm -L -n`; a real server whose listener closes leaves the table; client fetches
 //! through the VIP are counted (`halo lvs`, `--stats --exact` and `-c` equal ipvsadm's);
+//! `halo reload` with a new scheduler and weight edits the service and real server in place
+//! (their counters go on);
 //! SIGTERM stops the daemon, which deletes its service and leaves the one someone else added.
 //!
 //! Needs root (the kernel package download and qemu) and the packages of scripts/test.sh;
@@ -81,6 +83,7 @@ const STEPS: &[&str] = &[
     "halo-run-director-picks-ipvs",
     "failed-check-leaves-the-table",
     "halo-lvs-counts-connections",
+    "halo-reload-edits-in-place",
     "halo-stop-removes-only-its-services",
 ];
 
@@ -1081,7 +1084,8 @@ fn halo_director() {
     assert_eq!(r2, ["Masq", "1", "0", "0"], "{l}");
     let health = halo_lvs(&["--health"]).expect("halo lvs --health");
     println!("halo lvs --health:\n{health}");
-    assert!(health.contains("10.1.1.2:81"), "{health}");
+    assert!(health.contains("(group ldirectord::ldirectord.cf, IPVS)\n"), "{health}");
+    assert!(health.contains("10.1.1.2:81") && health.contains("not in table"), "{health}");
     step("halo-run-director-picks-ipvs");
 
     drop(r2_listener);
@@ -1107,6 +1111,52 @@ fn halo_director() {
     let c = halo_agree("director-traffic", &["-c"]);
     assert!(c.matches("10.1.1.2:80").count() >= 2, "{c}");
     step("halo-lvs-counts-connections");
+
+    // halo reload with a new scheduler and weight: the service and real server are edited
+    // in place (their connection counters go on), nothing else is touched.
+    let conns = |l: &str| -> (u64, u64) {
+        let mut svc = None;
+        let mut dest = None;
+        let mut in_svc = false;
+        for line in l.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if line.starts_with("TCP  ") {
+                in_svc = f.get(1) == Some(&DIRECTOR_VIP);
+                if in_svc {
+                    svc = f.get(2).and_then(|c| c.parse().ok());
+                }
+            } else if in_svc && f.first() == Some(&"->") && f.get(1) == Some(&"10.1.1.2:80") {
+                dest = f.get(2).and_then(|c| c.parse().ok());
+            }
+        }
+        (svc.expect("service Conns"), dest.expect("r1 Conns"))
+    };
+    let counted = conns(&ipvsadm(&["-L", "-n", "--stats", "--exact"]));
+    assert!(counted.0 >= 2 && counted.1 >= 2, "{counted:?}");
+    std::fs::write(
+        d.join("ldirectord.cf"),
+        format!(
+            "checkinterval=1\nchecktimeout=2\nquiescent=no\nvirtual={DIRECTOR_VIP}\n\
+             \treal=10.1.1.2:80 masq 3\n\treal=10.1.1.2:81 masq\n\treal=10.1.2.2:8080 masq\n\
+             \tscheduler=wlc\n\tprotocol=tcp\n\tchecktype=connect\n"
+        ),
+    )
+    .expect("rewrite ldirectord.cf");
+    let out = Command::new("/bin/halo")
+        .args(["--socket", &format!("{HALO_DIR}/halo.sock"), "reload"])
+        .output()
+        .expect("halo reload");
+    println!("halo reload:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "halo reload: {}\n{}", String::from_utf8_lossy(&out.stderr), daemon_log());
+    wait_table("the reload's scheduler and weight", |l| {
+        l.contains(&format!("TCP  {DIRECTOR_VIP} wlc"))
+            && dest_line(l, &format!("TCP  {DIRECTOR_VIP} wlc"), "10.1.1.2:80").is_some_and(|f| f[1] == "3")
+    });
+    let l = halo_agree("after-reload", &[]);
+    assert!(l.contains("TCP  203.0.113.1:80 rr"), "{l}");
+    let after = conns(&halo_agree("after-reload", &["--stats", "--exact"]));
+    assert_eq!(after, counted, "edited in place: the counters go on");
+    step("halo-reload-edits-in-place");
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("SIGTERM halo");

@@ -47,11 +47,14 @@ pub fn render_health(v: &serde_json::Value) -> String {
         out.push_str("no director runs here\n");
     }
     for d in &directors {
+        let plane = match s(d, "dataplane").as_str() {
+            "ipvs" => "IPVS".to_string(),
+            _ => format!("table ip {}", s(d, "table")),
+        };
         out.push_str(&format!(
-            "director {} (group {}, table ip {}){}\n",
+            "director {} (group {}, {plane}){}\n",
             s(d, "config"),
             s(d, "group"),
-            s(d, "table"),
             if d.get("running").and_then(|r| r.as_bool()) == Some(true) { "" } else { " NOT RUNNING" }
         ));
         for svc in d.get("services").and_then(|x| x.as_array()).into_iter().flatten() {
