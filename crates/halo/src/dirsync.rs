@@ -57,9 +57,50 @@ pub fn keys(model: &halo_config::Model) -> Vec<Vec<u8>> {
     out
 }
 
-/// Starts the sync thread. Errors (no such interface yet, no key) are logged and retried or
-/// reported; they never stop the daemon.
+/// Where the kernel has IPVS (the director's `dataplane=auto` picks it), its own sync daemons
+/// carry the connections, as `ipvsadm --start-daemon master` and `--start-daemon backup` on
+/// every director: both run on every node (the kernel allows both states at once), with the
+/// interface, sync id, group and port of `lvs_sync_daemon`; a master sends the connections of
+/// the director it holds, a backup takes the others'. Returns false when the kernel has no
+/// IPVS.
+fn start_ipvs_daemons(cfg: &LvsSync, logger: &Logger) -> bool {
+    use halo_lb::dataplane::ipvs::{available, Daemon, IpvsDataPlane};
+    if !available() {
+        return false;
+    }
+    let plane = IpvsDataPlane::new();
+    for master in [true, false] {
+        let mut d = Daemon::new(master, &cfg.interface, u32::from(cfg.syncid));
+        d.group = Some(std::net::IpAddr::V4(cfg.group));
+        d.port = Some(cfg.port);
+        let state = if master { "master" } else { "backup" };
+        match plane.start_daemon(&d) {
+            Ok(_) => logger.log(
+                Level::Info,
+                &format!(
+                    "director sync: IPVS's {state} sync daemon runs on {} (syncid {}, {}:{})",
+                    cfg.interface, cfg.syncid, cfg.group, cfg.port
+                ),
+            ),
+            Err(e) => {
+                logger.log(Level::Error, &format!("director sync: starting IPVS's {state} sync daemon: {e}"))
+            }
+        }
+    }
+    logger.log(
+        Level::Info,
+        "director sync: this kernel has IPVS, whose sync daemons carry the connections; a director \
+         forced to dataplane=nftables here is not synced",
+    );
+    true
+}
+
+/// Starts the sync thread (or, where the kernel has IPVS, its sync daemons). Errors (no such
+/// interface yet, no key) are logged and retried or reported; they never stop the daemon.
 pub fn spawn(cfg: LvsSync, node: String, keys: Vec<Vec<u8>>, logger: Arc<Logger>) {
+    if start_ipvs_daemons(&cfg, &logger) {
+        return;
+    }
     if keys.is_empty() {
         logger.log(
             Level::Error,

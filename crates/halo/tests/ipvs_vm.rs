@@ -81,6 +81,7 @@ const STEPS: &[&str] = &[
     "clean-removal",
     "leftovers-of-a-killed-daemon",
     "halo-run-director-picks-ipvs",
+    "halo-run-starts-the-kernel-sync-daemons",
     "failed-check-leaves-the-table",
     "halo-lvs-counts-connections",
     "halo-reload-edits-in-place",
@@ -1043,7 +1044,7 @@ fn halo_director() {
         "ha.cf",
         &format!(
             "keepalive 200ms\nwarntime 1\ndeadtime 2\ninitdead 4\nbcast d0\nauto_failback off\nnode n1\n\
-             logfile {HALO_DIR}/halo.log\nrealtime off\n"
+             logfile {HALO_DIR}/halo.log\nrealtime off\nlvs_sync_daemon d0 id 7\n"
         ),
     );
     w("authkeys", "auth 1\n1 sha1 ipvs-vm-secret\n");
@@ -1087,6 +1088,20 @@ fn halo_director() {
     assert!(health.contains("(group ldirectord::ldirectord.cf, IPVS)\n"), "{health}");
     assert!(health.contains("10.1.1.2:81") && health.contains("not in table"), "{health}");
     step("halo-run-director-picks-ipvs");
+
+    // ha.cf's lvs_sync_daemon on an IPVS kernel: the kernel's own sync daemons, master and
+    // backup, on d0 with sync id 7 (what `ipvsadm --start-daemon` would start).
+    let daemons = ipvsadm(&["-L", "--daemon"]);
+    println!("ipvsadm -L --daemon:\n{daemons}");
+    for state in ["master", "backup"] {
+        assert!(
+            daemons.contains(&format!("{state} sync daemon (mcast=d0, syncid=7")),
+            "{state} sync daemon started by halo run:\n{daemons}\n{}",
+            daemon_log()
+        );
+    }
+    assert!(daemon_log().contains("IPVS's master sync daemon runs on d0"), "{}", daemon_log());
+    step("halo-run-starts-the-kernel-sync-daemons");
 
     drop(r2_listener);
     wait_table("r2's real server leaving after its check failed", |l| !l.contains("10.1.2.2:8080"));
