@@ -13,7 +13,7 @@ use crate::resources::{
     View,
 };
 use crate::seqtrack::{GenVerdict, SeqTrack, Verdict};
-use crate::status::{ClusterStatus, LinkStatus, NodeStatus, QuorumStatus};
+use crate::status::{ClusterStatus, IntervalHistogram, LinkStatus, NodeStatus, QuorumStatus};
 use halo_config::AutoFailback;
 use halo_wire::Message;
 use std::collections::{BTreeMap, VecDeque};
@@ -321,6 +321,8 @@ struct Peer {
     heard_ever: bool,
     late_heartbeats: u64,
     lost_packets: u64,
+    /// Intervals between its consecutive heartbeats (while not dead), for `/metrics`.
+    heartbeat_interval: IntervalHistogram,
     /// We saw it die; a return with the same generation is a healed partition.
     declared_dead: bool,
     /// The `ld` field of its last status (its load average), when it sends one.
@@ -427,6 +429,7 @@ impl Engine {
                 heard_ever: false,
                 late_heartbeats: 0,
                 lost_packets: 0,
+                heartbeat_interval: IntervalHistogram::default(),
                 declared_dead: false,
                 load: None,
                 status_seq: 0,
@@ -1158,6 +1161,9 @@ impl Engine {
         p.status_seq = seq;
         if let Some(last) = p.last_status_ms {
             let interval = now.ms.saturating_sub(last);
+            if p.state != NodeState::Dead {
+                p.heartbeat_interval.observe(interval);
+            }
             if p.state != NodeState::Dead && interval > warntime {
                 p.late_heartbeats += 1;
                 let lvl = if interval > deadtime { Level::Crit } else { Level::Warn };
@@ -1533,6 +1539,7 @@ impl Engine {
                     deadtime_ms: self.cfg.deadtime_ms,
                     late_heartbeats: 0,
                     lost_packets: 0,
+                    heartbeat_interval: None,
                 });
                 continue;
             }
@@ -1560,6 +1567,7 @@ impl Engine {
                 deadtime_ms: p.deadtime(&self.cfg, self.comm_up),
                 late_heartbeats: p.late_heartbeats,
                 lost_packets: p.lost_packets,
+                heartbeat_interval: Some(p.heartbeat_interval.clone()),
             });
         }
         for (name, last, alive) in &self.pings {
@@ -1575,6 +1583,7 @@ impl Engine {
                 deadtime_ms: self.cfg.deadping_ms,
                 late_heartbeats: 0,
                 lost_packets: 0,
+                heartbeat_interval: None,
             });
         }
         ClusterStatus {

@@ -28,6 +28,48 @@ pub struct NodeStatus {
     pub deadtime_ms: u64,
     pub late_heartbeats: u64,
     pub lost_packets: u64,
+    /// The intervals between consecutive heartbeats (status messages) received from this
+    /// peer while it was not dead (None: ourselves and ping nodes).
+    pub heartbeat_interval: Option<IntervalHistogram>,
+}
+
+/// Upper bounds (ms) of the heartbeat interval histogram's buckets: around keepalives from
+/// 10 ms to several seconds, up to the 30 s of a long deadtime; more falls in `+Inf`.
+pub const HEARTBEAT_BUCKETS_MS: [u64; 15] =
+    [10, 25, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10_000, 30_000];
+
+/// A fixed-size histogram of intervals in ms (Prometheus-style): observing one is a search
+/// over [`HEARTBEAT_BUCKETS_MS`] and three adds, no allocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IntervalHistogram {
+    /// Per bucket (not cumulative): intervals in (previous bound, bound]; the last one is
+    /// everything above the highest bound.
+    pub counts: [u64; HEARTBEAT_BUCKETS_MS.len() + 1],
+    pub sum_ms: u64,
+    pub count: u64,
+}
+
+impl IntervalHistogram {
+    pub fn observe(&mut self, ms: u64) {
+        let i = HEARTBEAT_BUCKETS_MS.partition_point(|b| *b < ms);
+        self.counts[i] += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+        self.count += 1;
+    }
+
+    /// `(le_ms, intervals <= le_ms)` for every finite bound, cumulative as Prometheus wants
+    /// them (the `+Inf` bucket is `count`).
+    pub fn cumulative(&self) -> Vec<(u64, u64)> {
+        let mut acc = 0;
+        HEARTBEAT_BUCKETS_MS
+            .iter()
+            .zip(self.counts.iter())
+            .map(|(le, c)| {
+                acc += c;
+                (*le, acc)
+            })
+            .collect()
+    }
 }
 
 /// Whether the nodes agree with each other: the configuration each runs (a digest its

@@ -1,4 +1,5 @@
-//! The optional HTTP endpoint (`halo run --http [ADDR]`): Prometheus text at `/metrics`,
+//! The optional HTTP endpoint (`halo run --http [ADDR]`): Prometheus text at `/metrics` (the
+//! status, plus the director's real servers from `lvs` and the connection-sync counters),
 //! the `halo status --json` document at `/api/status`, the director's state (`halo lvs`'s
 //! JSON, with each real server's counters) at `/api/lvs`, and the web dashboard at `/`.
 //!
@@ -93,7 +94,13 @@ fn handle(mut conn: TcpStream, socket: &Path) -> std::io::Result<()> {
         "/metrics" | "/api/status" => match crate::control::request(socket, "status") {
             Ok(v) => {
                 if path == "/metrics" {
-                    let body = metrics(&v);
+                    let mut body = metrics(&v);
+                    // The director's real servers, when one runs here (what `/api/lvs`
+                    // serves); a director that cannot be read leaves the rest standing.
+                    if let Ok(lvs) = crate::control::request(socket, "lvs") {
+                        body.push_str(&director_metrics(&lvs));
+                    }
+                    body.push_str(&dirsync_metrics(&crate::dirsync::STATS));
                     respond(
                         &mut conn,
                         200,
@@ -247,6 +254,38 @@ pub fn metrics(v: &Value) -> String {
     for n in &nodes {
         f.sample("halo_packets_lost_total", &[("node", st(n, "name"))], u(n, "lost_packets"));
     }
+    f.head(
+        "halo_heartbeat_interval_seconds",
+        "histogram",
+        "Interval between consecutive heartbeats received from each peer (while not dead).",
+    );
+    for n in &nodes {
+        let Some(h) = n.get("heartbeat_interval").filter(|h| h.is_object()) else { continue };
+        let name = st(n, "name");
+        for b in arr(h, "buckets") {
+            let (Some(le), Some(c)) = (b.get(0).and_then(|x| x.as_u64()), b.get(1).and_then(|x| x.as_u64()))
+            else {
+                continue;
+            };
+            let le = (le as f64 / 1000.0).to_string();
+            f.sample("halo_heartbeat_interval_seconds_bucket", &[("node", name), ("le", &le)], c);
+        }
+        f.sample("halo_heartbeat_interval_seconds_bucket", &[("node", name), ("le", "+Inf")], u(h, "count"));
+        f.sample("halo_heartbeat_interval_seconds_sum", &[("node", name)], u(h, "sum_ms") as f64 / 1000.0);
+        f.sample("halo_heartbeat_interval_seconds_count", &[("node", name)], u(h, "count"));
+    }
+    // Heartbeat's `ld` field: the first line of the node's /proc/loadavg.
+    for (i, minutes) in ["1", "5", "15"].iter().enumerate() {
+        let metric = format!("halo_node_load{minutes}");
+        let help = format!("Each node's {minutes}-minute load average, as its heartbeats carry it (ld).");
+        f.head(&metric, "gauge", &help);
+        for n in &nodes {
+            let load = n.get("load").and_then(|l| l.as_str()).and_then(|l| l.split_whitespace().nth(i));
+            if let Some(x) = load.and_then(|x| x.parse::<f64>().ok()).filter(|x| x.is_finite()) {
+                f.sample(&metric, &[("node", st(n, "name"))], x);
+            }
+        }
+    }
     f.head("halo_link_up", "gauge", "1 when the heartbeat link to a node is up, 0 when dead.");
     for n in &nodes {
         for l in arr(n, "links") {
@@ -361,6 +400,147 @@ pub fn metrics(v: &Value) -> String {
     out
 }
 
+/// The director's real servers from the daemon's `lvs` answer (`/api/lvs`): nothing when
+/// no director runs here. Labels: `service` (ldirectord's id, `tcp:VIP:PORT`) and
+/// `real_server` (`IP:PORT`).
+pub fn director_metrics(lvs: &Value) -> String {
+    let mut out = String::new();
+    let directors: Vec<&Value> = arr(lvs, "directors").collect();
+    if directors.is_empty() {
+        return out;
+    }
+    let mut f = Family { out: &mut out };
+    f.head("halo_director_running", "gauge", "1 while a director (ldirectord resource) runs here.");
+    for d in &directors {
+        let running = u8::from(d.get("running").and_then(|r| r.as_bool()) == Some(true));
+        f.sample("halo_director_running", &[("config", st(d, "config")), ("group", st(d, "group"))], running);
+    }
+    let services: Vec<&Value> = directors.iter().flat_map(|d| arr(d, "services")).collect();
+    f.head(
+        "halo_virtual_service_fallback_active",
+        "gauge",
+        "1 while a virtual service sends to its fallback.",
+    );
+    for svc in &services {
+        let on = u8::from(svc.get("fallback_active").and_then(|x| x.as_bool()) == Some(true));
+        f.sample("halo_virtual_service_fallback_active", &[("service", st(svc, "id"))], on);
+    }
+    let reals: Vec<(&str, &Value)> =
+        services.iter().flat_map(|svc| arr(svc, "reals").map(move |r| (st(svc, "id"), r))).collect();
+    type Get = fn(&Value) -> Option<f64>;
+    let gauges: [(&str, &str, &str, Get); 9] = [
+        ("halo_real_server_weight", "gauge", "Each real server's configured weight.", |r| {
+            r.get("weight").and_then(|x| x.as_f64())
+        }),
+        (
+            "halo_real_server_table_weight",
+            "gauge",
+            "Each real server's weight in the director's table now (0: out of it or quiescent).",
+            |r| Some(r.get("in_table").and_then(|x| x.as_f64()).unwrap_or(0.0)),
+        ),
+        (
+            "halo_real_server_up",
+            "gauge",
+            "1 when a real server passes its check and is not in maintenance.",
+            |r| {
+                let up = r.get("health").and_then(|h| h.as_str()).is_some_and(|h| h.starts_with("up"))
+                    && r.get("maintenance").is_none_or(|m| m.is_null());
+                Some(f64::from(u8::from(up)))
+            },
+        ),
+        (
+            "halo_real_server_maintenance",
+            "gauge",
+            "1 while a real server's maintenance file is present.",
+            |r| Some(f64::from(u8::from(r.get("maintenance").is_some_and(|m| !m.is_null())))),
+        ),
+        ("halo_real_server_checks_total", "counter", "Health checks of each real server run so far.", |r| {
+            r.get("checks").and_then(|x| x.as_f64())
+        }),
+        (
+            "halo_real_server_check_consecutive_failures",
+            "gauge",
+            "Each real server's failed checks in a row (0 after a success).",
+            |r| r.get("failures").and_then(|x| x.as_f64()),
+        ),
+        (
+            "halo_real_server_check_consecutive_successes",
+            "gauge",
+            "Each real server's passed checks in a row (0 after a failure).",
+            |r| r.get("successes").and_then(|x| x.as_f64()),
+        ),
+        (
+            "halo_real_server_active_connections",
+            "gauge",
+            "Active connections to each real server (IPVS, or conntrack for NAT; 0 for DR on nftables).",
+            |r| r.get("active_conns").and_then(|x| x.as_f64()),
+        ),
+        (
+            "halo_real_server_inactive_connections",
+            "gauge",
+            "Inactive connections to each real server (IPVS, or conntrack for NAT).",
+            |r| r.get("inact_conns").and_then(|x| x.as_f64()),
+        ),
+    ];
+    for (name, kind, help, get) in gauges {
+        f.head(name, kind, help);
+        for (svc, r) in &reals {
+            if let Some(x) = get(r) {
+                f.sample(name, &[("service", svc), ("real_server", st(r, "addr"))], x);
+            }
+        }
+    }
+    for (name, unit, inf, outf) in [
+        ("halo_real_server_packets_total", "Packets", "inpkts", "outpkts"),
+        ("halo_real_server_bytes_total", "Bytes", "inbytes", "outbytes"),
+    ] {
+        let help = format!("{unit} the director forwarded to (in) and from (out) each real server.");
+        f.head(name, "counter", &help);
+        for (svc, r) in &reals {
+            let Some(c) = r.get("counters").filter(|c| c.is_object()) else { continue };
+            for (dir, field) in [("in", inf), ("out", outf)] {
+                let l = [("service", *svc), ("real_server", st(r, "addr")), ("direction", dir)];
+                f.sample(name, &l, u(c, field));
+            }
+        }
+    }
+    out
+}
+
+/// Director connection sync (`lvs_sync_daemon`) counters of this process: zero where it is
+/// not configured.
+pub fn dirsync_metrics(s: &crate::dirsync::Stats) -> String {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    for (name, help, a) in [
+        (
+            "halo_director_sync_sent_datagrams_total",
+            "Connection-sync datagrams this node multicast as a director.",
+            &s.sent_datagrams,
+        ),
+        ("halo_director_sync_sent_elements_total", "Flow and persistence entries in them.", &s.sent_elements),
+        (
+            "halo_director_sync_received_snapshots_total",
+            "Complete connection-sync snapshots received from another director.",
+            &s.received_snapshots,
+        ),
+    ] {
+        f.head(name, "counter", help);
+        f.sample(name, &[], get(a));
+    }
+    let name = "halo_director_sync_dropped_total";
+    f.head(name, "counter", "Connection-sync datagrams dropped, by reason.");
+    for (reason, a) in [
+        ("bad_mac", &s.dropped_bad_mac),
+        ("malformed", &s.dropped_malformed),
+        ("foreign_syncid", &s.dropped_foreign_syncid),
+    ] {
+        f.sample(name, &[("reason", reason)], get(a));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +567,28 @@ mod tests {
         }
         for api in ["/api/status", "/api/lvs"] {
             assert!(DASHBOARD.contains(api), "the dashboard polls {api}");
+        }
+    }
+
+    #[test]
+    fn director_sync_counters_are_read_from_the_statics() {
+        let s = crate::dirsync::Stats::default();
+        s.sent_datagrams.store(7, Ordering::Relaxed);
+        s.sent_elements.store(130, Ordering::Relaxed);
+        s.received_snapshots.store(2, Ordering::Relaxed);
+        s.dropped_bad_mac.store(1, Ordering::Relaxed);
+        s.dropped_foreign_syncid.store(4, Ordering::Relaxed);
+        let m = dirsync_metrics(&s);
+        for line in [
+            "# TYPE halo_director_sync_sent_datagrams_total counter",
+            "halo_director_sync_sent_datagrams_total 7",
+            "halo_director_sync_sent_elements_total 130",
+            "halo_director_sync_received_snapshots_total 2",
+            "halo_director_sync_dropped_total{reason=\"bad_mac\"} 1",
+            "halo_director_sync_dropped_total{reason=\"malformed\"} 0",
+            "halo_director_sync_dropped_total{reason=\"foreign_syncid\"} 4",
+        ] {
+            assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
         }
     }
 

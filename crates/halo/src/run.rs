@@ -905,6 +905,12 @@ pub fn status_json(
                 "deadtime_ms": n.deadtime_ms,
                 "late_heartbeats": n.late_heartbeats,
                 "lost_packets": n.lost_packets,
+                // Cumulative: [[le_ms, intervals <= le_ms], ...]; `count` is the +Inf bucket.
+                "heartbeat_interval": n.heartbeat_interval.as_ref().map(|h| json!({
+                    "buckets": h.cumulative(),
+                    "sum_ms": h.sum_ms,
+                    "count": h.count,
+                })),
             })
         })
         .collect();

@@ -244,6 +244,59 @@ impl Drop for Reaper {
     }
 }
 
+/// The sample of `metric` with exactly these labels in a Prometheus text.
+fn sample(m: &str, metric: &str, labels: &str) -> Option<f64> {
+    let key = format!("{metric}{{{labels}}} ");
+    m.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.parse().ok())
+}
+
+/// n1's `/metrics` with the cluster up and traffic through the VIP: n2's heartbeat interval
+/// histogram, both nodes' load from `ld`, the director's real servers and the sync counters.
+fn check_metrics(tb: &Testbed) {
+    let o = tb.exec("n1", &["curl", "-s", "--max-time", "3", "http://127.0.0.1:9694/metrics"]).unwrap();
+    let m = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(m.contains("# TYPE halo_heartbeat_interval_seconds histogram"), "{m}");
+    let n2 = "node=\"n2\"";
+    let count = sample(&m, "halo_heartbeat_interval_seconds_count", n2).unwrap_or(0.0);
+    assert!(count > 0.0, "no heartbeat interval counted for n2:\n{m}");
+    let inf = sample(&m, "halo_heartbeat_interval_seconds_bucket", &format!("{n2},le=\"+Inf\""));
+    assert_eq!(inf, Some(count), "+Inf bucket is the count\n{m}");
+    let buckets: Vec<f64> = m
+        .lines()
+        .filter(|l| l.starts_with(&format!("halo_heartbeat_interval_seconds_bucket{{{n2},")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(buckets.len() > 10 && buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}\n{m}");
+    assert!(sample(&m, "halo_heartbeat_interval_seconds_sum", n2).is_some_and(|s| s > 0.0), "{m}");
+    // n1 does not time itself.
+    assert!(sample(&m, "halo_heartbeat_interval_seconds_count", "node=\"n1\"").is_none(), "{m}");
+    for node in ["n1", "n2"] {
+        for k in ["1", "5", "15"] {
+            let l = sample(&m, &format!("halo_node_load{k}"), &format!("node=\"{node}\""));
+            assert!(l.is_some_and(|l| l >= 0.0), "no halo_node_load{k} for {node}\n{m}");
+        }
+    }
+    // The director's two real servers, up, with the fetches through the VIP counted.
+    let mut forwarded = 0.0;
+    for rs in ["10.81.0.1:80", "10.81.0.2:80"] {
+        let l = format!("service=\"tcp:{VIP}:80\",real_server=\"{rs}\"");
+        assert_eq!(sample(&m, "halo_real_server_up", &l), Some(1.0), "{rs}\n{m}");
+        assert_eq!(sample(&m, "halo_real_server_weight", &l), Some(1.0), "{rs}\n{m}");
+        assert!(sample(&m, "halo_real_server_checks_total", &l).is_some_and(|c| c > 0.0), "{rs}\n{m}");
+        // LVS-DR on nftables: conntrack never sees these connections, the counts are 0.
+        assert!(sample(&m, "halo_real_server_active_connections", &l).is_some(), "{rs}\n{m}");
+        forwarded += sample(&m, "halo_real_server_packets_total", &format!("{l},direction=\"in\""))
+            .unwrap_or_else(|| panic!("no packet counter for {rs}\n{m}"));
+        assert!(
+            sample(&m, "halo_real_server_bytes_total", &format!("{l},direction=\"in\"")).is_some(),
+            "{rs}\n{m}"
+        );
+    }
+    assert!(forwarded > 0.0, "no packet forwarded to a real server counted\n{m}");
+    // No lvs_sync_daemon in ha.cf: the sync counters are there and nothing was sent.
+    assert!(m.lines().any(|l| l == "halo_director_sync_sent_datagrams_total 0"), "{m}");
+}
+
 #[test]
 fn dashboard_in_headless_chromium_shows_the_cluster_and_its_charts() {
     let Some(mut tb) = Testbed::for_test("dash") else { return };
@@ -355,6 +408,8 @@ fn dashboard_in_headless_chromium_shows_the_cluster_and_its_charts() {
     let text = last["text"].as_str().unwrap_or("");
     assert!(text.contains("active"), "{text}");
     assert!(text.contains("communication up"), "{text}");
+
+    check_metrics(&tb);
 
     let shot = b.call(s, "Page.captureScreenshot", json!({"format": "png"}));
     let png = base64_decode(shot["data"].as_str().expect("screenshot data"));

@@ -6,7 +6,7 @@
 use halo::cmd::cl_status::{self, Source};
 use halo::cmd::status::SplitBrainHistory;
 use halo_core::resources::GroupStatus;
-use halo_core::status::{HeldTwice, SplitBrains};
+use halo_core::status::{HeldTwice, IntervalHistogram, SplitBrains};
 use halo_core::{ClusterStatus, LinkStatus, NodeStatus, ResourceStatus};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -32,6 +32,15 @@ fn node(name: &str, state: &'static str, link: &'static str, heard: Option<u64>)
         deadtime_ms: 1000,
         late_heartbeats: if name == "n2" { 3 } else { 0 },
         lost_packets: if name == "n2" { 1 } else { 0 },
+        // n1 is this node (no histogram of itself); n2's heartbeats at keepalive 100 ms,
+        // three of them late.
+        heartbeat_interval: (name != "n1").then(|| {
+            let mut h = IntervalHistogram::default();
+            for ms in [95, 98, 100, 100, 101, 103, 140, 260, 620, 1300] {
+                h.observe(ms);
+            }
+            h
+        }),
     }
 }
 
@@ -48,6 +57,7 @@ fn ping(alive: bool) -> NodeStatus {
         deadtime_ms: 5000,
         late_heartbeats: 0,
         lost_packets: 0,
+        heartbeat_interval: None,
     }
 }
 
@@ -248,10 +258,12 @@ fn director_lvs() -> Value {
                     "quiescent": false, "fallback": null, "fallback_active": false,
                     "reals": [
                         {"addr": "10.78.0.11:80", "id": 1, "weight": 1, "maintenance": null,
+                         "active_conns": 3, "inact_conns": 5,
                          "checks": 42, "successes": 42, "failures": 0, "in_table": 1, "health": "up",
                          "last_check": "HTTP/1.0 200 OK", "check": "negotiate",
                          "counters": {"inpkts": 120, "outpkts": 0, "inbytes": 9600, "outbytes": 0}},
                         {"addr": "10.78.0.12:80", "id": 2, "weight": 1, "maintenance": null,
+                         "active_conns": 0, "inact_conns": 0,
                          "checks": 42, "successes": 0, "failures": 3, "in_table": null, "health": "down",
                          "last_check": "connect: Connection refused", "check": "negotiate",
                          "counters": null}
@@ -262,11 +274,13 @@ fn director_lvs() -> Value {
                     "quiescent": true, "fallback": "127.0.0.1:443", "fallback_active": true,
                     "reals": [
                         {"addr": "10.78.0.11:443", "id": 3, "weight": 2, "maintenance": "10.78.0.11",
+                         "active_conns": 0, "inact_conns": 1,
                          "checks": 7, "successes": 0, "failures": 0, "in_table": 0,
                          "health": "down (maintenance file 10.78.0.11)", "last_check": "connected",
                          "check": "connect",
                          "counters": {"inpkts": 5, "outpkts": 0, "inbytes": 300, "outbytes": 0}},
                         {"addr": "10.78.0.12:443", "id": 4, "weight": 1, "maintenance": null,
+                         "active_conns": 0, "inact_conns": 0,
                          "checks": 0, "successes": 0, "failures": 0, "in_table": 0,
                          "health": "down (not checked yet)", "last_check": null, "check": "connect",
                          "counters": {"inpkts": 0, "outpkts": 0, "inbytes": 0, "outbytes": 0}}
@@ -581,7 +595,11 @@ fn split_brain_history_survives_a_restart_and_a_bad_file_is_set_aside() {
 #[test]
 fn metrics_snapshot() {
     for (name, v) in scenarios() {
-        let m = halo::http::metrics(&v);
+        let mut m = halo::http::metrics(&v);
+        // The endpoint adds the director's real servers from the `lvs` answer.
+        if name == "director" {
+            m.push_str(&halo::http::director_metrics(&director_lvs()));
+        }
         check(&format!("{name}.metrics"), &m);
     }
     let v = scenarios().remove(1).1;
@@ -598,17 +616,68 @@ fn metrics_snapshot() {
         "halo_group_state{group=\"IPaddr2::10.78.0.200/16\",state=\"running\"} 1",
         "halo_resource_started{group=\"IPaddr2::10.78.0.200/16\",resource=\"db::main\"} 1",
         "halo_link_up{node=\"n2\",link=\"eth0\"} 0",
+        // n2's ten intervals: 95..103 ms (5), 140, 260, 620, 1300.
+        "halo_heartbeat_interval_seconds_bucket{node=\"n2\",le=\"0.1\"} 4",
+        "halo_heartbeat_interval_seconds_bucket{node=\"n2\",le=\"0.2\"} 7",
+        "halo_heartbeat_interval_seconds_bucket{node=\"n2\",le=\"0.75\"} 9",
+        "halo_heartbeat_interval_seconds_bucket{node=\"n2\",le=\"1.5\"} 10",
+        "halo_heartbeat_interval_seconds_bucket{node=\"n2\",le=\"+Inf\"} 10",
+        "halo_heartbeat_interval_seconds_sum{node=\"n2\"} 2.917",
+        "halo_heartbeat_interval_seconds_count{node=\"n2\"} 10",
+        "halo_node_load1{node=\"n1\"} 0.42",
+        "halo_node_load5{node=\"n2\"} 0.8",
+        "halo_node_load15{node=\"n2\"} 0.4",
     ] {
         assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
     }
-    // Every sample belongs to a family declared just before it.
+    // This node has no histogram of itself, a dead node's load is its last one, and ping
+    // nodes have neither.
+    assert!(!m.contains("halo_heartbeat_interval_seconds_count{node=\"n1\"}"), "{m}");
+    assert!(!m.contains("node=\"10.78.0.254\",le="), "{m}");
+    assert!(!m.contains("halo_node_load1{node=\"10.78.0.254\"}"), "{m}");
+    // The director's real servers, from the `lvs` answer.
+    let d = halo::http::director_metrics(&director_lvs());
+    let web1 = "service=\"tcp:10.78.0.100:80\",real_server=\"10.78.0.11:80\"";
+    let web2 = "service=\"tcp:10.78.0.100:80\",real_server=\"10.78.0.12:80\"";
+    let maint = "service=\"tcp:10.78.0.100:443\",real_server=\"10.78.0.11:443\"";
+    for line in [
+        format!("halo_real_server_up{{{web1}}} 1"),
+        format!("halo_real_server_up{{{web2}}} 0"),
+        format!("halo_real_server_up{{{maint}}} 0"),
+        format!("halo_real_server_maintenance{{{maint}}} 1"),
+        format!("halo_real_server_weight{{{maint}}} 2"),
+        format!("halo_real_server_table_weight{{{maint}}} 0"),
+        format!("halo_real_server_table_weight{{{web1}}} 1"),
+        format!("halo_real_server_checks_total{{{web1}}} 42"),
+        format!("halo_real_server_check_consecutive_failures{{{web2}}} 3"),
+        format!("halo_real_server_active_connections{{{web1}}} 3"),
+        format!("halo_real_server_inactive_connections{{{web1}}} 5"),
+        format!("halo_real_server_packets_total{{{web1},direction=\"in\"}} 120"),
+        format!("halo_real_server_bytes_total{{{web1},direction=\"in\"}} 9600"),
+        format!("halo_real_server_bytes_total{{{web1},direction=\"out\"}} 0"),
+        "halo_virtual_service_fallback_active{service=\"tcp:10.78.0.100:443\"} 1".to_string(),
+        "halo_director_running{config=\"/etc/ha.d/ldirectord.cf\",group=\"10.78.0.100/16/eth0\"} 1"
+            .to_string(),
+    ] {
+        assert!(d.lines().any(|l| l == line), "missing {line:?} in\n{d}");
+    }
+    // No counters for a real server the data plane has none of (out of the table).
+    assert!(!d.contains(&format!("halo_real_server_packets_total{{{web2}")), "{d}");
+    // No director here: nothing.
+    assert_eq!(halo::http::director_metrics(&serde_json::json!({"directors": []})), "");
+    // Every sample belongs to a family declared just before it (a histogram's samples to
+    // their histogram).
     let mut declared = std::collections::BTreeSet::new();
-    for l in m.lines() {
+    for l in m.lines().chain(d.lines()) {
         if let Some(rest) = l.strip_prefix("# TYPE ") {
             declared.insert(rest.split(' ').next().unwrap().to_string());
         } else if !l.starts_with('#') {
             let name = l.split(['{', ' ']).next().unwrap();
-            assert!(declared.contains(name), "{name} has no TYPE line");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| declared.contains(*f)))
+                .unwrap_or(name);
+            assert!(declared.contains(family), "{name} has no TYPE line");
         }
     }
 }
