@@ -351,7 +351,7 @@ fn director_dataplane_in_halo_toml_and_converted_both_ways() {
     // A bad value names the halo.toml line.
     let bad = Scratch::new();
     bad.write(FILE, &format!("{MINIMAL}\n[director]\ndataplane = \"lvs\"\n\n[[director.virtual]]\nvirtual = \"10.0.0.1:80\"\nreal = [\"10.0.0.2:80 gate\"]\n"));
-    let e = load_dir(&bad.0).err().expect("refused").to_string();
+    let e = load_dir(&bad.0).expect_err("refused").to_string();
     assert!(e.contains("dataplane") && e.contains("expected auto, nftables or ipvs"), "{e}");
     let line = MINIMAL.lines().count() + 3;
     assert!(e.contains(&format!("{FILE}:{line}")), "line {line}: {e}");
