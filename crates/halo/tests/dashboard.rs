@@ -4,8 +4,8 @@
 //! namespace driven over the DevTools protocol (`--remote-debugging-pipe`: NUL-separated
 //! JSON on fds 3 and 4, no websocket and no port to reach across namespaces). The page must
 //! show both nodes, the group and the real servers, draw the load chart from the `ld` of
-//! both nodes and the traffic chart from the director's counters, log no console error,
-//! and report n2 going dead as an event. The screenshot is kept in the test's temp dir
+//! both nodes, the traffic chart from the director's counters and the connections chart
+//! (ActiveConn per real server), log no console error, and report n2 going dead as an event. The screenshot is kept in the test's temp dir
 //! (and in `target/tmp/dashboard.png` to look at).
 use halo::testbed::{wait_for, Testbed};
 use serde_json::{json, Value};
@@ -379,7 +379,8 @@ fn dashboard_in_headless_chromium_shows_the_cluster_and_its_charts() {
     const PROBE: &str = "JSON.stringify({text: document.body.innerText, \
         polls: window.halo ? window.halo.polls : 0, \
         load: [...document.querySelectorAll('#load-chart path.series')].map(p => [p.dataset.name, +p.dataset.points]), \
-        traffic: [...document.querySelectorAll('#traffic-chart path.series')].map(p => [p.dataset.name, +p.dataset.points])})";
+        traffic: [...document.querySelectorAll('#traffic-chart path.series')].map(p => [p.dataset.name, +p.dataset.points]), \
+        conns: [...document.querySelectorAll('#conns-chart path.series')].map(p => [p.dataset.name, +p.dataset.points])})";
     let group = format!("IPaddr2::{VIP}/16/eth0");
     let deadline = Instant::now() + Duration::from_secs(40);
     let (ready, last) = loop {
@@ -398,13 +399,14 @@ fn dashboard_in_headless_chromium_shows_the_cluster_and_its_charts() {
             && text.contains("10.81.0.1:80")
             && text.contains("10.81.0.2:80")
             && charted("load", 2)
-            && charted("traffic", 2);
+            && charted("traffic", 2)
+            && charted("conns", 2);
         if ok || Instant::now() > deadline {
             break (ok, v);
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    assert!(ready, "the dashboard never showed the cluster and both charts:\n{last:#}\n{}", logs(&tb));
+    assert!(ready, "the dashboard never showed the cluster and its three charts:\n{last:#}\n{}", logs(&tb));
     let text = last["text"].as_str().unwrap_or("");
     assert!(text.contains("active"), "{text}");
     assert!(text.contains("communication up"), "{text}");
