@@ -491,7 +491,8 @@ mod notify_tests {
     const HA_CF: &str =
         "node a b\nbcast eth0\nnotify /usr/local/bin/hook --tag ha\nnotify /bin/logger halo\n";
 
-    fn model(cfg: crate::model::HaCf) -> Model {
+    /// A model around `cfg` (one sha1 key, nothing else): for the tests of ha.cf extensions.
+    pub(super) fn model(cfg: crate::model::HaCf) -> Model {
         Model {
             dir: PathBuf::from("/etc/ha.d"),
             ha_cf: cfg,
@@ -567,26 +568,11 @@ mod notify_tests {
 
 #[cfg(test)]
 mod lvs_sync_tests {
+    use super::notify_tests::model;
     use crate::convert::{to_legacy, to_toml};
     use crate::ha_cf::parse_ha_cf;
     use crate::halo_toml::parse_halo_toml;
-    use crate::model::{AuthKey, AuthKeys, AuthMethodName, Model, Placement};
-    use std::path::{Path, PathBuf};
-
-    fn model(cfg: crate::model::HaCf) -> Model {
-        Model {
-            dir: PathBuf::from("/etc/ha.d"),
-            ha_cf: cfg,
-            authkeys: AuthKeys {
-                active: 1,
-                keys: vec![AuthKey { index: 1, method: AuthMethodName::Sha1, key: Some("k".into()) }],
-            },
-            haresources: None,
-            nodeinfo: None,
-            placement: Placement::default(),
-            director: None,
-        }
-    }
+    use std::path::Path;
 
     #[test]
     fn lvs_sync_daemon_converts_both_ways() {
