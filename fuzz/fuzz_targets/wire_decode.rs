@@ -16,7 +16,8 @@ fuzz_target!(|data: &[u8]| {
     );
     let _ = halo_wire::codec::decode_unverified(data);
     if let Ok(msg) = halo_wire::decode(data, &keyring) {
-        let again = halo_wire::decode(&halo_wire::encode(&msg, &keyring), &keyring).expect("re-encoded message verifies");
+        let again = halo_wire::decode(&halo_wire::encode(&msg, &keyring), &keyring)
+            .expect("re-encoded message verifies");
         assert_eq!(again, msg);
     }
 });
