@@ -86,19 +86,26 @@ fn schedules() {
     let fdbl = results.iter().map(|r| (r.6 .0, r.6 .1)).max().unwrap_or_default();
     let mut failures: Vec<(u64, String)> = results.into_iter().flat_map(|r| r.4).collect();
     failures.sort();
-    println!(
-        "sim: {count} schedules (seeds {start}..{}), {steps} steps, {msgs} messages ({replayed} replayed) in {elapsed:.1} s on {threads} thread(s) ({:.0} schedules/s); longest double run while agreed {} ms (seed {}), longest settle {} ms (seed {})",
+    // Written to the process's stdout, past the test harness's capture: CI's log shows what
+    // the simulator ran even when it passes.
+    let summary = format!(
+        "sim: {count} schedules (seeds {start}..{}), {steps} steps, {msgs} messages ({replayed} replayed) in {elapsed:.1} s on {threads} thread(s) ({:.0} schedules/s); longest double run while agreed {} ms (seed {}), longest settle {} ms (seed {})\n\
+         sim: with fencing, a group ran on two nodes outside a fence in {fseeds} schedules; longest {} ms (seed {})\n",
         start + count,
         count as f64 / elapsed.max(1e-9),
         dbl.0,
         dbl.1,
         settle.0,
-        settle.1
+        settle.1,
+        fdbl.0,
+        fdbl.1
     );
-    println!(
-        "sim: with fencing, a group ran on two nodes outside a fence in {fseeds} schedules; longest {} ms (seed {})",
-        fdbl.0, fdbl.1
-    );
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(summary.as_bytes());
+        let _ = out.flush();
+    }
     for (seed, v) in failures.iter().take(5) {
         println!("\n{}FAILED {v}\nreplay: HALO_SIM_SEED={seed} cargo test -p halo-core --test sim -- replay --nocapture", Scenario::generate(*seed));
     }
