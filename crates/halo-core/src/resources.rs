@@ -1518,7 +1518,9 @@ impl Resources {
                     h.push(n.clone());
                 }
             } else if let Some(p) = self.peers.get(n) {
-                if (view.active)(n) && p.holds.contains(&g.cfg.key) {
+                // A peer still joining that says it holds the group (an orphan it found
+                // running at its start) holds it: starting it here too would run it twice.
+                if (view.alive)(n) && p.holds.contains(&g.cfg.key) {
                     h.push(n.clone());
                 }
             }
