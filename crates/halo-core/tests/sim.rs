@@ -61,7 +61,9 @@ fn schedules() {
                                 if st.max_fenced_double_ms > 0 {
                                     if std::env::var_os("HALO_SIM_LIST_FENCED").is_some() {
                                         let ms = st.max_fenced_double_ms;
-                                        println!("seed {seed}: a group on two nodes outside a fence for {ms} ms");
+                                        println!(
+                                            "seed {seed}: a group on two nodes outside a fence for {ms} ms"
+                                        );
                                     }
                                     fdbl.2 += 1;
                                     if st.max_fenced_double_ms > fdbl.0 {
