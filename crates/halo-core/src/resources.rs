@@ -900,9 +900,17 @@ impl Resources {
         self.fenced.remove(name);
         // Presumed anew on the next reconcile.
         let fresh_start = restarted && self.legacy.get(name).is_some_and(|l| l.dead);
+        // A Heartbeat peer back from a partition in legacy mode states nothing and keeps what
+        // it held; it restarts itself only when it saw the partition long enough. The side
+        // that seized its group during the cut gives that up (seed 003's rule), or both keep it.
+        let heartbeat_back = !restarted
+            && self.failback == AutoFailback::Legacy
+            && self.peers.get(name).is_some_and(|p| p.known && !p.halo);
         self.legacy.remove(name);
         if fresh_start {
-            self.legacy_release_for(name, out);
+            self.legacy_release_for(name, false, out);
+        } else if heartbeat_back {
+            self.legacy_release_for(name, true, out);
         }
         if let Some(p) = self.peers.get_mut(name) {
             p.known = false;
@@ -913,6 +921,21 @@ impl Resources {
         }
         // A standby exchange with the peer's previous life will never complete (Heartbeat
         // forgets it; until the 10 s timeout we would say isstable=0 and stall its start).
+        // It may have held (and announced) our addresses while we could not see each other,
+        // and let them go unseen: the network may still send their traffic to its MAC.
+        // Announce what runs here again.
+        let running: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|g| g.state == GroupState::Running)
+            .map(|g| g.cfg.key.clone())
+            .collect();
+        if !running.is_empty() {
+            out.log(Level::Info, format!("node {name} is back: announcing {} again", running.join(" ")));
+            for key in running {
+                out.actions.push(Action::Announce { key });
+            }
+        }
         if self.ask.as_ref().is_some_and(|a| a.peer == name) {
             out.log(Level::Info, format!("standby request to {name} abandoned: it restarted"));
             self.ask = None;
@@ -2016,21 +2039,37 @@ impl Resources {
     /// `req_our_resources` counts us before it does): release them now, so that the two
     /// never hold one at once. They stay presumed its own (never restarted here) until it
     /// dies again.
-    fn legacy_release_for(&mut self, name: &str, out: &mut RscOut) {
+    /// Legacy mode: stops the groups `name` prefers that run here (with `seized_only`, only
+    /// those taken over while it was held dead), and presumes it may hold them.
+    fn legacy_release_for(&mut self, name: &str, seized_only: bool, out: &mut RscOut) {
         let keys: Vec<String> = self
             .groups
             .iter()
-            .filter(|g| g.cfg.node == name && g.state.held())
+            .filter(|g| g.cfg.node == name && g.state.held() && (!seized_only || g.claim == Claim::Seized))
             .map(|g| g.cfg.key.clone())
             .collect();
+        if seized_only && keys.is_empty() {
+            return;
+        }
         let mut maybe: BTreeSet<String> =
             self.groups.iter().filter(|g| !g.state.held()).map(|g| g.cfg.key.clone()).collect();
         for k in &keys {
-            out.log(
-                Level::Info,
-                format!("node {name} starts afresh (auto_failback legacy): releasing its group {k} before it takes it"),
-            );
-            self.stop(k, &format!("{name} takes it at its start (auto_failback legacy)"), out);
+            if seized_only {
+                out.log(
+                    Level::Warn,
+                    format!(
+                        "node {name} is back after a partition (auto_failback legacy) and keeps what it held: \
+                         giving up its group {k}, which we seized"
+                    ),
+                );
+                self.stop(k, &format!("{name} is back after a partition (we seized it)"), out);
+            } else {
+                out.log(
+                    Level::Info,
+                    format!("node {name} starts afresh (auto_failback legacy): releasing its group {k} before it takes it"),
+                );
+                self.stop(k, &format!("{name} takes it at its start (auto_failback legacy)"), out);
+            }
             maybe.insert(k.clone());
         }
         self.legacy.insert(name.to_string(), LegacyPeer { maybe, presumed: true, ..Default::default() });
