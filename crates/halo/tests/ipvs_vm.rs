@@ -1146,7 +1146,15 @@ fn halo_director() {
         }
         (svc.expect("service Conns"), dest.expect("r1 Conns"))
     };
-    let counted = conns(&ipvsadm(&["-L", "-n", "--stats", "--exact"]));
+    // The kernel folds its per-CPU counters into --stats about every 2 s: wait for them.
+    let mut counted = (0, 0);
+    for _ in 0..100 {
+        counted = conns(&ipvsadm(&["-L", "-n", "--stats", "--exact"]));
+        if counted.0 >= 2 && counted.1 >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(counted.0 >= 2 && counted.1 >= 2, "{counted:?}");
     std::fs::write(
         d.join("ldirectord.cf"),
