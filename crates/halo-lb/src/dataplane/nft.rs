@@ -300,11 +300,13 @@ impl NftDataPlane {
     /// The flow and persistence sets of the table with their elements (empty when there is
     /// no table): what the active director sends to the standby ones (see `flows`).
     pub fn export_flows(&self) -> Result<Vec<super::flows::FlowSet>, Error> {
-        if !self.exists()? {
-            return Ok(Vec::new());
+        // Runs every sync interval for a table the caller just listed: read it at once and
+        // ask whether it exists only when that read fails.
+        match self.nft.run_json(&["-j", "list", "table", "ip", &self.table]) {
+            Ok(v) => Ok(super::flows::export(&v)),
+            Err(_) if !self.exists()? => Ok(Vec::new()),
+            Err(e) => Err(e),
         }
-        let v = self.nft.run_json(&["-j", "list", "table", "ip", &self.table])?;
-        Ok(super::flows::export(&v))
     }
 
     /// Deletes the table (a clean stop); false when there was none.
