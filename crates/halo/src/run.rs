@@ -272,35 +272,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     for (i, name) in links_names.iter().enumerate() {
         logger.log(halo_host::Level::Info, &format!("{} link {name} opened", links.kind(i)));
     }
-    let (group_cfgs, clones, order, colocation) = placement_config(&model);
-    let mut engine = Engine::new(CoreConfig {
-        node: node.clone(),
-        nodes: hc.nodes.clone(),
-        keepalive_ms: hc.keepalive_ms,
-        deadtime_ms: hc.deadtime_ms,
-        warntime_ms: hc.warntime_ms,
-        initdead_ms: hc.initdead_ms,
-        max_rexmit_delay_ms: hc.max_rexmit_delay_ms,
-        hopfudge: hc.hopfudge,
-        generation,
-        uuid,
-        links: links_names,
-        flow_control: true,
-        seed: generation ^ u64::from(std::process::id()) ^ now_secs.rotate_left(17),
-        // halo.toml's placement: preferred nodes in order, names, clones and constraints.
-        groups: group_cfgs,
-        clones,
-        order,
-        colocation,
-        auto_failback: hc.auto_failback,
-        running_at_start,
-        ping_nodes: hc.ping_nodes.iter().map(|p| p.name.clone()).collect(),
-        deadping_ms: hc.deadping_ms,
-        // Quorum is not configurable from ha.cf yet: Heartbeat's behaviour (no checks).
-        // halo-config accepts only ignore, freeze and stop.
-        no_quorum_policy: halo_core::NoQuorumPolicy::parse(&hc.no_quorum_policy).unwrap_or_default(),
-        fencing: fencing.as_ref().map(|f| f.core_config()),
-    });
+    let mut engine = Engine::new(core_config(
+        &model,
+        RunFields {
+            node: node.clone(),
+            generation,
+            uuid,
+            links: links_names,
+            flow_control: true,
+            seed: generation ^ u64::from(std::process::id()) ^ now_secs.rotate_left(17),
+            running_at_start,
+            ping_nodes: hc.ping_nodes.iter().map(|p| p.name.clone()).collect(),
+            fencing: fencing.as_ref().map(|f| f.core_config()),
+        },
+    ));
 
     // Carried in every heartbeat, so that the nodes see whether they run one configuration.
     engine.set_config_digest(halo_config::config_digest(&model));
@@ -985,6 +970,70 @@ impl Daemon<'_> {
 
 // ------------------------------------------------------------ reload and notify hooks
 
+/// What of the engine's configuration is this run's own rather than the files': kept by a
+/// reload (ping nodes and fencing need a restart, see `cmd::reload`).
+struct RunFields {
+    node: String,
+    generation: u64,
+    uuid: [u8; 16],
+    links: Vec<String>,
+    flow_control: bool,
+    seed: u64,
+    running_at_start: Vec<String>,
+    ping_nodes: Vec<String>,
+    fencing: Option<halo_core::FencingConfig>,
+}
+
+impl RunFields {
+    fn of(c: &CoreConfig) -> RunFields {
+        RunFields {
+            node: c.node.clone(),
+            generation: c.generation,
+            uuid: c.uuid,
+            links: c.links.clone(),
+            flow_control: c.flow_control,
+            seed: c.seed,
+            running_at_start: c.running_at_start.clone(),
+            ping_nodes: c.ping_nodes.clone(),
+            fencing: c.fencing.clone(),
+        }
+    }
+}
+
+/// The engine's configuration: what the model says (timing, nodes, placement, quorum
+/// policy), at start and at every reload, over this run's own fields.
+fn core_config(model: &Model, run: RunFields) -> CoreConfig {
+    let hc = &model.ha_cf;
+    // halo.toml's placement: preferred nodes in order, names, clones and constraints.
+    let (groups, clones, order, colocation) = placement_config(model);
+    CoreConfig {
+        node: run.node,
+        nodes: hc.nodes.clone(),
+        keepalive_ms: hc.keepalive_ms,
+        deadtime_ms: hc.deadtime_ms,
+        warntime_ms: hc.warntime_ms,
+        initdead_ms: hc.initdead_ms,
+        max_rexmit_delay_ms: hc.max_rexmit_delay_ms,
+        hopfudge: hc.hopfudge,
+        generation: run.generation,
+        uuid: run.uuid,
+        links: run.links,
+        flow_control: run.flow_control,
+        seed: run.seed,
+        groups,
+        clones,
+        order,
+        colocation,
+        auto_failback: hc.auto_failback,
+        running_at_start: run.running_at_start,
+        ping_nodes: run.ping_nodes,
+        deadping_ms: hc.deadping_ms,
+        // halo-config accepts only ignore, freeze and stop.
+        no_quorum_policy: halo_core::NoQuorumPolicy::parse(&hc.no_quorum_policy).unwrap_or_default(),
+        fencing: run.fencing,
+    }
+}
+
 /// The engine's view of the groups of a model: haresources groups with halo.toml's
 /// preferred nodes and names, clones, order and colocation.
 fn placement_config(
@@ -1260,25 +1309,7 @@ impl Daemon<'_> {
             }
         }
         if diff.engine {
-            let hc = &model.ha_cf;
-            let (groups, clones, order, colocation) = placement_config(&model);
-            let cfg = CoreConfig {
-                nodes: hc.nodes.clone(),
-                keepalive_ms: hc.keepalive_ms,
-                deadtime_ms: hc.deadtime_ms,
-                warntime_ms: hc.warntime_ms,
-                initdead_ms: hc.initdead_ms,
-                max_rexmit_delay_ms: hc.max_rexmit_delay_ms,
-                hopfudge: hc.hopfudge,
-                groups,
-                clones,
-                order,
-                colocation,
-                auto_failback: hc.auto_failback,
-                deadping_ms: hc.deadping_ms,
-                no_quorum_policy: halo_core::NoQuorumPolicy::parse(&hc.no_quorum_policy).unwrap_or_default(),
-                ..self.engine.config().clone()
-            };
+            let cfg = core_config(&model, RunFields::of(self.engine.config()));
             self.engine.reconfigure(now, &cfg, &stopped, actions);
         }
         // Heartbeats carry the digest of the configuration now running.
