@@ -480,6 +480,18 @@ pub struct Resources {
     split_brains: crate::status::SplitBrains,
 }
 
+/// A clone's entry: its key and name are the clone's name, and it never claims like a
+/// group (one found running at start-up is running, not `Adopted`).
+fn new_clone(c: &CloneConfig, running_at_start: &[String]) -> Group {
+    let mut g = new_group(clone_group_config(c), running_at_start);
+    g.claim = Claim::Normal;
+    g
+}
+
+fn clone_group_config(c: &CloneConfig) -> GroupConfig {
+    GroupConfig { key: c.name.clone(), node: String::new(), nodes: c.nodes.clone(), name: c.name.clone() }
+}
+
 fn new_group(cfg: GroupConfig, running_at_start: &[String]) -> Group {
     let running = running_at_start.contains(&cfg.key);
     Group {
@@ -654,20 +666,7 @@ impl Resources {
         colocation: &[ColocationConfig],
         running_at_start: &[String],
     ) {
-        self.clones = clones
-            .iter()
-            .map(|c| {
-                let cfg = GroupConfig {
-                    key: c.name.clone(),
-                    node: String::new(),
-                    nodes: c.nodes.clone(),
-                    name: c.name.clone(),
-                };
-                let mut g = new_group(cfg, running_at_start);
-                g.claim = Claim::Normal;
-                g
-            })
-            .collect();
+        self.clones = clones.iter().map(|c| new_clone(c, running_at_start)).collect();
         self.order = order.to_vec();
         self.colocation = colocation.to_vec();
     }

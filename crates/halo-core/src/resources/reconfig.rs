@@ -1,5 +1,8 @@
 //! The resource manager's side of a configuration reload (see `engine::reconfig`).
-use super::{new_group, Claim, CloneConfig, ColocationConfig, GroupConfig, OrderConfig, Resources};
+use super::{
+    clone_group_config, new_clone, new_group, CloneConfig, ColocationConfig, GroupConfig, OrderConfig,
+    Resources,
+};
 use halo_config::AutoFailback;
 
 impl Resources {
@@ -39,25 +42,13 @@ impl Resources {
         let mut old = std::mem::take(&mut self.clones);
         self.clones = clones
             .iter()
-            .map(|c| {
-                let cfg = GroupConfig {
-                    key: c.name.clone(),
-                    node: String::new(),
-                    nodes: c.nodes.clone(),
-                    name: c.name.clone(),
-                };
-                match old.iter().position(|g| g.cfg.key == cfg.key) {
-                    Some(i) if !stopped.contains(&cfg.key) => {
-                        let mut g = old.remove(i);
-                        g.cfg = cfg;
-                        g
-                    }
-                    _ => {
-                        let mut g = new_group(cfg, &[]);
-                        g.claim = Claim::Normal;
-                        g
-                    }
+            .map(|c| match old.iter().position(|g| g.cfg.key == c.name) {
+                Some(i) if !stopped.contains(&c.name) => {
+                    let mut g = old.remove(i);
+                    g.cfg = clone_group_config(c);
+                    g
                 }
+                _ => new_clone(c, &[]),
             })
             .collect();
         self.order = order.to_vec();
