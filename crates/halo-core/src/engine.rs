@@ -1182,7 +1182,11 @@ impl Engine {
             p.load = Some(ld.to_string());
         }
         if let Some(d) = msg.get(CONFIG_DIGEST_FIELD) {
-            p.config_digest = Some(d.chars().take(64).collect());
+            // Every status carries it, nearly always unchanged: no new String per heartbeat.
+            let d = d.char_indices().nth(64).map_or(d, |(end, _)| &d[..end]);
+            if p.config_digest.as_deref() != Some(d) {
+                p.config_digest = Some(d.to_string());
+            }
         }
         // Its clock minus ours. `ts` is whole seconds: its middle is the best guess.
         let theirs = match msg.get_hex(CLOCK_FIELD) {
