@@ -140,20 +140,11 @@ fn inner_auth_order<'a>(m: &'a Message, auth: &'a Field) -> impl Iterator<Item =
         .chain((!replaces).then_some(auth))
 }
 
-/// Decimal digits of `n`, without allocating.
+/// Decimal digits of `n`, without allocating (std's formatting writes straight into `out`).
 fn push_decimal(out: &mut Vec<u8>, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    use std::io::Write;
+    // Writing to a Vec never fails.
+    let _ = write!(out, "{n}");
 }
 
 fn push_netstring(out: &mut Vec<u8>, parts: &[&[u8]]) {
