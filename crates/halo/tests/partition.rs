@@ -340,6 +340,40 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
+/// `HALO_PARTITION_SEED`, or a fresh one (printed by the test so that it can be replayed).
+fn partition_seed() -> u64 {
+    env_u64("HALO_PARTITION_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    })
+}
+
+impl Cluster {
+    /// Starts halo on every node (`extra` appended to ha.cf), no cuts, and waits until all
+    /// are active and n1 serves the client; returns the running checker and the nodes'
+    /// configuration directories.
+    fn start_all(&mut self, extra: &str) -> (Watch, Vec<PathBuf>) {
+        let dirs: Vec<PathBuf> = NODES.iter().map(|n| self.config(n, extra)).collect();
+        for (n, d) in NODES.iter().zip(&dirs) {
+            self.tb.start_halo(n, Path::new(HALO), d).unwrap();
+        }
+        apply_cuts(&self.tb, &BTreeSet::new());
+        let watch = Watch::start(&self.tb);
+        if wait_for(Duration::from_secs(20), || {
+            (self.all_active() && watch.served_by() == Some("n1")).then_some(())
+        })
+        .is_none()
+        {
+            panic!(
+                "initial acquisition: served by {:?}, owners {:?}\n{}",
+                watch.served_by(),
+                watch.owners(),
+                self.tails()
+            );
+        }
+        (watch, dirs)
+    }
+}
+
 #[test]
 fn random_partitions_heal_to_one_owner() {
     let Some(mut tb) = Testbed::for_test("pt") else { return };
@@ -348,29 +382,12 @@ fn random_partitions_heal_to_one_owner() {
     }
     tb.add_host("client", "10.79.0.9/16").unwrap();
     let mut c = Cluster { tb };
-    let seed = env_u64("HALO_PARTITION_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let seed = partition_seed();
     let secs = env_u64("HALO_PARTITION_SECS").unwrap_or(90);
     eprintln!("partition torture: seed {seed} (HALO_PARTITION_SEED={seed} replays), {secs} s");
     let mut rng = Prng(seed);
 
-    let dirs: Vec<PathBuf> = NODES.iter().map(|n| c.config(n, "")).collect();
-    for (n, d) in NODES.iter().zip(&dirs) {
-        c.tb.start_halo(n, Path::new(HALO), d).unwrap();
-    }
-    apply_cuts(&c.tb, &BTreeSet::new());
-    let mut watch = Watch::start(&c.tb);
-    if wait_for(Duration::from_secs(20), || (c.all_active() && watch.served_by() == Some("n1")).then_some(()))
-        .is_none()
-    {
-        panic!(
-            "initial acquisition: served by {:?}, owners {:?}\n{}",
-            watch.served_by(),
-            watch.owners(),
-            c.tails()
-        );
-    }
+    let (mut watch, _) = c.start_all("");
     let before = watch.tally();
 
     // The torture: every 0.2–2.5 s cut something (one direction between two nodes, both
@@ -765,29 +782,12 @@ fn fenced_random_partitions_never_two_owners_outside_a_fence() {
     std::env::set_var("HALO_STONITH_PLUGINS", &plugins);
     let switch = Switch::start(&c.tb);
     let stonith = format!("stonith_host * external/halopower {}\n", switch.dir.display());
-    let seed = env_u64("HALO_PARTITION_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let seed = partition_seed();
     let secs = env_u64("HALO_FENCED_PARTITION_SECS").unwrap_or(60);
     eprintln!("fenced partition torture: seed {seed} (HALO_PARTITION_SEED={seed} replays), {secs} s");
     let mut rng = Prng(seed);
 
-    let dirs: Vec<PathBuf> = NODES.iter().map(|n| c.config(n, &stonith)).collect();
-    for (n, d) in NODES.iter().zip(&dirs) {
-        c.tb.start_halo(n, Path::new(HALO), d).unwrap();
-    }
-    apply_cuts(&c.tb, &BTreeSet::new());
-    let mut watch = Watch::start(&c.tb);
-    if wait_for(Duration::from_secs(20), || (c.all_active() && watch.served_by() == Some("n1")).then_some(()))
-        .is_none()
-    {
-        panic!(
-            "initial acquisition: served by {:?}, owners {:?}\n{}",
-            watch.served_by(),
-            watch.owners(),
-            c.tails()
-        );
-    }
+    let (mut watch, dirs) = c.start_all(&stonith);
     let started_ms = unix_ms();
 
     // The testbed's part: boot every node the switch powered off, BOOT_DELAY after.
