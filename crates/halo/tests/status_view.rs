@@ -528,6 +528,22 @@ fn split_brain_json_has_wall_clock_times_and_who_kept_what() {
 }
 
 #[test]
+fn an_episode_keeps_its_wall_clock_times_however_the_clocks_are_read_later() {
+    // The daemon reads its engine clock and the wall clock one after the other: a later
+    // read may see them a millisecond further apart. The times shown (and written to the
+    // state directory) must not move with that.
+    let sb = this_runs_split_brains();
+    let h = SplitBrainHistory::in_memory(Vec::new());
+    let first = h.json(&sb, NOW_MS, UNIX_NOW_MS);
+    let later = h.json(&sb, NOW_MS + 10_000, UNIX_NOW_MS + 10_001);
+    for (a, b) in first.as_array().unwrap().iter().zip(later.as_array().unwrap()) {
+        assert_eq!(a["detected"], b["detected"], "{a} / {b}");
+        assert_eq!(a["resolved"], b["resolved"], "{a} / {b}");
+    }
+    assert_eq!(later[0]["detected"], UNIX_NOW_MS - 4600);
+}
+
+#[test]
 fn split_brain_history_survives_a_restart_and_a_bad_file_is_set_aside() {
     let dir = std::env::temp_dir().join(format!("halo-status-view-persist-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

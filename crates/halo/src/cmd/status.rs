@@ -390,7 +390,14 @@ pub const SPLIT_BRAIN_FILE: &str = "split_brains.json";
 /// One episode of this run as `status --json` shows it (`split_brains` entries): engine
 /// times turned into Unix ms with the two clocks read now.
 pub fn split_brain_json(e: &halo_core::status::SplitBrain, now_ms: u64, unix_now_ms: u64) -> Value {
-    let unix = |t: u64| unix_now_ms.saturating_sub(now_ms.saturating_sub(t));
+    split_brain_json_anchored(e, now_ms, (now_ms, unix_now_ms))
+}
+
+/// [`split_brain_json`] converting engine times with a fixed `anchor` (engine ms, Unix ms
+/// read together once): the same episode then always gets the same wall-clock times, in
+/// `status` and in the file, however far apart the two clocks are read later.
+fn split_brain_json_anchored(e: &halo_core::status::SplitBrain, now_ms: u64, anchor: (u64, u64)) -> Value {
+    let unix = |t: u64| (anchor.1 as i128 + t as i128 - anchor.0 as i128).max(0) as u64;
     let keep = |v: &[String]| v.to_vec();
     json!({
         "id": e.id,
@@ -417,6 +424,8 @@ pub fn split_brain_json(e: &halo_core::status::SplitBrain, now_ms: u64, unix_now
 /// this run's (from the engine), the last [`halo_core::status::MAX_SPLIT_BRAINS`] of them.
 pub struct SplitBrainHistory {
     earlier: Vec<Value>,
+    /// Engine ms and Unix ms as first read together: every conversion of this run uses it.
+    anchor: std::sync::OnceLock<(u64, u64)>,
     /// The engine's change count last written out.
     saved: u64,
     /// The writer thread (None: nothing to persist to).
@@ -454,18 +463,19 @@ impl SplitBrainHistory {
             },
         };
         let writer = spawn_writer(path, on_error);
-        (SplitBrainHistory { earlier, saved: 0, writer }, warning)
+        (SplitBrainHistory { earlier, anchor: Default::default(), saved: 0, writer }, warning)
     }
 
     /// A history that is never persisted (tests, views).
     pub fn in_memory(earlier: Vec<Value>) -> SplitBrainHistory {
-        SplitBrainHistory { earlier, saved: 0, writer: None }
+        SplitBrainHistory { earlier, anchor: Default::default(), saved: 0, writer: None }
     }
 
     /// `split_brains` of `status --json`: oldest first, the last 20.
     pub fn json(&self, sb: &halo_core::status::SplitBrains, now_ms: u64, unix_now_ms: u64) -> Value {
         let mut all: Vec<Value> = self.earlier.clone();
-        all.extend(sb.episodes().map(|e| split_brain_json(e, now_ms, unix_now_ms)));
+        let anchor = *self.anchor.get_or_init(|| (now_ms, unix_now_ms));
+        all.extend(sb.episodes().map(|e| split_brain_json_anchored(e, now_ms, anchor)));
         let skip = all.len().saturating_sub(halo_core::status::MAX_SPLIT_BRAINS);
         Value::Array(all.split_off(skip))
     }
