@@ -443,6 +443,7 @@ impl Engine {
             Resources::new(&cfg.node, &cfg.nodes, cfg.auto_failback, &cfg.groups, &cfg.running_at_start);
         rsc.set_placement(&cfg.clones, &cfg.order, &cfg.colocation, &cfg.running_at_start);
         rsc.set_fencing(cfg.fencing.clone());
+        rsc.set_generation(cfg.generation);
         if !cfg.ping_nodes.is_empty() {
             rsc.set_ping_count(cfg.ping_nodes.len());
         }
@@ -937,6 +938,13 @@ impl Engine {
             GenVerdict::Newer { previous } => {
                 if previous > 0 {
                     out.push(Action::Log(Level::Info, format!("Heartbeat restart on node {src}")));
+                    let name = src.clone();
+                    self.with_rsc(now, out, |r, _, o| r.peer_returned(now.ms, &name, true, o));
+                } else if self.peers[pi].declared_dead {
+                    // First heard after we held it dead without ever hearing it (initdead):
+                    // "dead" meant "holds nothing", but it may have booted with groups found
+                    // running. Until it says, placement waits for it. (Simulator seed 7012,
+                    // with fencing: started here while the returning node still ran it.)
                     let name = src.clone();
                     self.with_rsc(now, out, |r, _, o| r.peer_returned(now.ms, &name, true, o));
                 }

@@ -338,6 +338,9 @@ struct Group {
     claim: Claim,
     /// A stop waiting for what is ordered after it here to stop first (the reason).
     pending_stop: Option<String>,
+    /// We mean to start it and wait for every live halo peer to have read that (the intent
+    /// round of ours it must acknowledge). See [`Resources::intent_ready`].
+    intent: Option<u64>,
 }
 
 /// The strength of a holding, strongest first.
@@ -372,9 +375,17 @@ struct PeerRsc {
     /// Sequence number of the newest statement applied: a retransmitted older one (a gap
     /// filled after a partition) must not undo a newer one.
     last_seq: u64,
+    /// The same for its requests (`ask_resources`, `hb_takeover`, `stonith`): apart, so
+    /// that a request overtaking a retransmitted statement does not make us ignore the
+    /// statement, its newest word on what it holds (simulator seed 27575).
+    last_req_seq: u64,
     /// A Heartbeat peer back from a partition gives everything up and restarts: until
     /// then (ms) we keep what we hold even where it holds the same group.
     hb_yields_until: u64,
+    /// Groups it means to start, waiting for acknowledgements (`halo_intend`).
+    intends: BTreeSet<String>,
+    /// The newest intent of ours it has read: (our generation, our round) (`halo_ack`).
+    ack_me: Option<(u64, u64)>,
 }
 
 /// A dead node that must be fenced before any group starts here.
@@ -478,6 +489,14 @@ pub struct Resources {
     owe_ip: BTreeMap<String, (String, bool)>,
     /// Groups held here and elsewhere at once, episode by episode (`halo status`).
     split_brains: crate::status::SplitBrains,
+    /// Our generation: it qualifies our intent rounds, so that a peer's acknowledgement
+    /// of a previous life of ours never counts.
+    generation: u64,
+    /// Our newest intent round (`halo_round`).
+    intent_round: u64,
+    /// The newest intent each peer stated: (its generation, its round), acknowledged in our
+    /// statements (`halo_ack`).
+    acks: BTreeMap<String, (u64, u64)>,
 }
 
 /// A clone's entry: its key and name are the clone's name, and it never claims like a
@@ -505,6 +524,7 @@ fn new_group(cfg: GroupConfig, running_at_start: &[String]) -> Group {
         took_from_dead: false,
         claim: if running { Claim::Adopted } else { Claim::Normal },
         pending_stop: None,
+        intent: None,
     }
 }
 
@@ -544,7 +564,15 @@ impl Resources {
             legacy: BTreeMap::new(),
             owe_ip: BTreeMap::new(),
             split_brains: Default::default(),
+            generation: 0,
+            intent_round: 0,
+            acks: BTreeMap::new(),
         }
+    }
+
+    /// This run's generation (qualifies our intents to start groups).
+    pub fn set_generation(&mut self, generation: u64) {
+        self.generation = generation;
     }
 
     pub fn set_fencing(&mut self, fencing: Option<crate::engine::FencingConfig>) {
@@ -642,7 +670,7 @@ impl Resources {
     }
 
     /// Another node's `stonith node=X result=…` (informational in Heartbeat).
-    fn on_stonith(&mut self, src: &str, msg: &Message, out: &mut RscOut) {
+    fn on_stonith(&mut self, src: &str, msg: &Message, view: &View, out: &mut RscOut) {
         let (Some(node), Some(result)) = (msg.get("node"), msg.get("result")) else { return };
         if result != "OK" || node == self.me || self.fencing.is_none() {
             return;
@@ -652,7 +680,8 @@ impl Resources {
                 Level::Info,
                 format!("node {src} fenced node {node} (STONITH OK): its groups may be taken over"),
             );
-        } else {
+        } else if !(view.alive)(node) {
+            // Not for a node we hear alive: that news is older than what we hear.
             self.fenced.insert(node.to_string());
         }
     }
@@ -810,6 +839,16 @@ impl Resources {
         if !failed.is_empty() {
             m.add("halo_clones_failed", failed.join(" "));
         }
+        let intends: Vec<&str> =
+            self.groups.iter().filter(|g| g.intent.is_some()).map(|g| g.cfg.key.as_str()).collect();
+        if !intends.is_empty() {
+            m.add("halo_intend", intends.join(" "));
+            m.add("halo_round", format!("{}:{}", self.generation, self.intent_round));
+        }
+        if !self.acks.is_empty() {
+            let acks: Vec<String> = self.acks.iter().map(|(n, (g, r))| format!("{n}:{g}:{r}")).collect();
+            m.add("halo_ack", acks.join(" "));
+        }
     }
 
     fn resource_msg(&self, stable: bool, info: Option<&str>) -> Message {
@@ -861,6 +900,13 @@ impl Resources {
         if self.fencing.is_some() && (timed_out || !held.is_empty()) {
             if self.fenced.remove(name) {
                 out.log(Level::Info, format!("node {name} is dead and already fenced"));
+                // Others may wait for us (the fencer) to fence it: tell them it is done.
+                // (Simulator seed 41061: a fence that landed after the node came back left
+                // the others waiting for ever.)
+                let mut m = Message::of_type("stonith");
+                m.add("node", name);
+                m.add("result", "OK");
+                out.msgs.push(m);
             } else {
                 out.log(Level::Warn, format!("node {name} must be fenced before any group starts"));
                 self.fences.entry(name.to_string()).or_insert(Fence {
@@ -872,7 +918,13 @@ impl Resources {
                 });
             }
         }
-        *p = PeerRsc { known: true, halo: p.halo, last_seq: p.last_seq, ..Default::default() };
+        *p = PeerRsc {
+            known: true,
+            halo: p.halo,
+            last_seq: p.last_seq,
+            last_req_seq: p.last_req_seq,
+            ..Default::default()
+        };
         if !held.is_empty() {
             out.log(Level::Info, format!("node {name} no longer holds: {}", held.join(" ")));
             for g in self.groups.iter_mut().filter(|g| held.contains(&g.cfg.key)) {
@@ -945,6 +997,7 @@ impl Resources {
         if restarted {
             if let Some(p) = self.peers.get_mut(name) {
                 p.last_seq = 0;
+                p.last_req_seq = 0;
             }
         }
         if self.comm_up_at.is_some() {
@@ -983,10 +1036,15 @@ impl Resources {
         // Only what is newer than the last statement counts (all of a sender's messages
         // share one sequence): a retransmitted older one must not undo a newer one.
         let fresh = match msg.get_hex("seq") {
-            Some(seq) if seq <= p.last_seq => false,
             Some(seq) => {
-                p.last_seq = seq;
-                true
+                let last = if matches!(kind, "starting" | "resource") {
+                    &mut p.last_seq
+                } else {
+                    &mut p.last_req_seq
+                };
+                let fresh = seq > *last;
+                *last = (*last).max(seq);
+                fresh
             }
             None => true,
         };
@@ -1005,6 +1063,12 @@ impl Resources {
                 }
             }
             _ if !fresh => {}
+            // Heartbeat's notice that a takeover finished (`rsc_hold=foreign info=mach_down`),
+            // when a halo peer sends it: its statements say what it holds. Read as one, it
+            // made a halo peer look like a Heartbeat peer holding its foreign groups
+            // (simulator seed 22806: a start that skipped the intent handshake).
+            "resource"
+                if msg.get("info") == Some("mach_down") && self.peers.get(src).is_some_and(|p| p.halo) => {}
             "resource" => {
                 self.read_statements(src, msg, false);
                 if let Some(p) = self.peers.get_mut(src) {
@@ -1012,7 +1076,7 @@ impl Resources {
                 }
             }
             "ask_resources" => self.on_ask(now, src, msg, view, out),
-            "stonith" => self.on_stonith(src, msg, out),
+            "stonith" => self.on_stonith(src, msg, view, out),
             "hb_takeover" => {
                 let set = msg.get("rsc_hold").and_then(RscSet::parse).unwrap_or(RscSet::ALL);
                 let keys: Vec<String> = self
@@ -1074,6 +1138,21 @@ impl Resources {
             p.starting = words("halo_starting");
             p.clones = words("halo_clones");
             p.clones_failed = words("halo_clones_failed");
+            p.intends = words("halo_intend");
+            let me = self.me.as_str();
+            p.ack_me = msg.get("halo_ack").unwrap_or("").split_whitespace().find_map(|a| {
+                let mut it = a.split(':');
+                let (n, g, r) = (it.next()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+                (n == me && it.next().is_none()).then_some((g, r))
+            });
+            let round = msg.get("halo_round").and_then(|r| {
+                let (g, r) = r.split_once(':')?;
+                Some((g.parse::<u64>().ok()?, r.parse::<u64>().ok()?))
+            });
+            if let (false, Some(r)) = (p.intends.is_empty(), round) {
+                // Acknowledged in our next statement (which this change makes us send).
+                self.acks.insert(src.to_string(), r);
+            }
         } else if starting {
             // A (re)starting Heartbeat node forgets its standby and claims.
             p.standby = RscSet::NONE;
@@ -1275,6 +1354,9 @@ impl Resources {
             // What it is ordered after is to stop here: it goes first.
             self.stop(key, &format!("{first} stops here"), out);
         }
+        // A failed start frees a stop that waited for it (also while shutting down, when
+        // reconcile no longer runs: simulator seed 40436 never finished its shutdown).
+        self.run_pending_stops(out);
         self.finish_owed_done(out);
         self.announce(now, view, None, out);
     }
@@ -1655,7 +1737,19 @@ impl Resources {
                 // Its stop waits for what is ordered after it.
                 continue;
             }
-            match (g.state, view.no_quorum) {
+            let want_start = g.state == GroupState::Stopped
+                && view.no_quorum.is_none()
+                && informed
+                && !fencing_pending
+                && desired.as_deref() == Some(self.me.as_str())
+                && !others_hold
+                && !self.legacy_maybe_held(&key)
+                && self.order_ok(g, view);
+            let state = g.state;
+            if !want_start {
+                self.groups[i].intent = None;
+            }
+            match (state, view.no_quorum) {
                 // Without quorum nothing starts (freeze and stop alike).
                 (GroupState::Stopped, Some(_)) => {}
                 (GroupState::Running, Some(NoQuorumPolicy::Stop)) => {
@@ -1667,15 +1761,12 @@ impl Resources {
                 }
                 // Freeze: what runs stays, and nothing moves.
                 (GroupState::Running, Some(_)) => {}
-                (GroupState::Stopped, None)
-                    if informed
-                        && !fencing_pending
-                        && desired.as_deref() == Some(self.me.as_str())
-                        && !others_hold
-                        && !self.legacy_maybe_held(&key)
-                        && self.order_ok(g, view) =>
-                {
+                (GroupState::Stopped, None) if want_start => {
+                    if !self.intent_ready(i, view, out) {
+                        continue;
+                    }
                     let g = &mut self.groups[i];
+                    g.intent = None;
                     g.state = GroupState::Starting;
                     g.claim = if g.took_from_dead { Claim::Seized } else { Claim::Normal };
                     let reason = if g.took_from_dead {
@@ -1774,6 +1865,54 @@ impl Resources {
         }
         self.finish_owed_done(out);
         self.announce(now, view, None, out);
+    }
+
+    /// Whether we may start group `i` now that placement says it is ours: every live halo
+    /// peer has read that we mean to (its statement acknowledges our intent round) and does
+    /// not mean to start it itself. Two nodes whose views differ for a moment (one saw a
+    /// statement the other has not yet) may each find a group theirs; starting at once would
+    /// run it on both for a round trip. When two intents meet, the better rank (the group's
+    /// preferred nodes in order, then ha.cf order) goes on and the other withdraws. A node
+    /// never starts without a statement that a peer sent after reading its intent, and
+    /// statements are whole: that one shows the peer's own start if it made one first.
+    /// Without live halo peers (alone, or Heartbeat peers, which take groups through their
+    /// own protocol) nothing waits.
+    fn intent_ready(&mut self, i: usize, view: &View, out: &mut RscOut) -> bool {
+        let key = self.groups[i].cfg.key.clone();
+        let rank_of = |g: &Group, n: &str| -> usize {
+            let prefs = g.cfg.preferred();
+            match prefs.iter().position(|p| *p == n) {
+                Some(k) => k,
+                None => prefs.len() + self.nodes.iter().position(|m| m == n).unwrap_or(self.nodes.len()),
+            }
+        };
+        let g = &self.groups[i];
+        let mine = rank_of(g, &self.me);
+        let peers: Vec<(&String, &PeerRsc)> =
+            self.peers.iter().filter(|(n, p)| (view.alive)(n) && p.halo).collect();
+        if let Some((better, _)) =
+            peers.iter().find(|(n, p)| p.intends.contains(&key) && rank_of(g, n) < mine)
+        {
+            if g.intent.is_some() {
+                out.log(Level::Debug, format!("{better} also means to start {key} and goes first"));
+            }
+            self.groups[i].intent = None;
+            return false;
+        }
+        if peers.is_empty() {
+            self.groups[i].intent = None;
+            return true;
+        }
+        let Some(round) = g.intent else {
+            // Said in this reconcile's statement.
+            self.intent_round += 1;
+            self.groups[i].intent = Some(self.intent_round);
+            return false;
+        };
+        let gen = self.generation;
+        peers
+            .iter()
+            .all(|(_, p)| !p.intends.contains(&key) && p.ack_me.is_some_and(|(g, r)| g == gen && r >= round))
     }
 
     /// Clone instances: each node starts its own where the clone may run, keeps it there

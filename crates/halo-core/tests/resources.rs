@@ -519,11 +519,17 @@ fn from_n2(kind: &str, seq: u64, fields: &[(&str, &str)]) -> halo_wire::Message 
 /// n1 alone in a two-node cluster with one group, fed by hand: returns the engine once its
 /// communication is up (n2 heard as `up`, `repnodes` answered).
 fn n1_up_with_n2(seq: &mut u64) -> (Engine, Vec<Action>) {
+    n1_up_with_n2_running(seq, vec![GroupConfig::new(G2, "n2")])
+}
+
+/// [`n1_up_with_n2`] with these groups.
+fn n1_up_with_n2_running(seq: &mut u64, groups: Vec<GroupConfig>) -> (Engine, Vec<Action>) {
     let mut c = CoreConfig::new("n1", &["n1", "n2"], &["eth0"]);
     c.keepalive_ms = 100;
     c.deadtime_ms = 1000;
     c.initdead_ms = 2000;
-    c.groups = vec![GroupConfig::new(G2, "n2")];
+    c.generation = 5;
+    c.groups = groups;
     let mut e = Engine::new(c);
     let mut out = Vec::new();
     e.handle(Now::at(0), Event::Tick, &mut out);
@@ -631,6 +637,149 @@ fn nodes_that_came_up_apart_sort_out_their_groups_when_they_first_hear_each_othe
     assert!(sim.logged(0, "node n2 is already active at first contact: asking what it holds"));
     assert!(sim.runs(0, G1) && !sim.runs(1, G1), "G1 is on n1 only");
     assert!(sim.runs(1, G2) && !sim.runs(0, G2), "G2 is on n2 only");
+}
+
+fn starts(out: &[Action]) -> Vec<&str> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::StartGroup { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// n1's last `resource` statement in `out`.
+fn last_statement(out: &[Action]) -> &halo_wire::Message {
+    sent(out, "resource").into_iter().last().expect("a resource statement")
+}
+
+#[test]
+fn a_start_waits_until_every_live_halo_peer_has_read_the_intent() {
+    // Sim (with fencing, 9 of 10,000 schedules): two nodes whose views differed for a
+    // moment each found a group theirs and started it at once. Now a start is first an
+    // intent, and goes ahead only on a statement the peer sent after reading it.
+    let mut seq = 0;
+    let (mut e, _) = n1_up_with_n2_running(&mut seq, vec![GroupConfig::new(G1, "n1")]);
+    let mut out = Vec::new();
+    let starting = from_n2("starting", 3, &[("halo", "1")]);
+    e.handle(Now::at(30), Event::Message { link: 0, msg: starting }, &mut out);
+    assert_eq!(starts(&out), Vec::<&str>::new(), "not before n2 read the intent: {out:?}");
+    let m = last_statement(&out);
+    assert_eq!(m.get("halo_intend"), Some(G1), "{m:?}");
+    let round = m.get("halo_round").expect("the intent's round").to_string();
+    assert!(round.starts_with("5:"), "qualified by our generation: {round}");
+    // A statement of n2's that does not acknowledge it (an older one, overtaken): still no.
+    out.clear();
+    let res = from_n2("resource", 4, &[("rsc_hold", "none"), ("isstable", "1"), ("halo", "1")]);
+    e.handle(Now::at(31), Event::Message { link: 0, msg: res }, &mut out);
+    assert_eq!(starts(&out), Vec::<&str>::new(), "{out:?}");
+    // An acknowledgement of a previous life of ours does not count either.
+    let res = from_n2(
+        "resource",
+        5,
+        &[("rsc_hold", "none"), ("isstable", "1"), ("halo", "1"), ("halo_ack", "n1:4:9")],
+    );
+    e.handle(Now::at(32), Event::Message { link: 0, msg: res }, &mut out);
+    assert_eq!(starts(&out), Vec::<&str>::new(), "{out:?}");
+    let ack = format!("n1:{round}");
+    let res =
+        from_n2("resource", 6, &[("rsc_hold", "none"), ("isstable", "1"), ("halo", "1"), ("halo_ack", &ack)]);
+    e.handle(Now::at(33), Event::Message { link: 0, msg: res }, &mut out);
+    assert_eq!(starts(&out), vec![G1], "{out:?}");
+    assert_eq!(last_statement(&out).get("halo_intend"), None, "the intent ends with the start");
+}
+
+#[test]
+fn when_two_nodes_mean_to_start_one_group_the_better_ranked_goes_first() {
+    let mut seq = 0;
+    let (mut e, _) = n1_up_with_n2_running(&mut seq, vec![prefer(G1, &["n1", "n2"])]);
+    let mut out = Vec::new();
+    let starting = from_n2("starting", 3, &[("halo", "1")]);
+    e.handle(Now::at(30), Event::Message { link: 0, msg: starting }, &mut out);
+    let round = last_statement(&out).get("halo_round").unwrap().to_string();
+    let ack = format!("n1:{round}");
+    // n2, which ranks after n1 for G1, means to start it too and has read our intent: n1
+    // waits for n2 to withdraw, and says it read n2's intent.
+    out.clear();
+    let both = [
+        ("rsc_hold", "none"),
+        ("isstable", "1"),
+        ("halo", "1"),
+        ("halo_intend", G1),
+        ("halo_round", "7:1"),
+        ("halo_ack", ack.as_str()),
+    ];
+    e.handle(Now::at(31), Event::Message { link: 0, msg: from_n2("resource", 4, &both) }, &mut out);
+    assert_eq!(starts(&out), Vec::<&str>::new(), "n2 still means to: {out:?}");
+    assert_eq!(last_statement(&out).get("halo_ack"), Some("n2:7:1"), "{out:?}");
+    assert_eq!(last_statement(&out).get("halo_intend"), Some(G1), "n1 keeps its intent");
+    let withdrawn = [("rsc_hold", "none"), ("isstable", "1"), ("halo", "1"), ("halo_ack", ack.as_str())];
+    e.handle(Now::at(32), Event::Message { link: 0, msg: from_n2("resource", 5, &withdrawn) }, &mut out);
+    assert_eq!(starts(&out), vec![G1], "{out:?}");
+
+    // The other way round: for a group n2 ranks first, n1 withdraws its intent.
+    let mut seq = 0;
+    let (mut e, _) = n1_up_with_n2_running(&mut seq, vec![prefer(G2, &["n2", "n1"])]);
+    let mut out = Vec::new();
+    // n2 says it cannot run G2 (failed there): n1 means to start it.
+    let failed = [("halo", "1"), ("halo_failed", G2)];
+    e.handle(Now::at(30), Event::Message { link: 0, msg: from_n2("starting", 3, &failed) }, &mut out);
+    assert_eq!(last_statement(&out).get("halo_intend"), Some(G2), "{out:?}");
+    let round = last_statement(&out).get("halo_round").unwrap().to_string();
+    let ack = format!("n1:{round}");
+    // n2 cleaned up and means to start it itself (and read our intent): n1 steps back.
+    out.clear();
+    let theirs = [
+        ("rsc_hold", "none"),
+        ("isstable", "1"),
+        ("halo", "1"),
+        ("halo_intend", G2),
+        ("halo_round", "7:1"),
+        ("halo_ack", ack.as_str()),
+    ];
+    e.handle(Now::at(31), Event::Message { link: 0, msg: from_n2("resource", 4, &theirs) }, &mut out);
+    assert_eq!(starts(&out), Vec::<&str>::new(), "{out:?}");
+    let m = last_statement(&out);
+    assert_eq!(m.get("halo_intend"), None, "withdrawn: {m:?}");
+    assert_eq!(m.get("halo_ack"), Some("n2:7:1"), "{m:?}");
+}
+
+#[test]
+fn a_takeover_notice_from_a_halo_peer_is_not_read_as_its_holdings() {
+    // Sim seed 22806: n2's `resource rsc_hold=foreign info=mach_down` (Heartbeat's notice
+    // after a takeover) was read as a Heartbeat peer's statement: n2 looked like a peer
+    // holding n1's group and none of its own, and not like a halo peer to wait for.
+    let mut seq = 0;
+    let (mut e, _) =
+        n1_up_with_n2_running(&mut seq, vec![GroupConfig::new(G1, "n1"), GroupConfig::new(G2, "n2")]);
+    let mut out = Vec::new();
+    let holds = [("halo", "1"), ("halo_groups", G2)];
+    e.handle(Now::at(30), Event::Message { link: 0, msg: from_n2("starting", 3, &holds) }, &mut out);
+    let notice = from_n2("resource", 4, &[("rsc_hold", "foreign"), ("info", "mach_down")]);
+    e.handle(Now::at(31), Event::Message { link: 0, msg: notice }, &mut out);
+    let st = e.resource_status(Now::at(31));
+    let g = |k: &str| st.groups.iter().find(|g| g.key == k).unwrap().holders.clone();
+    assert_eq!(g(G2), vec!["n2".to_string()], "n2 still holds its own group");
+    assert_eq!(g(G1), Vec::<String>::new(), "and not ours");
+    assert_eq!(starts(&out), Vec::<&str>::new(), "G1 still waits for n2 to read the intent: {out:?}");
+}
+
+#[test]
+fn a_request_that_overtakes_a_statement_does_not_make_the_statement_stale() {
+    // Sim seed 27575: n2's `hb_takeover` (seq 0x17) arrived before the retransmitted
+    // statements 0x12 and 0x13 it had sent earlier; both were dropped as older, and n1
+    // believed for ever that n2 still held its group.
+    let mut seq = 0;
+    let (mut e, _) = n1_up_with_n2_running(&mut seq, vec![GroupConfig::new(G2, "n2")]);
+    let mut out = Vec::new();
+    let holds = [("rsc_hold", "local"), ("isstable", "1"), ("halo", "1"), ("halo_groups", G2)];
+    e.handle(Now::at(30), Event::Message { link: 0, msg: from_n2("resource", 0x10, &holds) }, &mut out);
+    let takeover = from_n2("hb_takeover", 0x17, &[("rsc_hold", "foreign")]);
+    e.handle(Now::at(31), Event::Message { link: 0, msg: takeover }, &mut out);
+    let none = [("rsc_hold", "none"), ("isstable", "1"), ("halo", "1"), ("halo_standby", "local")];
+    e.handle(Now::at(32), Event::Message { link: 0, msg: from_n2("resource", 0x13, &none) }, &mut out);
+    let st = e.resource_status(Now::at(32));
+    assert_eq!(st.groups[0].holders, Vec::<String>::new(), "n2's newest statement counts: {st:?}");
 }
 
 // ---------------------------------------------------------------------------------------

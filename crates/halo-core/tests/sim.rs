@@ -14,12 +14,16 @@
 //! * (d) with fencing (half the seeds; some fences fail), a node never starts a group that
 //!   still runs on a node it holds dead, unless that node is being fenced: between the
 //!   fence request and the fence landing, which powers the node off (its groups vanish);
+//! * (e) with fencing, the issue's own words: a group is never active (running, or an agent
+//!   starting or stopping it) on two nodes, except on a node between a fence request for it
+//!   and the fence landing. No bound, no agreement needed: cuts, one-way loss, replays,
+//!   restarts and simultaneous decisions included. (d) is the same seen from the starter;
 //! * (c) after the network heals for good, down nodes restart, agents behave and the
 //!   operator cleans up, every group runs on exactly one node within `Scenario::settle_ms`.
 //!
 //! `HALO_SIM_SCHEDULES=n` and `HALO_SIM_START=s` choose the seeds of `schedules`;
 //! `HALO_SIM_LIST_FENCED=1` (with `--nocapture`) lists the seeds in which, with fencing, a
-//! group ran on two nodes outside a fence window (measured, not asserted);
+//! group ran on two nodes outside a fence window (each also fails (e));
 //! `HALO_SIM_SEED=s cargo test -p halo-core --test sim -- replay --nocapture` replays one
 //! seed with a trace of every message, agent action and log line.
 mod support;
