@@ -288,8 +288,9 @@ pub struct CloneStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FenceStatus {
     pub node: String,
-    /// `requested` (our fence runs), `failed` (ours failed, retry pending) or `waiting`
-    /// (another node fences it, or none can: see `fencer`).
+    /// `requested` (our fence runs), `failed` (ours failed, retry pending), `no_quorum`
+    /// (held back: a partition without quorum never fences) or `waiting` (another node
+    /// fences it, or none can: see `fencer`).
     pub state: &'static str,
     /// The node that fences it (None: no live node has a STONITH device).
     pub fencer: Option<String>,
@@ -396,6 +397,8 @@ struct Fence {
     requested: bool,
     retry_at: u64,
     last_error: Option<String>,
+    /// Held back for want of quorum (said once).
+    quorum_wait: bool,
 }
 
 enum AskPhase {
@@ -596,6 +599,16 @@ impl Resources {
         for n in back {
             self.fences.remove(&n);
             out.log(Level::Info, format!("node {n} is back: it is no longer to be fenced"));
+        }
+        if view.no_quorum.is_some() {
+            // Without quorum nothing starts here anyway (stop or freeze): a fence would only
+            // kill a node of the side that has quorum and runs the groups (a deathmatch).
+            // It waits; a node still dead when quorum returns is fenced then.
+            for (node, f) in self.fences.iter_mut().filter(|(_, f)| !f.requested && !f.quorum_wait) {
+                f.quorum_wait = true;
+                out.log(Level::Warn, format!("not fencing node {node}: this partition has no quorum"));
+            }
+            return;
         }
         let due: Vec<String> = self
             .fences
@@ -915,6 +928,7 @@ impl Resources {
                     requested: false,
                     retry_at: now,
                     last_error: None,
+                    quorum_wait: false,
                 });
             }
         }
@@ -2017,6 +2031,8 @@ impl Resources {
                     node: node.clone(),
                     state: if f.requested {
                         "requested"
+                    } else if view.no_quorum.is_some() {
+                        "no_quorum"
                     } else if f.last_error.is_some() {
                         "failed"
                     } else {

@@ -1213,6 +1213,35 @@ fn fencing_three_nodes_only_the_first_survivor_fences_and_the_others_wait_for_it
 }
 
 #[test]
+fn fencing_a_partition_without_quorum_fences_nobody_and_the_majority_fences_it() {
+    // Three nodes, quorum policy stop, every node with a device: n1 cut off alone must not
+    // fence n2 and n3 (a deathmatch that kills the side running the groups); the two
+    // others have quorum and fence n1 before taking its group.
+    let mut sim = fenced_sim(3, &["n1", "n2", "n3"]);
+    for c in sim.cfg.iter_mut() {
+        c.no_quorum_policy = halo_core::NoQuorumPolicy::Stop;
+    }
+    sim.engines = sim.cfg.iter().cloned().map(Engine::new).collect();
+    sim.step(6000);
+    assert!(sim.runs(0, G1));
+    sim.cut.insert(0);
+    sim.step(1500);
+    assert_eq!(
+        sim.fences.iter().map(|f| (f.1, f.2.as_str())).collect::<Vec<_>>(),
+        vec![(1, "n1")],
+        "only the majority's first survivor fences, and only n1"
+    );
+    assert!(sim.logged(0, "not fencing node n2: this partition has no quorum"));
+    let st = sim.engines[0].resource_status(Now::at(sim.now));
+    assert!(st.fencing.iter().all(|f| f.state == "no_quorum"), "{:?}", st.fencing);
+    assert!(!sim.runs(0, G1), "no quorum: n1 released its group");
+    assert!(!sim.runs(1, G1), "not before n1 is fenced");
+    fence_done(&mut sim, 1, "n1", true, "reset");
+    sim.step(100);
+    assert!(sim.runs(1, G1), "taken over once fenced");
+}
+
+#[test]
 fn fencing_without_a_device_waits_for_the_operator_to_confirm_the_node_is_down() {
     // Only n1 has a STONITH device: n2 cannot fence it, and says so.
     let mut sim = fenced_sim(2, &["n1"]);

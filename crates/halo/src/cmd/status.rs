@@ -211,6 +211,9 @@ pub fn render(v: &Value) -> String {
                 f.get("last_error").and_then(|x| x.as_str()).unwrap_or("?")
             ),
             "requested" => format!("Fencing {node}: under way here; its groups wait for it\n"),
+            "no_quorum" => {
+                format!("Fencing {node}: held back, this partition has no quorum; its groups wait\n")
+            }
             _ => format!("Fencing {node}: waiting for {by}; its groups wait for it\n"),
         };
         out.push_str(&line);
