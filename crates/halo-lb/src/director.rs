@@ -11,6 +11,13 @@
 //!   weight 1 (if the data plane can run it: an IPv4 address with the service's forwarding
 //!   method, on the virtual port for direct routing), and removed when one comes back.
 //!
+//! * with `quiescent=yes` and `readdquiescent=no` (ldirectord's default), a real server that
+//!   goes down while it is missing from the kernel's table (someone deleted it, e.g. with
+//!   `ipvsadm -d`) is left out of it until it comes up again, as ldirectord's
+//!   `_remove_service` leaves it; with `readdquiescent=yes` it is added back with weight 0.
+//!   The runtime learns what the table holds when it applies: see
+//!   [`DirectorState::settle_quiescent`].
+//!
 //! * a real server named in the `maintenancedir` (a file `IP:port`, `IP`, `name:port`,
 //!   `name`, `short:port` or `short`, see [`maintenance_names`]) is down without being
 //!   checked, as if its check had failed; once the file is gone its checks decide again.
@@ -109,6 +116,13 @@ pub struct RealState {
     /// ldirectord's id of the real server (`get_real_id_str`: check, protocol, address, port,
     /// virtualhost, checkport, weight, forwarding, request, receive), for the monitorfile.
     pub ld_id: String,
+    /// Went down with `quiescent=yes`, `readdquiescent=no`: the runtime has yet to look
+    /// whether the kernel's table still holds it ([`DirectorState::settle_quiescent`]).
+    pub unsettled: bool,
+    /// Down, and missing from the kernel's table when it went down, with `quiescent=yes` and
+    /// `readdquiescent=no`: left out of the table (not re-added with weight 0) until it comes
+    /// up again.
+    pub left_out: bool,
 }
 
 /// ldirectord's `get_real_id_str` for real server `r` (at `addr`) of `v`.
@@ -191,6 +205,18 @@ impl RealState {
     pub fn is_up(&self) -> bool {
         self.checker.health().is_up()
     }
+
+    /// After change `t`: one that comes up is in the table again; one that goes down with
+    /// `settle` (quiescent, readdquiescent=no) waits for the runtime to see the table.
+    fn note(&mut self, t: Transition, settle: bool) {
+        match t {
+            Transition::Up => {
+                self.unsettled = false;
+                self.left_out = false;
+            }
+            Transition::Down => self.unsettled = settle,
+        }
+    }
 }
 
 /// One virtual service: its configuration, its real servers, and its usable fallback.
@@ -200,6 +226,9 @@ pub struct ServiceState {
     pub service: VirtualService,
     pub reals: Vec<RealState>,
     pub quiescent: bool,
+    /// The global `readdquiescent`: with `quiescent`, a failed real server missing from the
+    /// kernel's table is added back with weight 0 (yes) or left out (no, the default).
+    pub readdquiescent: bool,
     /// The fallback server, when configured and runnable by the data plane.
     pub fallback: Option<SocketAddrV4>,
     /// Why a configured fallback is not used, if it is not.
@@ -329,6 +358,7 @@ impl ServiceState {
             .iter()
             .filter_map(|r| match (r.is_up(), self.quiescent) {
                 (true, _) => Some(RealServer { addr: r.addr, weight: r.weight }),
+                (false, true) if r.left_out => None,
                 (false, true) => Some(RealServer { addr: r.addr, weight: 0 }),
                 (false, false) => None,
             })
@@ -434,6 +464,8 @@ impl DirectorState {
                     rdns: None,
                     maintenance: None,
                     ld_id: real_id_str(v, r, rs.addr),
+                    unsettled: false,
+                    left_out: false,
                 });
             }
             let (fallback, fallback_unusable) = match v.effective_fallback(g) {
@@ -450,6 +482,7 @@ impl DirectorState {
                 monitorfile: v.monitorfile.clone(),
                 cleanstop: v.effective_cleanstop(g),
                 quiescent: v.effective_quiescent(g),
+                readdquiescent: g.readdquiescent,
                 checkinterval: Duration::from_secs(u64::from(v.effective_checkinterval(g).max(1))),
                 service,
                 reals,
@@ -544,6 +577,8 @@ impl DirectorState {
                         nr.id = or.id;
                         nr.maintenance = or.maintenance;
                         nr.rdns = or.rdns;
+                        nr.unsettled = or.unsettled;
+                        nr.left_out = or.left_out;
                     }
                     None => {
                         nr.id = self.next_id;
@@ -591,6 +626,7 @@ impl DirectorState {
                     (Some(f), _) => {
                         r.maintenance = Some(f);
                         if let Some(t) = r.checker.health_mut().force(false) {
+                            r.note(t, s.quiescent && !s.readdquiescent);
                             out.push((si, ri, t));
                         }
                     }
@@ -610,7 +646,41 @@ impl DirectorState {
     /// Records a check result of real server `real` of service `service` (indexes into
     /// [`DirectorState::services`] and its `reals`); returns the change of state, if any.
     pub fn record(&mut self, service: usize, real: usize, result: CheckResult) -> Option<Transition> {
-        self.services.get_mut(service)?.reals.get_mut(real)?.checker.record(result)
+        let s = self.services.get_mut(service)?;
+        let settle = s.quiescent && !s.readdquiescent;
+        let r = s.reals.get_mut(real)?;
+        let t = r.checker.record(result)?;
+        r.note(t, settle);
+        Some(t)
+    }
+
+    /// Is any real server waiting for [`DirectorState::settle_quiescent`]? (Only then need
+    /// the runtime read the kernel's table before it applies.)
+    pub fn unsettled(&self) -> bool {
+        self.services.iter().flat_map(|s| &s.reals).any(|r| r.unsettled)
+    }
+
+    /// ldirectord's `readdquiescent=no` (spec §7.5): every real server that went down (with
+    /// `quiescent=yes`) since the last call and that `in_table` says the kernel's table does
+    /// not hold is left out of the table until it comes up again, instead of being added back
+    /// with weight 0. The runtime calls it with what the table holds just before it applies
+    /// [`DirectorState::desired`]. Returns the real servers left out, `RIP:PORT (VIP:PORT)`.
+    pub fn settle_quiescent(
+        &mut self,
+        in_table: &dyn Fn(dataplane::ServiceKey, SocketAddrV4) -> bool,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &mut self.services {
+            let key = s.service.key;
+            for r in s.reals.iter_mut().filter(|r| r.unsettled) {
+                r.unsettled = false;
+                r.left_out = !r.is_up() && !in_table(key, r.addr);
+                if r.left_out {
+                    out.push(format!("{} ({}:{})", r.addr, key.vip, key.port));
+                }
+            }
+        }
+        out
     }
 
     /// The longest a check may take (for waiting on a first pass).
@@ -749,6 +819,88 @@ mod tests {
             .starts_with("Deleted real server: 192.168.1.62:80 (192.168.1.199:80)"));
         let spec = st.services[0].reals[0].checker.spec();
         assert_eq!(spec.request.trim_start_matches('/'), "testcluster.html");
+    }
+
+    fn weights(st: &DirectorState) -> Vec<(String, u32)> {
+        st.desired().services[0].reals.iter().map(|r| (r.addr.to_string(), r.weight)).collect()
+    }
+
+    #[test]
+    fn director_readdquiescent_no_leaves_a_missing_failed_server_out() {
+        // ldirectord's default readdquiescent=no: a real server that fails while it is
+        // missing from the kernel's table (deleted behind the director's back) stays out.
+        let mut st = state(&format!("quiescent=yes\n{SEED}"));
+        assert!(!st.services[0].readdquiescent);
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 0), ("192.168.1.62:80".into(), 0)]);
+        st.record(0, 0, result(true));
+        st.record(0, 1, result(true));
+        assert!(!st.unsettled(), "nothing went down");
+        assert_eq!(st.record(0, 1, result(false)), Some(Transition::Down));
+        assert!(st.unsettled());
+        let missing: SocketAddrV4 = "192.168.1.62:80".parse().unwrap();
+        let left = st.settle_quiescent(&|_, a| a != missing);
+        assert_eq!(left, vec!["192.168.1.62:80 (192.168.1.199:80)".to_string()]);
+        assert!(!st.unsettled());
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 1)], "left out, not re-added at 0");
+        // Further failures change nothing; a success brings it back at its weight.
+        assert_eq!(st.record(0, 1, result(false)), None);
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 1)]);
+        assert_eq!(st.record(0, 1, result(true)), Some(Transition::Up));
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 1), ("192.168.1.62:80".into(), 1)]);
+        // Present in the table when it fails: quiesced at weight 0 as before.
+        st.record(0, 1, result(false));
+        assert!(st.settle_quiescent(&|_, _| true).is_empty());
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 1), ("192.168.1.62:80".into(), 0)]);
+    }
+
+    #[test]
+    fn director_readdquiescent_yes_adds_a_missing_failed_server_back_at_weight_0() {
+        let mut st = state(&format!("quiescent=yes\nreaddquiescent=yes\n{SEED}"));
+        assert!(st.services[0].readdquiescent);
+        st.record(0, 0, result(true));
+        st.record(0, 1, result(true));
+        assert_eq!(st.record(0, 1, result(false)), Some(Transition::Down));
+        assert!(!st.unsettled(), "readdquiescent=yes needs no look at the table");
+        assert!(st.settle_quiescent(&|_, _| false).is_empty());
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 1), ("192.168.1.62:80".into(), 0)]);
+        // Without quiescent, readdquiescent changes nothing: a failed server is deleted.
+        let mut st = state(&format!("readdquiescent=yes\n{SEED}"));
+        st.record(0, 0, result(true));
+        st.record(0, 1, result(true));
+        st.record(0, 1, result(false));
+        assert!(!st.unsettled());
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 1)]);
+    }
+
+    #[test]
+    fn director_readdquiescent_no_applies_to_maintenance_too_and_survives_a_reload() {
+        let mut st = state(&format!("quiescent=yes\n{SEED}"));
+        st.record(0, 0, result(true));
+        st.record(0, 1, result(true));
+        let files: BTreeSet<String> = ["192.168.1.61".to_string()].into();
+        assert_eq!(st.set_maintenance(&files).len(), 1);
+        assert!(st.unsettled());
+        st.settle_quiescent(&|_, a| a.ip() != &Ipv4Addr::new(192, 168, 1, 61));
+        assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
+        // The same file again: the real server kept by the reload stays left out.
+        let report = st.reconfigure(state(&format!("quiescent=yes\n{SEED}")));
+        assert_eq!(report.kept.len(), 2);
+        assert!(st.services[0].reals[0].left_out);
+        assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
+    }
+
+    #[test]
+    fn director_fork_gives_each_virtual_service_its_own_checkinterval() {
+        let two = "checkinterval=7\nvirtual=192.168.1.199:80\n\treal=192.168.1.61:80 gate\n\tcheckinterval=3\n\tchecktype=connect\n\
+            virtual=192.168.1.199:443\n\treal=192.168.1.61:443 gate\n\tchecktype=connect\n";
+        // fork=no (the default): one interval for all, the global one (as ldirectord).
+        let st = state(two);
+        let iv: Vec<Duration> = st.services.iter().map(|s| s.checkinterval).collect();
+        assert_eq!(iv, vec![Duration::from_secs(7), Duration::from_secs(7)]);
+        // fork=yes: a checker per virtual service, each at its own checkinterval.
+        let st = state(&format!("fork=yes\n{two}"));
+        let iv: Vec<Duration> = st.services.iter().map(|s| s.checkinterval).collect();
+        assert_eq!(iv, vec![Duration::from_secs(3), Duration::from_secs(7)]);
     }
 
     #[test]
