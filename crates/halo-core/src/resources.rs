@@ -1902,8 +1902,9 @@ impl Resources {
         };
         let g = &self.groups[i];
         let mine = rank_of(g, &self.me);
+        // A leaving peer starts nothing and, shutting down, no longer answers: not waited for.
         let peers: Vec<(&String, &PeerRsc)> =
-            self.peers.iter().filter(|(n, p)| (view.alive)(n) && p.halo).collect();
+            self.peers.iter().filter(|(n, p)| (view.alive)(n) && p.halo && !p.leaving).collect();
         if let Some((better, _)) =
             peers.iter().find(|(n, p)| p.intends.contains(&key) && rank_of(g, n) < mine)
         {
