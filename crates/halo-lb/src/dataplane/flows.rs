@@ -17,12 +17,20 @@
 //!
 //! Not covered: LVS-NAT connections without persistence are held by conntrack alone, not by a
 //! halo set, so they are not synced (conntrackd's job; see the issue notes).
+//!
+//! The same sets give LVS-DR services their connection counts and `-c` list ([`dr_flows`],
+//! [`dr_count`], [`dr_connections`]): conntrack never sees a DR connection, but every one of
+//! them is an element of its real server's flow set.
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use serde_json::{json, Value};
+
+use super::{Protocol, ServiceKey, DR_TCP_FLOW_TIMEOUT_S, DR_UDP_FLOW_TIMEOUT_S};
+use crate::conntrack::Conns;
 
 /// One dynamic set of a director table and its elements.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +80,142 @@ pub fn export(listing: &Value) -> Vec<FlowSet> {
         out.push(FlowSet { name: name.to_string(), elems });
     }
     out
+}
+
+// ------------------------------------------------------------------------------------------
+// DR connections from the flow sets
+
+/// How long after its last packet a DR TCP flow still counts as `ActiveConn`.
+///
+/// A flow set element carries no TCP state (the director only sees the client's packets, and
+/// the set only records when the last one passed: the element's timeout is refreshed by every
+/// packet), so halo tells active from inactive by the time since that last packet: a TCP flow
+/// that saw a packet within the last 120 s (IPVS's `FIN_WAIT`/`TIME_WAIT` timeout) is active
+/// (state `ESTABLISHED` in `-c`), an older one is inactive (state `IDLE`, halo's own name:
+/// closed, or open but quiet) until it expires [`DR_TCP_FLOW_TIMEOUT_S`] after its last
+/// packet. So a closed connection stays in `ActiveConn` for up to 2 minutes and an open one
+/// idle for longer than 2 minutes shows in `InActConn`. UDP flows are all `InActConn` (state
+/// `UDP`), as IPVS counts them.
+pub const DR_ACTIVE_IDLE_S: u64 = 120;
+
+/// One element of a DR service's flow or persistence set, read back from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DrFlow {
+    pub service: ServiceKey,
+    pub real: SocketAddrV4,
+    /// The client address and source port; for a persistence template (a DR service with
+    /// `persistent`), the masked client address and port 0, as `ipvsadm -c` shows templates.
+    pub client: SocketAddrV4,
+    /// A persistence template: it binds a client to the real server, it is no connection
+    /// (IPVS does not count templates in `ActiveConn`/`InActConn` either).
+    pub template: bool,
+    /// Seconds left before the element expires.
+    pub expires_s: u64,
+}
+
+impl DrFlow {
+    /// Seconds since the flow's last packet (its set's timeout less the time it has left).
+    pub fn idle_s(&self) -> u64 {
+        let timeout = match self.service.protocol {
+            Protocol::Tcp => DR_TCP_FLOW_TIMEOUT_S,
+            Protocol::Udp => DR_UDP_FLOW_TIMEOUT_S,
+        };
+        u64::from(timeout).saturating_sub(self.expires_s)
+    }
+
+    /// Counts in `ActiveConn` (see [`DR_ACTIVE_IDLE_S`]).
+    pub fn active(&self) -> bool {
+        !self.template && self.service.protocol == Protocol::Tcp && self.idle_s() < DR_ACTIVE_IDLE_S
+    }
+
+    /// The state column of `ipvsadm -L -c` (see [`DR_ACTIVE_IDLE_S`]).
+    pub fn state(&self) -> &'static str {
+        match (self.template, self.service.protocol) {
+            (true, _) => "NONE",
+            (false, Protocol::Udp) => "UDP",
+            (false, Protocol::Tcp) if self.active() => "ESTABLISHED",
+            (false, Protocol::Tcp) => "IDLE",
+        }
+    }
+}
+
+/// `aff_tcp_10_0_0_1_80_10_0_0_11_80` → (tcp:10.0.0.1:80, 10.0.0.11:80).
+fn parse_set_name(name: &str) -> Option<(ServiceKey, SocketAddrV4)> {
+    let rest = name.strip_prefix("aff_")?;
+    super::nft::parse_counter_name(&format!("in_{rest}")).map(|(_, k, r)| (k, r))
+}
+
+/// An element's client: `{"concat": ["10.0.0.9", 40000]}` (a flow) or `"10.0.0.0"` (a
+/// persistence template, port 0).
+fn parse_client(val: &Value) -> Option<(SocketAddrV4, bool)> {
+    let addr = |v: &Value| v.as_str().and_then(|a| a.parse::<Ipv4Addr>().ok());
+    if let Some(a) = addr(val) {
+        return Some((SocketAddrV4::new(a, 0), true));
+    }
+    match val.get("concat").and_then(Value::as_array).map(Vec::as_slice) {
+        Some([a, p]) => {
+            let port = match p {
+                Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            }?;
+            Some((SocketAddrV4::new(addr(a)?, port), false))
+        }
+        _ => None,
+    }
+}
+
+/// The flows (and persistence templates) of the DR `services` in `sets` (as [`export`] reads
+/// them from the table), ordered by service, real server and client. Sets of other services
+/// (NAT persistence, services the caller did not name) and elements halo cannot read are
+/// left out.
+pub fn dr_flows(sets: &[FlowSet], services: &[ServiceKey]) -> Vec<DrFlow> {
+    let mut out = Vec::new();
+    for set in sets {
+        let Some((service, real)) = parse_set_name(&set.name) else { continue };
+        if !services.contains(&service) {
+            continue;
+        }
+        for e in &set.elems {
+            let Some((client, template)) = parse_client(&e.val) else { continue };
+            out.push(DrFlow { service, real, client, template, expires_s: e.expires_s });
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `ActiveConn`/`InActConn` per (virtual service, real server) of `flows` (see
+/// [`DR_ACTIVE_IDLE_S`]); templates are not counted.
+pub fn dr_count(flows: &[DrFlow]) -> BTreeMap<(ServiceKey, SocketAddrV4), Conns> {
+    let mut out: BTreeMap<(ServiceKey, SocketAddrV4), Conns> = BTreeMap::new();
+    for f in flows.iter().filter(|f| !f.template) {
+        let c = out.entry((f.service, f.real)).or_default();
+        if f.active() {
+            c.active = c.active.saturating_add(1);
+        } else {
+            c.inactive = c.inactive.saturating_add(1);
+        }
+    }
+    out
+}
+
+/// `flows` as `ipvsadm -L -n -c` lists them (at most [`crate::conntrack::MAX_LISTED`]).
+pub fn dr_connections(flows: &[DrFlow]) -> Vec<crate::ipvsadm::Connection> {
+    use std::net::SocketAddr;
+    flows
+        .iter()
+        .take(crate::conntrack::MAX_LISTED)
+        .map(|f| crate::ipvsadm::Connection {
+            protocol: if f.service.protocol == Protocol::Tcp { "TCP" } else { "UDP" }.to_string(),
+            source: SocketAddr::V4(f.client),
+            virtual_addr: SocketAddr::V4(SocketAddrV4::new(f.service.vip, f.service.port)),
+            destination: SocketAddr::V4(f.real),
+            state: f.state().to_string(),
+            expires: u32::try_from(f.expires_s).unwrap_or(u32::MAX),
+            pe: None,
+        })
+        .collect()
 }
 
 struct Staged {
@@ -430,6 +574,85 @@ mod tests {
         );
         assert!(sets[1].elems.is_empty());
         assert_eq!(count(&sets), 1);
+    }
+
+    /// A table with two DR services (one TCP, one UDP), a persistent DR one and a NAT
+    /// persistence set, as `nft -j list table` writes it.
+    const DR_LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+      {"table": {"family": "ip", "name": "t", "handle": 1}},
+      {"set": {"family": "ip", "name": "aff_tcp_10_0_0_1_80_10_0_0_11_80", "table": "t",
+               "type": ["ipv4_addr", "inet_service"], "flags": ["timeout"], "timeout": 900,
+               "elem": [{"elem": {"val": {"concat": ["10.0.0.9", 40000]}, "expires": 899}},
+                        {"elem": {"val": {"concat": ["10.0.0.9", 40001]}, "expires": 781}},
+                        {"elem": {"val": {"concat": ["10.0.0.8", 5000]}, "expires": 779}}]}},
+      {"set": {"family": "ip", "name": "aff_tcp_10_0_0_1_80_10_0_0_12_80", "table": "t",
+               "type": ["ipv4_addr", "inet_service"], "flags": ["timeout"], "timeout": 900,
+               "elem": [{"elem": {"val": {"concat": ["10.0.0.7", "40002"]}, "expires": 900}},
+                        {"elem": {"val": {"concat": ["10.0.0.7", 70000]}, "expires": 900}},
+                        {"elem": {"val": {"concat": ["not an address", 1]}, "expires": 900}}]}},
+      {"set": {"family": "ip", "name": "aff_udp_10_0_0_1_53_10_0_0_11_53", "table": "t",
+               "type": ["ipv4_addr", "inet_service"], "flags": ["timeout"], "timeout": 300,
+               "elem": [{"elem": {"val": {"concat": ["10.0.0.9", 3333]}, "expires": 299}}]}},
+      {"set": {"family": "ip", "name": "aff_tcp_10_0_0_2_443_10_0_0_11_443", "table": "t",
+               "type": "ipv4_addr", "flags": ["timeout"], "timeout": 600,
+               "elem": [{"elem": {"val": "10.0.0.0", "expires": 590}}]}},
+      {"set": {"family": "ip", "name": "aff_tcp_10_0_0_3_80_10_0_0_21_8080", "table": "t",
+               "type": "ipv4_addr", "flags": ["timeout"], "timeout": 600,
+               "elem": [{"elem": {"val": "10.0.0.0", "expires": 590}}]}},
+      {"set": {"family": "ip", "name": "aff_bogus", "table": "t", "type": "ipv4_addr",
+               "elem": [{"elem": {"val": "10.0.0.0", "expires": 5}}]}}]}"#;
+
+    fn key(protocol: Protocol, vip: &str, port: u16) -> ServiceKey {
+        ServiceKey { protocol, vip: vip.parse().unwrap(), port }
+    }
+
+    fn sa(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn flows_dr_counts_per_real_server_from_the_flow_sets() {
+        let v: Value = serde_json::from_str(DR_LISTING).unwrap();
+        let web = key(Protocol::Tcp, "10.0.0.1", 80);
+        let dns = key(Protocol::Udp, "10.0.0.1", 53);
+        let tls = key(Protocol::Tcp, "10.0.0.2", 443);
+        // The NAT service 10.0.0.3:80 is not named: its persistence set is no DR flow.
+        let flows = dr_flows(&export(&v), &[web, dns, tls]);
+        assert_eq!(flows.len(), 6, "{flows:#?}");
+        let counts = dr_count(&flows);
+        // r1: one flow with a packet 1 s ago, one 119 s ago (active), one 121 s ago (idle).
+        assert_eq!(counts[&(web, sa("10.0.0.11:80"))], Conns { active: 2, inactive: 1 });
+        // r2: the port written as a string is read; 70000 and a bad address are skipped.
+        assert_eq!(counts[&(web, sa("10.0.0.12:80"))], Conns { active: 1, inactive: 0 });
+        // UDP: always inactive, as IPVS counts it.
+        assert_eq!(counts[&(dns, sa("10.0.0.11:53"))], Conns { active: 0, inactive: 1 });
+        // A persistence template is listed but not counted.
+        assert!(!counts.contains_key(&(tls, sa("10.0.0.11:443"))), "{counts:?}");
+        assert_eq!(counts.len(), 3);
+        let idle = flows.iter().find(|f| f.client == sa("10.0.0.8:5000")).unwrap();
+        assert_eq!((idle.idle_s(), idle.state()), (121, "IDLE"));
+    }
+
+    #[test]
+    fn flows_dr_connections_list_like_ipvsadm_c() {
+        let v: Value = serde_json::from_str(DR_LISTING).unwrap();
+        let web = key(Protocol::Tcp, "10.0.0.1", 80);
+        let dns = key(Protocol::Udp, "10.0.0.1", 53);
+        let tls = key(Protocol::Tcp, "10.0.0.2", 443);
+        let conns = dr_connections(&dr_flows(&export(&v), &[web, dns, tls]));
+        let model = crate::ipvsadm::Model { connections: conns, ..Default::default() };
+        let text = crate::ipvsadm::list_conn(&model);
+        let expected = "IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 12:59  IDLE        10.0.0.8:5000      10.0.0.1:80        10.0.0.11:80
+TCP 14:59  ESTABLISHED 10.0.0.9:40000     10.0.0.1:80        10.0.0.11:80
+TCP 13:01  ESTABLISHED 10.0.0.9:40001     10.0.0.1:80        10.0.0.11:80
+TCP 15:00  ESTABLISHED 10.0.0.7:40002     10.0.0.1:80        10.0.0.12:80
+TCP 09:50  NONE        10.0.0.0:0         10.0.0.2:443       10.0.0.11:443
+UDP 04:59  UDP         10.0.0.9:3333      10.0.0.1:53        10.0.0.11:53
+";
+        assert_eq!(text, expected);
+        assert!(dr_flows(&export(&v), &[]).is_empty(), "no DR service, no flows");
     }
 
     #[test]

@@ -30,6 +30,9 @@
 //!   the apply after they expire removes it. (With persistence the set is the persistence
 //!   set, refreshed by every packet, and a removed real server's set goes at once: its
 //!   clients are rescheduled, as IPVS invalidates templates of a deleted destination.)
+//!   The flow sets are also where DR connections are counted (`ActiveConn`/`InActConn`) and
+//!   listed (`-c`): see [`flows::dr_flows`] and [`flows::DR_ACTIVE_IDLE_S`] (the sets carry
+//!   no TCP state: a TCP flow is active while its last packet is recent).
 //! * Persistence (`persistent` + `netmask`): a dynamic set per real server of masked client
 //!   addresses, with the persistence timeout, refreshed by each new connection (NAT) or each
 //!   packet (DR). A client whose masked address is in a real server's set goes there, even if

@@ -516,3 +516,52 @@ fn dataplane_direct_routing_with_persistence() {
         assert_eq!(again, first, "each client stays on its real server");
     }
 }
+
+#[test]
+fn dataplane_direct_routing_connection_counts_from_the_flow_sets() {
+    if !can_run("dataplane_direct_routing_connection_counts_from_the_flow_sets") {
+        return;
+    }
+    let mut bed = Bed::new();
+    bed.dr_reals();
+    bed.tcp_server("r1", 80);
+    bed.tcp_server("r2", 80);
+    let plane = bed.plane();
+    let key = ServiceKey { protocol: Protocol::Tcp, vip: VIP, port: 80 };
+    plane.apply(&Desired { services: vec![service(80, "rr", Forward::Gate, &[1, 1])] }).expect("apply");
+    assert!(plane.dr_flows(&[key]).expect("flows").is_empty(), "no connection yet");
+    // Four connections held open through the VIP, each asked which real server it reached.
+    let mut conns: Vec<Conn> = (0..4).map(|_| bed.connect(CLIENT, 80)).collect();
+    let mut reached = std::collections::BTreeMap::new();
+    for c in &mut conns {
+        let name = c.ask();
+        let real = SocketAddrV4::new(if name == "r1" { R1 } else { R2 }, 80);
+        let SocketAddr::V4(local) = c.w.local_addr().expect("local address") else { panic!("IPv4") };
+        reached.insert(local, real);
+    }
+    let flows = plane.dr_flows(&[key]).expect("flows");
+    let counts = flows::dr_count(&flows);
+    let of = |ip| counts.get(&(key, SocketAddrV4::new(ip, 80))).copied().unwrap_or_default();
+    // rr over two real servers: two each, all with a packet just now, so all active.
+    assert_eq!(
+        (of(R1), of(R2)),
+        (
+            crate::conntrack::Conns { active: 2, inactive: 0 },
+            crate::conntrack::Conns { active: 2, inactive: 0 }
+        ),
+        "{flows:#?}"
+    );
+    // `-c`: the four connections, each with the real server that answered it.
+    let listed = flows::dr_connections(&flows);
+    assert_eq!(listed.len(), 4, "{listed:#?}");
+    for c in &listed {
+        let SocketAddr::V4(client) = c.source else { panic!("IPv4") };
+        assert_eq!(Some(&c.destination), reached.get(&client).map(|r| SocketAddr::V4(*r)).as_ref(), "{c:?}");
+        assert_eq!((c.protocol.as_str(), c.state.as_str()), ("TCP", "ESTABLISHED"));
+        assert_eq!(c.virtual_addr, SocketAddr::V4(SocketAddrV4::new(VIP, 80)));
+        assert!(c.expires > 800 && c.expires <= 900, "{c:?}");
+    }
+    // Another DR service's flows are not these.
+    let other = ServiceKey { port: 81, ..key };
+    assert!(plane.dr_flows(&[other]).expect("flows").is_empty());
+}

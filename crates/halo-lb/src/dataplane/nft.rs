@@ -309,6 +309,13 @@ impl NftDataPlane {
         }
     }
 
+    /// The flows (and persistence templates) of the DR `services` in the table, for their
+    /// `ActiveConn`/`InActConn` and the `-c` list (see [`super::flows::dr_flows`] and
+    /// [`super::flows::DR_ACTIVE_IDLE_S`]); empty when there is no table.
+    pub fn dr_flows(&self, services: &[ServiceKey]) -> Result<Vec<super::flows::DrFlow>, Error> {
+        Ok(super::flows::dr_flows(&self.export_flows()?, services))
+    }
+
     /// Deletes the table (a clean stop); false when there was none.
     pub fn remove(&self) -> Result<bool, Error> {
         if !self.exists()? {
@@ -402,7 +409,7 @@ fn real_tag(k: &ServiceKey, r: SocketAddrV4) -> String {
 }
 
 /// `in_tcp_10_0_0_1_80_10_0_0_11_8080` → ("in", tcp:10.0.0.1:80, 10.0.0.11:8080).
-fn parse_counter_name(name: &str) -> Option<(&'static str, ServiceKey, SocketAddrV4)> {
+pub(super) fn parse_counter_name(name: &str) -> Option<(&'static str, ServiceKey, SocketAddrV4)> {
     let (dir, rest) =
         if let Some(r) = name.strip_prefix("in_") { ("in", r) } else { ("out", name.strip_prefix("out_")?) };
     let f: Vec<&str> = rest.split('_').collect();
