@@ -249,7 +249,8 @@ pub struct Globals {
     pub fallback6: Option<Fallback>,
     /// Run as `cmd start|stop VIP:PORT tcp|udp|fwm` when all reals go down / one comes back.
     pub fallbackcommand: Option<String>,
-    /// Default `/var/log/ldirectord.log`.
+    /// Default `/var/log/ldirectord.log`. halo's director writes its lines there too, in
+    /// ldirectord's format, or to syslog as `ldirectord` for a facility (unless `supervised`).
     pub logfile: LogTarget,
     /// Alert recipients; empty means no mail.
     pub emailalert: Vec<String>,
@@ -262,14 +263,21 @@ pub struct Globals {
     /// Default **no**: that is what ldirectord's code (`set_defaults`) does, although its POD
     /// documents `yes`. halo follows the code, so an existing director behaves the same.
     pub quiescent: bool,
+    /// With `quiescent`, a failed real server missing from the kernel's table is added back
+    /// with weight 0 (yes) or left out until it comes up (no, the default).
     pub readdquiescent: bool,
     /// Default yes: delete the managed virtual services on exit.
     pub cleanstop: bool,
     /// Not checked for existence here (ldirectord only warns); the runtime reads it.
     pub maintenancedir: Option<PathBuf>,
+    /// One checker per virtual service: only then does a virtual service's own
+    /// `checkinterval` count ([`VirtualService::effective_checkinterval`]).
     pub fork: bool,
+    /// ldirectord logs to stdout instead of its logfile; halo's director logs to halo's log
+    /// only (halo is the daemon, its log is that stdout).
     pub supervised: bool,
-    /// Other ldirectord configurations started, stopped and reloaded with this one.
+    /// Other ldirectord configurations started, stopped and reloaded with this one (names
+    /// looked up as ldirectord does: `<dir>/CFG`, `<dir>/conf/CFG`, then as written).
     pub execute: Vec<String>,
     /// halo extension (ldirectord has no such directive): a command run, through `sh -c`,
     /// for every change of a real server, one at a time in the order of the changes, with

@@ -1131,6 +1131,20 @@ fn checkinterval_per_virtual_needs_fork() {
     assert_eq!(cfg.virtuals[1].effective_checkinterval(&cfg.global), 20);
 }
 
+#[test]
+fn checkinterval_without_fork_warns_with_the_files_own_name_and_line() {
+    // An executed configuration (execute=web.cf) is read with its own name in messages.
+    let (cfg, w) = parse_ldirectord_cf(
+        Path::new("/etc/ha.d/conf/web.cf"),
+        "checkinterval=7\nvirtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\tcheckinterval=2\n",
+    )
+    .expect("parses");
+    let w: Vec<String> = w.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("/etc/ha.d/conf/web.cf:4: checkinterval in virtual service tcp:10.0.0.1:80 is ignored when fork=no"), "{w:?}");
+    assert_eq!(cfg.virtuals[0].effective_checkinterval(&cfg.global), 7);
+}
+
 // --- the seed as printed ---------------------------------------------------------------------
 
 /// Seed 002's ldirectord.cf exactly as the article prints it (with `$VIP`, `$RIP1`, `$RIP2`
