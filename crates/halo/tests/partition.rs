@@ -601,6 +601,78 @@ fn a_healed_partition_is_in_the_split_brain_history_and_survives_a_restart() {
     assert!(text.contains(&key), "{text}");
 }
 
+/// The measured Heartbeat failure: a machine stall longer than deadtime (there, a
+/// ~100 ms stall at keepalive 20 ms / deadtime 50 ms) made both nodes hold the VIP, and
+/// Heartbeat 3.0.6 never resolved it. Here n1's daemon is stopped (SIGSTOP) until the
+/// others have declared it dead and n2 has taken the VIP, then continued: n1 must not
+/// declare the others dead on waking (it knows it was late), the double holding must end
+/// — n2 seized, so n2 gives up — and the episode is in the split-brain history. Printed:
+/// the stall and how long two nodes held the VIP after it (the bound: a deadtime).
+#[test]
+fn a_stall_longer_than_deadtime_ends_in_one_owner_after_the_stall() {
+    let Some(mut tb) = Testbed::for_test("ptst") else { return };
+    for (i, n) in NODES.iter().enumerate() {
+        tb.add_host(n, &format!("10.79.0.{}/16", i + 1)).unwrap();
+    }
+    tb.add_host("client", "10.79.0.9/16").unwrap();
+    let mut c = Cluster { tb };
+    let dirs: Vec<PathBuf> = NODES.iter().map(|n| c.config(n, "")).collect();
+    let mut pids = Vec::new();
+    for (n, d) in NODES.iter().zip(&dirs) {
+        pids.push(c.tb.start_halo(n, Path::new(HALO), d).unwrap().0);
+    }
+    apply_cuts(&c.tb, &BTreeSet::new());
+    let mut watch = Watch::start(&c.tb);
+    if wait_for(Duration::from_secs(20), || (c.all_active() && watch.served_by() == Some("n1")).then_some(()))
+        .is_none()
+    {
+        panic!("initial acquisition: owners {:?}\n{}", watch.owners(), c.tails());
+    }
+    // Past the first 5 s, in which a node advertises deadtime + 2 s (as Heartbeat does).
+    std::thread::sleep(Duration::from_millis(5500));
+    let n1 = nix::unistd::Pid::from_raw(pids[0] as i32);
+    let stalled = Instant::now();
+    nix::sys::signal::kill(n1, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let dead = wait_for(Duration::from_secs(20), || c.log("n2").contains("node n1: is dead").then_some(()));
+    let dead_ms = stalled.elapsed().as_millis() as u64;
+    let took =
+        dead.and_then(|_| wait_for(Duration::from_secs(20), || watch.owners().contains(&"n2").then_some(())));
+    let stall_ms = stalled.elapsed().as_millis() as u64;
+    let resumed = unix_ms();
+    nix::sys::signal::kill(n1, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(took.is_some(), "n2 takes the VIP while n1 is stopped: {:?}\n{}", watch.owners(), c.tails());
+    assert!(watch.owners().contains(&"n1"), "n1's address stayed up while its daemon was stopped");
+    let one = wait_for(Duration::from_secs(30), || {
+        (watch.owners() == ["n1"] && watch.served_by() == Some("n1")).then_some(())
+    });
+    assert!(one.is_some(), "n1 alone holds and serves the VIP: {:?}\n{}", watch.owners(), c.tails());
+    // How long after the stall ended two nodes still held the VIP (checker samples).
+    let last_double = watch
+        .samples
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _, owners)| *t >= resumed && *owners > 1)
+        .map(|(t, _, _)| *t)
+        .max();
+    let double_after_ms = last_double.map_or(0, |t| t - resumed);
+    watch.stop();
+    eprintln!(
+        "stall: n1 stopped {stall_ms} ms (deadtime {DEADTIME_MS} ms; declared dead by n2 after {dead_ms} ms); two owners for {double_after_ms} ms after it ended"
+    );
+    let log1 = c.log("n1");
+    assert!(log1.contains("halo itself was late by"), "n1 knows it was late:\n{log1}");
+    assert!(
+        !log1.contains("node n2: is dead") && !log1.contains("node n3: is dead"),
+        "n1 declares nobody dead for its own stall:\n{log1}"
+    );
+    let (v2, _) = halo_status(&c, "n2", true).unwrap();
+    let e = v2["split_brains"].as_array().and_then(|l| l.first()).unwrap_or_else(|| panic!("n2: {v2:#}"));
+    assert!(!e["resolved"].is_null(), "resolved: {e}");
+    assert_eq!(strs(&e["kept_by"]), ["n1"], "{e}");
+    assert_eq!(strs(&e["released_by"]), ["n2"], "{e}");
+}
+
 /// The fenced variant's STONITH plugin: an external/ script that asks the testbed's power
 /// switch to power a node off and waits for it to say the node is off. The switch is a
 /// thread of the test (see [`Switch`]): like a switch on a management network it is always
