@@ -49,7 +49,8 @@
 //!   check did not change keeping their health, counters and rhythm.
 //! * status: running iff the director thread runs.
 //! * `halo lvs`: [`Director::lvs_json`] (blocking: it reads the nft counters and, for NAT
-//!   services, dumps conntrack for `ActiveConn`/`InActConn` and the `-c` connection list)
+//!   services, dumps conntrack for `ActiveConn`/`InActConn` and the `-c` connection list;
+//!   for DR services on nftables, reads them from the plane's flow sets)
 //!   gives the ipvsadm views of what runs, and the health of every real server.
 //!
 //! One director per configuration file; each has its own table (`halo_lb` for
@@ -695,7 +696,7 @@ impl Director {
                 .filter(|s| s.service.forward == Forward::Masq)
                 .map(|s| s.service.key)
                 .collect();
-            let (conns, conntrack_error) = if let Some(k) = ipvs {
+            let (mut conns, conntrack_error) = if let Some(k) = ipvs {
                 match k {
                     Ok(k) => (Director::ipvs_counts(&k), None),
                     Err(e) => (BTreeMap::new(), Some(e)),
@@ -711,6 +712,24 @@ impl Director {
                     Err(e) => (BTreeMap::new(), Some(e.to_string())),
                 }
             };
+            // DR connections on nftables, from the plane's flow sets (see
+            // halo_lb::dataplane::flows::DR_ACTIVE_IDLE_S for active and inactive).
+            let dr: Vec<ServiceKey> = st
+                .services
+                .iter()
+                .filter(|s| s.service.forward == Forward::Gate)
+                .map(|s| s.service.key)
+                .collect();
+            let mut flows_error = None;
+            if let (DataPlane::Nft(p), false) = (&inst.shared.plane, dr.is_empty()) {
+                match p.dr_flows(&dr) {
+                    Ok(f) => {
+                        conns.extend(halo_lb::dataplane::flows::dr_count(&f));
+                        m.connections.extend(halo_lb::dataplane::flows::dr_connections(&f));
+                    }
+                    Err(e) => flows_error = Some(format!("table ip {}: {e}", p.table())),
+                }
+            }
             for s in m.services.iter_mut().filter(|_| !on_ipvs) {
                 let ipvsadm::ServiceKey::Addr { addr: std::net::SocketAddr::V4(va), protocol } = s.key else {
                     continue;
@@ -791,6 +810,7 @@ impl Director {
                 "dataplane": inst.shared.plane.name(),
                 "daemon_status": inst.shared.status().name(),
                 "conntrack_error": conntrack_error,
+                "flows_error": flows_error,
                 "autoreload": st.global.autoreload,
                 "maintenancedir": st.global.maintenancedir.as_ref().map(|d| d.display().to_string()),
                 "alerts_pending_repeat": lock(&inst.shared.alerter).pending(),

@@ -472,13 +472,13 @@ pub fn director_metrics(lvs: &Value) -> String {
         (
             "halo_real_server_active_connections",
             "gauge",
-            "Active connections to each real server (IPVS, or conntrack for NAT; 0 for DR on nftables).",
+            "Active connections to each real server (IPVS; on nftables conntrack for NAT, the flow sets for DR).",
             |r| r.get("active_conns").and_then(|x| x.as_f64()),
         ),
         (
             "halo_real_server_inactive_connections",
             "gauge",
-            "Inactive connections to each real server (IPVS, or conntrack for NAT).",
+            "Inactive connections to each real server (IPVS; on nftables conntrack for NAT, the flow sets for DR).",
             |r| r.get("inact_conns").and_then(|x| x.as_f64()),
         ),
     ];

@@ -256,13 +256,15 @@ fn seed_002_director_direct_routing_health_checks_and_failover() {
     assert_eq!((count(&seen, "N1"), count(&seen, "N2")), (3, 3), "{seen:?}\n{}", c.logs());
     assert!(seen.windows(2).all(|w| w[0] != w[1]), "rr alternates: {seen:?}");
 
-    // halo lvs: ipvsadm -L -n byte for byte (n1 is the director itself: Local).
+    // halo lvs: ipvsadm -L -n byte for byte (n1 is the director itself: Local). The six
+    // fetches are counted from the DR flow sets: closed a moment ago, but without TCP state
+    // a flow counts as active for 2 minutes after its last packet (DR_ACTIVE_IDLE_S).
     assert_eq!(
         c.lvs("n1", &[]),
         format!(
             "{HEADER}TCP  {VIP}:80 rr\n  \
-             -> 10.79.0.1:80                 Local   1      0          0         \n  \
-             -> 10.79.0.2:80                 Route   1      0          0         \n"
+             -> 10.79.0.1:80                 Local   1      3          0         \n  \
+             -> 10.79.0.2:80                 Route   1      3          0         \n"
         )
     );
     assert_eq!(c.lvs("n1", &["-L", "-n"]), c.lvs("n1", &[]));
@@ -283,10 +285,22 @@ fn seed_002_director_direct_routing_health_checks_and_failover() {
     assert!(
         rate.contains("\nProt LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n")
     );
-    assert_eq!(
-        c.lvs("n1", &["-c"]),
-        "IPVS connection entries\npro expire state       source             virtual            destination\n"
+    // -c: the six fetches, from the client, each with its real server.
+    let list = c.lvs("n1", &["-c"]);
+    assert!(
+        list.starts_with(
+            "IPVS connection entries\npro expire state       source             virtual            destination\n"
+        ),
+        "{list}"
     );
+    let rows: Vec<Vec<&str>> = list.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 6, "{list}");
+    for r in &rows {
+        assert_eq!((r[0], r[2], r[4]), ("TCP", "ESTABLISHED", "10.79.0.100:80"), "{list}");
+    }
+    for real in ["10.79.0.1:80", "10.79.0.2:80"] {
+        assert_eq!(rows.iter().filter(|r| r[5] == real).count(), 3, "{list}");
+    }
     // n2 runs no director: an empty table.
     assert_eq!(c.lvs("n2", &[]), HEADER);
 
@@ -362,10 +376,12 @@ fn seed_002_director_direct_routing_health_checks_and_failover() {
     c.until(Duration::from_secs(10), "the client is served by N2", || c.fetch().as_deref() == Some("N2"));
     let seen = c.fetches(4);
     assert_eq!(count(&seen, "N2"), 4, "{seen:?}\n{}", c.logs());
-    assert_eq!(
-        c.lvs("n2", &[]),
-        format!("{HEADER}TCP  {VIP}:80 rr\n  -> 10.79.0.2:80                 Local   1      0          0         \n")
-    );
+    // Every fetch n2 served since it took over is an active DR flow (at least the four).
+    let t = c.lvs("n2", &[]);
+    let real = format!("{HEADER}TCP  {VIP}:80 rr\n  -> 10.79.0.2:80                 Local   1      ");
+    let counts: Vec<u32> =
+        t.strip_prefix(&real).unwrap_or_default().split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    assert!(counts.len() == 2 && counts[0] >= 4 && counts[1] == 0, "{t}");
 
     // A graceful stop of the cut n1 releases its group: the director's table goes.
     c.tb.stop(p1, nix::sys::signal::Signal::SIGTERM).unwrap();
