@@ -168,7 +168,9 @@ fn parse_client(val: &Value) -> Option<(SocketAddrV4, bool)> {
 /// The flows (and persistence templates) of the DR `services` in `sets` (as [`export`] reads
 /// them from the table), ordered by service, real server and client. Sets of other services
 /// (NAT persistence, services the caller did not name) and elements halo cannot read are
-/// left out.
+/// left out. A DR service with `persistent` has no flow set, only its persistence set (one
+/// element per masked client address, not per connection): its connections are not counted
+/// (`ActiveConn`/`InActConn` stay 0) and `-c` lists its templates only.
 pub fn dr_flows(sets: &[FlowSet], services: &[ServiceKey]) -> Vec<DrFlow> {
     let mut out = Vec::new();
     for set in sets {
