@@ -32,6 +32,7 @@
 //! the reason "not implemented", so that a configuration using it is never trusted blindly;
 //! `checktype=external` with Oracle's own client is the way to check one.
 
+mod connector;
 mod crypto;
 mod dns;
 mod external;

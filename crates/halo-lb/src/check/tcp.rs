@@ -3,15 +3,13 @@
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UdpSocket;
 
-use super::io::{close_with_reset, connect_tcp, read_line, trim_eol};
+use super::io::{connect_tcp, read_line, trim_eol};
 use super::{printable, CheckSpec, Outcome, Transport, MAX_READ};
 
-/// Up iff a TCP connection to the real server is established (and closed at once, with a
-/// reset: see [`close_with_reset`]).
+/// Up iff a TCP connection to the real server is established (and reset at once, from a
+/// reused socket: see [`super::connector`]).
 pub(crate) async fn connect(spec: &CheckSpec) -> Outcome {
-    let stream = connect_tcp(spec.target).await?;
-    close_with_reset(&stream);
-    drop(stream);
+    super::connector::connect_and_reset(spec.target).await?;
     Ok(format!("connected to {}", spec.target))
 }
 
