@@ -56,6 +56,34 @@
 //! One director per configuration file; each has its own table (`halo_lb` for
 //! `ldirectord.cf`, `halo_lb_<name>` for another file).
 //!
+//! ldirectord's global directives about the daemon itself (spec §7.1, §7.3):
+//! * `logfile`: every director line (real server added, deleted, quiesced, fallback, reload,
+//!   start, stop: what halo logs as `director: …` at info and above) also goes where
+//!   ldirectord would write it ([`LdLog`]): appended to the file as `[<localtime>|<CFGNAME>|<pid>]
+//!   <message>` (default `/var/log/ldirectord.log`; CFGNAME is `ldirectord` for a bare
+//!   `ldirectord` word, else the file's name as written, as ldirectord names it), or, for a
+//!   facility name, to syslog (ident `ldirectord`, that facility, level info). A file that
+//!   cannot be opened draws one warning in halo's log, and the director runs on.
+//! * `supervised=yes`: ldirectord, not daemonized, logs `[<localtime>] <message>` to stdout
+//!   instead of its logfile. halo is the daemon and its own log (stdout or the journal under
+//!   systemd, ha.cf's `logfile`) is that stdout: the director's lines go to halo's log only,
+//!   no logfile.
+//! * `readdquiescent`: with `quiescent=yes`, a real server that goes down while missing from
+//!   the kernel's table (deleted with `ipvsadm -d` behind the director's back) is added back
+//!   with weight 0 (`yes`) or left out until it comes up (`no`, the default): the applier
+//!   reads the IPVS table before it applies (halo-lb's `settle_quiescent`). On nftables the
+//!   table is halo's alone and every apply rebuilds what is missing, so the case never arises.
+//! * `fork=yes`: ldirectord forks a checker per virtual service; halo's checks already run
+//!   per virtual service, and `fork=yes` lets each use its own `checkinterval`. Without it the
+//!   global `checkinterval` paces every service (the parser warns, with file:line, about a
+//!   virtual service's own `checkinterval`).
+//! * `execute = CFG`: ldirectord starts, stops and reloads another instance for CFG with this
+//!   one. halo runs a director for CFG (looked up as ldirectord does: `<config_dir>/CFG`,
+//!   `<config_dir>/conf/CFG`, then as written) with its own globals and table, started with
+//!   this one (every file read and checked first: an error in any names its file:line and
+//!   nothing starts), reloaded with it, stopped after it. One already running (its own
+//!   group) is left alone, as ldirectord's `start` of a running instance exits 0.
+//!
 //! Data plane: `dataplane = auto|nftables|ipvs` in ldirectord.cf (a halo extension; `auto`
 //! by default) picks it at start (`DataPlane::select`): `auto` drives the kernel's IPVS over
 //! generic netlink where the kernel has it, else nftables. With IPVS the director owns the
@@ -66,9 +94,9 @@
 //! stop of a director that does not run deletes the services its file names (left by a
 //! killed daemon). A changed `dataplane` takes effect at the next start, not on a reload.
 
-use halo_config::ldirectord_cf::DaemonStatus;
+use halo_config::ldirectord_cf::{DaemonStatus, Globals, LogTarget};
 use halo_host::group::Builtin;
-use halo_host::{Level, Logger};
+use halo_host::{Level, LogConfig, Logger};
 use halo_lb::alert::{self, Alerter, Event, EventKind, Mail, MailSettings};
 use halo_lb::check::{pace, Transition};
 use halo_lb::dataplane::{
@@ -101,6 +129,120 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// ldirectord's own log of one director (`logfile`, `supervised`; see the module
+/// documentation): where each director line goes besides halo's log.
+struct LdLog {
+    sink: LdSink,
+    /// ldirectord's CFGNAME, in each file line.
+    cfgname: String,
+    /// The file could not be opened: warned once (again after it worked in between).
+    failing: std::sync::atomic::AtomicBool,
+}
+
+enum LdSink {
+    /// `supervised=yes`: halo's log is the director's stdout; nothing more.
+    HaloOnly,
+    File(PathBuf),
+    /// A syslog facility: a logger of its own (ident `ldirectord`, syslog only).
+    Syslog(Logger),
+}
+
+impl LdLog {
+    /// The log `g` asks for. `syslog_socket` is `/dev/log` but in tests.
+    fn new(g: &Globals, cfgname: &str, syslog_socket: &Path) -> LdLog {
+        let sink = match (&g.logfile, g.supervised) {
+            (_, true) => LdSink::HaloOnly,
+            (LogTarget::File(p), false) => LdSink::File(p.clone()),
+            (LogTarget::Syslog(facility), false) => {
+                let cfg = LogConfig {
+                    facility: Some(facility.clone()),
+                    ident: "ldirectord".to_string(),
+                    syslog_socket: syslog_socket.to_path_buf(),
+                    ..LogConfig::default()
+                };
+                match Logger::new(cfg) {
+                    Ok(l) => LdSink::Syslog(l),
+                    Err(_) => LdSink::HaloOnly,
+                }
+            }
+        };
+        LdLog { sink, cfgname: cfgname.to_string(), failing: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    /// Writes one director line (`director: ` taken off, as ldirectord's lines have none):
+    /// to the file, opened per line as ldirectord does (so logrotate needs no signal), or
+    /// to syslog at level info. A file that cannot be opened is warned about once in halo's
+    /// log (`halo`).
+    fn write(&self, msg: &str, halo: &Logger) {
+        let msg = msg.strip_prefix("director: ").unwrap_or(msg);
+        match &self.sink {
+            LdSink::HaloOnly => {}
+            LdSink::Syslog(l) => l.log(Level::Info, msg),
+            LdSink::File(path) => {
+                use std::io::Write;
+                let line = format!("[{}|{}|{}] {msg}\n", perl_localtime(), self.cfgname, std::process::id());
+                let r = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(line.as_bytes()));
+                match r {
+                    Ok(()) => self.failing.store(false, Ordering::Relaxed),
+                    Err(e) => {
+                        if !self.failing.swap(true, Ordering::Relaxed) {
+                            halo.log(
+                                Level::Warn,
+                                &format!(
+                                    "director: cannot write ldirectord's logfile {}: {e}; its lines go to halo's log only",
+                                    path.display()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Same destination as `g` asks for?
+    fn same(&self, g: &Globals) -> bool {
+        match (&self.sink, &g.logfile, g.supervised) {
+            (LdSink::HaloOnly, _, true) => true,
+            (LdSink::File(a), LogTarget::File(b), false) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// ldirectord's CFGNAME for an `ldirectord[::FILE]` word: `ldirectord` without a file (its
+/// pid file is then `ldirectord.ldirectord.pid`), else the file's base name.
+fn cfgname(args: &[String]) -> String {
+    match args.first() {
+        None => "ldirectord".to_string(),
+        Some(f) => Path::new(f).file_name().map_or_else(|| f.clone(), |n| n.to_string_lossy().into_owned()),
+    }
+}
+
+/// The line of `text` (an ldirectord.cf) that says `execute = name`, for messages.
+fn execute_line(text: &str, name: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix("execute")
+                .and_then(|r| r.trim_start().strip_prefix('='))
+                .is_some_and(|v| v.split('#').next().unwrap_or("").trim().trim_matches('"') == name)
+        })
+        .map_or(0, |i| i + 1)
+}
+
+/// One configuration read and checked, not started yet.
+struct Loaded {
+    path: PathBuf,
+    cfgname: String,
+    mtime: Option<SystemTime>,
+    text: String,
+    state: DirectorState,
+}
+
 /// The directors of one daemon, one per configuration file.
 pub struct Director {
     config_dir: PathBuf,
@@ -110,6 +252,8 @@ pub struct Director {
 
 struct Instance {
     group: String,
+    /// The directors this one started for its `execute` lines (stopped and reloaded with it).
+    executed: Vec<PathBuf>,
     shared: Arc<Shared>,
     stop: tokio::sync::watch::Sender<bool>,
     thread: JoinHandle<()>,
@@ -144,6 +288,8 @@ struct Shared {
     fallback_ran: Mutex<HashMap<String, String>>,
     /// The outcome of the last reconfiguration, for `halo lvs --json`.
     last_reload: Mutex<Option<(SystemTime, Result<String, String>)>>,
+    /// ldirectord's own log (`logfile`, `supervised`).
+    ldlog: Mutex<LdLog>,
 }
 
 /// Alerts waiting for the `halo-alerts` thread.
@@ -252,8 +398,12 @@ fn alert_thread(mut rx: tokio::sync::mpsc::Receiver<AlertMsg>, logger: Arc<Logge
 }
 
 impl Shared {
+    /// halo's log, and at info and above ldirectord's (`logfile`, unless `supervised`).
     fn log(&self, level: Level, msg: &str) {
         self.logger.log(level, msg);
+        if level >= Level::Info {
+            lock(&self.ldlog).write(msg, &self.logger);
+        }
     }
 
     fn status(&self) -> DaemonStatus {
@@ -345,6 +495,13 @@ impl Shared {
                     self.plane
                 ),
             );
+        }
+        {
+            let mut ldlog = lock(&self.ldlog);
+            if !ldlog.same(&new.global) {
+                let cfgname = ldlog.cfgname.clone();
+                *ldlog = LdLog::new(&new.global, &cfgname, Path::new("/dev/log"));
+            }
         }
         let previous = std::mem::replace(&mut *lock(&self.status), DaemonStatus::Reloading);
         let mut report = {
@@ -472,10 +629,10 @@ impl Director {
     /// names, applies the table): call it off the heartbeat thread. Errs if no director runs
     /// for `config`.
     pub fn reconfigure(&self, config: &Path) -> Result<ReconfigureReport, String> {
-        let shared = lock(&self.instances)
+        let (shared, executed) = lock(&self.instances)
             .get(config)
             .filter(|i| !i.thread.is_finished())
-            .map(|i| Arc::clone(&i.shared))
+            .map(|i| (Arc::clone(&i.shared), i.executed.clone()))
             .ok_or_else(|| format!("no director runs for {}", config.display()))?;
         let r = shared.reconfigure();
         if let Err(e) = &r {
@@ -484,7 +641,53 @@ impl Director {
                 &format!("director: new configuration refused, the running one stays: {e}"),
             );
         }
+        // ldirectord's reload reloads the instances of its `execute` lines too.
+        for path in executed {
+            if let Err(e) = self.reconfigure(&path) {
+                shared.log(Level::Warn, &format!("director: execute {}: {e}", path.display()));
+            }
+        }
         r
+    }
+
+    /// Reads and checks `path`, then every configuration its `execute` lines name (and
+    /// theirs), before anything starts: an error in any refuses them all, with its
+    /// file:line. Returns `path`'s first, each file once; those already running are left out.
+    fn load_all(&self, path: &Path, args: &[String], log: Log) -> Result<Vec<Loaded>, String> {
+        let read = |path: &Path, cfgname: String, log: Log| -> Result<Loaded, String> {
+            let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let state = load_text(path, &text, log)?;
+            Ok(Loaded { path: path.to_path_buf(), cfgname, mtime, text, state })
+        };
+        let mut all = vec![read(path, cfgname(args), log)?];
+        let mut i = 0;
+        while i < all.len() {
+            let names = all[i].state.global.execute.clone();
+            for name in names {
+                let from = &all[i];
+                let target = self.config_path(std::slice::from_ref(&name))?;
+                if !target.is_file() {
+                    return Err(format!(
+                        "{}:{}: execute: no configuration {name} (looked for {}, {} and {name})",
+                        from.path.display(),
+                        execute_line(&from.text, &name),
+                        self.config_dir.join(&name).display(),
+                        self.config_dir.join("conf").join(&name).display(),
+                    ));
+                }
+                let running = lock(&self.instances).get(&target).is_some_and(|i| !i.thread.is_finished());
+                if running || all.iter().any(|l| l.path == target) {
+                    continue;
+                }
+                let loaded = read(&target, cfgname(std::slice::from_ref(&name)), log)
+                    .map_err(|e| format!("{e} (execute={name} of {})", from.path.display()))?;
+                all.push(loaded);
+            }
+            i += 1;
+        }
+        Ok(all)
     }
 
     fn start_inner(&self, group: &str, args: &[String], log: Log) -> Result<(), String> {
@@ -492,10 +695,32 @@ impl Director {
         if lock(&self.instances).get(&path).is_some_and(|i| !i.thread.is_finished()) {
             return Ok(());
         }
-        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let state = load_text(&path, &text, log)?;
+        let mut all = self.load_all(&path, args, log)?.into_iter();
+        let Some(main) = all.next() else { return Ok(()) };
+        let mut started: Vec<PathBuf> = Vec::new();
+        for other in all {
+            let p = other.path.clone();
+            if let Err(e) = self.start_one(group, other, Vec::new(), log) {
+                for q in started.iter().rev() {
+                    let _ = self.stop_path(q, log);
+                }
+                return Err(format!("execute: {e}"));
+            }
+            started.push(p);
+        }
+        if let Err(e) = self.start_one(group, main, started.clone(), log) {
+            for q in started.iter().rev() {
+                let _ = self.stop_path(q, log);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Starts the director of one configuration read by [`Director::load_all`].
+    fn start_one(&self, group: &str, loaded: Loaded, executed: Vec<PathBuf>, log: Log) -> Result<(), String> {
+        let Loaded { path, cfgname, mtime, text, state } = loaded;
+        let ldlog = LdLog::new(&state.global, &cfgname, Path::new("/dev/log"));
         let table = Director::table_for(&path);
         let choice = PlaneChoice::from(state.global.dataplane);
         let plane = DataPlane::select(choice, NftDataPlane::new(Nft::new()).with_table(table.clone()))
@@ -525,10 +750,20 @@ impl Director {
             stopped: std::sync::atomic::AtomicBool::new(false),
             seen: Mutex::new((mtime, text)),
             last_reload: Mutex::new(None),
+            ldlog: Mutex::new(ldlog),
             fallback_ran: Mutex::new(HashMap::new()),
             monitor,
             monitor_rx: Mutex::new(Some(monitor_rx)),
         });
+        // ldirectord's first line (halo's log has its own, from the executor).
+        lock(&shared.ldlog).write(
+            &format!(
+                "Starting halo's Linux Director for {} with pid: {}",
+                path.display(),
+                std::process::id()
+            ),
+            &shared.logger,
+        );
         {
             // ldirectord's start: every real server down, so each fallbackcommand starts.
             let st = lock(&shared.state);
@@ -557,6 +792,7 @@ impl Director {
         *lock(&shared.status) = DaemonStatus::Running;
         let inst = Instance {
             group: group.to_string(),
+            executed,
             shared,
             stop,
             thread,
@@ -569,6 +805,20 @@ impl Director {
 
     fn stop_inner(&self, args: &[String], log: Log) -> Result<(), String> {
         let path = self.config_path(args)?;
+        let executed = lock(&self.instances).get(&path).map(|i| i.executed.clone()).unwrap_or_default();
+        let r = self.stop_path(&path, log);
+        // Then the directors its `execute` lines started, as ldirectord stops them.
+        for p in executed {
+            if let Err(e) = self.stop_path(&p, log) {
+                log(Level::Warn, format!("director: execute {}: {e}", p.display()));
+            }
+        }
+        r
+    }
+
+    /// Stops the director of `path` (see the module documentation).
+    fn stop_path(&self, path: &Path, log: Log) -> Result<(), String> {
+        let path = path.to_path_buf();
         let inst = lock(&self.instances).remove(&path);
         let Some(inst) = inst else {
             // A table left by a daemon that was killed: nothing must forward any more.
@@ -605,7 +855,9 @@ impl Director {
                 let d = s.desired();
                 for (ri, r) in s.reals.iter().enumerate() {
                     if d.reals.iter().any(|x| x.addr == r.addr) {
-                        sh.alert(&st, &s.purge_event(ri, "stop"), &s.mail);
+                        let e = s.purge_event(ri, "stop");
+                        lock(&sh.ldlog).write(&e.message, &sh.logger);
+                        sh.alert(&st, &e, &s.mail);
                     }
                 }
             }
@@ -631,6 +883,10 @@ impl Director {
                 ),
             );
         }
+        lock(&sh.ldlog).write(
+            &format!("Linux Director Daemon terminated (halo's director for {} stopped)", path.display()),
+            &sh.logger,
+        );
         // The director thread is gone: this is the last reference, unless a reconfiguration
         // is under way on another thread (its alerts then finish on their own).
         if let Ok(sh) = Arc::try_unwrap(inst.shared) {
@@ -980,9 +1236,14 @@ fn director_thread(
                 }
                 _ = stop.changed() => break,
             }
-            let desired = lock(&shared.state).desired();
             let sh = Arc::clone(&shared);
-            match tokio::task::spawn_blocking(move || sh.plane.apply(&desired)).await {
+            match tokio::task::spawn_blocking(move || {
+                settle_quiescent(&sh);
+                let desired = lock(&sh.state).desired();
+                sh.plane.apply(&desired)
+            })
+            .await
+            {
                 Ok(Ok(changes)) if !changes.is_empty() => {
                     let what: Vec<String> = changes.iter().map(ToString::to_string).collect();
                     shared.log(Level::Debug, &format!("director: {}: {}", shared.plane, what.join(", ")));
@@ -1000,6 +1261,52 @@ fn director_thread(
         tasks.abort_all();
         side.abort_all();
     });
+}
+
+/// `readdquiescent=no`: real servers that went down (quiescent) while missing from the
+/// kernel's IPVS table are left out of it (halo-lb's `settle_quiescent`). Blocking (it reads
+/// the table): on the blocking pool, just before the apply. On nftables (halo's own table,
+/// which every apply rebuilds) nothing is ever missing.
+fn settle_quiescent(sh: &Shared) {
+    if !lock(&sh.state).unsettled() {
+        return;
+    }
+    let have: Option<BTreeSet<(ServiceKey, SocketAddrV4)>> = match sh.plane.kernel_model() {
+        Ok(Some(m)) => Some(
+            m.services
+                .iter()
+                .filter_map(|s| match s.key {
+                    ipvsadm::ServiceKey::Addr { protocol, addr: std::net::SocketAddr::V4(va) } => {
+                        let protocol = match protocol {
+                            ipvsadm::Protocol::Tcp => halo_lb::dataplane::Protocol::Tcp,
+                            ipvsadm::Protocol::Udp => halo_lb::dataplane::Protocol::Udp,
+                            ipvsadm::Protocol::Sctp => return None,
+                        };
+                        Some((ServiceKey { protocol, vip: *va.ip(), port: va.port() }, s))
+                    }
+                    _ => None,
+                })
+                .flat_map(|(key, s)| {
+                    s.dests.iter().filter_map(move |d| match d.addr {
+                        std::net::SocketAddr::V4(a) => Some((key, a)),
+                        std::net::SocketAddr::V6(_) => None,
+                    })
+                })
+                .collect(),
+        ),
+        Ok(None) => None,
+        Err(e) => {
+            sh.log(Level::Warn, &format!("director: readdquiescent: cannot read {}: {e}", sh.plane));
+            None
+        }
+    };
+    let left = lock(&sh.state).settle_quiescent(&|k, a| have.as_ref().is_none_or(|h| h.contains(&(k, a))));
+    for l in left {
+        sh.log(
+            Level::Info,
+            &format!("director: real server {l} went down while missing from {}: left out until it comes up (readdquiescent=no)", sh.plane),
+        );
+    }
 }
 
 /// One checking task per virtual service of the current configuration. A service whose
@@ -1391,5 +1698,185 @@ async fn config_watch_loop(shared: Arc<Shared>) {
                 shared.log(Level::Warn, &format!("director: callback: {e}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn globals(text: &str) -> Globals {
+        halo_config::parse_ldirectord_cf(Path::new("ldirectord.cf"), text).expect("parses").0.global
+    }
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("halo-ldlog-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// halo's own logger, writing to `dir/halo.log`.
+    fn halo_logger(dir: &Path) -> Logger {
+        Logger::new(LogConfig { logfile: Some(dir.join("halo.log")), ..LogConfig::default() }).unwrap()
+    }
+
+    /// `[Tue Dec  1 21:17:12 2026|CFG|PID] MSG`
+    fn is_ld_line(line: &str, cfgname: &str, msg: &str) -> bool {
+        let Some(rest) = line.strip_prefix('[') else { return false };
+        let Some((stamp, rest)) = rest.split_once('|') else { return false };
+        let want = format!("{cfgname}|{}] {msg}", std::process::id());
+        stamp.len() == 24 && stamp.as_bytes()[3] == b' ' && stamp[20..].parse::<u32>().is_ok() && rest == want
+    }
+
+    #[test]
+    fn ldlog_file_lines_are_ldirectords() {
+        let dir = tmpdir("file");
+        let file = dir.join("ld.log");
+        let g = globals(&format!("logfile=\"{}\"\n", file.display()));
+        let log = LdLog::new(&g, "ldirectord", Path::new("/nonexistent"));
+        let halo = halo_logger(&dir);
+        log.write("director: Added real server: 10.0.0.2:80 (10.0.0.1:80) (Weight set to 1)", &halo);
+        log.write("Deleted real server: 10.0.0.2:80 (10.0.0.1:80)", &halo);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            is_ld_line(
+                lines[0],
+                "ldirectord",
+                "Added real server: 10.0.0.2:80 (10.0.0.1:80) (Weight set to 1)"
+            ),
+            "{text}"
+        );
+        assert!(
+            is_ld_line(lines[1], "ldirectord", "Deleted real server: 10.0.0.2:80 (10.0.0.1:80)"),
+            "{text}"
+        );
+        // The default is ldirectord's.
+        assert!(
+            matches!(LdLog::new(&globals(""), "x", Path::new("/x")).sink, LdSink::File(p) if p == Path::new("/var/log/ldirectord.log"))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ldlog_unwritable_file_warns_once_in_halos_log() {
+        let dir = tmpdir("unwritable");
+        let file = dir.join("no-such-dir").join("ld.log");
+        let g = globals(&format!("logfile=\"{}\"\n", file.display()));
+        let log = LdLog::new(&g, "ldirectord.cf", Path::new("/nonexistent"));
+        let halo = halo_logger(&dir);
+        for _ in 0..3 {
+            log.write("director: Added real server: 10.0.0.2:80 (10.0.0.1:80) (Weight set to 1)", &halo);
+        }
+        assert!(!file.exists());
+        let text = std::fs::read_to_string(dir.join("halo.log")).unwrap();
+        let warnings: Vec<&str> =
+            text.lines().filter(|l| l.contains("cannot write ldirectord's logfile")).collect();
+        assert_eq!(warnings.len(), 1, "{text}");
+        assert!(warnings[0].contains("WARN") && warnings[0].contains(&file.display().to_string()), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ldlog_supervised_writes_no_logfile() {
+        let dir = tmpdir("supervised");
+        let file = dir.join("ld.log");
+        let g = globals(&format!("logfile=\"{}\"\nsupervised=yes\n", file.display()));
+        let log = LdLog::new(&g, "ldirectord", Path::new("/nonexistent"));
+        assert!(matches!(log.sink, LdSink::HaloOnly));
+        log.write(
+            "director: Added real server: 10.0.0.2:80 (10.0.0.1:80) (Weight set to 1)",
+            &halo_logger(&dir),
+        );
+        assert!(!file.exists(), "supervised=yes: the lines are halo's log's only");
+        assert!(log.same(&g));
+        assert!(!log.same(&globals(&format!("logfile=\"{}\"\n", file.display()))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ldlog_facility_goes_to_syslog_as_ldirectord_at_info() {
+        let dir = tmpdir("syslog");
+        let sock_path = dir.join("log.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let log = LdLog::new(&globals("logfile=\"local3\"\n"), "ldirectord", &sock_path);
+        log.write(
+            "director: Quiescent real server: 10.0.0.2:80 (10.0.0.1:80) (Weight set to 0)",
+            &halo_logger(&dir),
+        );
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).unwrap();
+        let d = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // local3 = 19, info = 6: <158>.
+        assert!(d.starts_with("<158>"), "{d}");
+        assert!(
+            d.ends_with(&format!(
+                "ldirectord[{}]: Quiescent real server: 10.0.0.2:80 (10.0.0.1:80) (Weight set to 0)",
+                std::process::id()
+            )),
+            "{d}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cfgname_and_execute_line_as_ldirectord() {
+        assert_eq!(cfgname(&[]), "ldirectord");
+        assert_eq!(cfgname(&["ldirectord.cf".to_string()]), "ldirectord.cf");
+        assert_eq!(cfgname(&["/etc/ha.d/web.cf".to_string()]), "web.cf");
+        let text = "checkinterval=5\nexecute = \"other.cf\"\nexecute=third.cf # x\n";
+        assert_eq!(execute_line(text, "other.cf"), 2);
+        assert_eq!(execute_line(text, "third.cf"), 3);
+    }
+
+    #[test]
+    fn execute_reads_every_configuration_before_anything_starts() {
+        let dir = tmpdir("execute");
+        std::fs::create_dir_all(dir.join("conf")).unwrap();
+        let vs = |vip: &str| format!("virtual={vip}:80\n\treal=10.99.0.2:80 gate\n\tchecktype=connect\n");
+        std::fs::write(dir.join("ldirectord.cf"), format!("execute=web.cf\n{}", vs("10.99.0.1"))).unwrap();
+        // Found in conf/, as ldirectord looks there second; its own globals.
+        std::fs::write(
+            dir.join("conf").join("web.cf"),
+            format!("quiescent=yes\nexecute=ldirectord.cf\n{}", vs("10.99.0.3")),
+        )
+        .unwrap();
+        let d = Director::new(&dir, Arc::new(halo_logger(&dir)));
+        let path = d.config_path(&[]).unwrap();
+        let all = d.load_all(&path, &[], &mut |_, _| {}).unwrap();
+        let got: Vec<(PathBuf, String, bool)> =
+            all.iter().map(|l| (l.path.clone(), l.cfgname.clone(), l.state.global.quiescent)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (dir.join("ldirectord.cf"), "ldirectord".to_string(), false),
+                (dir.join("conf").join("web.cf"), "web.cf".to_string(), true),
+            ],
+            "each file once, even when they execute each other"
+        );
+        assert_eq!(all[1].state.services[0].id, "tcp:10.99.0.3:80");
+        // An error in the executed file names its file:line and refuses the whole start.
+        std::fs::write(
+            dir.join("conf").join("web.cf"),
+            format!("{}\tscheduler=rr\nfork=maybe\n", vs("10.99.0.3")),
+        )
+        .unwrap();
+        let e = d.load_all(&path, &[], &mut |_, _| {}).err().unwrap();
+        assert!(
+            e.contains(&format!("{}:5: fork: expected yes or no", dir.join("conf").join("web.cf").display())),
+            "{e}"
+        );
+        // A name that is nowhere: the execute line of the file that names it.
+        std::fs::write(
+            dir.join("ldirectord.cf"),
+            format!("checkinterval=3\nexecute=\"gone.cf\"\n{}", vs("10.99.0.1")),
+        )
+        .unwrap();
+        let e = d.load_all(&path, &[], &mut |_, _| {}).err().unwrap();
+        assert!(e.starts_with(&format!("{}:2: execute: no configuration gone.cf", path.display())), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
