@@ -81,8 +81,11 @@
 //!   one. halo runs a director for CFG (looked up as ldirectord does: `<config_dir>/CFG`,
 //!   `<config_dir>/conf/CFG`, then as written) with its own globals and table, started with
 //!   this one (every file read and checked first: an error in any names its file:line and
-//!   nothing starts), reloaded with it, stopped after it. One already running (its own
-//!   group) is left alone, as ldirectord's `start` of a running instance exits 0.
+//!   nothing starts), reloaded with it (`halo reload`: every file checked first, an error
+//!   refuses them all; directors newly named start, those no longer named stop; autoreload
+//!   reloads its own file only), stopped after it. One already running (its own group) is
+//!   not started again nor stopped with it, as ldirectord's `start` of a running instance
+//!   exits 0.
 //!
 //! Data plane: `dataplane = auto|nftables|ipvs` in ldirectord.cf (a halo extension; `auto`
 //! by default) picks it at start (`DataPlane::select`): `auto` drives the kernel's IPVS over
@@ -629,31 +632,77 @@ impl Director {
     /// names, applies the table): call it off the heartbeat thread. Errs if no director runs
     /// for `config`.
     pub fn reconfigure(&self, config: &Path) -> Result<ReconfigureReport, String> {
-        let (shared, executed) = lock(&self.instances)
+        let (shared, group, owned) = lock(&self.instances)
             .get(config)
             .filter(|i| !i.thread.is_finished())
-            .map(|i| (Arc::clone(&i.shared), i.executed.clone()))
+            .map(|i| (Arc::clone(&i.shared), i.group.clone(), i.executed.clone()))
             .ok_or_else(|| format!("no director runs for {}", config.display()))?;
-        let r = shared.reconfigure();
-        if let Err(e) = &r {
+        let refuse = |e: String| {
             shared.log(
                 Level::Error,
                 &format!("director: new configuration refused, the running one stays: {e}"),
             );
-        }
-        // ldirectord's reload reloads the instances of its `execute` lines too.
-        for path in executed {
-            if let Err(e) = self.reconfigure(&path) {
-                shared.log(Level::Warn, &format!("director: execute {}: {e}", path.display()));
+            e
+        };
+        // execute: the file and every configuration it names (and theirs) are read and
+        // checked first; an error in any refuses them all, as any configuration error does.
+        let checked = match self.load_all(config, &[], true, &mut |_, _| {}) {
+            Ok(c) => c,
+            Err(e) => {
+                *lock(&shared.last_reload) = Some((SystemTime::now(), Err(e.clone())));
+                return Err(refuse(e));
+            }
+        };
+        let r = shared.reconfigure().map_err(refuse)?;
+        // Then, as ldirectord's reload: the instances it executes are reloaded, those no
+        // longer named stopped, new ones started.
+        let mut log = |l: Level, m: String| shared.log(l, &format!("director: {m}"));
+        let wanted: Vec<PathBuf> = checked.iter().skip(1).map(|l| l.path.clone()).collect();
+        for p in owned.iter().filter(|p| !wanted.contains(p)) {
+            log(Level::Info, format!("execute: {} is no longer named: its director stops", p.display()));
+            if let Err(e) = self.stop_path(p, &mut log) {
+                log(Level::Warn, format!("execute {}: {e}", p.display()));
             }
         }
-        r
+        let mut now_owned = Vec::new();
+        for loaded in checked.into_iter().skip(1) {
+            let p = loaded.path.clone();
+            let running = lock(&self.instances)
+                .get(&p)
+                .filter(|i| !i.thread.is_finished())
+                .map(|i| Arc::clone(&i.shared));
+            match running {
+                Some(sh) => {
+                    if owned.contains(&p) {
+                        now_owned.push(p.clone());
+                    }
+                    if let Err(e) = sh.reconfigure() {
+                        log(
+                            Level::Error,
+                            format!(
+                                "execute {}: new configuration refused, the running one stays: {e}",
+                                p.display()
+                            ),
+                        );
+                    }
+                }
+                None => match self.start_one(&group, loaded, Vec::new(), &mut log) {
+                    Ok(()) => now_owned.push(p),
+                    Err(e) => log(Level::Error, format!("execute {}: {e}", p.display())),
+                },
+            }
+        }
+        if let Some(i) = lock(&self.instances).get_mut(config) {
+            i.executed = now_owned;
+        }
+        Ok(r)
     }
 
     /// Reads and checks `path`, then every configuration its `execute` lines name (and
     /// theirs), before anything starts: an error in any refuses them all, with its
-    /// file:line. Returns `path`'s first, each file once; those already running are left out.
-    fn load_all(&self, path: &Path, args: &[String], log: Log) -> Result<Vec<Loaded>, String> {
+    /// file:line. Returns `path`'s first, each file once; those already running are left out
+    /// unless `running` (a reload checks them too).
+    fn load_all(&self, path: &Path, args: &[String], running: bool, log: Log) -> Result<Vec<Loaded>, String> {
         let read = |path: &Path, cfgname: String, log: Log| -> Result<Loaded, String> {
             let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
             let text =
@@ -677,8 +726,9 @@ impl Director {
                         self.config_dir.join("conf").join(&name).display(),
                     ));
                 }
-                let running = lock(&self.instances).get(&target).is_some_and(|i| !i.thread.is_finished());
-                if running || all.iter().any(|l| l.path == target) {
+                let skip =
+                    !running && lock(&self.instances).get(&target).is_some_and(|i| !i.thread.is_finished());
+                if skip || all.iter().any(|l| l.path == target) {
                     continue;
                 }
                 let loaded = read(&target, cfgname(std::slice::from_ref(&name)), log)
@@ -695,7 +745,7 @@ impl Director {
         if lock(&self.instances).get(&path).is_some_and(|i| !i.thread.is_finished()) {
             return Ok(());
         }
-        let mut all = self.load_all(&path, args, log)?.into_iter();
+        let mut all = self.load_all(&path, args, false, log)?.into_iter();
         let Some(main) = all.next() else { return Ok(()) };
         let mut started: Vec<PathBuf> = Vec::new();
         for other in all {
@@ -805,7 +855,10 @@ impl Director {
 
     fn stop_inner(&self, args: &[String], log: Log) -> Result<(), String> {
         let path = self.config_path(args)?;
-        let executed = lock(&self.instances).get(&path).map(|i| i.executed.clone()).unwrap_or_default();
+        let executed = match lock(&self.instances).get(&path) {
+            Some(i) => i.executed.clone(),
+            None => self.leftover_executed(&path),
+        };
         let r = self.stop_path(&path, log);
         // Then the directors its `execute` lines started, as ldirectord stops them.
         for p in executed {
@@ -814,6 +867,20 @@ impl Director {
             }
         }
         r
+    }
+
+    /// For a stop of a director that does not run (what a killed daemon left): the files
+    /// its `execute` lines name whose directors do not run either, to clean up after them.
+    fn leftover_executed(&self, path: &Path) -> Vec<PathBuf> {
+        let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+        let Ok((cf, _)) = halo_config::parse_ldirectord_cf(path, &text) else { return Vec::new() };
+        let instances = lock(&self.instances);
+        cf.global
+            .execute
+            .iter()
+            .filter_map(|n| self.config_path(std::slice::from_ref(n)).ok())
+            .filter(|p| p != path && p.is_file() && instances.get(p).is_none_or(|i| i.thread.is_finished()))
+            .collect()
     }
 
     /// Stops the director of `path` (see the module documentation).
@@ -1682,9 +1749,17 @@ async fn config_watch_loop(shared: Arc<Shared>) {
         );
         if autoreload {
             let sh = Arc::clone(&shared);
+            let before = lock(&shared.state).global.execute.clone();
             let r = tokio::task::spawn_blocking(move || sh.reconfigure()).await;
             match r {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => {
+                    if lock(&shared.state).global.execute != before {
+                        shared.log(
+                            Level::Warn,
+                            "director: its execute lines changed: `halo reload` (or the next start) starts and stops those directors; autoreload reloads this file only",
+                        );
+                    }
+                }
                 Ok(Err(e)) => shared.log(
                     Level::Error,
                     &format!("director: new configuration refused, the running one stays: {e}"),
@@ -1846,7 +1921,7 @@ mod tests {
         .unwrap();
         let d = Director::new(&dir, Arc::new(halo_logger(&dir)));
         let path = d.config_path(&[]).unwrap();
-        let all = d.load_all(&path, &[], &mut |_, _| {}).unwrap();
+        let all = d.load_all(&path, &[], false, &mut |_, _| {}).unwrap();
         let got: Vec<(PathBuf, String, bool)> =
             all.iter().map(|l| (l.path.clone(), l.cfgname.clone(), l.state.global.quiescent)).collect();
         assert_eq!(
@@ -1864,7 +1939,7 @@ mod tests {
             format!("{}\tscheduler=rr\nfork=maybe\n", vs("10.99.0.3")),
         )
         .unwrap();
-        let e = d.load_all(&path, &[], &mut |_, _| {}).err().unwrap();
+        let e = d.load_all(&path, &[], false, &mut |_, _| {}).err().unwrap();
         assert!(
             e.contains(&format!("{}:5: fork: expected yes or no", dir.join("conf").join("web.cf").display())),
             "{e}"
@@ -1875,7 +1950,7 @@ mod tests {
             format!("checkinterval=3\nexecute=\"gone.cf\"\n{}", vs("10.99.0.1")),
         )
         .unwrap();
-        let e = d.load_all(&path, &[], &mut |_, _| {}).err().unwrap();
+        let e = d.load_all(&path, &[], false, &mut |_, _| {}).err().unwrap();
         assert!(e.starts_with(&format!("{}:2: execute: no configuration gone.cf", path.display())), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

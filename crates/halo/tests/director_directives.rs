@@ -9,7 +9,9 @@
 //! * `logfile`: each file gets ldirectord's lines, `[<localtime>|<CFGNAME>|<pid>] <message>`,
 //!   for real servers added, quiesced and purged at stop;
 //! * `fork=yes`: each virtual service is checked at its own `checkinterval` (compared as a
-//!   ratio of check counts, never as a time).
+//!   ratio of check counts, never as a time);
+//! * `halo reload`: an error in the executed file refuses the whole reload (its file:line);
+//!   a file that no longer executes it stops its director.
 use halo::testbed::{wait_for, Testbed};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -162,9 +164,9 @@ fn director_execute_logfile_and_fork() {
     );
     let dir = b.tb.write_config("d", &cf, AUTHKEYS).unwrap();
     std::fs::write(dir.join("haresources"), "d ldirectord::ldirectord.cf\n").unwrap();
-    std::fs::write(dir.join("ldirectord.cf"), main).unwrap();
+    std::fs::write(dir.join("ldirectord.cf"), &main).unwrap();
     std::fs::create_dir_all(dir.join("conf")).unwrap();
-    std::fs::write(dir.join("conf").join("web.cf"), web).unwrap();
+    std::fs::write(dir.join("conf").join("web.cf"), &web).unwrap();
     b.start_web("r1");
     b.start_web("r2");
     let (pid, _) = b.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
@@ -228,9 +230,45 @@ fn director_execute_logfile_and_fork() {
     // Without fork the parser's warning, with file:line, is in halo's log: not here.
     assert!(!b.log().contains("is ignored when fork=no"), "fork=yes: no warning");
 
-    // Stop (SIGTERM): both directors stop, each purge in its own log.
+    // halo reload with an error in the executed file: the whole reload is refused, with the
+    // executed file's file:line, and both directors run on as they were.
+    let web_cf = dir.join("conf").join("web.cf");
+    std::fs::write(&web_cf, format!("{web}fork=maybe\n")).unwrap();
+    std::fs::write(dir.join("ldirectord.cf"), format!("# reload 1\n{main}")).unwrap();
+    let reload = || {
+        let out = Command::new(HALO).arg("--socket").arg(b.socket()).arg("reload").output().unwrap();
+        assert!(out.status.success(), "halo reload: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    reload();
+    let main_dir = |b: &Bed| {
+        b.directors()
+            .into_iter()
+            .find(|d| d["config"].as_str().is_some_and(|c| c.ends_with("/ldirectord.cf")))
+    };
+    b.until(Duration::from_secs(10), "the reload refused", || {
+        main_dir(&b).is_some_and(|d| d["last_reload"]["ok"] == false)
+    });
+    let msg = main_dir(&b).unwrap()["last_reload"]["message"].as_str().unwrap_or("").to_string();
+    assert!(msg.contains(&format!("{}:9: fork: expected yes or no", web_cf.display())), "{msg}");
+    assert_eq!(b.directors().len(), 2, "both run on");
+    assert_eq!(b.real("tcp:10.82.0.100:80", R1)["in_table"], 1);
+
+    // halo reload without the execute line: the executed director stops (its purge in its
+    // own log), the main one runs on.
+    std::fs::write(&web_cf, &web).unwrap();
+    std::fs::write(dir.join("ldirectord.cf"), main.replace("execute=web.cf\n", "")).unwrap();
+    reload();
+    b.until(Duration::from_secs(10), "web.cf's director stopped", || {
+        let nft = b.tb.exec("d", &["nft", "list", "tables"]).unwrap();
+        let nft = String::from_utf8_lossy(&nft.stdout).into_owned();
+        b.directors().len() == 1 && nft.contains("table ip halo_lb\n") && !nft.contains("halo_lb_web")
+    });
+    assert!(has(&ld_lines(&web_log, "web.cf"), &format!("Purged real server (stop): {R2} (10.82.0.110:80)")));
+    assert_eq!(b.real("tcp:10.82.0.100:80", R1)["in_table"], 1);
+
+    // Stop (SIGTERM): the main director's purge in its log.
     b.tb.stop(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    b.until(Duration::from_secs(20), "the daemon stopped both directors", || {
+    b.until(Duration::from_secs(20), "the daemon stopped the director", || {
         let nft = b.tb.exec("d", &["nft", "list", "tables"]).unwrap();
         let nft = String::from_utf8_lossy(&nft.stdout).into_owned();
         !nft.contains("halo_lb")
@@ -239,6 +277,6 @@ fn director_execute_logfile_and_fork() {
         has(
             &ld_lines(&main_log, "ldirectord.cf"),
             &format!("Purged real server (stop): {R1} (10.82.0.100:80)"),
-        ) && has(&ld_lines(&web_log, "web.cf"), &format!("Purged real server (stop): {R2} (10.82.0.110:80)"))
+        )
     });
 }
