@@ -127,12 +127,26 @@ fn quiet_logger() -> std::sync::Arc<halo_host::Logger> {
 
 /// Reads and checks the ldirectord.cf files of `m`'s director resources: the first error
 /// (file:line) refuses the reload. Returns each file's text.
+/// The configurations their `execute` lines name (and theirs) are read too: a change in
+/// one alone reconfigures that director.
 pub fn read_director_files(m: &Model, config_dir: &Path) -> Result<BTreeMap<PathBuf, String>, String> {
+    let finder = crate::director::Director::new(config_dir, quiet_logger());
     let mut texts = BTreeMap::new();
-    for (key, path) in director_files(m, config_dir) {
+    let mut todo: Vec<(String, PathBuf)> = director_files(m, config_dir);
+    while let Some((key, path)) = todo.pop() {
+        if texts.contains_key(&path) {
+            continue;
+        }
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("group {key}: cannot read {}: {e}", path.display()))?;
-        halo_config::parse_ldirectord_cf(&path, &text).map_err(|e| e.to_string())?;
+        let (cfg, _) = halo_config::parse_ldirectord_cf(&path, &text).map_err(|e| e.to_string())?;
+        for name in &cfg.global.execute {
+            let target = finder.config_path(std::slice::from_ref(name))?;
+            if !target.is_file() {
+                return Err(format!("{}: execute: no configuration {name}", path.display()));
+            }
+            todo.push((key.clone(), target));
+        }
         texts.insert(path, text);
     }
     Ok(texts)
