@@ -304,6 +304,227 @@ fn entry(buf: &[u8]) -> Option<Entry> {
     Some(Entry { proto, orig_src, orig_dst, reply_src, status, tcp_state, timeout: timeout.unwrap_or(0) })
 }
 
+// ------------------------------------------------------------------------------------------
+// Synced NAT connections: read on the active director, created on the new one
+
+/// One LVS-NAT connection as the director sync carries it: the client, the virtual service it
+/// asked for, the real server it was sent to (by DNAT), and how long it had left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NatConn {
+    pub proto: Protocol,
+    pub client: SocketAddrV4,
+    /// The virtual service's address and port (the original destination).
+    pub vip: SocketAddrV4,
+    /// The real server the connection is bound to.
+    pub real: SocketAddrV4,
+    /// Seconds the entry had left when read.
+    pub timeout_s: u32,
+}
+
+/// The entries of `entries` worth carrying to a standby director: destination-NATed to one of
+/// `reals` (per virtual service, its real servers), TCP ones in `ESTABLISHED` (a handshake or
+/// a closing connection is not worth a new entry: the client retries or is done) and UDP ones
+/// that saw a reply.
+pub fn nat_conns(entries: &[Entry], reals: &[(ServiceKey, SocketAddrV4)]) -> Vec<NatConn> {
+    entries
+        .iter()
+        .filter(|e| e.status & IPS_DST_NAT != 0 && e.timeout > 0)
+        .filter_map(|e| {
+            let proto = match (e.proto, e.tcp_state) {
+                (IPPROTO_TCP, Some(TCP_ESTABLISHED)) => Protocol::Tcp,
+                (IPPROTO_UDP, _) if e.status & IPS_SEEN_REPLY != 0 => Protocol::Udp,
+                _ => return None,
+            };
+            let key = ServiceKey { protocol: proto, vip: *e.orig_dst.ip(), port: e.orig_dst.port() };
+            reals.contains(&(key, e.reply_src)).then_some(NatConn {
+                proto,
+                client: e.orig_src,
+                vip: e.orig_dst,
+                real: e.reply_src,
+                timeout_s: e.timeout,
+            })
+        })
+        .collect()
+}
+
+const IPCTNL_MSG_CT_NEW: u16 = 0;
+const NLM_F_ACK: u16 = 4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NLA_F_NESTED: u16 = 0x8000;
+const CTA_NAT_DST: u16 = 13;
+const CTA_NAT_V4_MINIP: u16 = 1;
+const CTA_NAT_V4_MAXIP: u16 = 2;
+const CTA_NAT_PROTO: u16 = 3;
+const CTA_PROTONAT_PORT_MIN: u16 = 1;
+const CTA_PROTONAT_PORT_MAX: u16 = 2;
+const CTA_PROTOINFO_TCP_FLAGS_ORIGINAL: u16 = 4;
+const CTA_PROTOINFO_TCP_FLAGS_REPLY: u16 = 5;
+/// `IP_CT_TCP_FLAG_BE_LIBERAL`: the new director never saw the connection's windows.
+const IP_CT_TCP_FLAG_BE_LIBERAL: u8 = 0x08;
+/// `IPS_SEEN_REPLY`, `IPS_ASSURED`, `IPS_CONFIRMED`.
+pub const IPS_SEEN_REPLY: u32 = 1 << 1;
+pub const IPS_ASSURED: u32 = 1 << 2;
+pub const IPS_CONFIRMED: u32 = 1 << 3;
+
+/// Appends one attribute (padded to 4 bytes).
+fn put(m: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    m.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+    m.extend_from_slice(&kind.to_ne_bytes());
+    m.extend_from_slice(payload);
+    m.resize(align(m.len()), 0);
+}
+
+fn put_tuple(m: &mut Vec<u8>, kind: u16, proto: u8, src: SocketAddrV4, dst: SocketAddrV4) {
+    let mut ip = Vec::new();
+    put(&mut ip, CTA_IP_V4_SRC, &src.ip().octets());
+    put(&mut ip, CTA_IP_V4_DST, &dst.ip().octets());
+    let mut pr = Vec::new();
+    put(&mut pr, CTA_PROTO_NUM, &[proto]);
+    put(&mut pr, CTA_PROTO_SRC_PORT, &src.port().to_be_bytes());
+    put(&mut pr, CTA_PROTO_DST_PORT, &dst.port().to_be_bytes());
+    let mut t = Vec::new();
+    put(&mut t, CTA_TUPLE_IP | NLA_F_NESTED, &ip);
+    put(&mut t, CTA_TUPLE_PROTO | NLA_F_NESTED, &pr);
+    put(m, kind | NLA_F_NESTED, &t);
+}
+
+/// The `IPCTNL_MSG_CT_NEW` request (`NLM_F_CREATE|NLM_F_EXCL`, acknowledged) that makes `c`'s
+/// entry as conntrackd does on a new primary: the original tuple (client → VIP), the reply
+/// tuple before NAT (VIP → client), the DNAT binding to the real server (`CTA_NAT_DST`, so the
+/// kernel rewrites the connection's packets as the old director did), its timeout, the status
+/// of an established, assured connection and, for TCP, state `ESTABLISHED` with liberal window
+/// tracking in both directions (the windows are not synced; the kernel learns them again).
+pub fn create_request(c: &NatConn, seq: u32) -> Vec<u8> {
+    let proto = match c.proto {
+        Protocol::Tcp => IPPROTO_TCP,
+        Protocol::Udp => IPPROTO_UDP,
+    };
+    let mut body = vec![libc_af_inet(), 0, 0, 0];
+    put_tuple(&mut body, CTA_TUPLE_ORIG, proto, c.client, c.vip);
+    // The reply tuple before NAT (the original one inverted, as conntrackd's
+    // NFCT_SOPT_SETUP_REPLY makes it): the kernel derives the connection's current tuple from
+    // it, sees that CTA_NAT_DST changes its destination, sets IPS_DST_NAT and rewrites the
+    // reply tuple to come from the real server. Given the real server's tuple here, it would
+    // see nothing to change and leave the entry without its NAT bit: no packet rewritten.
+    put_tuple(&mut body, CTA_TUPLE_REPLY, proto, c.vip, c.client);
+    let mut nat = Vec::new();
+    put(&mut nat, CTA_NAT_V4_MINIP, &c.real.ip().octets());
+    put(&mut nat, CTA_NAT_V4_MAXIP, &c.real.ip().octets());
+    let mut ports = Vec::new();
+    put(&mut ports, CTA_PROTONAT_PORT_MIN, &c.real.port().to_be_bytes());
+    put(&mut ports, CTA_PROTONAT_PORT_MAX, &c.real.port().to_be_bytes());
+    put(&mut nat, CTA_NAT_PROTO | NLA_F_NESTED, &ports);
+    put(&mut body, CTA_NAT_DST | NLA_F_NESTED, &nat);
+    put(&mut body, CTA_TIMEOUT, &c.timeout_s.max(1).to_be_bytes());
+    // CONFIRMED too: the kernel sets it on a created entry before it applies CTA_STATUS and
+    // refuses a status that would clear it.
+    put(&mut body, CTA_STATUS, &(IPS_CONFIRMED | IPS_SEEN_REPLY | IPS_ASSURED).to_be_bytes());
+    if c.proto == Protocol::Tcp {
+        let liberal = [IP_CT_TCP_FLAG_BE_LIBERAL, IP_CT_TCP_FLAG_BE_LIBERAL];
+        let mut tcp = Vec::new();
+        put(&mut tcp, CTA_PROTOINFO_TCP_STATE, &[TCP_ESTABLISHED]);
+        put(&mut tcp, CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, &liberal);
+        put(&mut tcp, CTA_PROTOINFO_TCP_FLAGS_REPLY, &liberal);
+        let mut info = Vec::new();
+        put(&mut info, CTA_PROTOINFO_TCP | NLA_F_NESTED, &tcp);
+        put(&mut body, CTA_PROTOINFO | NLA_F_NESTED, &info);
+    }
+    let mut m = Vec::with_capacity(16 + body.len());
+    m.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+    m.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW).to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend(body);
+    m
+}
+
+/// What [`create`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub created: usize,
+    pub failed: usize,
+    /// The first failure: the connection and the kernel's answer.
+    pub first_error: Option<String>,
+}
+
+/// Creates the conntrack entries of `conns` in this network namespace (blocks: one netlink
+/// round trip per entry, each read waiting at most `timeout`). An entry the kernel refuses
+/// (`EEXIST`: the connection is tracked already, ...) is counted in `failed`, the first such
+/// answer kept; the others are still tried. `Err` only when there is no netlink socket.
+pub fn create(conns: &[NatConn], timeout: Duration) -> Result<Created, ConntrackError> {
+    use nix::sys::socket::{
+        recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
+        SockProtocol, SockType,
+    };
+    use nix::sys::time::TimeVal;
+    use std::os::fd::AsRawFd;
+    let mut out = Created::default();
+    if conns.is_empty() {
+        return Ok(out);
+    }
+    let fd =
+        socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
+            .map_err(ConntrackError::Socket)?;
+    let tv = TimeVal::new(
+        i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        i64::from(timeout.subsec_micros()),
+    );
+    setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(ConntrackError::Socket)?;
+    let mut buf = vec![0u8; 8192];
+    for (i, c) in conns.iter().enumerate() {
+        let seq = (i as u32).wrapping_add(1);
+        // EAGAIN: the kernel had to load its NAT module first; once more then.
+        let mut res = Err(nix::Error::EAGAIN);
+        for _ in 0..2 {
+            res = sendto(fd.as_raw_fd(), &create_request(c, seq), &NetlinkAddr::new(0, 0), MsgFlags::empty())
+                .and_then(|_| loop {
+                    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+                    if let Some(code) = ack(&buf[..n], seq) {
+                        break if code == 0 { Ok(()) } else { Err(nix::Error::from_raw(-code)) };
+                    }
+                });
+            if res != Err(nix::Error::EAGAIN) {
+                break;
+            }
+        }
+        match res {
+            Ok(()) => out.created += 1,
+            Err(e) => {
+                out.failed += 1;
+                if out.first_error.is_none() {
+                    out.first_error = Some(format!(
+                        "{} {} -> {} via {}: {e}",
+                        if c.proto == Protocol::Tcp { "TCP" } else { "UDP" },
+                        c.client,
+                        c.vip,
+                        c.real
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The error code of the acknowledgement of request `seq` in one datagram (0: done).
+fn ack(mut buf: &[u8], seq: u32) -> Option<i32> {
+    while buf.len() >= 16 {
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        let mseq = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        if len < 16 || len > buf.len() {
+            return None;
+        }
+        if mseq == seq && kind == NLMSG_ERROR && len >= 20 {
+            return Some(i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]));
+        }
+        buf = &buf[align(len).min(buf.len())..];
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,5 +671,136 @@ mod tests {
         assert!(!parse(&short, 3, &mut got).expect("parses"));
         assert!(got.is_empty());
         assert_eq!(request(5).len(), 20);
+    }
+    /// Host-order u16/u32 as the kernel reads netlink headers (tests run little endian).
+    fn h16(v: u16) -> [u8; 2] {
+        v.to_ne_bytes()
+    }
+
+    #[test]
+    fn create_request_is_laid_out_as_ctnetlink_expects() {
+        let c = NatConn {
+            proto: Protocol::Tcp,
+            client: a("10.81.1.9:40000"),
+            vip: a("10.81.1.100:7000"),
+            real: a("10.81.0.12:7001"),
+            timeout_s: 431990,
+        };
+        let m = create_request(&c, 7);
+        // Written out by hand from linux/netfilter/nfnetlink_conntrack.h.
+        let mut want: Vec<u8> = Vec::new();
+        let hdr = |w: &mut Vec<u8>, len: u16, kind: u16| {
+            w.extend_from_slice(&h16(len));
+            w.extend_from_slice(&h16(kind));
+        };
+        // nlmsghdr: length, type (NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW = 0x100),
+        // flags REQUEST|ACK|EXCL|CREATE = 0x605, seq 7, pid 0; nfgenmsg AF_INET, v0, res 0.
+        want.extend_from_slice(&(m.len() as u32).to_ne_bytes());
+        want.extend_from_slice(&h16(0x100));
+        want.extend_from_slice(&h16(0x605));
+        want.extend_from_slice(&7u32.to_ne_bytes());
+        want.extend_from_slice(&0u32.to_ne_bytes());
+        want.extend_from_slice(&[2, 0, 0, 0]);
+        // CTA_TUPLE_ORIG (1|NESTED), 52 bytes: CTA_TUPLE_IP (20): SRC 10.81.1.9, DST
+        // 10.81.1.100; CTA_TUPLE_PROTO (28): NUM 6 (padded), SRC_PORT 40000, DST_PORT 7000
+        // (big endian, padded).
+        for (kind, s, d, sp, dp) in [
+            (0x8001u16, [10, 81, 1, 9], [10, 81, 1, 100], 40000u16, 7000u16),
+            // CTA_TUPLE_REPLY (2|NESTED): before NAT, the original inverted (VIP → client).
+            (0x8002u16, [10, 81, 1, 100], [10, 81, 1, 9], 7000, 40000),
+        ] {
+            hdr(&mut want, 52, kind);
+            hdr(&mut want, 20, 0x8001);
+            hdr(&mut want, 8, 1);
+            want.extend_from_slice(&s);
+            hdr(&mut want, 8, 2);
+            want.extend_from_slice(&d);
+            hdr(&mut want, 28, 0x8002);
+            hdr(&mut want, 5, 1);
+            want.extend_from_slice(&[6, 0, 0, 0]);
+            hdr(&mut want, 6, 2);
+            want.extend_from_slice(&sp.to_be_bytes());
+            want.extend_from_slice(&[0, 0]);
+            hdr(&mut want, 6, 3);
+            want.extend_from_slice(&dp.to_be_bytes());
+            want.extend_from_slice(&[0, 0]);
+        }
+        // CTA_NAT_DST (13|NESTED), 40: V4_MINIP, V4_MAXIP 10.81.0.12, CTA_NAT_PROTO (3|NESTED,
+        // 20): PORT_MIN, PORT_MAX 7001.
+        hdr(&mut want, 40, 0x800d);
+        hdr(&mut want, 8, 1);
+        want.extend_from_slice(&[10, 81, 0, 12]);
+        hdr(&mut want, 8, 2);
+        want.extend_from_slice(&[10, 81, 0, 12]);
+        hdr(&mut want, 20, 0x8003);
+        hdr(&mut want, 6, 1);
+        want.extend_from_slice(&[0x1b, 0x59, 0, 0]);
+        hdr(&mut want, 6, 2);
+        want.extend_from_slice(&[0x1b, 0x59, 0, 0]);
+        // CTA_TIMEOUT (7) 431990 big endian; CTA_STATUS (3) CONFIRMED|ASSURED|SEEN_REPLY = 0xe.
+        hdr(&mut want, 8, 7);
+        want.extend_from_slice(&[0x00, 0x06, 0x97, 0x76]);
+        hdr(&mut want, 8, 3);
+        want.extend_from_slice(&[0, 0, 0, 0x0e]);
+        // CTA_PROTOINFO (4|NESTED, 32) > CTA_PROTOINFO_TCP (1|NESTED, 28) > STATE 3 (padded),
+        // FLAGS_ORIGINAL and FLAGS_REPLY {flags BE_LIBERAL 0x08, mask 0x08} (padded).
+        hdr(&mut want, 32, 0x8004);
+        hdr(&mut want, 28, 0x8001);
+        hdr(&mut want, 5, 1);
+        want.extend_from_slice(&[3, 0, 0, 0]);
+        hdr(&mut want, 6, 4);
+        want.extend_from_slice(&[8, 8, 0, 0]);
+        hdr(&mut want, 6, 5);
+        want.extend_from_slice(&[8, 8, 0, 0]);
+        assert_eq!(m.len(), 20 + 52 + 52 + 40 + 8 + 8 + 32);
+        assert_eq!(m, want);
+
+        // UDP: no protocol info; the rest the same shape.
+        let u = create_request(&NatConn { proto: Protocol::Udp, ..c }, 8);
+        assert_eq!(u.len(), m.len() - 32);
+        assert_eq!(u[20 + 52 - 8 - 8 - 8 + 4], 17, "protocol number in the original tuple");
+
+        // The acknowledgement of request 8: an NLMSG_ERROR with the code (0: created).
+        let mut ackmsg = done(8);
+        ackmsg[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        ackmsg[16..20].copy_from_slice(&(-17i32).to_ne_bytes());
+        assert_eq!(ack(&ackmsg, 8), Some(-17));
+        assert_eq!(ack(&ackmsg, 9), None);
+    }
+
+    #[test]
+    fn nat_conns_keeps_established_connections_of_the_named_real_servers() {
+        let nat = IPS_DST_NAT | IPS_CONFIRMED | IPS_ASSURED | IPS_SEEN_REPLY;
+        let entries = [
+            e(6, "10.81.1.100:80", "10.81.0.11:80", nat, Some(TCP_ESTABLISHED)),
+            e(6, "10.81.1.100:80", "10.81.0.11:80", nat, Some(7)), // TIME_WAIT
+            e(6, "10.81.1.100:80", "10.81.0.13:80", nat, Some(TCP_ESTABLISHED)), // not a real
+            e(6, "10.81.1.100:80", "10.81.0.11:80", 0x8, Some(TCP_ESTABLISHED)), // no DNAT
+            e(17, "10.81.1.100:53", "10.81.0.12:53", nat, None),
+            e(17, "10.81.1.100:53", "10.81.0.12:53", IPS_DST_NAT, None), // no reply yet
+        ];
+        let web = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 81, 1, 100), port: 80 };
+        let dns = ServiceKey { protocol: Protocol::Udp, vip: Ipv4Addr::new(10, 81, 1, 100), port: 53 };
+        let reals = [(web, a("10.81.0.11:80")), (web, a("10.81.0.12:80")), (dns, a("10.81.0.12:53"))];
+        let got = nat_conns(&entries, &reals);
+        assert_eq!(
+            got,
+            vec![
+                NatConn {
+                    proto: Protocol::Tcp,
+                    client: a("10.81.1.9:40000"),
+                    vip: a("10.81.1.100:80"),
+                    real: a("10.81.0.11:80"),
+                    timeout_s: 431999
+                },
+                NatConn {
+                    proto: Protocol::Udp,
+                    client: a("10.81.1.9:40000"),
+                    vip: a("10.81.1.100:53"),
+                    real: a("10.81.0.12:53"),
+                    timeout_s: 431999
+                },
+            ]
+        );
     }
 }

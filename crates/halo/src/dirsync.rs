@@ -10,6 +10,12 @@
 //! creates the table adds them in the same transaction, so established (DR) and persistent
 //! clients keep their real server across the failover.
 //!
+//! LVS-NAT connections live in the kernel's conntrack, not in a set: the director also dumps
+//! conntrack and sends the entries of its NAT services (client → VIP:port DNATed to a real
+//! server) with the sets; the new director creates them over ctnetlink, with their DNAT
+//! binding, as it creates the table (see [`halo_lb::dataplane::flows`]), and logs once how many
+//! it created and why any failed.
+//!
 //! A forged, malformed or foreign-syncid datagram is dropped and counted, never acted on.
 
 use halo_config::LvsSync;
@@ -32,6 +38,10 @@ pub struct Stats {
     pub dropped_bad_mac: AtomicU64,
     pub dropped_malformed: AtomicU64,
     pub dropped_foreign_syncid: AtomicU64,
+    /// NAT connections sent, created here on becoming the director, refused by the kernel.
+    pub sent_nat_conns: AtomicU64,
+    pub restored_nat_conns: AtomicU64,
+    pub failed_nat_conns: AtomicU64,
 }
 
 pub static STATS: Stats = Stats {
@@ -41,6 +51,9 @@ pub static STATS: Stats = Stats {
     dropped_bad_mac: AtomicU64::new(0),
     dropped_malformed: AtomicU64::new(0),
     dropped_foreign_syncid: AtomicU64::new(0),
+    sent_nat_conns: AtomicU64::new(0),
+    restored_nat_conns: AtomicU64::new(0),
+    failed_nat_conns: AtomicU64::new(0),
 };
 
 /// The signing keys of authkeys, the active one first; empty when authkeys has only `crc`
@@ -181,6 +194,8 @@ struct Worker {
     held: BTreeSet<String>,
     /// Per staged table: elements staged and when that was last logged.
     logged: BTreeMap<String, (usize, Instant)>,
+    /// The last conntrack dump failed (logged once until it works again).
+    conntrack_failing: bool,
 }
 
 impl Worker {
@@ -201,6 +216,7 @@ impl Worker {
             asm: Assembler::default(),
             held: BTreeSet::new(),
             logged: BTreeMap::new(),
+            conntrack_failing: false,
         }
     }
 
@@ -260,21 +276,29 @@ impl Worker {
             self.logger.log(Level::Info, &format!("director sync: table ip {t} gone here; backup for it"));
         }
         self.held = tables.clone();
+        for table in &tables {
+            self.log_restored(table);
+        }
         let dest = SockAddr::from(SocketAddrV4::new(self.cfg.group, self.cfg.port));
+        // One conntrack dump per tick for every table held (only when one is).
+        let mut entries: Option<Vec<halo_lb::conntrack::Entry>> = None;
         for table in &tables {
             flows::unstage(table);
-            let sets = match NftDataPlane::new(self.nft.clone()).with_table(table.clone()).export_flows() {
+            let plane = NftDataPlane::new(self.nft.clone()).with_table(table.clone());
+            let sets = match plane.export_flows() {
                 Ok(s) => s,
                 Err(e) => {
                     self.logger.log(Level::Warn, &format!("director sync: reading table ip {table}: {e}"));
                     continue;
                 }
             };
+            let conns = self.nat_conns(&plane, &mut entries);
             self.round += 1;
-            let parts = flows::split(&sets);
+            let parts = flows::split_snapshot(&sets, &conns);
             let n = parts.len() as u32;
             for (i, p) in parts.into_iter().enumerate() {
-                let elems = flows::count(&p) as u64;
+                let elems = flows::count(&p.sets) as u64;
+                let nat = p.conns.len() as u64;
                 let m = SyncMsg {
                     node: self.node.clone(),
                     syncid: self.cfg.syncid,
@@ -282,18 +306,85 @@ impl Worker {
                     round: self.round,
                     part: i as u32,
                     parts: n,
-                    sets: p,
+                    sets: p.sets,
+                    conns: p.conns,
                 };
                 let wire = flows::encode(&m, &self.keys[0]);
                 match self.sock.send_to(&wire, &dest) {
                     Ok(_) => {
                         STATS.sent_datagrams.fetch_add(1, Ordering::Relaxed);
                         STATS.sent_elements.fetch_add(elems, Ordering::Relaxed);
+                        STATS.sent_nat_conns.fetch_add(nat, Ordering::Relaxed);
                     }
                     Err(e) => self.logger.log(Level::Warn, &format!("director sync: sending: {e}")),
                 }
             }
         }
+    }
+
+    /// The conntrack entries of the NAT connections of `plane`'s table (read once per tick
+    /// into `entries`); none when the table has no real server or conntrack cannot be read
+    /// (logged when that changes).
+    fn nat_conns(
+        &mut self,
+        plane: &NftDataPlane,
+        entries: &mut Option<Vec<halo_lb::conntrack::Entry>>,
+    ) -> Vec<halo_lb::conntrack::NatConn> {
+        let reals: Vec<_> = match plane.stats() {
+            Ok(s) => s.into_iter().map(|r| (r.service, r.real)).collect(),
+            Err(_) => return Vec::new(),
+        };
+        if reals.is_empty() {
+            return Vec::new();
+        }
+        if entries.is_none() {
+            match halo_lb::conntrack::dump(Duration::from_secs(1)) {
+                Ok(e) => {
+                    if self.conntrack_failing {
+                        self.logger.log(Level::Info, "director sync: conntrack is readable again");
+                        self.conntrack_failing = false;
+                    }
+                    *entries = Some(e);
+                }
+                Err(e) => {
+                    if !self.conntrack_failing {
+                        self.logger.log(
+                            Level::Warn,
+                            &format!("director sync: {e}; NAT connections are not synced meanwhile"),
+                        );
+                        self.conntrack_failing = true;
+                    }
+                    *entries = Some(Vec::new());
+                }
+            }
+        }
+        halo_lb::conntrack::nat_conns(entries.as_deref().unwrap_or_default(), &reals)
+    }
+
+    /// Logs (once) what the creation of `table` here did with the NAT connections synced to it.
+    fn log_restored(&self, table: &str) {
+        let Some(r) = flows::restored(table) else { return };
+        STATS.restored_nat_conns.fetch_add(r.created.created as u64, Ordering::Relaxed);
+        STATS.failed_nat_conns.fetch_add((r.created.failed + r.expired) as u64, Ordering::Relaxed);
+        let mut line = format!(
+            "director sync: table ip {table}: {} of {} synced NAT connection(s) created in conntrack",
+            r.created.created, r.staged
+        );
+        if r.expired > 0 {
+            line.push_str(&format!(", {} expired", r.expired));
+        }
+        if r.created.failed > 0 {
+            line.push_str(&format!(
+                ", {} refused by the kernel (first: {})",
+                r.created.failed,
+                r.created.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        if let Some(e) = &r.error {
+            line.push_str(&format!(", none could be created: {e}"));
+        }
+        let level = if r.created.failed > 0 || r.error.is_some() { Level::Warn } else { Level::Info };
+        self.logger.log(level, &line);
     }
 
     fn receive(&mut self, data: &[u8]) {
@@ -317,28 +408,33 @@ impl Worker {
             return;
         }
         let (from, table) = (m.node.clone(), m.table.clone());
-        let Some(sets) = self.asm.add(m) else { return };
+        let Some(snap) = self.asm.add(m) else { return };
         STATS.received_snapshots.fetch_add(1, Ordering::Relaxed);
         if self.held.contains(&table) {
             // Both hold it (a split brain being settled): ours is the one in force here.
             return;
         }
-        let n = flows::count(&sets);
-        flows::stage(&table, sets);
+        let n = flows::count(&snap.sets);
+        let c = snap.conns.len();
+        flows::stage_snapshot(&table, snap);
+        let n_all = n + c;
         let log = match self.logged.get(&table) {
             None => true,
             // Flows come and go all the time: a line when the count changes, at most every
             // 10 s (and at once when the table goes from no flows to some, or back).
             Some((last, at)) => {
-                (*last == 0) != (n == 0) || (*last != n && at.elapsed() >= Duration::from_secs(10))
+                (*last == 0) != (n_all == 0) || (*last != n_all && at.elapsed() >= Duration::from_secs(10))
             }
         };
         if log {
             self.logger.log(
                 Level::Info,
-                &format!("director sync: backup for table ip {table}: {n} flow(s) from {from} staged"),
+                &format!(
+                    "director sync: backup for table ip {table}: {n} flow(s) and {c} NAT connection(s) from \
+                     {from} staged"
+                ),
             );
-            self.logged.insert(table, (n, Instant::now()));
+            self.logged.insert(table, (n_all, Instant::now()));
         }
     }
 }

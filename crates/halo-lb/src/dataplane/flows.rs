@@ -15,8 +15,14 @@
 //! Each element keeps the time it had left on the old director, less the time since the
 //! snapshot was taken; elements that would have expired are not added.
 //!
-//! Not covered: LVS-NAT connections without persistence are held by conntrack alone, not by a
-//! halo set, so they are not synced (conntrackd's job; see the issue notes).
+//! LVS-NAT connections are held by conntrack, not by a halo set: the active director also
+//! reads the conntrack entries of its NAT services (client → VIP:port, DNATed to a real
+//! server: [`crate::conntrack::nat_conns`]) and sends them with the sets (`conns`); the new
+//! director creates them over ctnetlink ([`crate::conntrack::create`]) as it creates its table
+//! (in [`take_commands`]), with the DNAT binding to the same real server, so the connection's
+//! next packet, either way, is rewritten as it was on the old director (what conntrackd does
+//! for a firewall pair). An entry the kernel refuses (it tracks the connection already, ...)
+//! is counted in [`restored`], never fatal.
 //!
 //! The same sets give LVS-DR services their connection counts and `-c` list ([`dr_flows`],
 //! [`dr_count`], [`dr_connections`]): conntrack never sees a DR connection, but every one of
@@ -30,7 +36,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::{Protocol, ServiceKey, DR_TCP_FLOW_TIMEOUT_S, DR_UDP_FLOW_TIMEOUT_S};
-use crate::conntrack::Conns;
+use crate::conntrack::{Conns, NatConn};
 
 /// One dynamic set of a director table and its elements.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,6 +229,7 @@ pub fn dr_connections(flows: &[DrFlow]) -> Vec<crate::ipvsadm::Connection> {
 struct Staged {
     at: Instant,
     sets: Vec<FlowSet>,
+    conns: Vec<NatConn>,
 }
 
 /// Newest snapshot received per table, waiting for this node to become that table's director.
@@ -235,7 +242,54 @@ fn staged() -> std::sync::MutexGuard<'static, BTreeMap<String, Staged>> {
 /// Keeps `sets` (a snapshot taken now, from another director) as what `table`'s next
 /// creation starts with, replacing an older snapshot.
 pub fn stage(table: &str, sets: Vec<FlowSet>) {
-    staged().insert(table.to_string(), Staged { at: Instant::now(), sets });
+    stage_snapshot(table, Snapshot { sets, conns: Vec::new() });
+}
+
+/// [`stage`] with the snapshot's NAT connections too.
+pub fn stage_snapshot(table: &str, snap: Snapshot) {
+    staged().insert(table.to_string(), Staged { at: Instant::now(), sets: snap.sets, conns: snap.conns });
+}
+
+/// NAT connections staged for `table`.
+pub fn staged_conns(table: &str) -> usize {
+    staged().get(table).map_or(0, |s| s.conns.len())
+}
+
+/// What the creation of a table did with the NAT connections staged for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub staged: usize,
+    /// Left out: they would have expired by now.
+    pub expired: usize,
+    pub created: crate::conntrack::Created,
+    /// No netlink socket: nothing could be created.
+    pub error: Option<String>,
+}
+
+static RESTORED: Mutex<BTreeMap<String, Restored>> = Mutex::new(BTreeMap::new());
+
+/// Takes the report of the NAT connections restored when `table` was last created here (once:
+/// the caller logs it).
+pub fn restored(table: &str) -> Option<Restored> {
+    RESTORED.lock().unwrap_or_else(|e| e.into_inner()).remove(table)
+}
+
+/// Creates the still-live `conns` (staged `age_s` seconds ago) in this namespace's conntrack.
+fn restore_conns(table: &str, conns: &[NatConn], age_s: u64) {
+    if conns.is_empty() {
+        return;
+    }
+    let live: Vec<NatConn> = conns
+        .iter()
+        .filter(|c| u64::from(c.timeout_s) > age_s)
+        .map(|c| NatConn { timeout_s: c.timeout_s - age_s as u32, ..*c })
+        .collect();
+    let mut r = Restored { staged: conns.len(), expired: conns.len() - live.len(), ..Restored::default() };
+    match crate::conntrack::create(&live, std::time::Duration::from_secs(1)) {
+        Ok(c) => r.created = c,
+        Err(e) => r.error = Some(e.to_string()),
+    }
+    RESTORED.lock().unwrap_or_else(|e| e.into_inner()).insert(table.to_string(), r);
 }
 
 /// Drops the snapshot of `table` (its director is here now, or it is gone).
@@ -259,9 +313,14 @@ pub fn staged_sets(table: &str) -> Vec<String> {
 /// Takes the snapshot staged for `table` and returns the `add element` commands that put its
 /// still-live elements into the sets `timeout_of` knows (set name → the set's timeout in
 /// seconds; sets the new table does not have are skipped), and how many elements they add.
+///
+/// Called as the table is created (its first apply): the snapshot's NAT connections are
+/// created in conntrack here and then, just before the transaction that creates the table, so
+/// that they are in place when the table's first packet comes (see [`restored`]).
 pub(crate) fn take_commands(table: &str, timeout_of: impl Fn(&str) -> Option<u64>) -> (Vec<Value>, usize) {
     let Some(s) = staged().remove(table) else { return (Vec::new(), 0) };
     let age = s.at.elapsed().as_secs();
+    restore_conns(table, &s.conns, age);
     let mut cmds = Vec::new();
     let mut n = 0;
     for set in &s.sets {
@@ -305,6 +364,51 @@ pub struct SyncMsg {
     pub part: u32,
     pub parts: u32,
     pub sets: Vec<FlowSet>,
+    /// NAT connections (written as `conns` only when there are some: a receiver that does not
+    /// know them ignores the key).
+    pub conns: Vec<NatConn>,
+}
+
+/// A whole round: the sets and the NAT connections of one table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub sets: Vec<FlowSet>,
+    pub conns: Vec<NatConn>,
+}
+
+/// NAT connections per datagram: about 70 bytes each as JSON.
+pub const CONNS_PER_PART: usize = 600;
+
+/// The parts of one round: the parts of [`split`] then the NAT connections, [`CONNS_PER_PART`]
+/// per part.
+pub fn split_snapshot(sets: &[FlowSet], conns: &[NatConn]) -> Vec<Snapshot> {
+    let mut out: Vec<Snapshot> =
+        split(sets).into_iter().map(|sets| Snapshot { sets, conns: Vec::new() }).collect();
+    out.extend(conns.chunks(CONNS_PER_PART).map(|c| Snapshot { sets: Vec::new(), conns: c.to_vec() }));
+    out
+}
+
+fn conn_json(c: &NatConn) -> Value {
+    let proto = match c.proto {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    };
+    json!([proto, c.client.to_string(), c.vip.to_string(), c.real.to_string(), c.timeout_s])
+}
+
+fn conn_from_json(v: &Value) -> Option<NatConn> {
+    let [proto, client, vip, real, t] = v.as_array()?.as_slice() else { return None };
+    let addr = |v: &Value| v.as_str()?.parse::<SocketAddrV4>().ok();
+    let proto = match proto.as_str()? {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        _ => return None,
+    };
+    let (client, vip, real) = (addr(client)?, addr(vip)?, addr(real)?);
+    if client.port() == 0 || vip.port() == 0 || real.port() == 0 {
+        return None;
+    }
+    Some(NatConn { proto, client, vip, real, timeout_s: u32::try_from(t.as_u64()?).ok()? })
 }
 
 /// Elements per datagram: about 60 bytes each as JSON, so a datagram stays far below 64 KiB.
@@ -354,11 +458,14 @@ pub fn encode(m: &SyncMsg, key: &[u8]) -> Vec<u8> {
             json!({"name": s.name, "elems": elems})
         })
         .collect();
-    let payload = json!({
+    let mut payload = json!({
         "v": 1, "node": m.node, "syncid": m.syncid, "table": m.table,
         "round": m.round, "part": m.part, "parts": m.parts, "sets": sets
-    })
-    .to_string();
+    });
+    if !m.conns.is_empty() {
+        payload["conns"] = Value::Array(m.conns.iter().map(conn_json).collect());
+    }
+    let payload = payload.to_string();
     let mut out = mac(key, payload.as_bytes()).to_vec();
     out.extend_from_slice(payload.as_bytes());
     out
@@ -418,6 +525,16 @@ pub fn decode(buf: &[u8], keys: &[&[u8]]) -> Result<SyncMsg, Drop> {
         }
         sets.push(FlowSet { name: name.to_string(), elems });
     }
+    let mut conns = Vec::new();
+    match v.get("conns") {
+        None => {}
+        Some(Value::Array(a)) => {
+            for c in a {
+                conns.push(conn_from_json(c).ok_or(Drop::Malformed)?);
+            }
+        }
+        Some(_) => return Err(Drop::Malformed),
+    }
     let (part, parts) = (num("part")?, num("parts")?);
     if parts == 0 || part >= parts || parts > 10_000 {
         return Err(Drop::Malformed);
@@ -434,6 +551,7 @@ pub fn decode(buf: &[u8], keys: &[&[u8]]) -> Result<SyncMsg, Drop> {
         part: part as u32,
         parts: parts as u32,
         sets,
+        conns,
     })
 }
 
@@ -445,11 +563,11 @@ pub struct Assembler {
     pending: BTreeMap<(String, String), Round>,
 }
 
-type Round = (u64, BTreeMap<u32, Vec<FlowSet>>, u32);
+type Round = (u64, BTreeMap<u32, Snapshot>, u32);
 
 impl Assembler {
     /// Adds one part; returns the whole snapshot when this part completed its round.
-    pub fn add(&mut self, m: SyncMsg) -> Option<Vec<FlowSet>> {
+    pub fn add(&mut self, m: SyncMsg) -> Option<Snapshot> {
         let key = (m.node.clone(), m.table.clone());
         let e = self.pending.entry(key.clone()).or_insert((m.round, BTreeMap::new(), m.parts));
         if m.round < e.0 {
@@ -458,20 +576,24 @@ impl Assembler {
         if m.round > e.0 || m.parts != e.2 {
             *e = (m.round, BTreeMap::new(), m.parts);
         }
-        e.1.insert(m.part, m.sets);
+        e.1.insert(m.part, Snapshot { sets: m.sets, conns: m.conns });
         if e.1.len() as u32 != e.2 {
             return None;
         }
         let (_, parts, _) = self.pending.remove(&key).expect("just seen");
         // Parts of one set may be split over datagrams: merge them by name.
         let mut merged: Vec<FlowSet> = Vec::new();
-        for s in parts.into_values().flatten() {
-            match merged.iter_mut().find(|m| m.name == s.name) {
-                Some(m) => m.elems.extend(s.elems),
-                None => merged.push(s),
+        let mut conns = Vec::new();
+        for p in parts.into_values() {
+            conns.extend(p.conns);
+            for s in p.sets {
+                match merged.iter_mut().find(|m| m.name == s.name) {
+                    Some(m) => m.elems.extend(s.elems),
+                    None => merged.push(s),
+                }
             }
         }
-        Some(merged)
+        Some(Snapshot { sets: merged, conns })
     }
 }
 
@@ -498,15 +620,28 @@ mod tests {
         ]
     }
 
+    fn conns(n: usize) -> Vec<NatConn> {
+        (0..n)
+            .map(|i| NatConn {
+                proto: if i % 2 == 0 { Protocol::Tcp } else { Protocol::Udp },
+                client: SocketAddrV4::new(Ipv4Addr::new(10, 81, 1, 9), 30000 + i as u16),
+                vip: "10.81.1.100:7000".parse().unwrap(),
+                real: SocketAddrV4::new(Ipv4Addr::new(10, 81, 0, 11 + (i % 2) as u8), 7000),
+                timeout_s: 431_000 + i as u32,
+            })
+            .collect()
+    }
+
     #[test]
     fn flows_sync_round_trips_through_parts_and_mac() {
         let sets = snapshot(ELEMS_PER_PART * 2 + 5);
-        let parts = split(&sets);
-        assert_eq!(parts.len(), 3);
+        let nat = conns(CONNS_PER_PART + 3);
+        let parts = split_snapshot(&sets, &nat);
+        assert_eq!(parts.len(), 5, "three parts of set elements, two of NAT connections");
         let mut asm = Assembler::default();
         let mut done = None;
         // Out of order, with a duplicate: still one snapshot, equal to what was sent.
-        for i in [2usize, 0, 0, 1] {
+        for i in [4usize, 2, 0, 0, 3, 1] {
             let m = SyncMsg {
                 node: "n1".into(),
                 syncid: 3,
@@ -514,7 +649,8 @@ mod tests {
                 round: 9,
                 part: i as u32,
                 parts: parts.len() as u32,
-                sets: parts[i].clone(),
+                sets: parts[i].sets.clone(),
+                conns: parts[i].conns.clone(),
             };
             let wire = encode(&m, b"secret");
             assert!(wire.len() < 60_000, "{}", wire.len());
@@ -524,8 +660,55 @@ mod tests {
                 done = Some(s);
             }
         }
-        assert_eq!(done.unwrap(), sets);
+        assert_eq!(done.unwrap(), Snapshot { sets, conns: nat });
         assert_eq!(split(&[]).len(), 1, "an empty table is still one datagram");
+        assert_eq!(split_snapshot(&[], &[]).len(), 1);
+    }
+
+    #[test]
+    fn flows_sync_nat_records_are_compatible_and_checked() {
+        let m = SyncMsg {
+            node: "n1".into(),
+            syncid: 0,
+            table: "halo_lb".into(),
+            round: 1,
+            part: 0,
+            parts: 1,
+            sets: Vec::new(),
+            conns: conns(2),
+        };
+        let wire = encode(&m, b"k");
+        let text = std::str::from_utf8(&wire[MAC_LEN..]).unwrap();
+        assert!(
+            text.contains(r#""conns":[["tcp","10.81.1.9:30000","10.81.1.100:7000","10.81.0.11:7000",431000],["udp","10.81.1.9:30001","10.81.1.100:7000","10.81.0.12:7000",431001]]"#),
+            "{text}"
+        );
+        // Without NAT connections the datagram is what a sender without them wrote.
+        let plain = encode(&SyncMsg { conns: Vec::new(), ..m.clone() }, b"k");
+        assert!(!std::str::from_utf8(&plain[MAC_LEN..]).unwrap().contains("conns"));
+        assert_eq!(decode(&plain, &[b"k"]).unwrap().conns, Vec::new());
+        let bad = |conns: &str| {
+            let payload = format!(
+                r#"{{"v":1,"node":"n","syncid":0,"table":"t","round":1,"part":0,"parts":1,"sets":[],"conns":{conns}}}"#
+            );
+            let mut w = mac(b"k", payload.as_bytes()).to_vec();
+            w.extend_from_slice(payload.as_bytes());
+            decode(&w, &[b"k"])
+        };
+        assert!(bad(r#"[["udp","1.2.3.4:5","1.2.3.5:6","1.2.3.6:7",9]]"#).is_ok());
+        for c in [
+            r#"{}"#,
+            r#"[["sctp","1.2.3.4:5","1.2.3.5:6","1.2.3.6:7",9]]"#,
+            r#"[["tcp","1.2.3.4","1.2.3.5:6","1.2.3.6:7",9]]"#,
+            r#"[["tcp","1.2.3.4:0","1.2.3.5:6","1.2.3.6:7",9]]"#,
+            r#"[["tcp","1.2.3.4:5","1.2.3.5:6","1.2.3.6:70000",9]]"#,
+            r#"[["tcp","1.2.3.4:5","1.2.3.5:6","1.2.3.6:7",4294967296]]"#,
+            r#"[["tcp","1.2.3.4:5","1.2.3.5:6","1.2.3.6:7",-1]]"#,
+            r#"[["tcp","1.2.3.4:5","1.2.3.5:6","1.2.3.6:7"]]"#,
+            r#"[["tcp","[::1]:5","1.2.3.5:6","1.2.3.6:7",9]]"#,
+        ] {
+            assert_eq!(bad(c), Err(Drop::Malformed), "{c}");
+        }
     }
 
     #[test]
@@ -538,6 +721,7 @@ mod tests {
             part: 0,
             parts: 1,
             sets: snapshot(2),
+            conns: Vec::new(),
         };
         let mut wire = encode(&m, b"secret");
         assert_eq!(decode(&wire, &[b"wrong"]), Err(Drop::BadMac));
