@@ -803,4 +803,68 @@ mod tests {
             ]
         );
     }
+    /// Against the running kernel, in a network namespace of its own (root only; skipped with
+    /// a note otherwise, a failure under `HALO_REQUIRE_ROOT=1`): the kernel takes the request,
+    /// the entry it makes is destination-NATed to the real server (what the director's packets
+    /// are rewritten by), established and assured; the same entry again is refused (EEXIST),
+    /// counted, and does not stop the next one.
+    #[test]
+    fn create_makes_a_dnat_entry_in_the_kernel() {
+        if !nix::unistd::geteuid().is_root() {
+            assert_ne!(std::env::var("HALO_REQUIRE_ROOT").as_deref(), Ok("1"), "needs root");
+            eprintln!("note: create_makes_a_dnat_entry_in_the_kernel skipped: needs root");
+            return;
+        }
+        let tcp = NatConn {
+            proto: Protocol::Tcp,
+            client: a("10.81.1.9:40000"),
+            vip: a("10.81.1.100:7000"),
+            real: a("10.81.0.12:7001"),
+            timeout_s: 3000,
+        };
+        let udp = NatConn {
+            proto: Protocol::Udp,
+            client: a("10.81.1.9:5353"),
+            vip: a("10.81.1.100:53"),
+            real: a("10.81.0.11:53"),
+            timeout_s: 100,
+        };
+        let (first, again, entries) = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+            let first = create(&[tcp, udp], Duration::from_secs(2)).expect("netlink");
+            let again =
+                create(&[tcp, NatConn { client: a("10.81.1.9:40001"), ..tcp }], Duration::from_secs(2))
+                    .expect("netlink");
+            (first, again, dump(Duration::from_secs(2)).expect("dump"))
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(first, Created { created: 2, failed: 0, first_error: None });
+        assert_eq!((again.created, again.failed), (1, 1), "{again:?}");
+        let why = again.first_error.unwrap_or_default();
+        assert!(why.contains("10.81.1.9:40000") && why.contains("EEXIST"), "{why}");
+        assert_eq!(entries.len(), 3, "{entries:?}");
+        let e = entries.iter().find(|e| e.orig_src == tcp.client).expect("the TCP entry");
+        assert_eq!((e.proto, e.orig_dst, e.reply_src), (6, tcp.vip, tcp.real), "{e:?}");
+        assert_ne!(e.status & IPS_DST_NAT, 0, "destination-NATed: {:#x}", e.status);
+        assert_eq!(e.status & (IPS_ASSURED | IPS_SEEN_REPLY), IPS_ASSURED | IPS_SEEN_REPLY);
+        assert_eq!(e.tcp_state, Some(TCP_ESTABLISHED));
+        assert!(e.timeout > 2900 && e.timeout <= 3000, "{}", e.timeout);
+        let u = entries.iter().find(|e| e.proto == 17).expect("the UDP entry");
+        assert_eq!((u.orig_src, u.orig_dst, u.reply_src), (udp.client, udp.vip, udp.real));
+        assert_ne!(u.status & IPS_DST_NAT, 0);
+        // What the next director sends on: the same connections.
+        let web = ServiceKey { protocol: Protocol::Tcp, vip: *tcp.vip.ip(), port: 7000 };
+        let dns = ServiceKey { protocol: Protocol::Udp, vip: *udp.vip.ip(), port: 53 };
+        let mut back = nat_conns(&entries, &[(web, tcp.real), (dns, udp.real)]);
+        back.sort();
+        assert_eq!(
+            back.iter().map(|c| (c.proto, c.client, c.real)).collect::<Vec<_>>(),
+            vec![
+                (Protocol::Tcp, tcp.client, tcp.real),
+                (Protocol::Tcp, a("10.81.1.9:40001"), tcp.real),
+                (Protocol::Udp, udp.client, udp.real),
+            ]
+        );
+    }
 }
