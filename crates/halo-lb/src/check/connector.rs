@@ -442,4 +442,23 @@ mod tests {
             });
         }
     }
+
+    #[tokio::test]
+    async fn ipv6_has_its_own_pool() {
+        // No IPv6 loopback on this host: nothing to check.
+        let Ok(l) = TcpListener::bind("[::1]:0").await else { return };
+        let up = l.local_addr().unwrap();
+        let h = tokio::spawn(async move { while l.accept().await.is_ok() {} });
+        let (v4, _n, _h4) = server().await;
+        for _ in 0..3 {
+            connect_and_reset(up).await.unwrap();
+            connect_and_reset(v4).await.unwrap();
+        }
+        h.abort();
+        let _ = h.await;
+        assert!(connect_and_reset(up).await.is_err(), "stopped");
+        let c = Connector::current().unwrap();
+        let st = c.lock();
+        assert_eq!((st.idle_v4.len(), st.idle_v6.len()), (1, 1));
+    }
 }
