@@ -525,6 +525,21 @@ pub fn dirsync_metrics(s: &crate::dirsync::Stats) -> String {
             "Complete connection-sync snapshots received from another director.",
             &s.received_snapshots,
         ),
+        (
+            "halo_director_sync_sent_nat_conns_total",
+            "LVS-NAT connections (conntrack entries) in the snapshots this node sent.",
+            &s.sent_nat_conns,
+        ),
+        (
+            "halo_director_sync_restored_nat_conns_total",
+            "Synced LVS-NAT connections created in conntrack when this node became director.",
+            &s.restored_nat_conns,
+        ),
+        (
+            "halo_director_sync_failed_nat_conns_total",
+            "Synced LVS-NAT connections not restored (refused by the kernel, or expired).",
+            &s.failed_nat_conns,
+        ),
     ] {
         f.head(name, "counter", help);
         f.sample(name, &[], get(a));
@@ -578,12 +593,18 @@ mod tests {
         s.received_snapshots.store(2, Ordering::Relaxed);
         s.dropped_bad_mac.store(1, Ordering::Relaxed);
         s.dropped_foreign_syncid.store(4, Ordering::Relaxed);
+        s.sent_nat_conns.store(8, Ordering::Relaxed);
+        s.restored_nat_conns.store(6, Ordering::Relaxed);
+        s.failed_nat_conns.store(2, Ordering::Relaxed);
         let m = dirsync_metrics(&s);
         for line in [
             "# TYPE halo_director_sync_sent_datagrams_total counter",
             "halo_director_sync_sent_datagrams_total 7",
             "halo_director_sync_sent_elements_total 130",
             "halo_director_sync_received_snapshots_total 2",
+            "halo_director_sync_sent_nat_conns_total 8",
+            "halo_director_sync_restored_nat_conns_total 6",
+            "halo_director_sync_failed_nat_conns_total 2",
             "halo_director_sync_dropped_total{reason=\"bad_mac\"} 1",
             "halo_director_sync_dropped_total{reason=\"malformed\"} 0",
             "halo_director_sync_dropped_total{reason=\"foreign_syncid\"} 4",
