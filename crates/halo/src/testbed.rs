@@ -325,6 +325,55 @@ pub fn install_web(config_dir: &Path, page: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A TCP server answering each line it reads with "NAME LINE" (NAME: its first argument),
+/// on every port its other arguments name: what the director tests hold connections to, to
+/// see which real server answers each across a failover.
+pub const LINE_SERVER_PY: &str = r#"
+import socket, sys, threading
+name = sys.argv[1].encode()
+def serve(c):
+    f = c.makefile("rb")
+    for line in f:
+        c.sendall(name + b" " + line)
+    c.close()
+def listen(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(128)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+for p in sys.argv[3:]:
+    threading.Thread(target=listen, args=(int(p),), daemon=True).start()
+listen(int(sys.argv[2]))
+"#;
+
+impl Testbed {
+    /// Starts [`LINE_SERVER_PY`] on each of `hosts` (named after the host) on `ports`, its
+    /// output in `<dir>/<host>.out`, and waits until every one listens on every port.
+    pub fn start_line_servers(&mut self, hosts: &[&str], ports: &[u16]) -> anyhow::Result<()> {
+        let server = self.dir.join("line_server.py");
+        std::fs::write(&server, LINE_SERVER_PY)?;
+        let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+        for h in hosts {
+            let log = self.dir.join(format!("{h}.out"));
+            let mut args = vec![server.to_str().unwrap_or_default(), h];
+            args.extend(ports.iter().map(|p| p.as_str()));
+            self.spawn(h, Path::new("python3"), &args, &log)?;
+        }
+        for h in hosts {
+            let listening = wait_for(Duration::from_secs(10), || {
+                let o = self.exec(h, &["ss", "-ltn"]).ok()?;
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                ports.iter().all(|p| text.contains(&format!(":{p} "))).then_some(())
+            });
+            anyhow::ensure!(listening.is_some(), "{h}'s line server does not listen on {ports:?}");
+        }
+        Ok(())
+    }
+}
+
 /// Polls `f` every 50 ms until it returns Some or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + timeout;

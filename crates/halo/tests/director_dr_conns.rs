@@ -32,24 +32,6 @@ virtual=10.81.0.100:7000
 \tprotocol=tcp
 ";
 
-/// Answers each line with "NAME LINE".
-const LINE_SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode()
-def serve(c):
-    f = c.makefile("rb")
-    for line in f:
-        c.sendall(name + b" " + line)
-    c.close()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 7000))
-s.listen(128)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
-
 /// Opens N connections to VIP:7000, asks once on each, prints "OPEN port=name ..." and holds
 /// them.
 const CLIENT: &str = r#"
@@ -139,8 +121,6 @@ fn director_dr_connection_counts_from_the_flow_sets() {
     tb.exec("d", &["ip", "addr", "add", &format!("{VIP}/16"), "dev", "eth0"]).unwrap();
     let mut b = Bed { tb };
 
-    let server = b.tb.dir.join("line_server.py");
-    std::fs::write(&server, LINE_SERVER).unwrap();
     for r in ["r1", "r2"] {
         let st = b.tb.dir.join(r).join("state");
         std::fs::create_dir_all(&st).unwrap();
@@ -149,14 +129,8 @@ fn director_dr_connection_counts_from_the_flow_sets() {
             .exec(r, &[HALO, "lvs", "realserver", "start", "--vip", VIP, "--state-dir", st.to_str().unwrap()])
             .unwrap();
         assert!(out.status.success(), "realserver start on {r}: {}", String::from_utf8_lossy(&out.stderr));
-        let log = b.tb.dir.join(format!("{r}.out"));
-        b.tb.spawn(r, Path::new("python3"), &[server.to_str().unwrap(), r], &log).unwrap();
     }
-    for r in ["r1", "r2"] {
-        b.until(Duration::from_secs(10), &format!("{r}'s line server listens"), || {
-            b.tb.exec(r, &["ss", "-ltn"]).is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(":7000 "))
-        });
-    }
+    b.tb.start_line_servers(&["r1", "r2"], &[7000]).unwrap();
 
     let log = b.tb.dir.join("d.log");
     let cf = format!(

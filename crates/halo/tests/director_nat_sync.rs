@@ -36,24 +36,6 @@ virtual=10.81.1.100:7000
 \tprotocol=tcp
 ";
 
-/// Answers each line with "NAME LINE".
-const LINE_SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode()
-def serve(c):
-    f = c.makefile("rb")
-    for line in f:
-        c.sendall(name + b" " + line)
-    c.close()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 7000))
-s.listen(128)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
-
 /// Opens CONNS connections, asks once on each, prints "PHASE1 names"; waits for the go file;
 /// asks again on each in reverse order (5 s each at most), prints "PHASE2 names" in
 /// connection order (a broken connection: CLOSED or ERR:<exception>).
@@ -174,21 +156,11 @@ fn failover(tag: &str, sync: bool) -> Option<(Vec<String>, Vec<String>, String)>
     }
     let mut bed = Bed { tb, sync };
 
-    let server = bed.tb.dir.join("line_server.py");
-    std::fs::write(&server, LINE_SERVER).unwrap();
     for r in ["r1", "r2"] {
         let out = bed.tb.exec(r, &["ip", "route", "add", "default", "via", GW]).unwrap();
         assert!(out.status.success(), "default route on {r}: {}", String::from_utf8_lossy(&out.stderr));
-        let log = bed.tb.dir.join(format!("{r}.out"));
-        bed.tb.spawn(r, Path::new("python3"), &[server.to_str().unwrap(), r], &log).unwrap();
     }
-    for r in ["r1", "r2"] {
-        bed.until(Duration::from_secs(10), &format!("{r}'s line server listens"), || {
-            bed.tb
-                .exec(r, &["ss", "-ltn"])
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(":7000 "))
-        });
-    }
+    bed.tb.start_line_servers(&["r1", "r2"], &[7000]).unwrap();
 
     let (c1, c2) = (bed.config("d1"), bed.config("d2"));
     let (_p1, _) = bed.tb.start_halo("d1", Path::new(HALO), &c1).unwrap();

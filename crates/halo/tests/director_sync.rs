@@ -39,27 +39,6 @@ virtual=10.81.0.100:7001
 \tpersistent=600
 ";
 
-/// Answers each line with "NAME LINE".
-const LINE_SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode()
-def serve(c):
-    f = c.makefile("rb")
-    for line in f:
-        c.sendall(name + b" " + line)
-    c.close()
-def listen(port):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
-    s.listen(128)
-    while True:
-        c, _ = s.accept()
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
-threading.Thread(target=listen, args=(7001,), daemon=True).start()
-listen(7000)
-"#;
-
 /// Opens CONNS connections, asks once on each, prints "PHASE1 names"; waits for the go file;
 /// asks again on each in reverse order, prints "PHASE2 names" in connection order.
 const CLIENT: &str = r#"
@@ -169,8 +148,6 @@ fn director_failover_keeps_established_and_persistent_clients_on_their_real_serv
     let mut bed = Bed { tb };
 
     // The real servers: VIP on lo with arp_ignore/arp_announce, and the line server.
-    let server = bed.tb.dir.join("line_server.py");
-    std::fs::write(&server, LINE_SERVER).unwrap();
     for r in ["r1", "r2"] {
         let st = bed.tb.dir.join(r).join("state");
         std::fs::create_dir_all(&st).unwrap();
@@ -179,16 +156,8 @@ fn director_failover_keeps_established_and_persistent_clients_on_their_real_serv
             .exec(r, &[HALO, "lvs", "realserver", "start", "--vip", VIP, "--state-dir", st.to_str().unwrap()])
             .unwrap();
         assert!(out.status.success(), "realserver start on {r}: {}", String::from_utf8_lossy(&out.stderr));
-        let log = bed.tb.dir.join(format!("{r}.out"));
-        bed.tb.spawn(r, Path::new("python3"), &[server.to_str().unwrap(), r], &log).unwrap();
     }
-    for r in ["r1", "r2"] {
-        bed.until(Duration::from_secs(10), &format!("{r}'s line server listens"), || {
-            bed.tb
-                .exec(r, &["ss", "-ltn"])
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(":7000 "))
-        });
-    }
+    bed.tb.start_line_servers(&["r1", "r2"], &[7000, 7001]).unwrap();
 
     let (c1, c2) = (bed.config("d1"), bed.config("d2"));
     let (_p1, _) = bed.tb.start_halo("d1", Path::new(HALO), &c1).unwrap();
