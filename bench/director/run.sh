@@ -12,13 +12,26 @@
 # each checked every second (http, ldirectord's default negotiate check; then connect), paced
 # as halo's director paces them: CPU % of one core, RSS and checks in flight of the checker;
 # then the same connections from a plain blocking loop (KIND-floor), the kernel's share.
+#
+# PIN=1 (data path only, raw output in bench/director/results-pinned.txt): the director as on
+# a machine of its own. Client (wrk) and real server (nginx) run on CPU 0 and every packet
+# they receive is processed there (RPS on their interfaces and their switch ports); the
+# director (halo, HAProxy) runs on CPU 1 and the packets it receives are processed there. CPU 0
+# then does the same work on every path, and the director's work no longer comes off the
+# client's and server's CPU, as it does not when the director is another machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-50}
 ROUNDS=${ROUNDS:-3}
 CHECK_SECS=${CHECK_SECS:-20}
+PIN=${PIN:-0}
 OUT=bench/director/results.txt
+[[ $PIN == 1 ]] && OUT=bench/director/results-pinned.txt
+on() { # CPU NS COMMAND...: in namespace NS, pinned to CPU with PIN=1 (inherited by children)
+    local cpu=$1 n=$2; shift 2
+    if [[ $PIN == 1 ]]; then taskset -c "$cpu" ip netns exec "$P-$n" "$@"; else ip netns exec "$P-$n" "$@"; fi
+}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/main/target/bench}
 need=()
 [[ ${CHECKS_ONLY:-0} == 1 ]] ||
@@ -90,6 +103,14 @@ ip -n $P-d addr add 10.90.1.1/24 dev eth1; ip -n $P-d link set eth1 up
 ip -n $P-c addr add 10.90.1.9/24 dev eth1; ip -n $P-c link set eth1 up
 ip -n $P-r route add 10.90.1.0/24 via 10.90.0.1
 ns d sysctl -qw net.ipv4.ip_forward=1
+if [[ $PIN == 1 ]]; then # receive processing: client, server and their switch ports on CPU 0
+    for x in c:eth0 c:eth1 r:eth0 sw:p-c sw:p-r; do
+        ns "${x%%:*}" sh -c "echo 1 > /sys/class/net/${x#*:}/queues/rx-0/rps_cpus"
+    done
+    for x in d:eth0 d:eth1 sw:p-d; do # the director's on CPU 1
+        ns "${x%%:*}" sh -c "echo 2 > /sys/class/net/${x#*:}/queues/rx-0/rps_cpus"
+    done
+fi
 # r is also an LVS-DR real server for 10.90.0.100.
 ns r sysctl -qw net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
 ip -n $P-r addr add 10.90.0.100/32 dev lo
@@ -105,7 +126,7 @@ http {
     server { listen 80 reuseport; location / { return 200 "hello\n"; } }
 }
 NGX
-ns r nginx -c "$TMP/nginx.conf"
+on 0 r nginx -c "$TMP/nginx.conf"
 cat >"$TMP/haproxy.cfg" <<HAP
 global
     maxconn 4000
@@ -122,7 +143,7 @@ backend b
     http-reuse always
     server r 10.90.0.11:80
 HAP
-ns d haproxy -D -f "$TMP/haproxy.cfg" -p "$TMP/haproxy.pid"
+on 1 d haproxy -D -f "$TMP/haproxy.cfg" -p "$TMP/haproxy.pid"
 
 mkdir -p "$TMP/ha.d"
 cat >"$TMP/ha.d/ha.cf" <<HA
@@ -150,7 +171,7 @@ virtual=10.90.1.100:80
 	checktype=connect
 	scheduler=rr
 LD
-ns d "$BIN/halo" --socket "$TMP/halo.sock" run --config-dir "$TMP/ha.d" --node d --state-dir "$TMP/state" >"$TMP/halo.out" 2>&1 &
+on 1 d "$BIN/halo" --socket "$TMP/halo.sock" run --config-dir "$TMP/ha.d" --node d --state-dir "$TMP/state" >"$TMP/halo.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 60); do
     t=$("$BIN/halo" --socket "$TMP/halo.sock" lvs 2>/dev/null || true)
@@ -161,7 +182,7 @@ done
 [[ $(grep -c '10.90.0.11:80' "$TMP/lvs.txt") == 2 ]] || fail "the director did not come up"
 
 rps() { # URL -> requests/s
-    ns c wrk -t1 -c"$CONNS" -d"${DURATION}s" "$1" | awk '/^Requests\/sec:/ { print int($2) }'
+    on 0 c wrk -t1 -c"$CONNS" -d"${DURATION}s" "$1" | awk '/^Requests\/sec:/ { print int($2) }'
 }
 declare -A R
 : >"$OUT"
@@ -176,13 +197,13 @@ for round in $(seq "$ROUNDS"); do
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 d=$(median "${R[direct]}")
-checks
+[[ $PIN == 1 ]] || checks
 
 echo
-echo "HTTP requests/s (wrk -t1 -c$CONNS, ${DURATION}s, median of $ROUNDS; nginx, one worker)"
+echo "HTTP requests/s (wrk -t1 -c$CONNS, ${DURATION}s, median of $ROUNDS; nginx, one worker)$([[ $PIN == 1 ]] && echo "; PIN=1: client and server on CPU 0, director on CPU 1")"
 printf '| path | requests/s | vs direct |\n|---|---|---|\n'
 for name in direct dr nat haproxy; do
     m=$(median "${R[$name]}")
     printf '| %s | %s | %s%% |\n' "$name" "$m" "$(awk -v a="$m" -v b="$d" 'BEGIN { printf "%.1f", (a / b - 1) * 100 }')"
 done
-checks_table
+[[ $PIN == 1 ]] || checks_table
