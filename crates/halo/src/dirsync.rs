@@ -285,14 +285,14 @@ impl Worker {
         for table in &tables {
             flows::unstage(table);
             let plane = NftDataPlane::new(self.nft.clone()).with_table(table.clone());
-            let sets = match plane.export_flows() {
-                Ok(s) => s,
+            let (sets, reals) = match plane.export_sync() {
+                Ok(x) => (x.sets, x.reals),
                 Err(e) => {
                     self.logger.log(Level::Warn, &format!("director sync: reading table ip {table}: {e}"));
                     continue;
                 }
             };
-            let conns = self.nat_conns(&plane, &mut entries);
+            let conns = self.nat_conns(&reals, &mut entries);
             self.round += 1;
             let parts = flows::split_snapshot(&sets, &conns);
             let n = parts.len() as u32;
@@ -322,18 +322,14 @@ impl Worker {
         }
     }
 
-    /// The conntrack entries of the NAT connections of `plane`'s table (read once per tick
-    /// into `entries`); none when the table has no real server or conntrack cannot be read
-    /// (logged when that changes).
+    /// The conntrack entries of the NAT connections to `reals`, a table's (service, real
+    /// server) pairs (conntrack read once per tick into `entries`); none when there is no
+    /// real server or conntrack cannot be read (logged when that changes).
     fn nat_conns(
         &mut self,
-        plane: &NftDataPlane,
+        reals: &[(halo_lb::dataplane::ServiceKey, SocketAddrV4)],
         entries: &mut Option<Vec<halo_lb::conntrack::Entry>>,
     ) -> Vec<halo_lb::conntrack::NatConn> {
-        let reals: Vec<_> = match plane.stats() {
-            Ok(s) => s.into_iter().map(|r| (r.service, r.real)).collect(),
-            Err(_) => return Vec::new(),
-        };
         if reals.is_empty() {
             return Vec::new();
         }
@@ -358,7 +354,7 @@ impl Worker {
                 }
             }
         }
-        halo_lb::conntrack::nat_conns(entries.as_deref().unwrap_or_default(), &reals)
+        halo_lb::conntrack::nat_conns(entries.as_deref().unwrap_or_default(), reals)
     }
 
     /// Logs (once) what the creation of `table` here did with the NAT connections synced to it.

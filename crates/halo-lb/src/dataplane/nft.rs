@@ -300,11 +300,32 @@ impl NftDataPlane {
     /// The flow and persistence sets of the table with their elements (empty when there is
     /// no table): what the active director sends to the standby ones (see `flows`).
     pub fn export_flows(&self) -> Result<Vec<super::flows::FlowSet>, Error> {
-        // Runs every sync interval for a table the caller just listed: read it at once and
-        // ask whether it exists only when that read fails.
+        Ok(self.listing()?.map(|v| super::flows::export(&v)).unwrap_or_default())
+    }
+
+    /// [`export_flows`](Self::export_flows) and the table's (service, real server) pairs,
+    /// from one listing: what director sync sends each interval (the pairs pick the NAT
+    /// connections out of conntrack).
+    pub fn export_sync(&self) -> Result<SyncExport, Error> {
+        let Some(v) = self.listing()? else { return Ok(SyncExport::default()) };
+        let k = Kernel::parse(&v).map_err(|what| Error::BadOutput {
+            command: format!("nft -j list table ip {}", self.table),
+            what,
+        })?;
+        let mut reals: Vec<(ServiceKey, SocketAddrV4)> =
+            k.counters.keys().filter_map(|n| parse_counter_name(n)).map(|(_, s, r)| (s, r)).collect();
+        reals.sort();
+        reals.dedup();
+        Ok(SyncExport { sets: super::flows::export(&v), reals })
+    }
+
+    /// `nft -j list table` of the table, None when there is none. Runs every sync interval
+    /// for a table the caller just listed: read at once, and ask whether it exists only when
+    /// that read fails.
+    fn listing(&self) -> Result<Option<Value>, Error> {
         match self.nft.run_json(&["-j", "list", "table", "ip", &self.table]) {
-            Ok(v) => Ok(super::flows::export(&v)),
-            Err(_) if !self.exists()? => Ok(Vec::new()),
+            Ok(v) => Ok(Some(v)),
+            Err(_) if !self.exists()? => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -344,6 +365,14 @@ impl NftDataPlane {
             what,
         })
     }
+}
+
+/// What [`NftDataPlane::export_sync`] reads of a table.
+#[derive(Debug, Default)]
+pub struct SyncExport {
+    pub sets: Vec<super::flows::FlowSet>,
+    /// Each (service, real server) pair the table has counters for, sorted.
+    pub reals: Vec<(ServiceKey, SocketAddrV4)>,
 }
 
 /// `desired` plus, for each DR service without persistence, the real servers it no longer
