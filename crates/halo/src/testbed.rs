@@ -349,7 +349,73 @@ for p in sys.argv[3:]:
 listen(int(sys.argv[2]))
 "#;
 
+/// A client holding connections across a director failover. Arguments: VIP, N, GO-FILE and
+/// optionally a persistent port. Opens N connections to VIP:7000 and asks once on each (then,
+/// with a persistent port, two connections one after the other to it), prints "PHASE1 names";
+/// waits for GO-FILE; asks again on each held connection in reverse order (5 s each at most;
+/// then, with a persistent port, two new connections), prints "PHASE2 names" in the same
+/// order. A broken connection answers CLOSED or ERR:<exception>. Against [`LINE_SERVER_PY`].
+pub const HELD_CLIENT_PY: &str = r#"
+import os, socket, sys, time
+vip, n, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+pport = int(sys.argv[4]) if len(sys.argv) > 4 else None
+conns = []
+for i in range(n):
+    c = socket.create_connection((vip, 7000), timeout=20)
+    conns.append(c)
+    time.sleep(0.05)
+def ask(c, msg):
+    try:
+        c.sendall(msg)
+        data = b""
+        while not data.endswith(b"\n"):
+            d = c.recv(100)
+            if not d:
+                return "CLOSED"
+            data += d
+        return data.decode().split()[0]
+    except Exception as e:
+        return "ERR:" + type(e).__name__
+def once(port):
+    c = socket.create_connection((vip, port), timeout=20)
+    r = ask(c, b"persistent\n")
+    c.close()
+    return r
+first = [ask(c, b"one\n") for c in conns]
+if pport:
+    first += [once(pport), once(pport)]
+print("PHASE1", " ".join(first), flush=True)
+while not os.path.exists(go):
+    time.sleep(0.05)
+for c in conns:
+    c.settimeout(5)
+second = [None] * n
+for i in reversed(range(n)):
+    second[i] = ask(conns[i], b"two\n")
+if pport:
+    second += [once(pport), once(pport)]
+print("PHASE2", " ".join(second), flush=True)
+"#;
+
 impl Testbed {
+    /// `halo lvs realserver start --vip VIP` on each of `hosts` (seed 002's LVS-DR real
+    /// server side), each with its own state directory under the testbed's.
+    pub fn lvs_realservers(&self, halo: &Path, hosts: &[&str], vip: &str) -> anyhow::Result<()> {
+        for h in hosts {
+            let st = self.dir.join(h).join("state");
+            std::fs::create_dir_all(&st)?;
+            let halo = halo.to_str().unwrap_or_default();
+            let st = st.to_str().unwrap_or_default();
+            let out = self.exec(h, &[halo, "lvs", "realserver", "start", "--vip", vip, "--state-dir", st])?;
+            anyhow::ensure!(
+                out.status.success(),
+                "realserver start on {h}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// Starts [`LINE_SERVER_PY`] on each of `hosts` (named after the host) on `ports`, its
     /// output in `<dir>/<host>.out`, and waits until every one listens on every port.
     pub fn start_line_servers(&mut self, hosts: &[&str], ports: &[u16]) -> anyhow::Result<()> {

@@ -121,15 +121,7 @@ fn director_dr_connection_counts_from_the_flow_sets() {
     tb.exec("d", &["ip", "addr", "add", &format!("{VIP}/16"), "dev", "eth0"]).unwrap();
     let mut b = Bed { tb };
 
-    for r in ["r1", "r2"] {
-        let st = b.tb.dir.join(r).join("state");
-        std::fs::create_dir_all(&st).unwrap();
-        let out = b
-            .tb
-            .exec(r, &[HALO, "lvs", "realserver", "start", "--vip", VIP, "--state-dir", st.to_str().unwrap()])
-            .unwrap();
-        assert!(out.status.success(), "realserver start on {r}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    b.tb.lvs_realservers(Path::new(HALO), &["r1", "r2"], VIP).unwrap();
     b.tb.start_line_servers(&["r1", "r2"], &[7000]).unwrap();
 
     let log = b.tb.dir.join("d.log");

@@ -36,41 +36,6 @@ virtual=10.81.1.100:7000
 \tprotocol=tcp
 ";
 
-/// Opens CONNS connections, asks once on each, prints "PHASE1 names"; waits for the go file;
-/// asks again on each in reverse order (5 s each at most), prints "PHASE2 names" in
-/// connection order (a broken connection: CLOSED or ERR:<exception>).
-const CLIENT: &str = r#"
-import os, socket, sys, time
-vip, n, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-conns = []
-for i in range(n):
-    c = socket.create_connection((vip, 7000), timeout=20)
-    conns.append(c)
-    time.sleep(0.05)
-def ask(c, msg):
-    try:
-        c.sendall(msg)
-        data = b""
-        while not data.endswith(b"\n"):
-            d = c.recv(100)
-            if not d:
-                return "CLOSED"
-            data += d
-        return data.decode().split()[0]
-    except Exception as e:
-        return "ERR:" + type(e).__name__
-first = [ask(c, b"one\n") for c in conns]
-print("PHASE1", " ".join(first), flush=True)
-while not os.path.exists(go):
-    time.sleep(0.05)
-for c in conns:
-    c.settimeout(5)
-second = [None] * n
-for i in reversed(range(n)):
-    second[i] = ask(conns[i], b"two\n")
-print("PHASE2", " ".join(second), flush=True)
-"#;
-
 struct Bed {
     tb: Testbed,
     sync: bool,
@@ -173,7 +138,7 @@ fn failover(tag: &str, sync: bool) -> Option<(Vec<String>, Vec<String>, String)>
     });
 
     let client = bed.tb.dir.join("client.py");
-    std::fs::write(&client, CLIENT).unwrap();
+    std::fs::write(&client, halo::testbed::HELD_CLIENT_PY).unwrap();
     let go = bed.tb.dir.join("go");
     let out = bed.tb.dir.join("client.out");
     bed.tb

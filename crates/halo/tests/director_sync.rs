@@ -39,47 +39,6 @@ virtual=10.81.0.100:7001
 \tpersistent=600
 ";
 
-/// Opens CONNS connections, asks once on each, prints "PHASE1 names"; waits for the go file;
-/// asks again on each in reverse order, prints "PHASE2 names" in connection order.
-const CLIENT: &str = r#"
-import os, socket, sys, time
-vip, n, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-conns = []
-for i in range(n):
-    c = socket.create_connection((vip, 7000), timeout=20)
-    conns.append(c)
-    time.sleep(0.05)
-def ask(c, msg):
-    try:
-        c.sendall(msg)
-        data = b""
-        while not data.endswith(b"\n"):
-            d = c.recv(100)
-            if not d:
-                return "CLOSED"
-            data += d
-        return data.decode().split()[0]
-    except Exception as e:
-        return "ERR:" + type(e).__name__
-def once(port):
-    c = socket.create_connection((vip, port), timeout=20)
-    r = ask(c, b"persistent\n")
-    c.close()
-    return r
-first = [ask(c, b"one\n") for c in conns]
-# Persistence (port 7001): two connections one after the other go to the same real server.
-first += [once(7001), once(7001)]
-print("PHASE1", " ".join(first), flush=True)
-while not os.path.exists(go):
-    time.sleep(0.05)
-second = [None] * n
-for i in reversed(range(n)):
-    second[i] = ask(conns[i], b"two\n")
-# A new connection of the persistent client after the failover.
-second += [once(7001), once(7001)]
-print("PHASE2", " ".join(second), flush=True)
-"#;
-
 struct Bed {
     tb: Testbed,
 }
@@ -148,15 +107,7 @@ fn director_failover_keeps_established_and_persistent_clients_on_their_real_serv
     let mut bed = Bed { tb };
 
     // The real servers: VIP on lo with arp_ignore/arp_announce, and the line server.
-    for r in ["r1", "r2"] {
-        let st = bed.tb.dir.join(r).join("state");
-        std::fs::create_dir_all(&st).unwrap();
-        let out = bed
-            .tb
-            .exec(r, &[HALO, "lvs", "realserver", "start", "--vip", VIP, "--state-dir", st.to_str().unwrap()])
-            .unwrap();
-        assert!(out.status.success(), "realserver start on {r}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    bed.tb.lvs_realservers(Path::new(HALO), &["r1", "r2"], VIP).unwrap();
     bed.tb.start_line_servers(&["r1", "r2"], &[7000, 7001]).unwrap();
 
     let (c1, c2) = (bed.config("d1"), bed.config("d2"));
@@ -173,14 +124,14 @@ fn director_failover_keeps_established_and_persistent_clients_on_their_real_serv
     });
 
     let client = bed.tb.dir.join("client.py");
-    std::fs::write(&client, CLIENT).unwrap();
+    std::fs::write(&client, halo::testbed::HELD_CLIENT_PY).unwrap();
     let go = bed.tb.dir.join("go");
     let out = bed.tb.dir.join("client.out");
     bed.tb
         .spawn(
             "client",
             Path::new("python3"),
-            &[client.to_str().unwrap(), VIP, &CONNS.to_string(), go.to_str().unwrap()],
+            &[client.to_str().unwrap(), VIP, &CONNS.to_string(), go.to_str().unwrap(), "7001"],
             &out,
         )
         .unwrap();
