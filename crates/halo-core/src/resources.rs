@@ -1085,7 +1085,8 @@ impl Resources {
                 if msg.get("info") == Some("mach_down") && self.peers.get(src).is_some_and(|p| p.halo) => {}
             "resource" => {
                 self.read_statements(src, msg, false);
-                if let Some(p) = self.peers.get_mut(src) {
+                // The takeover notice carries no `isstable`: it says nothing about that.
+                if let (Some(p), false) = (self.peers.get_mut(src), msg.get("info") == Some("mach_down")) {
                     p.stable = msg.get("isstable") == Some("1");
                 }
             }
@@ -1137,7 +1138,11 @@ impl Resources {
         // its givegroup runs: what it drops is still held until its `shutdone` or
         // `ask_resources … done`. Starting it on that word alone runs the group twice.
         let releasing = !is_halo && !starting && matches!(msg.get("info"), Some("shutdown" | "standby"));
-        let holds = if releasing { p.holds.union(&holds).cloned().collect() } else { holds };
+        // Its `rsc_hold=foreign info=mach_down` after a takeover (the `mach_down` script) says
+        // it now holds the dead node's groups *too*: its own it still holds (it said
+        // `rsc_hold=all` before). Read as its whole holdings, its own groups looked free.
+        let took_over = !is_halo && !starting && msg.get("info") == Some("mach_down");
+        let holds = if releasing || took_over { p.holds.union(&holds).cloned().collect() } else { holds };
         p.known = true;
         p.halo = is_halo;
         p.holds = holds;

@@ -765,6 +765,34 @@ fn a_takeover_notice_from_a_halo_peer_is_not_read_as_its_holdings() {
 }
 
 #[test]
+fn a_heartbeat_peers_takeover_notice_adds_the_dead_nodes_groups_to_its_own() {
+    // Heartbeat's `mach_down` script sends `resource rsc_hold=foreign info=mach_down` after
+    // taking a dead node's groups over. The peer still holds its own (`rsc_hold=all` just
+    // before): read as its whole holdings, its own group looked free here.
+    let mut seq = 0;
+    let (mut e, _) =
+        n1_up_with_n2_running(&mut seq, vec![GroupConfig::new(G1, "n1"), GroupConfig::new(G2, "n2")]);
+    let mut out = Vec::new();
+    let all = [("rsc_hold", "all"), ("rtype", "full"), ("isstable", "1"), ("info", "req_our_resources()")];
+    e.handle(Now::at(30), Event::Message { link: 0, msg: from_n2("resource", 3, &all) }, &mut out);
+    let notice = from_n2("resource", 4, &[("rsc_hold", "foreign"), ("info", "mach_down")]);
+    e.handle(Now::at(31), Event::Message { link: 0, msg: notice }, &mut out);
+    let st = e.resource_status(Now::at(31));
+    let g = |k: &str| st.groups.iter().find(|g| g.key == k).unwrap().holders.clone();
+    assert_eq!(g(G2), vec!["n2".to_string()], "n2 still holds its own group: {st:?}");
+    assert_eq!(g(G1), vec!["n2".to_string()], "and ours, taken over: {st:?}");
+    assert_eq!(starts(&out), Vec::<&str>::new(), "nothing starts while n2 holds both: {out:?}");
+    // Its next full statement replaces the holdings as before: it gave ours back, and we
+    // start it (auto_failback on).
+    let local = [("rsc_hold", "local"), ("rtype", "full"), ("isstable", "1")];
+    e.handle(Now::at(32), Event::Message { link: 0, msg: from_n2("resource", 5, &local) }, &mut out);
+    let st = e.resource_status(Now::at(32));
+    let g = |k: &str| st.groups.iter().find(|g| g.key == k).unwrap().holders.clone();
+    assert_eq!((g(G1), g(G2)), (vec!["n1".to_string()], vec!["n2".to_string()]), "{st:?}");
+    assert_eq!(starts(&out), vec![G1], "{out:?}");
+}
+
+#[test]
 fn a_request_that_overtakes_a_statement_does_not_make_the_statement_stale() {
     // Sim seed 27575: n2's `hb_takeover` (seq 0x17) arrived before the retransmitted
     // statements 0x12 and 0x13 it had sent earlier; both were dropped as older, and n1
