@@ -282,8 +282,8 @@ mod tests {
 
     #[test]
     fn a_dying_child_is_restarted_with_growing_back_off() {
-        let dir = tempdir();
-        let count = dir.join("count");
+        let tmp = crate::testutil::TempDir::new("respawn");
+        let count = tmp.0.join("count");
         let cmd = format!("/bin/sh -c 'echo x >> {}; exit 3'", count.display());
         let (log, store) = logs();
         let sup = Supervisor::start(&[Spec { user: me(), command: cmd, pidfile: None }], log);
@@ -331,14 +331,5 @@ mod tests {
         assert_eq!(sup.status()[0].starts, 0);
         sup.stop();
         assert!(store.lock().unwrap().iter().any(|m| m.contains("no user \"no-such-user-halo\"")));
-    }
-
-    fn tempdir() -> std::path::PathBuf {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("halo-respawn-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
     }
 }
