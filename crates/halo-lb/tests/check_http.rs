@@ -185,11 +185,11 @@ async fn external_killed_with_its_group_at_the_deadline() {
 }
 
 #[tokio::test]
-async fn on_off_and_unimplemented() {
+async fn on_off_and_oracle_without_listener() {
     let a = closed_port();
     up(&run_check(&spec(CheckKind::On, a)).await);
     down(&run_check(&spec(CheckKind::Off, a)).await, "off");
-    down(&run_check(&spec(CheckKind::Oracle, a)).await, "not implemented");
+    down(&run_check(&spec(CheckKind::Oracle, a)).await, "refused");
 }
 
 /// A server that accepts and never answers: every kind is down within its deadline (the

@@ -25,12 +25,16 @@
 //! Implemented: `connect`, `external`, `external-perl` (run by `perl`), `ping` (ICMP echo),
 //! `on`, `off`, and the negotiate services `http`, `https`, `http_proxy`, `simpletcp`, `ftp`,
 //! `smtp`/`submission`, `pop`, `pops`, `imap`, `imaps`, `nntp`, `dns`, `sip`, `ldap`,
-//! `ldaps`, `mysql`, `pgsql`, `radius` and `none`.
+//! `ldaps`, `mysql`, `pgsql`, `radius`, `oracle` (at the TNS level, see below) and `none`.
 //!
-//! Not implemented: `oracle` (its TNS/TTC protocol is closed and large, and no Oracle server
-//! can be installed here to test against). Its check reports the real server **down** with
-//! the reason "not implemented", so that a configuration using it is never trusted blindly;
-//! `checktype=external` with Oracle's own client is the way to check one.
+//! `oracle` is checked at the TNS level only: a TNS CONNECT to the real server's listener
+//! for `database` (as a SID, as ldirectord's DBD::Oracle DSN asks, then as a service name),
+//! up on ACCEPT or REDIRECT, down on REFUSE with the listener's ORA error. That shows the
+//! listener answers and knows the database. ldirectord's login as `login`/`passwd` and its
+//! `request` query are **not** done (Oracle's TTC/O5LOGON login is closed and large, and no
+//! Oracle server can be installed here to test against); the reason of every oracle check
+//! says "TNS level only". `checktype=external` with Oracle's own client is the way to check
+//! a login.
 
 mod connector;
 mod crypto;
@@ -42,6 +46,7 @@ mod http;
 mod io;
 mod ldap;
 mod mail;
+mod oracle;
 pub mod pace;
 mod ping;
 mod radius;
@@ -108,7 +113,8 @@ pub enum CheckKind {
     /// PostgreSQL login (trust, password, md5, SCRAM-SHA-256), then `request`; up iff it
     /// returns at least one row.
     Pgsql,
-    /// Not implemented: always down, with that reason.
+    /// TNS CONNECT for `database` (SID, then service name); up iff the listener accepts or
+    /// redirects. Login and `request` are not checked (TNS level only).
     Oracle,
     /// RADIUS Access-Request for `login`/`passwd` with `secret`; up iff Access-Accept.
     Radius,
@@ -150,11 +156,6 @@ impl CheckKind {
             CheckKind::On => "on",
             CheckKind::Off => "off",
         }
-    }
-
-    /// Kinds whose check is not written (oracle): they always report down.
-    pub fn is_implemented(self) -> bool {
-        !matches!(self, CheckKind::Oracle)
     }
 }
 
@@ -257,7 +258,8 @@ pub struct CheckSpec {
     /// ftp, pop, imap: user (ftp default `anonymous`); sip: the `OPTIONS` target.
     pub login: String,
     pub passwd: String,
-    /// mysql, pgsql: the database (empty: the server's default for the login).
+    /// mysql, pgsql: the database (empty: the server's default for the login); oracle: the
+    /// SID or service name asked of the listener.
     pub database: String,
     /// radius: the shared secret.
     pub secret: String,
@@ -336,13 +338,12 @@ pub async fn run_check(spec: &CheckSpec) -> CheckResult {
         CheckKind::Off => {
             Err("checktype=off: real servers of this virtual service are never added".to_string())
         }
-        k if !k.is_implemented() => {
-            Err(format!("the {k} check is not implemented in halo: reported down (use checktype=external with the vendor's client)"))
-        }
         // The external check enforces its own deadline (it must kill the process group
         // first); the outer bound only guards against a command that cannot be reaped.
         CheckKind::External => {
-            match tokio::time::timeout(spec.timeout + Duration::from_secs(2), Box::pin(external::check(spec))).await {
+            match tokio::time::timeout(spec.timeout + Duration::from_secs(2), Box::pin(external::check(spec)))
+                .await
+            {
                 Ok(o) => o,
                 Err(_) => Err(deadline_message(spec.timeout)),
             }
@@ -377,11 +378,12 @@ async fn dispatch(spec: &CheckSpec) -> Outcome {
         CheckKind::Ldap | CheckKind::Ldaps => Box::pin(ldap::check(spec)).await,
         CheckKind::Mysql => Box::pin(sql::mysql(spec)).await,
         CheckKind::Pgsql => Box::pin(sql::pgsql(spec)).await,
+        CheckKind::Oracle => Box::pin(oracle::check(spec)).await,
         CheckKind::Radius => Box::pin(radius::check(spec)).await,
         CheckKind::Ping => Box::pin(ping::check(spec)).await,
         CheckKind::External => Box::pin(external::check(spec)).await,
         CheckKind::On => Ok(String::new()),
-        k => Err(format!("the {k} check is not implemented in halo")),
+        CheckKind::Off => Err("checktype=off".to_string()),
     }
 }
 
