@@ -31,8 +31,13 @@
 //! `ipvsadm -L -n`; a real server whose listener closes leaves the table; client fetches
 //! through the VIP are counted (`halo lvs`, `--stats --exact` and `-c` equal ipvsadm's);
 //! `halo reload` with a new scheduler and weight edits the service and real server in place
-//! (their counters go on);
-//! SIGTERM stops the daemon, which deletes its service and leaves the one someone else added.
+//! (their counters go on); ldirectord's `readdquiescent` after a `halo reload` to
+//! `quiescent=yes`: a healthy real server deleted from the kernel by hand (`ipvsadm -d`)
+//! whose check then fails stays out of the table with `readdquiescent=no` (the default) and
+//! comes back with its weight once its check passes again, and after a reload to
+//! `readdquiescent=yes` the same deletion and failure put it back at weight 0 until its
+//! check passes; SIGTERM stops the daemon, which deletes its service and leaves the one
+//! someone else added.
 //!
 //! Needs root (the kernel package download and qemu) and the packages of scripts/test.sh;
 //! without root it is skipped with a note, unless `HALO_REQUIRE_ROOT=1`, where anything that
@@ -85,6 +90,8 @@ const STEPS: &[&str] = &[
     "failed-check-leaves-the-table",
     "halo-lvs-counts-connections",
     "halo-reload-edits-in-place",
+    "quiescent-missing-real-left-out",
+    "readdquiescent-adds-it-back-at-weight-0",
     "halo-stop-removes-only-its-services",
 ];
 
@@ -1034,8 +1041,10 @@ fn listen_in_ns(ns: &str, addr: &str) -> std::sync::mpsc::Sender<()> {
 /// IPVS here. Three NAT real servers behind the VIP of the NAT step: r1's web server (its
 /// connect check passes), a port nothing listens on (never enters the table) and a
 /// listener in r2 that is closed later (the real server leaves the table). `halo lvs`
-/// equals `ipvsadm -L -n` (and `--stats --exact`, `-c`) at each point; stopping the
-/// daemon removes its service and leaves the service someone else added.
+/// equals `ipvsadm -L -n` (and `--stats --exact`, `-c`) at each point. Reloads to
+/// `quiescent=yes`, then `readdquiescent=yes`, show what a failed real server someone
+/// deleted from the kernel becomes (left out, then back at weight 0). Stopping the daemon
+/// removes its service and leaves the service someone else added.
 fn halo_director() {
     let d = std::path::Path::new(HALO_DIR);
     std::fs::create_dir_all(d.join("state")).expect("mkdir");
@@ -1156,21 +1165,35 @@ fn halo_director() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(counted.0 >= 2 && counted.1 >= 2, "{counted:?}");
-    std::fs::write(
-        d.join("ldirectord.cf"),
-        format!(
-            "checkinterval=1\nchecktimeout=2\nquiescent=no\nvirtual={DIRECTOR_VIP}\n\
-             \treal=10.1.1.2:80 masq 3\n\treal=10.1.1.2:81 masq\n\treal=10.1.2.2:8080 masq\n\
-             \tscheduler=wlc\n\tprotocol=tcp\n\tchecktype=connect\n"
-        ),
-    )
-    .expect("rewrite ldirectord.cf");
-    let out = Command::new("/bin/halo")
-        .args(["--socket", &format!("{HALO_DIR}/halo.sock"), "reload"])
-        .output()
-        .expect("halo reload");
-    println!("halo reload:\n{}", String::from_utf8_lossy(&out.stdout));
-    assert!(out.status.success(), "halo reload: {}\n{}", String::from_utf8_lossy(&out.stderr), daemon_log());
+    // ldirectord.cf with these global lines, the wlc service and r1 at weight 3; then
+    // `halo reload` (which applies before it answers).
+    let reload = |globals: &str| {
+        std::fs::write(
+            d.join("ldirectord.cf"),
+            format!(
+                "checkinterval=1\nchecktimeout=2\n{globals}virtual={DIRECTOR_VIP}\n\
+                 \treal=10.1.1.2:80 masq 3\n\treal=10.1.1.2:81 masq\n\treal=10.1.2.2:8080 masq\n\
+                 \tscheduler=wlc\n\tprotocol=tcp\n\tchecktype=connect\n"
+            ),
+        )
+        .expect("rewrite ldirectord.cf");
+        let out = Command::new("/bin/halo")
+            .args(["--socket", &format!("{HALO_DIR}/halo.sock"), "reload"])
+            .output()
+            .expect("halo reload");
+        println!(
+            "halo reload ({}):\n{}",
+            globals.trim_end().replace('\n', ", "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            out.status.success(),
+            "halo reload: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            daemon_log()
+        );
+    };
+    reload("quiescent=no\n");
     wait_table("the reload's scheduler and weight", |l| {
         l.contains(&format!("TCP  {DIRECTOR_VIP} wlc"))
             && dest_line(l, &format!("TCP  {DIRECTOR_VIP} wlc"), "10.1.1.2:80").is_some_and(|f| f[1] == "3")
@@ -1180,6 +1203,69 @@ fn halo_director() {
     let after = conns(&halo_agree("after-reload", &["--stats", "--exact"]));
     assert_eq!(after, counted, "edited in place: the counters go on");
     step("halo-reload-edits-in-place");
+
+    // readdquiescent (spec §7.5): with quiescent=yes a failed real server is kept at weight
+    // 0, but one missing from the kernel's table when it fails (deleted by hand) is left out
+    // with readdquiescent=no (the default), added back at weight 0 with readdquiescent=yes.
+    // r2 (down since its listener closed) is the real server: it is quiesced by the reload,
+    // then up again with its weight once it listens.
+    let svc = format!("TCP  {DIRECTOR_VIP} wlc");
+    let r2_weight = |l: &str| dest_line(l, &svc, "10.1.2.2:8080").map(|f| f[1].clone());
+    reload("quiescent=yes\n");
+    wait_table("quiescent=yes: the failed r2 kept at weight 0", |l| r2_weight(l).as_deref() == Some("0"));
+    let r2_listener = listen_in_ns("r2", "10.1.2.2:8080");
+    wait_table("r2 up again at weight 1", |l| r2_weight(l).as_deref() == Some("1"));
+    let left_out_line = "10.1.2.2:8080 (198.51.100.30:80) went down while missing from";
+    let left_out_before = daemon_log().matches(left_out_line).count();
+    // Deleted behind halo's back while it is up (nothing puts a healthy real server back:
+    // the director applies on changes of state), then its check fails.
+    ipvsadm(&["-d", "-t", DIRECTOR_VIP, "-r", "10.1.2.2:8080"]);
+    drop(r2_listener);
+    let mut seen = false;
+    for _ in 0..300 {
+        if daemon_log().matches(left_out_line).count() > left_out_before {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(seen, "the director never saw r2 fail while missing:\n{}", daemon_log());
+    assert!(daemon_log().contains("left out until it comes up (readdquiescent=no)"), "{}", daemon_log());
+    // A few check intervals later (checkinterval=1) it is still out: not re-added at weight 0.
+    std::thread::sleep(Duration::from_secs(4));
+    let l = halo_agree("quiescent-missing-left-out", &[]);
+    assert_eq!(
+        r2_weight(&l),
+        None,
+        "readdquiescent=no: the failed r2 missing from the table stays out:\n{l}"
+    );
+    let r1 = dest_line(&l, &svc, "10.1.1.2:80").expect("r1 listed");
+    assert_eq!(r1[..2], ["Masq", "3"], "r1 untouched:\n{l}");
+    let health = halo_lvs(&["--health"]).expect("halo lvs --health");
+    println!("halo lvs --health (r2 left out):\n{health}");
+    let r2_health = health.lines().find(|l| l.contains("-> 10.1.2.2:8080")).unwrap_or_default();
+    assert!(r2_health.contains("not in table") && r2_health.contains("down"), "{health}");
+    let r2_listener = listen_in_ns("r2", "10.1.2.2:8080");
+    wait_table("r2 back with its weight once its check passes", |l| r2_weight(l).as_deref() == Some("1"));
+    halo_agree("quiescent-missing-back", &[]);
+    step("quiescent-missing-real-left-out");
+
+    reload("quiescent=yes\nreaddquiescent=yes\n");
+    let l = ipvsadm(&["-L", "-n"]);
+    assert_eq!(r2_weight(&l).as_deref(), Some("1"), "the reload keeps r2 up:\n{l}");
+    ipvsadm(&["-d", "-t", DIRECTOR_VIP, "-r", "10.1.2.2:8080"]);
+    drop(r2_listener);
+    wait_table("readdquiescent=yes: the failed r2 added back at weight 0", |l| {
+        r2_weight(l).as_deref() == Some("0")
+    });
+    let l = halo_agree("readdquiescent-weight-0", &[]);
+    let r2 = dest_line(&l, &svc, "10.1.2.2:8080").expect("r2 listed");
+    assert_eq!(r2[..2], ["Masq", "0"], "{l}");
+    let r2_listener = listen_in_ns("r2", "10.1.2.2:8080");
+    wait_table("r2's weight back once its check passes", |l| r2_weight(l).as_deref() == Some("1"));
+    halo_agree("readdquiescent-back", &[]);
+    drop(r2_listener);
+    step("readdquiescent-adds-it-back-at-weight-0");
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("SIGTERM halo");
