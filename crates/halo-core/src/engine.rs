@@ -401,6 +401,8 @@ pub struct Engine {
     /// The view the last reconcile saw: each peer's state, and the quorum policy in force.
     rsc_view: Vec<NodeState>,
     rsc_no_quorum: Option<NoQuorumPolicy>,
+    /// And whether quorum was settled (see `quorum_settled`).
+    rsc_settled: bool,
     /// When the last reconcile's time-dependent decisions change (`Resources::deadline`).
     rsc_due: Option<u64>,
 }
@@ -478,6 +480,7 @@ impl Engine {
             rsc_dirty: true,
             rsc_view: Vec::new(),
             rsc_no_quorum: None,
+            rsc_settled: true,
             rsc_due: None,
         }
     }
@@ -657,7 +660,9 @@ impl Engine {
     /// Runs placement when its inputs changed since it last ran (see `rsc_dirty`).
     fn reconcile(&mut self, now: Now, out: &mut Vec<Action>) {
         let no_quorum = self.no_quorum();
+        let settled = self.quorum_settled(now);
         let same_view = self.rsc_no_quorum == no_quorum
+            && self.rsc_settled == settled
             && self.rsc_view.len() == self.peers.len()
             && self.peers.iter().zip(&self.rsc_view).all(|(p, s)| p.state == *s);
         let due = self.rsc_due.is_some_and(|d| now.ms >= d);
@@ -670,6 +675,7 @@ impl Engine {
         self.rsc_view.clear();
         self.rsc_view.extend(self.peers.iter().map(|p| p.state));
         self.rsc_no_quorum = no_quorum;
+        self.rsc_settled = settled;
         self.rsc_due = self.rsc.deadline(now.ms);
     }
 
@@ -683,11 +689,12 @@ impl Engine {
         self.rsc_dirty = true;
         let mut ro = RscOut::default();
         let no_quorum = self.no_quorum();
+        let settled = self.quorum_settled(now);
         {
             let peers = &self.peers;
             let active = |n: &str| peers.iter().any(|p| p.name == n && p.state == NodeState::Active);
             let alive = |n: &str| peers.iter().any(|p| p.name == n && p.state != NodeState::Dead);
-            let view = View { active: &active, alive: &alive, no_quorum };
+            let view = View { active: &active, alive: &alive, no_quorum, settled };
             f(&mut self.rsc, &view, &mut ro);
         }
         out.append(&mut ro.actions);
@@ -734,7 +741,9 @@ impl Engine {
         let peers = &self.peers;
         let active = |n: &str| peers.iter().any(|p| p.name == n && p.state == NodeState::Active);
         let alive = |n: &str| peers.iter().any(|p| p.name == n && p.state != NodeState::Dead);
-        self.rsc.status(now.ms, &View { active: &active, alive: &alive, no_quorum: self.no_quorum() })
+        let settled = self.quorum_settled(now);
+        self.rsc
+            .status(now.ms, &View { active: &active, alive: &alive, no_quorum: self.no_quorum(), settled })
     }
 
     /// Quorum as this node sees it: its own vote and one per peer it hears (not dead).
@@ -751,6 +760,41 @@ impl Engine {
             tie_breaker: if tie_breaker { Some(reaches_ping) } else { None },
             policy: self.cfg.no_quorum_policy.name(),
         }
+    }
+
+    /// Whether quorum holds counting only the peers heard lately (within [`late_ms`]), or
+    /// quorum is ignored. A node cut off from the others declares them dead one at a time,
+    /// up to a keepalive apart: when the first dies, the others are still counted though
+    /// silent for nearly a deadtime, and the cut-off node would believe for a moment that it
+    /// has quorum — and fence, or take a group over. Acting on a death (a fence, a start)
+    /// waits for this; releasing for want of quorum does not (a late peer is no reason to).
+    ///
+    /// [`late_ms`]: Self::late_ms
+    fn quorum_settled(&self, now: Now) -> bool {
+        if self.cfg.no_quorum_policy == NoQuorumPolicy::Ignore {
+            return true;
+        }
+        let q = self.quorum();
+        if !q.have {
+            return false;
+        }
+        let late = self.late_ms();
+        let fresh = 1 + self
+            .peers
+            .iter()
+            .filter(|p| {
+                p.heard_ever
+                    && p.state != NodeState::Dead
+                    && p.last_status_ms.is_some_and(|t| now.ms.saturating_sub(t) <= late)
+            })
+            .count();
+        fresh * 2 > q.expected || q.tie_breaker == Some(true)
+    }
+
+    /// Silent longer than this, a live peer does not count toward acting on a death: half a
+    /// deadtime, at least two keepalives, at most a deadtime.
+    fn late_ms(&self) -> u64 {
+        (self.cfg.deadtime_ms / 2).max(2 * self.cfg.keepalive_ms).min(self.cfg.deadtime_ms)
     }
 
     /// The policy in force now: None while we have quorum or quorum is ignored.

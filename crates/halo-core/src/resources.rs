@@ -399,6 +399,8 @@ struct Fence {
     last_error: Option<String>,
     /// Held back for want of quorum (said once).
     quorum_wait: bool,
+    /// Held back while a peer counted for quorum is late (said once).
+    late_wait: bool,
 }
 
 enum AskPhase {
@@ -437,6 +439,9 @@ pub struct View<'a> {
     pub alive: &'a dyn Fn(&str) -> bool,
     /// Our partition lacks quorum and this policy applies (None: quorum, or ignored).
     pub no_quorum: Option<crate::engine::NoQuorumPolicy>,
+    /// Quorum holds counting only the peers heard lately (always, when quorum is ignored):
+    /// fences and starts wait for it (the engine's `quorum_settled`).
+    pub settled: bool,
 }
 
 /// Messages and actions produced by the resource manager; the engine signs and sends.
@@ -610,6 +615,18 @@ impl Resources {
             }
             return;
         }
+        if !view.settled {
+            // A peer that counts toward our quorum has been silent for a while: it may be
+            // about to be declared dead too, and then this side has no quorum. Decide then.
+            for (node, f) in self.fences.iter_mut().filter(|(_, f)| !f.requested && !f.late_wait) {
+                f.late_wait = true;
+                out.log(
+                    Level::Info,
+                    format!("fencing of node {node} waits: a peer counted for quorum is late"),
+                );
+            }
+            return;
+        }
         let due: Vec<String> = self
             .fences
             .iter()
@@ -639,13 +656,20 @@ impl Resources {
         let detail = if detail.is_empty() { "no detail" } else { detail };
         let Some(f) = self.fences.get_mut(node) else {
             if ok {
-                // It returned before the fence landed (its fence was dropped): it is down now
-                // and its death, when we see it, needs no new fence.
+                // It returned before the fence landed, or another node's fence of it was
+                // heard first (its fence was dropped): it is down now and its death, when we
+                // see it, needs no new fence. Said to all the same: a node that read the
+                // other news before it held this one dead still waits for a fencer's word
+                // (sim seed 742: it waited for ever).
                 out.log(
                     Level::Info,
                     format!("STONITH of node {node} succeeded ({detail}) after it was no longer awaited"),
                 );
                 self.fenced.insert(node.to_string());
+                let mut m = Message::of_type("stonith");
+                m.add("node", node);
+                m.add("result", "OK");
+                out.msgs.push(m);
             } else {
                 out.log(
                     Level::Info,
@@ -929,6 +953,7 @@ impl Resources {
                     retry_at: now,
                     last_error: None,
                     quorum_wait: false,
+                    late_wait: false,
                 });
             }
         }
@@ -1759,6 +1784,7 @@ impl Resources {
             }
             let want_start = g.state == GroupState::Stopped
                 && view.no_quorum.is_none()
+                && view.settled
                 && informed
                 && !fencing_pending
                 && desired.as_deref() == Some(self.me.as_str())

@@ -26,6 +26,8 @@ struct Sim {
     fail_start: BTreeSet<(usize, String)>,
     down: BTreeSet<usize>,
     cut: BTreeSet<usize>,
+    /// One-way cuts: messages from the first node to the second are lost.
+    one_way: BTreeSet<(usize, usize)>,
     logs: Vec<(u64, usize, Level, String)>,
     starts: Vec<(u64, usize, String)>,
     stops: Vec<(u64, usize, String)>,
@@ -83,6 +85,7 @@ impl Sim {
             fail_start: BTreeSet::new(),
             down: BTreeSet::new(),
             cut: BTreeSet::new(),
+            one_way: BTreeSet::new(),
             logs: Vec::new(),
             starts: Vec::new(),
             stops: Vec::new(),
@@ -109,7 +112,7 @@ impl Sim {
                     }
                     let bytes = halo_wire::encode(&m, &self.keyring);
                     for to in 0..self.engines.len() {
-                        if to != from && !self.cut.contains(&to) {
+                        if to != from && !self.cut.contains(&to) && !self.one_way.contains(&(from, to)) {
                             self.queue.push((self.now + 1, to, bytes.clone()));
                         }
                     }
@@ -1267,6 +1270,35 @@ fn fencing_a_partition_without_quorum_fences_nobody_and_the_majority_fences_it()
     fence_done(&mut sim, 1, "n1", true, "reset");
     sim.step(100);
     assert!(sim.runs(1, G1), "taken over once fenced");
+}
+
+#[test]
+fn fencing_a_node_cut_off_does_not_fence_while_its_other_peer_is_only_late() {
+    // A node cut off declares its peers dead one at a time. Here n1 stops hearing n2 300 ms
+    // before it stops hearing n3: when n2 is declared dead, n3 is silent for 700 ms but not
+    // yet dead, and n1 counted it for quorum and fenced n2 at once (the e2e test saw it:
+    // the isolated node fenced a node of the majority). A peer silent past half a deadtime
+    // no longer counts toward acting on a death.
+    let mut sim = fenced_sim(3, &["n1", "n2", "n3"]);
+    for c in sim.cfg.iter_mut() {
+        c.no_quorum_policy = halo_core::NoQuorumPolicy::Stop;
+    }
+    sim.engines = sim.cfg.iter().cloned().map(Engine::new).collect();
+    sim.step(6000);
+    assert!(sim.runs(0, G1) && sim.runs(1, G2));
+    sim.one_way.insert((1, 0));
+    sim.step(300);
+    sim.cut.insert(0);
+    sim.step(3000);
+    assert!(sim.fences.iter().all(|f| f.1 != 0), "n1 fences nobody: {:?}", sim.fences);
+    assert!(!sim.runs(0, G2), "nor takes n2's group");
+    assert!(sim.logged(0, "fencing of node n2 waits: a peer counted for quorum is late"));
+    assert!(sim.logged(0, "not fencing node n2: this partition has no quorum"));
+    assert_eq!(
+        sim.fences.iter().map(|f| (f.1, f.2.as_str())).collect::<Vec<_>>(),
+        vec![(1, "n1")],
+        "the majority fences n1"
+    );
 }
 
 #[test]
