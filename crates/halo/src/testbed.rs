@@ -14,6 +14,9 @@ pub struct Testbed {
     hosts: Vec<String>,
     children: Vec<Child>,
     switch: Option<String>,
+    /// Environment given to every process [`spawn`](Self::spawn) starts (beside the test's
+    /// own), so that tests running at once need not share one process-wide variable.
+    pub env: Vec<(String, String)>,
 }
 
 pub fn is_root() -> bool {
@@ -70,6 +73,7 @@ impl Testbed {
             hosts: Vec::new(),
             children: Vec::new(),
             switch: None,
+            env: Vec::new(),
         })
     }
 
@@ -187,6 +191,7 @@ impl Testbed {
             .args(["netns", "exec", &self.ns(host)])
             .arg(program)
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(f.try_clone()?)
             .stderr(f)

@@ -13,7 +13,10 @@
 //!
 //! The fenced variant adds a STONITH device whose power switch really powers a node off
 //! (its VIP removed, every process in its namespace SIGKILLed) and boots it again a little
-//! later; there two owners are asserted never to be seen outside a fence window. A third
+//! later; there two owners are asserted never to be seen outside a fence window — seen for
+//! certain: each node's sampler proves the address held from one answer to the next, and two
+//! such proofs overlapping is a double owner (a handover between two samples is not; the
+//! 10 ms checker's count, which can see one there, is printed beside it). A third
 //! test cuts one node off once, heals, and reads the split-brain history of `halo status`.
 use halo::testbed::{wait_for, Testbed};
 use std::collections::BTreeSet;
@@ -47,6 +50,40 @@ impl Prng {
     }
 }
 
+/// The checker's arithmetic, on made-up runs (no root needed).
+#[test]
+fn certain_doubles_count_overlapping_proofs_not_sampler_lag() {
+    let run =
+        |owned, first: u64, last: u64| Run { owned, first: (first, first + 10), last: (last, last + 10) };
+    // A handover between two answers of each sampler: n1 last seen at 1000, n2 first at
+    // 1500 while n1's sampler next answers "no" at 6000. Not a double.
+    let handover = [
+        vec![run(true, 0, 1000), run(false, 6000, 9000)],
+        vec![run(false, 0, 900), run(true, 1500, 9000)],
+        vec![],
+    ];
+    assert!(certain_doubles(&handover).is_empty());
+    // Both proven from 2000 to 5000.
+    let both = [vec![run(true, 0, 5000)], vec![run(false, 0, 1000), run(true, 2000, 9000)], vec![]];
+    let d = certain_doubles(&both);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].a, d[0].b, d[0].from, d[0].to), (0, 1, 2010, 5000));
+    // A lone answer of n3 inside n1's proven span.
+    let lone = [
+        vec![run(true, 0, 9000)],
+        vec![],
+        vec![run(false, 0, 3000), run(true, 4000, 4000), run(false, 4100, 9000)],
+    ];
+    let d = certain_doubles(&lone);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].a, d[0].b, d[0].from, d[0].to), (2, 0, 4000, 4010));
+    // Windows are in ms, spans in µs.
+    assert_eq!(uncovered_us(2000, 5000, &[(3, 3)]), 2000);
+    assert_eq!(uncovered_us(2000, 5000, &[(1, 2), (4, 9)]), 1000);
+    assert_eq!(uncovered_us(4000, 4000, &[(4, 4)]), 0);
+    assert_eq!(uncovered_us(4000, 4000, &[(5, 6)]), 1);
+}
+
 /// Moves the calling thread into a namespace (network namespaces are per thread).
 fn enter_netns(ns: &str) {
     let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
@@ -72,6 +109,8 @@ struct Watch {
     tally: Arc<Mutex<Tally>>,
     /// Every checker sample: (wall clock in Unix ms, ms since the last one, owners).
     samples: Arc<Mutex<Vec<(u64, u64, u32)>>>,
+    /// Per node, its sampler's answers merged into runs of the same answer.
+    runs: Arc<Mutex<[Vec<Run>; 3]>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -79,9 +118,88 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
+fn unix_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+/// Consecutive sampler answers of one node that agree: each answer is the (before, after)
+/// Unix µs of its bind, so the address was there (or not) at some instant in that span.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    owned: bool,
+    first: (u64, u64),
+    last: (u64, u64),
+}
+
+/// A span (Unix µs) in which two nodes certainly held the VIP at once.
+#[derive(Clone, Copy, Debug)]
+struct Double {
+    a: usize,
+    b: usize,
+    from: u64,
+    to: u64,
+}
+
+/// Where two nodes *certainly* held the VIP at once. A run of positive answers proves the
+/// address from its first answer's end to its last answer's start (assuming no flap in
+/// between); two such proofs that overlap are a double owner, and so is a lone positive
+/// answer of one node inside another's proof. A handover faster than the samplers' period
+/// is not one: the old holder's last answer and the new one's first do not overlap. (The
+/// checker's sampled count can see one there, from a sampler not yet run again.)
+fn certain_doubles(runs: &[Vec<Run>]) -> Vec<Double> {
+    let mut out = Vec::new();
+    let held = |r: &Run| (r.first.1, r.last.0);
+    for a in 0..runs.len() {
+        for b in 0..runs.len() {
+            if a == b {
+                continue;
+            }
+            for ra in runs[a].iter().filter(|r| r.owned) {
+                for rb in runs[b].iter().filter(|r| r.owned) {
+                    let (ha, hb) = (held(ra), held(rb));
+                    if a < b {
+                        let (from, to) = (ha.0.max(hb.0), ha.1.min(hb.1));
+                        if from < to {
+                            out.push(Double { a, b, from, to });
+                        }
+                    }
+                    // A lone answer of a (no proven span) inside b's proven span.
+                    if ha.0 > ha.1 && hb.0 <= ra.first.0 && ra.first.1 <= hb.1 {
+                        out.push(Double { a, b, from: ra.first.0, to: ra.first.1 });
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by_key(|d| d.from);
+    out
+}
+
+/// The µs of `from..to` that no window (Unix ms, inclusive) covers; a zero-length span
+/// counts 1 µs when uncovered.
+fn uncovered_us(from: u64, to: u64, windows: &[(u64, u64)]) -> u64 {
+    let mut w: Vec<(u64, u64)> = windows.iter().map(|(s, e)| (s * 1000, (e + 1) * 1000)).collect();
+    w.sort();
+    if from == to {
+        return u64::from(!w.iter().any(|(s, e)| *s <= from && from < *e));
+    }
+    let (mut at, mut free) = (from, 0);
+    for (s, e) in w {
+        if e <= at || s >= to {
+            continue;
+        }
+        free += s.saturating_sub(at);
+        at = at.max(e);
+        if at >= to {
+            break;
+        }
+    }
+    free + to.saturating_sub(at)
+}
+
 impl Watch {
-    /// One sampler thread per node namespace (a UDP bind to the VIP succeeds only where it
-    /// is a local address: a syscall, far cheaper than `ip addr` every 10 ms), one client
+    /// One sampler thread per node namespace, every 2 ms (a UDP bind to the VIP succeeds only
+    /// where it is a local address: a syscall, far cheaper than `ip addr`), one client
     /// thread asking the VIP over HTTP, and the checker adding up the milliseconds.
     fn start(tb: &Testbed) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
@@ -89,19 +207,30 @@ impl Watch {
         let served_by = Arc::new(AtomicU64::new(0));
         let tally = Arc::new(Mutex::new(Tally::default()));
         let samples = Arc::new(Mutex::new(Vec::new()));
+        let runs: Arc<Mutex<[Vec<Run>; 3]>> = Arc::default();
         let mut threads = Vec::new();
         for (i, node) in NODES.iter().enumerate() {
-            let (ns, stop, owners) = (tb.ns(node), stop.clone(), owners.clone());
+            let (ns, stop, owners, runs) = (tb.ns(node), stop.clone(), owners.clone(), runs.clone());
             threads.push(std::thread::spawn(move || {
                 enter_netns(&ns);
                 let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
                 while !stop.load(Ordering::Relaxed) {
-                    if UdpSocket::bind((vip, 0)).is_ok() {
+                    let before = unix_us();
+                    let owned = UdpSocket::bind((vip, 0)).is_ok();
+                    let span = (before, unix_us());
+                    if owned {
                         owners.fetch_or(1 << i, Ordering::Relaxed);
                     } else {
                         owners.fetch_and(!(1 << i), Ordering::Relaxed);
                     }
-                    std::thread::sleep(Duration::from_millis(5));
+                    {
+                        let mut runs = runs.lock().unwrap();
+                        match runs[i].last_mut() {
+                            Some(r) if r.owned == owned => r.last = span,
+                            _ => runs[i].push(Run { owned, first: span, last: span }),
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
                 }
             }));
         }
@@ -144,7 +273,7 @@ impl Watch {
                 }
             }));
         }
-        Watch { stop, owners, served_by, tally, samples, threads }
+        Watch { stop, owners, served_by, tally, samples, runs, threads }
     }
 
     fn owners(&self) -> Vec<&'static str> {
@@ -238,16 +367,70 @@ impl Cluster {
             + &std::fs::read_to_string(self.tb.dir.join(format!("{node}.out"))).unwrap_or_default()
     }
 
-    /// The last lines of every node's log, for a failure message.
+    /// The last lines of every node's log, for a failure message (its stderr repeats the
+    /// log, so only what the log lacks, a panic say, is added).
     fn tails(&self) -> String {
         let mut s = String::new();
         for n in NODES {
-            let log = self.log(n);
-            let lines: Vec<&str> = log.lines().collect();
+            let log = std::fs::read_to_string(self.tb.dir.join(format!("{n}.log"))).unwrap_or_default();
+            let out = std::fs::read_to_string(self.tb.dir.join(format!("{n}.out"))).unwrap_or_default();
+            let mut lines: Vec<&str> = log.lines().collect();
+            lines.extend(out.lines().filter(|l| !log.contains(l)));
             s.push_str(&format!(
                 "--- {n} (last 60 lines)\n{}\n",
                 lines[lines.len().saturating_sub(60)..].join("\n")
             ));
+        }
+        s
+    }
+
+    /// What happened around a double owner, for a failure message: every node's sampler
+    /// runs, the cuts and the fences within 5 s of it, and the nodes' log lines of those
+    /// seconds.
+    fn around(&self, d: &Double, runs: &[Vec<Run>], fences: &[Fenced], cut_log: &[(u64, String)]) -> String {
+        let ms = |us: u64| format!("{}.{:03}", us / 1000, us % 1000);
+        let (from, to) = (d.from / 1000, d.to / 1000);
+        let near = |t: u64| t + 5000 >= from && t <= to + 5000;
+        let mut s = format!(
+            "\n=== {} and {} both held the VIP from {} to {} (Unix ms)\n",
+            NODES[d.a],
+            NODES[d.b],
+            ms(d.from),
+            ms(d.to)
+        );
+        for (i, node) in NODES.iter().enumerate() {
+            for r in runs[i].iter().filter(|r| near(r.last.1 / 1000) && near(r.first.0 / 1000)) {
+                let what = if r.owned { "held" } else { "did not hold" };
+                s.push_str(&format!(
+                    "{node} {what}: first seen {}..{}, last seen {}..{}\n",
+                    ms(r.first.0),
+                    ms(r.first.1),
+                    ms(r.last.0),
+                    ms(r.last.1)
+                ));
+            }
+        }
+        for (t, cut) in cut_log.iter().filter(|(t, _)| near(*t)) {
+            s.push_str(&format!("cuts at {t}: {cut}\n"));
+        }
+        for f in fences.iter().filter(|f| near(f.req)) {
+            s.push_str(&format!("fence of {} by {}: {}..{}\n", f.node, f.by, f.req, f.done));
+        }
+        // Log lines carry local time to the second: keep those of the seconds around.
+        let stamps: Vec<String> = (from / 1000 - 3..=to / 1000 + 2)
+            .filter_map(|sec| {
+                let out =
+                    std::process::Command::new("date").args(["-d", &format!("@{sec}"), "+%H:%M:%S"]).output();
+                out.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            })
+            .collect();
+        for n in NODES {
+            let log = std::fs::read_to_string(self.tb.dir.join(format!("{n}.log"))).unwrap_or_default();
+            s.push_str(&format!("--- {n} log, {} to {}\n", stamps[0], stamps[stamps.len() - 1]));
+            for l in log.lines().filter(|l| l.get(7..15).is_some_and(|t| stamps.iter().any(|x| x == t))) {
+                s.push_str(l);
+                s.push('\n');
+            }
         }
         s
     }
@@ -323,6 +506,14 @@ impl Cuts {
             }
             self.heals += 1;
         }
+    }
+
+    /// The cuts now, as `n1->n2 n3->n1`, or `healed`.
+    fn describe(&self) -> String {
+        if self.set.is_empty() {
+            return "healed".into();
+        }
+        self.set.iter().map(|(a, b)| format!("{}->{}", NODES[*a], NODES[*b])).collect::<Vec<_>>().join(" ")
     }
 
     /// Heals everything; false when nothing was cut.
@@ -718,7 +909,7 @@ struct Switch {
 }
 
 impl Switch {
-    fn start(tb: &Testbed) -> Switch {
+    fn start(tb: &Testbed, delay: Duration) -> Switch {
         let dir = tb.dir.join("switch");
         std::fs::create_dir_all(&dir).unwrap();
         let (stop, fenced) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
@@ -742,6 +933,7 @@ impl Switch {
                         let (node, by) =
                             (w.next().unwrap_or("").to_string(), w.next().unwrap_or("?").to_string());
                         if let Some(i) = NODES.iter().position(|n| *n == node) {
+                            std::thread::sleep(delay);
                             power_off(&namespaces[i]);
                             fenced.lock().unwrap().push(Fenced { node, by, req, done: unix_ms() });
                             let _ = std::fs::write(r.with_extension("ack"), "off\n");
@@ -793,9 +985,8 @@ fn power_off(ns: &str) {
 
 /// How long a fenced node stays off before the testbed boots it again.
 const BOOT_DELAY: Duration = Duration::from_millis(2500);
-/// Sampling slack at each end of a fence window: the samplers look every 5 ms and the
-/// checker every 10 ms, so an owner seen a few ms after the switch removed it is the
-/// sampler's lag, not a second owner.
+/// Slack at each end of a fence window: the switch polls for requests every 5 ms (the node
+/// asked a little before the switch's `req`), and `done` is stamped after the kill returned.
 const WINDOW_SLACK_MS: u64 = 50;
 
 /// The testbed boots the nodes the switch powered off.
@@ -826,6 +1017,47 @@ impl Reboots {
     }
 }
 
+/// The certain double owners since `since_ms` (Unix ms): µs inside fence windows (widened
+/// by [`WINDOW_SLACK_MS`]), µs outside, and the spans that reach outside.
+fn doubles_against_fences(runs: &[Vec<Run>], fences: &[Fenced], since_ms: u64) -> (u64, u64, Vec<Double>) {
+    let windows: Vec<(u64, u64)> =
+        fences.iter().map(|f| (f.req.saturating_sub(WINDOW_SLACK_MS), f.done + WINDOW_SLACK_MS)).collect();
+    let (mut inside, mut out) = (0u64, 0u64);
+    let mut spans = Vec::new();
+    for d in certain_doubles(runs).into_iter().filter(|d| d.to >= since_ms * 1000) {
+        let free = uncovered_us(d.from, d.to, &windows);
+        out += free;
+        inside += (d.to - d.from).saturating_sub(free);
+        if free > 0 {
+            spans.push(d);
+        }
+    }
+    (inside, out, spans)
+}
+
+/// Three nodes and a client, the power plugin installed for this testbed's daemons, and the
+/// switch (taking `switch_delay` to power a node off); returns the ha.cf line for it.
+fn fenced_cluster(tag: &str, switch_delay: Duration) -> Option<(Cluster, Switch, String)> {
+    let mut tb = Testbed::for_test(tag)?;
+    for (i, n) in NODES.iter().enumerate() {
+        tb.add_host(n, &format!("10.79.0.{}/16", i + 1)).unwrap();
+    }
+    tb.add_host("client", "10.79.0.9/16").unwrap();
+    let plugins = tb.dir.join("stonith");
+    std::fs::create_dir_all(plugins.join("external")).unwrap();
+    let script = plugins.join("external").join("halopower");
+    std::fs::write(&script, POWER_PLUGIN).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Given to this testbed's daemons only: the tests of this file run at once.
+    tb.env.push(("HALO_STONITH_PLUGINS".into(), plugins.to_string_lossy().into_owned()));
+    let switch = Switch::start(&tb, switch_delay);
+    let stonith = format!("stonith_host * external/halopower {}\n", switch.dir.display());
+    Some((Cluster { tb }, switch, stonith))
+}
+
 /// Fenced partition torture: the same three nodes, client and random cuts as above, with
 /// `stonith_host * external/halopower` on every node. A fenced node is powered off by
 /// the switch and booted again (its daemon restarted) [`BOOT_DELAY`] later. Asserted: no
@@ -836,24 +1068,7 @@ impl Reboots {
 /// and `HALO_PARTITION_SEED` as above.
 #[test]
 fn fenced_random_partitions_never_two_owners_outside_a_fence() {
-    let Some(mut tb) = Testbed::for_test("ptf") else { return };
-    for (i, n) in NODES.iter().enumerate() {
-        tb.add_host(n, &format!("10.79.0.{}/16", i + 1)).unwrap();
-    }
-    tb.add_host("client", "10.79.0.9/16").unwrap();
-    let mut c = Cluster { tb };
-    let plugins = c.tb.dir.join("stonith");
-    std::fs::create_dir_all(plugins.join("external")).unwrap();
-    let script = plugins.join("external").join("halopower");
-    std::fs::write(&script, POWER_PLUGIN).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    // Read by the daemons this test starts (no other test of this file configures STONITH).
-    std::env::set_var("HALO_STONITH_PLUGINS", &plugins);
-    let switch = Switch::start(&c.tb);
-    let stonith = format!("stonith_host * external/halopower {}\n", switch.dir.display());
+    let Some((mut c, switch, stonith)) = fenced_cluster("ptf", Duration::ZERO) else { return };
     let seed = partition_seed();
     let secs = env_u64("HALO_FENCED_PARTITION_SECS").unwrap_or(180);
     eprintln!("fenced partition torture: seed {seed} (HALO_PARTITION_SEED={seed} replays), {secs} s");
@@ -865,6 +1080,7 @@ fn fenced_random_partitions_never_two_owners_outside_a_fence() {
     // The testbed's part: boot every node the switch powered off, BOOT_DELAY after.
     let mut power = Reboots::default();
     let mut cuts = Cuts::default();
+    let mut cut_log: Vec<(u64, String)> = Vec::new();
     let end = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < end {
         let next = Instant::now() + Duration::from_millis(200 + rng.below(2300));
@@ -874,9 +1090,11 @@ fn fenced_random_partitions_never_two_owners_outside_a_fence() {
         }
         cuts.change(&mut rng);
         apply_cuts(&c.tb, &cuts.set);
+        cut_log.push((unix_ms(), cuts.describe()));
     }
     if cuts.heal_all() {
         apply_cuts(&c.tb, &cuts.set);
+        cut_log.push((unix_ms(), cuts.describe()));
     }
     let healed = Instant::now();
 
@@ -904,48 +1122,43 @@ fn fenced_random_partitions_never_two_owners_outside_a_fence() {
     watch.stop();
 
     let fences = switch.fenced();
-    let log: String =
-        fences.iter().map(|f| format!("{} by {}: {}..{}\n", f.node, f.by, f.req, f.done)).collect();
-    let in_window = |t: u64, dt: u64| {
-        fences.iter().any(|f| {
-            f.req.saturating_sub(WINDOW_SLACK_MS) <= t && t.saturating_sub(dt) <= f.done + WINDOW_SLACK_MS
-        })
-    };
+    let runs = watch.runs.lock().unwrap().clone();
+    let (two_in, two_out, outside) = doubles_against_fences(&runs, &fences, started_ms);
     let samples = watch.samples.lock().unwrap().clone();
-    let (mut two_in, mut two_out, mut none, mut n) = (0u64, 0u64, 0u64, 0u64);
-    let mut outside: Vec<u64> = Vec::new();
-    for &(t, dt, owners) in samples.iter().filter(|s| s.0 >= started_ms) {
+    let (mut sampled_two, mut none, mut n) = (0u64, 0u64, 0u64);
+    for &(_, dt, owners) in samples.iter().filter(|s| s.0 >= started_ms) {
         n += 1;
         match owners {
             0 => none += dt,
             1 => {}
-            _ if in_window(t, dt) => two_in += dt,
-            _ => {
-                two_out += dt;
-                outside.push(t);
-            }
+            _ => sampled_two += dt,
         }
     }
     eprintln!(
         "fenced partition torture (seed {seed}, {secs} s): {} cuts ({} one-way), {} heals; {} fences, \
-         {} boots; {n} samples; two owners {} ms ({two_in} ms within \
-         a fence window, {two_out} ms outside), no owner {none} ms; settled {:?} after the final heal",
+         {} boots; {n} samples; two owners {:.1} ms ({:.1} ms within a fence window, {:.1} ms outside; \
+         the checker's samples, which lag a handover by up to a sampler period, saw {sampled_two} ms), \
+         no owner {none} ms; settled {:?} after the final heal",
         cuts.cuts,
         cuts.one_way,
         cuts.heals,
         fences.len(),
         power.booted,
-        two_in + two_out,
+        (two_in + two_out) as f64 / 1000.0,
+        two_in as f64 / 1000.0,
+        two_out as f64 / 1000.0,
         settled.map(|t| t.duration_since(healed))
     );
     assert!(n > secs * 50, "the checker sampled every ~10 ms ({n} samples)");
     assert!(!fences.is_empty(), "seed {seed}: no fence at all: nothing was tested\n{}", c.tails());
-    assert_eq!(
-        two_out,
-        0,
-        "seed {seed}: two owners outside any fence window (±{WINDOW_SLACK_MS} ms) at {outside:?}\nfences:\n{log}\n{}",
-        c.tails()
-    );
+    if !outside.is_empty() {
+        let around: String = outside.iter().take(3).map(|d| c.around(d, &runs, &fences, &cut_log)).collect();
+        panic!(
+            "seed {seed}: two owners outside any fence window (±{WINDOW_SLACK_MS} ms): {:.1} ms in {} span(s)\n{around}",
+            two_out as f64 / 1000.0,
+            outside.len()
+        );
+    }
     if settled.is_none() {
         panic!(
             "seed {seed}: not settled {limit:?} after the final heal: owners {:?}, client served by {:?}, \
@@ -966,4 +1179,84 @@ fn fenced_random_partitions_never_two_owners_outside_a_fence() {
         assert!(!log.contains("panicked"), "seed {seed}: {n} panicked\n{log}");
     }
     eprintln!("settled on {:?}; split-brain episodes in the nodes' histories: {episodes}", watch.owners());
+}
+
+/// Quorum-gated fencing, end to end: `no_quorum_policy stop` and the power switch (slow
+/// here, 1.5 s to power a node off, so that the isolated node lives long enough to show
+/// what it does). n1, holding the VIP, is cut off from n2 and n3 both ways. n1 has no
+/// quorum: it fences nobody and releases the group; the majority fences n1 and takes the
+/// VIP. n1, booted again while still cut off, stays without quorum: it fences nobody and
+/// starts nothing. After the heal n1 takes its group back (auto_failback). Asserted: every
+/// fence is of n1, n1's log says why it did not fence, no certain double owner outside a
+/// fence window, and one owner serving at the end.
+#[test]
+fn quorum_gated_fencing_the_isolated_node_fences_nobody_and_the_majority_fences_it() {
+    let Some((mut c, switch, stonith)) = fenced_cluster("ptq", Duration::from_millis(1500)) else { return };
+    let (mut watch, dirs) = c.start_all(&format!("{stonith}no_quorum_policy stop\n"));
+    let started_ms = unix_ms();
+    let mut power = Reboots::default();
+    let mut cuts = Cuts::default();
+    for o in [1, 2] {
+        cuts.set.insert((0, o));
+        cuts.set.insert((o, 0));
+    }
+    apply_cuts(&c.tb, &cuts.set);
+
+    // The majority fences n1 and serves; n1 is booted again (still cut off) and runs alone.
+    let moved = wait_for(Duration::from_secs(30), || {
+        power.tick(&mut c, &switch, &dirs);
+        let owners = watch.owners();
+        (power.booted >= 1 && owners.len() == 1 && owners[0] != "n1" && watch.served_by() == Some(owners[0]))
+            .then_some(())
+    });
+    assert!(
+        moved.is_some(),
+        "n1 fenced and booted, the VIP on n2 or n3: owners {:?}, fences {:?}, boots {}\n{}",
+        watch.owners(),
+        switch.fenced(),
+        power.booted,
+        c.tails()
+    );
+    // n1's second life: past its initdead (2 s), alone, without quorum.
+    let alone = wait_for(Duration::from_secs(20), || {
+        power.tick(&mut c, &switch, &dirs);
+        (c.log("n1").matches("this partition has no quorum").count() >= 4).then_some(())
+    });
+    assert!(alone.is_some(), "n1 says twice (each life) that it fences neither peer:\n{}", c.tails());
+    let log1 = c.log("n1");
+    for peer in ["n2", "n3"] {
+        assert!(
+            log1.contains(&format!("not fencing node {peer}: this partition has no quorum")),
+            "n1 does not fence {peer} without quorum:\n{log1}"
+        );
+    }
+    assert!(log1.contains("no quorum (no_quorum_policy stop)"), "n1 released its group:\n{log1}");
+    assert!(!watch.owners().contains(&"n1"), "n1 starts nothing without quorum: {:?}", watch.owners());
+
+    // Heal: n1 rejoins and takes its group back.
+    cuts.heal_all();
+    apply_cuts(&c.tb, &cuts.set);
+    let back = wait_for(Duration::from_secs(30), || {
+        power.tick(&mut c, &switch, &dirs);
+        (watch.owners() == ["n1"] && watch.served_by() == Some("n1") && c.all_active()).then_some(())
+    });
+    watch.stop();
+    let fences = switch.fenced();
+    let runs = watch.runs.lock().unwrap().clone();
+    let (two_in, two_out, outside) = doubles_against_fences(&runs, &fences, started_ms);
+    eprintln!(
+        "quorum-gated fencing: fences {:?}; two owners {:.1} ms within a fence window, {:.1} ms outside",
+        fences.iter().map(|f| format!("{} by {}", f.node, f.by)).collect::<Vec<_>>(),
+        two_in as f64 / 1000.0,
+        two_out as f64 / 1000.0
+    );
+    assert!(
+        back.is_some(),
+        "after the heal n1 holds and serves the VIP: {:?}\n{}",
+        watch.owners(),
+        c.tails()
+    );
+    assert!(!fences.is_empty() && fences.iter().all(|f| f.node == "n1"), "only n1 is fenced: {fences:?}");
+    assert!(fences.iter().all(|f| !f.by.ends_with("-n1")), "n1 fenced nobody (not even itself): {fences:?}");
+    assert!(outside.is_empty(), "two owners outside a fence window: {outside:?}\n{}", c.tails());
 }
