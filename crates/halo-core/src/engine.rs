@@ -694,7 +694,14 @@ impl Engine {
             let peers = &self.peers;
             let active = |n: &str| peers.iter().any(|p| p.name == n && p.state == NodeState::Active);
             let alive = |n: &str| peers.iter().any(|p| p.name == n && p.state != NodeState::Dead);
-            let view = View { active: &active, alive: &alive, no_quorum, settled };
+            let generation = |n: &str| {
+                peers
+                    .iter()
+                    .find(|p| p.name == n && p.heard_ever)
+                    .map(|p| p.seq.generation)
+                    .filter(|g| *g > 0)
+            };
+            let view = View { active: &active, alive: &alive, no_quorum, settled, generation: &generation };
             f(&mut self.rsc, &view, &mut ro);
         }
         out.append(&mut ro.actions);
@@ -742,8 +749,15 @@ impl Engine {
         let active = |n: &str| peers.iter().any(|p| p.name == n && p.state == NodeState::Active);
         let alive = |n: &str| peers.iter().any(|p| p.name == n && p.state != NodeState::Dead);
         let settled = self.quorum_settled(now);
-        self.rsc
-            .status(now.ms, &View { active: &active, alive: &alive, no_quorum: self.no_quorum(), settled })
+        let generation = |_: &str| None;
+        let view = View {
+            active: &active,
+            alive: &alive,
+            no_quorum: self.no_quorum(),
+            settled,
+            generation: &generation,
+        };
+        self.rsc.status(now.ms, &view)
     }
 
     /// Quorum as this node sees it: its own vote and one per peer it hears (not dead).
@@ -1476,7 +1490,7 @@ impl Engine {
             }
         }
         let name = p.name.clone();
-        self.with_rsc(now, out, |r, _, o| r.peer_dead(now.ms, &name, timed_out, o));
+        self.with_rsc(now, out, |r, v, o| r.peer_dead(now.ms, &name, timed_out, v, o));
         if !self.comm_up {
             self.check_comm_up(now, out);
         }

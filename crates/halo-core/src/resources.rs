@@ -401,6 +401,8 @@ struct Fence {
     quorum_wait: bool,
     /// Held back while a peer counted for quorum is late (said once).
     late_wait: bool,
+    /// The node's generation we held dead when the fence was decided.
+    generation: Option<u64>,
 }
 
 enum AskPhase {
@@ -442,6 +444,21 @@ pub struct View<'a> {
     /// Quorum holds counting only the peers heard lately (always, when quorum is ignored):
     /// fences and starts wait for it (the engine's `quorum_settled`).
     pub settled: bool,
+    /// A peer's generation as we last heard it (None: unknown).
+    pub generation: &'a dyn Fn(&str) -> Option<u64>,
+}
+
+/// `stonith node=X result=OK`, with the generation of X that is down (`halo_gen`, hex) when
+/// we know it: a node that still hears X when the news comes keeps it for that generation
+/// only, and a later death of that same generation needs no new fence.
+fn stonith_ok(node: &str, generation: Option<u64>) -> Message {
+    let mut m = Message::of_type("stonith");
+    m.add("node", node);
+    m.add("result", "OK");
+    if let Some(g) = generation {
+        m.add("halo_gen", format!("{g:x}"));
+    }
+    m
 }
 
 /// Messages and actions produced by the resource manager; the engine signs and sends.
@@ -490,6 +507,8 @@ pub struct Resources {
     /// Nodes known fenced before we saw them die (another node's `stonith result=OK`, or a
     /// fence of ours that outlived its request): their death needs no new fence.
     fenced: BTreeSet<String>,
+    /// Nodes we still heard when a peer reported them fenced, with the generation it named.
+    fenced_gen: BTreeMap<String, u64>,
     /// Legacy mode: what peers that never stated their holdings may hold.
     legacy: BTreeMap<String, LegacyPeer>,
     /// `ip-request`s from Heartbeat peers to answer once the group is stopped here:
@@ -569,6 +588,7 @@ impl Resources {
             fencing: None,
             fences: BTreeMap::new(),
             fenced: BTreeSet::new(),
+            fenced_gen: BTreeMap::new(),
             legacy: BTreeMap::new(),
             owe_ip: BTreeMap::new(),
             split_brains: Default::default(),
@@ -666,10 +686,8 @@ impl Resources {
                     format!("STONITH of node {node} succeeded ({detail}) after it was no longer awaited"),
                 );
                 self.fenced.insert(node.to_string());
-                let mut m = Message::of_type("stonith");
-                m.add("node", node);
-                m.add("result", "OK");
-                out.msgs.push(m);
+                // Which generation it hit is not known here: the news names none.
+                out.msgs.push(stonith_ok(node, None));
             } else {
                 out.log(
                     Level::Info,
@@ -681,12 +699,14 @@ impl Resources {
         let mut m = Message::of_type("stonith");
         m.add("node", node);
         if ok {
+            let generation = f.generation;
             self.fences.remove(node);
             out.log(
                 Level::Info,
                 format!("node {node} fenced (STONITH OK: {detail}); its groups may be taken over"),
             );
-            m.add("result", "OK");
+            // The generation we held dead when we asked for the fence: the one it hit.
+            m = stonith_ok(node, generation);
         } else {
             f.requested = false;
             f.last_error = Some(detail.to_string());
@@ -712,15 +732,38 @@ impl Resources {
         if result != "OK" || node == self.me || self.fencing.is_none() {
             return;
         }
-        if self.fences.remove(node).is_some() {
+        let generation = msg.get("halo_gen").and_then(|g| u64::from_str_radix(g, 16).ok());
+        if let Some(f) = self.fences.get(node) {
+            if let (Some(said), Some(ours)) = (generation, f.generation) {
+                if said != ours {
+                    // A fence of an earlier life of the node: this death still needs its own.
+                    return;
+                }
+            }
+            self.fences.remove(node);
             out.log(
                 Level::Info,
                 format!("node {src} fenced node {node} (STONITH OK): its groups may be taken over"),
             );
         } else if !(view.alive)(node) {
-            // Not for a node we hear alive: that news is older than what we hear.
-            self.fenced.insert(node.to_string());
+            // Unless it names another life of the node than the one we last heard.
+            if generation.is_none()
+                || (view.generation)(node).is_none()
+                || (view.generation)(node) == generation
+            {
+                self.fenced.insert(node.to_string());
+            }
+        } else if let Some(g) = generation {
+            // A node we still hear, about to be declared dead here too (the fencer saw its
+            // death first; sim seeds 742, 22755: read too early, the news was lost and this
+            // node waited for a fence for ever). Kept for that generation only: news about
+            // an earlier one (a late retransmission) says nothing about the one we hear.
+            if (view.generation)(node) == Some(g) {
+                self.fenced_gen.insert(node.to_string(), g);
+            }
         }
+        // Otherwise (a node we hear alive, no generation: a Heartbeat peer's) the news is
+        // older than what we hear.
     }
 
     /// halo.toml's clones and constraints. A clone found running at start-up
@@ -931,7 +974,8 @@ impl Resources {
 
     /// A peer died (deadtime passed, `timed_out`) or left (`shutdone`): whatever it held is
     /// gone — once it is fenced, with fencing.
-    pub fn peer_dead(&mut self, now: u64, name: &str, timed_out: bool, out: &mut RscOut) {
+    pub fn peer_dead(&mut self, now: u64, name: &str, timed_out: bool, view: &View, out: &mut RscOut) {
+        let reported = self.fenced_gen.remove(name).is_some_and(|g| (view.generation)(name) == Some(g));
         let Some(p) = self.peers.get_mut(name) else { return };
         let held: Vec<String> = p.holds.iter().cloned().collect();
         if self.fencing.is_some() && (timed_out || !held.is_empty()) {
@@ -940,10 +984,10 @@ impl Resources {
                 // Others may wait for us (the fencer) to fence it: tell them it is done.
                 // (Simulator seed 41061: a fence that landed after the node came back left
                 // the others waiting for ever.)
-                let mut m = Message::of_type("stonith");
-                m.add("node", name);
-                m.add("result", "OK");
-                out.msgs.push(m);
+                // The generation just declared dead (`fenced` is cleared whenever it returns).
+                out.msgs.push(stonith_ok(name, (view.generation)(name)));
+            } else if reported {
+                out.log(Level::Info, format!("node {name} is dead and a peer reported it fenced"));
             } else {
                 out.log(Level::Warn, format!("node {name} must be fenced before any group starts"));
                 self.fences.entry(name.to_string()).or_insert(Fence {
@@ -954,6 +998,7 @@ impl Resources {
                     last_error: None,
                     quorum_wait: false,
                     late_wait: false,
+                    generation: (view.generation)(name),
                 });
             }
         }
@@ -988,6 +1033,7 @@ impl Resources {
         }
         // Its fence, if any, is dropped once we hear it alive (`drive_fences`), not before.
         self.fenced.remove(name);
+        self.fenced_gen.remove(name);
         // Presumed anew on the next reconcile.
         let fresh_start = restarted && self.legacy.get(name).is_some_and(|l| l.dead);
         // A Heartbeat peer back from a partition in legacy mode states nothing and keeps what
@@ -1069,6 +1115,12 @@ impl Resources {
         match kind {
             "ip-request" => return self.on_ip_request(src, msg, out),
             "ip-request-resp" => return self.on_ip_request_resp(src, msg, out),
+            // A fence's outcome naming the generation it hit is a fact, not a statement a
+            // newer one replaces: read even when it arrives after a later message of its
+            // sender (sim seed 15303: dropped as older, a node waited for a fence for ever).
+            // The generation decides whether it is old news. (Without one, as Heartbeat
+            // sends it, it goes through the sequence check below like any request.)
+            "stonith" if msg.get("halo_gen").is_some() => return self.on_stonith(src, msg, view, out),
             _ => {}
         }
         let Some(p) = self.peers.get_mut(src) else { return };
@@ -1419,6 +1471,7 @@ impl Resources {
                 && !g.failed_here
                 && !shutting_down
                 && view.no_quorum.is_none()
+                && view.settled
                 && order_ok
             {
                 g.state = GroupState::Starting;
@@ -1981,6 +2034,7 @@ impl Resources {
                 }
                 (GroupState::Stopped, None)
                     if Self::clone_listed(c, &self.me)
+                        && view.settled
                         && !self.shutting_down
                         && !c.failed_here
                         && self.order_ok(c, view) =>

@@ -1350,3 +1350,79 @@ fn a_node_starting_alone_acquires_every_group_after_initdead_and_not_before() {
     assert!(sim.runs(0, G1), "its own group once n2 is declared dead after initdead");
     assert!(sim.runs(0, G2), "and n2's group too: nobody else can run it");
 }
+
+/// A message from `src` (generation `hg`) as the wire would deliver it.
+fn from_peer(src: &str, hg: u64, kind: &str, seq: u64, fields: &[(&str, &str)]) -> halo_wire::Message {
+    let mut m = halo_wire::Message::of_type(kind);
+    for (k, v) in fields {
+        m.add(k, v);
+    }
+    m.add("src", src);
+    m.add("seq", format!("{seq:x}"));
+    m.add("hg", format!("{hg:x}"));
+    m.add("ts", "6b49d200");
+    m
+}
+
+/// n1 of three, fed by hand: only n3 has a STONITH device. n3 reports n2 fenced (naming
+/// generation `reported_gen`) while n1 still hears n2, then n2 falls silent and n1 declares
+/// it dead. Returns n1's logs and its fencing status afterwards.
+fn early_stonith_news(reported_gen: &str) -> (Vec<String>, Vec<String>) {
+    let mut c = CoreConfig::new("n1", &["n1", "n2", "n3"], &["eth0"]);
+    c.keepalive_ms = 100;
+    c.deadtime_ms = 1000;
+    c.initdead_ms = 2000;
+    c.generation = 5;
+    c.groups = vec![GroupConfig::new(G2, "n2")];
+    c.fencing =
+        Some(halo_core::FencingConfig { fencers: vec!["n3".into()], retry_ms: 200, retry_max_ms: 800 });
+    let mut e = Engine::new(c);
+    let mut out = Vec::new();
+    e.handle(Now::at(0), Event::Tick, &mut out);
+    let (mut s2, mut s3) = (0, 0);
+    let status = |src: &str, hg: u64, seq: u64| {
+        from_peer(src, hg, "status", seq, &[("st", "active"), ("protocol", "1")])
+    };
+    for t in (10..=500).step_by(100) {
+        s2 += 1;
+        e.handle(Now::at(t), Event::Message { link: 0, msg: status("n2", 7, s2) }, &mut out);
+        s3 += 1;
+        e.handle(Now::at(t + 1), Event::Message { link: 0, msg: status("n3", 9, s3) }, &mut out);
+        e.handle(Now::at(t + 2), Event::Tick, &mut out);
+    }
+    // n3 saw n2 die first and reports it fenced; n1 still hears n2 (its last status at 410).
+    s3 += 1;
+    let news =
+        from_peer("n3", 9, "stonith", s3, &[("node", "n2"), ("result", "OK"), ("halo_gen", reported_gen)]);
+    e.handle(Now::at(520), Event::Message { link: 0, msg: news }, &mut out);
+    for t in (611..=2500).step_by(100) {
+        s3 += 1;
+        e.handle(Now::at(t), Event::Message { link: 0, msg: status("n3", 9, s3) }, &mut out);
+        e.handle(Now::at(t + 1), Event::Tick, &mut out);
+    }
+    let logs = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log(_, t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    let fencing =
+        e.resource_status(Now::at(2600)).fencing.iter().map(|f| format!("{} {}", f.node, f.state)).collect();
+    (logs, fencing)
+}
+
+#[test]
+fn stonith_news_read_before_the_death_counts_for_that_generation_only() {
+    // Sim seeds 742 and 22755: the fencer's `stonith OK` reached a node that still heard the
+    // target; it was dropped as old news, and the node waited for a fence for ever.
+    let (logs, fencing) = early_stonith_news("7");
+    assert!(logs.iter().any(|l| l.contains("node n2: is dead")), "{logs:#?}");
+    assert!(logs.iter().any(|l| l == "node n2 is dead and a peer reported it fenced"), "{logs:#?}");
+    assert!(fencing.is_empty(), "no fence awaited: {fencing:?}");
+    // News naming another generation (a late retransmission about an earlier life) is old:
+    // this death still needs a fence.
+    let (logs, fencing) = early_stonith_news("6");
+    assert!(logs.iter().any(|l| l.contains("node n2 must be fenced before any group starts")), "{logs:#?}");
+    assert_eq!(fencing, ["n2 waiting"], "{logs:#?}");
+}

@@ -6,8 +6,9 @@
 //! and `support/scenario.rs` for what a seed draws.
 //!
 //! Invariants, checked after every step:
-//! * (a) with a quorum policy (`stop`/`freeze`), a node whose side lacks quorum for longer
-//!   than it takes to notice (`Scenario::detection_ms`) never starts a group;
+//! * (a) with a quorum policy (`stop`/`freeze`), a node whose side lacks quorum never starts
+//!   a group (nor a clone instance) once the peers it lost have been silent for half a
+//!   deadtime (`Scenario::fresh_ms`) — long before it declares them dead;
 //! * (b) while the nodes agree on membership (no cut or one-way loss, every view matches,
 //!   a deadtime since the last change), no group is active on two nodes for longer than
 //!   `Scenario::handover_ms`;

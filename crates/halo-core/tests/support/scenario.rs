@@ -252,11 +252,12 @@ impl Scenario {
         }
     }
 
-    /// The longest a peer may still look alive after it went silent: its advertised
-    /// deadtime (2 s more during its first 5 s, spec §3.12), one keepalive, the largest
-    /// network delay.
-    pub fn detection_ms(&self) -> u64 {
-        self.deadtime_ms + 2000 + self.keepalive_ms + 60
+    /// How long a node counts a silent peer toward starting a group: the engine's
+    /// `late_ms` (half a deadtime, at least two keepalives, at most a deadtime) after the
+    /// last heartbeat it heard, which left at most a keepalive before the cut and took at
+    /// most the largest network delay.
+    pub fn fresh_ms(&self) -> u64 {
+        (self.deadtime_ms / 2).max(2 * self.keepalive_ms).min(self.deadtime_ms) + 60
     }
 
     /// Invariant (b)'s handover bound: once the nodes agree on membership, a group held by

@@ -705,17 +705,19 @@ impl World {
     }
 
     /// Whether node `i` may still count a vote for what it heard until `since`: a peer
-    /// that fell silent looks alive for up to `Scenario::detection_ms`.
+    /// that fell silent counts for up to `grace`.
     fn recent(&self, since: Option<u64>, grace: u64) -> bool {
         since.is_none_or(|t| self.now <= t + grace)
     }
 
-    /// The most votes node `i`'s view may hold now (ground truth plus detection lag): a
-    /// strict majority of the configured nodes it hears or heard lately, itself included;
-    /// in a two-node cluster with a ping node, a lone node that reaches or lately reached it.
+    /// The most votes node `i`'s view may count toward a start now (ground truth plus
+    /// lag): a strict majority of the configured nodes it hears or heard lately, itself
+    /// included; in a two-node cluster with a ping node, a lone node that reaches or lately
+    /// reached it. "Lately" is the engine's freshness bound (`Scenario::fresh_ms`), not the
+    /// time it takes to declare a peer dead: a start waits for quorum among fresh peers.
     fn may_have_quorum(&self, i: usize) -> bool {
         let n = self.nodes.len();
-        let det = self.sc.detection_ms();
+        let det = self.sc.fresh_ms();
         let votes = 1 + (0..n).filter(|j| *j != i && self.recent(self.lost[i][*j], det)).count();
         let ping_grace = self.sc.deadping_ms + PING_EVERY_MS + self.sc.keepalive_ms;
         if n == 2 && self.sc.ping {
