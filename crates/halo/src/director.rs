@@ -71,8 +71,9 @@
 //! * `readdquiescent`: with `quiescent=yes`, a real server that goes down while missing from
 //!   the kernel's table (deleted with `ipvsadm -d` behind the director's back) is added back
 //!   with weight 0 (`yes`) or left out until it comes up (`no`, the default): the applier
-//!   reads the IPVS table before it applies (halo-lb's `settle_quiescent`). On nftables the
-//!   table is halo's alone and every apply rebuilds what is missing, so the case never arises.
+//!   reads the IPVS table before every apply, a reload's too (halo-lb's `settle_quiescent`).
+//!   On nftables the table is halo's alone and every apply rebuilds what is missing, so the
+//!   case never arises.
 //! * `fork=yes`: ldirectord forks a checker per virtual service; halo's checks already run
 //!   per virtual service, and `fork=yes` lets each use its own `checkinterval`. Without it the
 //!   global `checkinterval` paces every service (the parser warns, with file:line, about a
@@ -127,6 +128,9 @@ const CONNTRACK_TIMEOUT: Duration = Duration::from_secs(2);
 const FIRST_PASS_WAIT_MAX: Duration = Duration::from_secs(40);
 
 type Log<'a> = &'a mut dyn FnMut(Level, String);
+
+/// Reads the kernel's table for [`settle_quiescent`] (`None`: the plane keeps none).
+type TableRead<'a> = &'a dyn Fn() -> Result<Option<ipvsadm::Model>, String>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -478,6 +482,12 @@ impl Shared {
     }
 
     fn reconfigure_inner(&self) -> Result<ReconfigureReport, String> {
+        self.reconfigure_reading(&|| self.plane.kernel_model().map_err(|e| e.to_string()))
+    }
+
+    /// [`Shared::reconfigure_inner`], reading the kernel's table with `table` (the plane's
+    /// own reading; a given table in tests, as this machine may have no IPVS).
+    fn reconfigure_reading(&self, table: TableRead) -> Result<ReconfigureReport, String> {
         let mtime = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
@@ -527,6 +537,9 @@ impl Shared {
             }
             report
         };
+        // As every apply: a real server that went down (quiescent=yes, readdquiescent=no)
+        // while missing from the table is left out, not put back at weight 0 by the reload.
+        settle_quiescent(self, table);
         let desired = lock(&self.state).desired();
         let applied = self.plane.apply(&desired);
         *lock(&self.status) =
@@ -1305,7 +1318,7 @@ fn director_thread(
             }
             let sh = Arc::clone(&shared);
             match tokio::task::spawn_blocking(move || {
-                settle_quiescent(&sh);
+                settle_quiescent(&sh, &|| sh.plane.kernel_model().map_err(|e| e.to_string()));
                 let desired = lock(&sh.state).desired();
                 sh.plane.apply(&desired)
             })
@@ -1332,13 +1345,14 @@ fn director_thread(
 
 /// `readdquiescent=no`: real servers that went down (quiescent) while missing from the
 /// kernel's IPVS table are left out of it (halo-lb's `settle_quiescent`). Blocking (it reads
-/// the table): on the blocking pool, just before the apply. On nftables (halo's own table,
-/// which every apply rebuilds) nothing is ever missing.
-fn settle_quiescent(sh: &Shared) {
+/// the table with `table`): on the blocking pool, just before every apply (the director
+/// thread's and a reload's). On nftables (halo's own table, which every apply rebuilds)
+/// nothing is ever missing.
+fn settle_quiescent(sh: &Shared, table: TableRead) {
     if !lock(&sh.state).unsettled() {
         return;
     }
-    let have: Option<BTreeSet<(ServiceKey, SocketAddrV4)>> = match sh.plane.kernel_model() {
+    let have: Option<BTreeSet<(ServiceKey, SocketAddrV4)>> = match table() {
         Ok(Some(m)) => Some(
             m.services
                 .iter()
@@ -1952,6 +1966,90 @@ mod tests {
         .unwrap();
         let e = d.load_all(&path, &[], false, &mut |_, _| {}).err().unwrap();
         assert!(e.starts_with(&format!("{}:2: execute: no configuration gone.cf", path.display())), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reload_leaves_a_real_server_that_failed_while_missing_out() {
+        // quiescent=yes, readdquiescent=no (ldirectord's default): r2 was deleted from the
+        // kernel's table by hand while up, then its check failed; a `halo reload` lands
+        // before the director thread settles it. The reload's apply must leave it out, as
+        // the director thread's apply does, not put it back at weight 0. In a private
+        // network namespace: the reload applies to a real nftables table there (the table
+        // read is IPVS's, given: this machine's kernel may have no IPVS).
+        let dir = tmpdir("reload-readdquiescent");
+        let path = dir.join("ldirectord.cf");
+        let text = format!(
+            "logfile=\"{}\"\nquiescent=yes\nchecktimeout=3\nvirtual=192.168.1.199:80\n\
+             \treal=192.168.1.61:80 gate\n\treal=192.168.1.62:80 gate\n\tchecktype=connect\n\tscheduler=rr\n",
+            dir.join("ld.log").display()
+        );
+        std::fs::write(&path, &text).unwrap();
+        let logger = Arc::new(halo_logger(&dir));
+        let p = path.clone();
+        let (report, desired, applied, left_out, unsettled) = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+            let mut state = load_text(&p, &text, &mut |_, _| {}).expect("loads");
+            let up = |up| halo_lb::check::CheckResult {
+                kind: halo_lb::check::CheckKind::Connect,
+                up,
+                reason: "test".into(),
+                duration: Duration::ZERO,
+            };
+            state.record(0, 0, up(true));
+            state.record(0, 1, up(true));
+            // The table as the director left it with both up, then `ipvsadm -d` of r2.
+            let mut table = state.model(&[], &|_| false);
+            let r2: SocketAddrV4 = "192.168.1.62:80".parse().unwrap();
+            table.services[0].dests.retain(|x| x.addr != std::net::SocketAddr::V4(r2));
+            assert_eq!(state.record(0, 1, up(false)), Some(Transition::Down));
+            assert!(state.unsettled(), "r2 waits for a look at the table");
+            let plane = DataPlane::Nft(NftDataPlane::new(Nft::new()).with_table("halo_lb_reloadtest"));
+            let (respawn, _respawn_rx) = tokio::sync::mpsc::unbounded_channel();
+            let (monitor, monitor_rx) = tokio::sync::mpsc::channel(MONITOR_QUEUE);
+            let ldlog = LdLog::new(&state.global, "ldirectord.cf", Path::new("/nonexistent"));
+            let sh = Shared {
+                path: p,
+                plane,
+                state: Mutex::new(state),
+                logger: Arc::clone(&logger),
+                status: Mutex::new(DaemonStatus::Running),
+                alerter: Mutex::new(Alerter::new()),
+                alerts: AlertQueue::spawn(Arc::clone(&logger)).expect("alert thread"),
+                respawn,
+                reloading: Mutex::new(()),
+                stopped: std::sync::atomic::AtomicBool::new(false),
+                seen: Mutex::new((None, String::new())),
+                last_reload: Mutex::new(None),
+                ldlog: Mutex::new(ldlog),
+                fallback_ran: Mutex::new(HashMap::new()),
+                monitor,
+                monitor_rx: Mutex::new(Some(monitor_rx)),
+            };
+            // `halo reload` of the same file.
+            let report = sh.reconfigure_reading(&|| Ok(Some(table.clone()))).expect("reloads");
+            let st = lock(&sh.state);
+            let desired: Vec<(String, u32)> =
+                st.desired().services[0].reals.iter().map(|r| (r.addr.to_string(), r.weight)).collect();
+            // What the reload's apply put in the data plane's table, read back.
+            let applied: Vec<String> =
+                sh.plane.stats().expect("reads the table").iter().map(|r| r.real.to_string()).collect();
+            let _ = sh.plane.remove();
+            (report, desired, applied, st.services[0].reals[1].left_out, st.unsettled())
+        })
+        .join()
+        .expect("the reload thread");
+        println!("reload: {report}\ndesired: {desired:?}\napplied: {applied:?}");
+        assert_eq!(report.kept.len(), 2, "{report}");
+        assert!(left_out && !unsettled, "r2 settled by the reload: left out");
+        assert_eq!(desired, vec![("192.168.1.61:80".to_string(), 1)], "r2 not back at weight 0");
+        assert_eq!(applied, vec!["192.168.1.61:80".to_string()], "the reload applied r1 only");
+        let log = std::fs::read_to_string(dir.join("halo.log")).unwrap();
+        assert!(
+            log.contains("real server 192.168.1.62:80 (192.168.1.199:80) went down while missing from")
+                && log.contains("left out until it comes up (readdquiescent=no)"),
+            "{log}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
