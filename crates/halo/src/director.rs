@@ -922,6 +922,9 @@ impl Director {
             log(Level::Error, format!("the director thread for {} had panicked", path.display()));
         }
         let sh = &inst.shared;
+        // As before every apply: a real server that failed while missing from the table
+        // (readdquiescent=no) is left out, not kept at weight 0 by cleanstop=no.
+        settle_quiescent(sh, &|| sh.plane.kernel_model().map_err(|e| e.to_string()));
         let kept = {
             // ldirectord's `Purged real server (stop)` for every real server in the table of
             // a service with cleanstop=yes; those with cleanstop=no stay as they are.
