@@ -10,7 +10,6 @@
 use halo::testbed::{wait_for, Testbed};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 use std::time::Duration;
 
 const HALO: &str = env!("CARGO_BIN_EXE_halo");
@@ -34,30 +33,21 @@ esac
 exit 1
 "#;
 
-/// The plugin directory, shared by every test of this file (the environment variable is
-/// set once, before any test starts a daemon).
-fn plugins() -> PathBuf {
-    static ONCE: Once = Once::new();
-    let dir = std::env::temp_dir().join(format!("halo-fencing-plugins-{}", std::process::id()));
-    ONCE.call_once(|| {
-        let ext = dir.join("external");
-        std::fs::create_dir_all(&ext).unwrap();
-        let p = ext.join("halotest");
-        std::fs::write(&p, HALOTEST).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::env::set_var("HALO_STONITH_PLUGINS", &dir);
-    });
-    dir
-}
-
 struct Cluster {
     tb: Testbed,
 }
 
 impl Cluster {
     fn new(tag: &str) -> Option<Cluster> {
-        plugins();
         let mut tb = Testbed::for_test(tag)?;
+        // The test plugin, for this testbed's daemons only (removed with the testbed).
+        let dir = tb.dir.join("stonith");
+        let ext = dir.join("external");
+        std::fs::create_dir_all(&ext).unwrap();
+        let p = ext.join("halotest");
+        std::fs::write(&p, HALOTEST).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        tb.env.push(("HALO_STONITH_PLUGINS".into(), dir.to_string_lossy().into_owned()));
         tb.add_host("n1", "10.79.0.1/16").unwrap();
         tb.add_host("n2", "10.79.0.2/16").unwrap();
         Some(Cluster { tb })
