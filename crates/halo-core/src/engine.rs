@@ -623,7 +623,7 @@ impl Engine {
                 self.with_rsc(now, out, |r, _, o| r.monitor_failed(now.ms, &key, &why, o))
             }
             Event::FenceDone { node, ok, detail } => {
-                self.with_rsc(now, out, |r, _, o| r.fence_done(now.ms, &node, ok, &detail, o))
+                self.with_rsc(now, out, |r, v, o| r.fence_done(now.ms, &node, ok, &detail, v, o))
             }
             Event::PingReply { node } => {
                 if let Some(p) = self.pings.iter_mut().find(|p| p.0 == node) {

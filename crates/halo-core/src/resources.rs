@@ -672,7 +672,15 @@ impl Resources {
     }
 
     /// The runtime's (or an operator's) answer to a fence.
-    pub fn fence_done(&mut self, now: u64, node: &str, ok: bool, detail: &str, out: &mut RscOut) {
+    pub fn fence_done(
+        &mut self,
+        now: u64,
+        node: &str,
+        ok: bool,
+        detail: &str,
+        view: &View,
+        out: &mut RscOut,
+    ) {
         let detail = if detail.is_empty() { "no detail" } else { detail };
         let Some(f) = self.fences.get_mut(node) else {
             if ok {
@@ -685,7 +693,12 @@ impl Resources {
                     Level::Info,
                     format!("STONITH of node {node} succeeded ({detail}) after it was no longer awaited"),
                 );
-                self.fenced.insert(node.to_string());
+                // Kept only while we do not hear it: if we do, it may be a life that booted
+                // after the fence (a reset whose answer came late), which no fence has hit.
+                // Its next death is then fenced anew.
+                if !(view.alive)(node) {
+                    self.fenced.insert(node.to_string());
+                }
                 // Which generation it hit is not known here: the news names none.
                 out.msgs.push(stonith_ok(node, None));
             } else {

@@ -1340,6 +1340,35 @@ fn fencing_a_graceful_shutdown_needs_no_fence_and_a_returning_node_is_no_longer_
 }
 
 #[test]
+fn fencing_a_fence_that_answers_after_the_node_is_heard_again_does_not_excuse_its_next_death() {
+    // n2 fences n1 (crashed); n1 boots again before the device answers (a reset whose
+    // answer came late): n2 hears the new life, then the fence's OK. That OK says nothing
+    // about the life n2 hears now, which booted after the reset: when it dies, n2 must
+    // fence it again before taking its group.
+    let mut sim = fenced_sim(2, &["n1", "n2"]);
+    sim.step(6000);
+    sim.crash(0);
+    sim.step(3000);
+    assert_eq!(sim.fences.iter().map(|f| (f.1, f.2.as_str())).collect::<Vec<_>>(), vec![(1, "n1")]);
+    sim.restart(0, false);
+    sim.step(3000);
+    assert!(sim.logged(1, "node n1 is back: it is no longer to be fenced"));
+    fence_done(&mut sim, 1, "n1", true, "reset (answered late)");
+    sim.step(500);
+    assert!(
+        sim.logged(1, "STONITH of node n1 succeeded (reset (answered late)) after it was no longer awaited")
+    );
+    sim.crash(0);
+    sim.step(3000);
+    assert_eq!(sim.fences.len(), 2, "the new life's death is fenced anew: {:?}", sim.fences);
+    assert!(!sim.logged(1, "node n1 is dead and already fenced"));
+    assert!(!sim.runs(1, G1), "not taken over before that fence lands");
+    fence_done(&mut sim, 1, "n1", true, "reset");
+    sim.step(500);
+    assert!(sim.runs(1, G1), "taken over once fenced");
+}
+
+#[test]
 fn a_node_starting_alone_acquires_every_group_after_initdead_and_not_before() {
     let mut sim = Sim::new(2, AutoFailback::On);
     // n2 never comes up.
