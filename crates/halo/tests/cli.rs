@@ -10,24 +10,8 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-/// A scratch directory removed when the test is done.
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A copy of a config dir with authkeys at mode 0600 (git does not keep modes).
-fn copy_dir(src: &Path, tag: &str) -> Scratch {
+fn copy_dir(src: &Path, tag: &str) -> halo::testbed::Scratch {
     let dst = std::env::temp_dir().join(format!("halo-cli-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dst);
     std::fs::create_dir_all(&dst).unwrap();
@@ -40,7 +24,7 @@ fn copy_dir(src: &Path, tag: &str) -> Scratch {
     if dst.join("authkeys").exists() {
         std::fs::set_permissions(dst.join("authkeys"), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    Scratch(dst)
+    halo::testbed::Scratch(dst)
 }
 
 fn halo(args: &[&str]) -> (i32, String, String) {

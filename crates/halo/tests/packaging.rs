@@ -15,11 +15,11 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn tempdir(tag: &str) -> PathBuf {
+fn tempdir(tag: &str) -> halo::testbed::Scratch {
     let d = std::env::temp_dir().join(format!("halo-pkg-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    halo::testbed::Scratch(d)
 }
 
 fn halo(args: &[&str]) -> (i32, String, String) {
@@ -89,7 +89,6 @@ fn unit_file_is_valid_and_says_what_operations_asked() {
     std::fs::write(&path, unit.replace("/usr/sbin/halo", "/nonexistent/halo")).unwrap();
     let bad = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&path).output().unwrap();
     assert!(!bad.status.success(), "a unit with a missing ExecStart was accepted");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -115,7 +114,6 @@ fn man_pages_are_generated_from_the_cli() {
     let (code, out, _) = halo(&["man"]);
     assert_eq!(code, 0);
     assert_eq!(out, main);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -216,7 +214,6 @@ fn daemon_notifies_systemd_and_writes_journal_lines() {
     let first = err.lines().next().unwrap_or_default();
     assert!(first.starts_with('<') && (first.contains(">info: ") || first.contains(">WARN: ")), "{err}");
     assert!(!err.contains("alpha halo: ["), "the date/host prefix repeated in the journal:\n{err}");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
