@@ -60,6 +60,16 @@ pub(crate) fn trim_eol(line: &mut Vec<u8>) {
     }
 }
 
+/// A failed exact read's reason: `connection closed <closed>` when the stream ended early
+/// (`closed`: "instead of a MySQL packet", "inside a TNS packet of 40 bytes"), else the error.
+pub(crate) fn eof(closed: &str, e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        format!("connection closed {closed}")
+    } else {
+        format!("read: {e}")
+    }
+}
+
 /// Reads until end of stream or `cap` bytes, whichever comes first. Returns the bytes and
 /// whether the stream ended (false: cut at `cap`).
 pub(crate) async fn read_capped<R: AsyncRead + Unpin>(

@@ -45,7 +45,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::io::connect_tcp;
+use super::io::{connect_tcp, eof};
 use super::spec::local_hostname;
 use super::{printable, CheckSpec, Outcome};
 
@@ -156,14 +156,6 @@ fn connect_bytes(connect_data: &[u8]) -> Vec<u8> {
         d.extend_from_slice(connect_data);
         out.extend_from_slice(&packet(DATA, &d));
         out
-    }
-}
-
-fn eof(what: &str, e: std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        format!("connection closed {what}")
-    } else {
-        format!("read: {e}")
     }
 }
 

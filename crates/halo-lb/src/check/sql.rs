@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::crypto::{base64_decode, base64_encode, hex, random_bytes};
-use super::io::connect_tcp;
+use super::io::{connect_tcp, eof};
 use super::{printable, CheckSpec, Outcome, MAX_READ};
 
 /// The query and login ldirectord insists on.
@@ -68,14 +68,14 @@ struct MyConn {
 impl MyConn {
     async fn read(&mut self) -> Result<Vec<u8>, String> {
         let mut head = [0u8; 4];
-        self.r.read_exact(&mut head).await.map_err(|e| eof("a MySQL packet", e))?;
+        self.r.read_exact(&mut head).await.map_err(|e| eof("instead of a MySQL packet", e))?;
         let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
         if len > MAX_READ {
             return Err(format!("MySQL packet of {len} bytes, more than {MAX_READ}"));
         }
         self.seq = head[3].wrapping_add(1);
         let mut body = vec![0u8; len];
-        self.r.read_exact(&mut body).await.map_err(|e| eof("a MySQL packet", e))?;
+        self.r.read_exact(&mut body).await.map_err(|e| eof("instead of a MySQL packet", e))?;
         Ok(body)
     }
 
@@ -88,14 +88,6 @@ impl MyConn {
         let w = self.r.get_mut();
         w.write_all(&p).await.map_err(|e| format!("send: {e}"))?;
         w.flush().await.map_err(|e| format!("send: {e}"))
-    }
-}
-
-fn eof(what: &str, e: std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        format!("connection closed instead of {what}")
-    } else {
-        format!("read: {e}")
     }
 }
 
@@ -324,13 +316,13 @@ struct PgConn {
 impl PgConn {
     async fn read(&mut self) -> Result<(u8, Vec<u8>), String> {
         let mut head = [0u8; 5];
-        self.r.read_exact(&mut head).await.map_err(|e| eof("a PostgreSQL message", e))?;
+        self.r.read_exact(&mut head).await.map_err(|e| eof("instead of a PostgreSQL message", e))?;
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         if !(4..=MAX_READ).contains(&len) {
             return Err(format!("PostgreSQL message of {len} bytes"));
         }
         let mut body = vec![0u8; len - 4];
-        self.r.read_exact(&mut body).await.map_err(|e| eof("a PostgreSQL message", e))?;
+        self.r.read_exact(&mut body).await.map_err(|e| eof("instead of a PostgreSQL message", e))?;
         Ok((head[0], body))
     }
 
