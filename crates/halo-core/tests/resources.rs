@@ -508,15 +508,7 @@ fn a_shutdown_during_a_start_releases_the_group_once_started_then_leaves() {
 
 /// A message from n2 as the wire would deliver it (generation 7, sequence `seq`).
 fn from_n2(kind: &str, seq: u64, fields: &[(&str, &str)]) -> halo_wire::Message {
-    let mut m = halo_wire::Message::of_type(kind);
-    for (k, v) in fields {
-        m.add(k, v);
-    }
-    m.add("src", "n2");
-    m.add("seq", format!("{seq:x}"));
-    m.add("hg", "7");
-    m.add("ts", "6b49d200");
-    m
+    from_peer("n2", 7, kind, seq, fields)
 }
 
 /// n1 alone in a two-node cluster with one group, fed by hand: returns the engine once its
@@ -1136,6 +1128,16 @@ fn fenced_sim(n: usize, fencers: &[&str]) -> Sim {
     })
 }
 
+/// Three nodes, every one with a device, `no_quorum_policy stop`.
+fn fenced_quorum_sim() -> Sim {
+    let mut sim = fenced_sim(3, &["n1", "n2", "n3"]);
+    for c in sim.cfg.iter_mut() {
+        c.no_quorum_policy = halo_core::NoQuorumPolicy::Stop;
+    }
+    sim.engines = sim.cfg.iter().cloned().map(Engine::new).collect();
+    sim
+}
+
 fn fence_done(sim: &mut Sim, i: usize, node: &str, ok: bool, detail: &str) {
     sim.handle(i, Event::FenceDone { node: node.into(), ok, detail: detail.into() });
 }
@@ -1248,11 +1250,7 @@ fn fencing_a_partition_without_quorum_fences_nobody_and_the_majority_fences_it()
     // Three nodes, quorum policy stop, every node with a device: n1 cut off alone must not
     // fence n2 and n3 (a deathmatch that kills the side running the groups); the two
     // others have quorum and fence n1 before taking its group.
-    let mut sim = fenced_sim(3, &["n1", "n2", "n3"]);
-    for c in sim.cfg.iter_mut() {
-        c.no_quorum_policy = halo_core::NoQuorumPolicy::Stop;
-    }
-    sim.engines = sim.cfg.iter().cloned().map(Engine::new).collect();
+    let mut sim = fenced_quorum_sim();
     sim.step(6000);
     assert!(sim.runs(0, G1));
     sim.cut.insert(0);
@@ -1279,11 +1277,7 @@ fn fencing_a_node_cut_off_does_not_fence_while_its_other_peer_is_only_late() {
     // yet dead, and n1 counted it for quorum and fenced n2 at once (the e2e test saw it:
     // the isolated node fenced a node of the majority). A peer silent past half a deadtime
     // no longer counts toward acting on a death.
-    let mut sim = fenced_sim(3, &["n1", "n2", "n3"]);
-    for c in sim.cfg.iter_mut() {
-        c.no_quorum_policy = halo_core::NoQuorumPolicy::Stop;
-    }
-    sim.engines = sim.cfg.iter().cloned().map(Engine::new).collect();
+    let mut sim = fenced_quorum_sim();
     sim.step(6000);
     assert!(sim.runs(0, G1) && sim.runs(1, G2));
     sim.one_way.insert((1, 0));
