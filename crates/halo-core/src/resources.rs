@@ -505,10 +505,9 @@ pub struct Resources {
     /// Dead nodes awaiting fencing.
     fences: BTreeMap<String, Fence>,
     /// Nodes known fenced before we saw them die (another node's `stonith result=OK`, or a
-    /// fence of ours that outlived its request): their death needs no new fence.
-    fenced: BTreeSet<String>,
-    /// Nodes we still heard when a peer reported them fenced, with the generation it named.
-    fenced_gen: BTreeMap<String, u64>,
+    /// fence of ours that outlived its request), with the generation the news named (None:
+    /// it named none): their death needs no new fence if it is that life's.
+    fenced: BTreeMap<String, Option<u64>>,
     /// Legacy mode: what peers that never stated their holdings may hold.
     legacy: BTreeMap<String, LegacyPeer>,
     /// `ip-request`s from Heartbeat peers to answer once the group is stopped here:
@@ -587,8 +586,7 @@ impl Resources {
             colocation: Vec::new(),
             fencing: None,
             fences: BTreeMap::new(),
-            fenced: BTreeSet::new(),
-            fenced_gen: BTreeMap::new(),
+            fenced: BTreeMap::new(),
             legacy: BTreeMap::new(),
             owe_ip: BTreeMap::new(),
             split_brains: Default::default(),
@@ -697,7 +695,7 @@ impl Resources {
                 // after the fence (a reset whose answer came late), which no fence has hit.
                 // Its next death is then fenced anew.
                 if !(view.alive)(node) {
-                    self.fenced.insert(node.to_string());
+                    self.fenced.insert(node.to_string(), None);
                 }
                 // Which generation it hit is not known here: the news names none.
                 out.msgs.push(stonith_ok(node, None));
@@ -759,20 +757,15 @@ impl Resources {
                 format!("node {src} fenced node {node} (STONITH OK): its groups may be taken over"),
             );
         } else if !(view.alive)(node) {
-            // Unless it names another life of the node than the one we last heard.
-            if generation.is_none()
-                || (view.generation)(node).is_none()
-                || (view.generation)(node) == generation
-            {
-                self.fenced.insert(node.to_string());
-            }
+            // Checked against the life that dies when it does (`peer_dead`).
+            self.fenced.insert(node.to_string(), generation);
         } else if let Some(g) = generation {
             // A node we still hear, about to be declared dead here too (the fencer saw its
             // death first; sim seeds 742, 22755: read too early, the news was lost and this
             // node waited for a fence for ever). Kept for that generation only: news about
             // an earlier one (a late retransmission) says nothing about the one we hear.
             if (view.generation)(node) == Some(g) {
-                self.fenced_gen.insert(node.to_string(), g);
+                self.fenced.insert(node.to_string(), Some(g));
             }
         }
         // Otherwise (a node we hear alive, no generation: a Heartbeat peer's) the news is
@@ -988,19 +981,20 @@ impl Resources {
     /// A peer died (deadtime passed, `timed_out`) or left (`shutdone`): whatever it held is
     /// gone — once it is fenced, with fencing.
     pub fn peer_dead(&mut self, now: u64, name: &str, timed_out: bool, view: &View, out: &mut RscOut) {
-        let reported = self.fenced_gen.remove(name).is_some_and(|g| (view.generation)(name) == Some(g));
+        // Known fenced, by news naming no life or this one.
+        let life = (view.generation)(name);
+        let known = self.fenced.remove(name).filter(|g| g.is_none() || life.is_none() || *g == life);
         let Some(p) = self.peers.get_mut(name) else { return };
         let held: Vec<String> = p.holds.iter().cloned().collect();
         if self.fencing.is_some() && (timed_out || !held.is_empty()) {
-            if self.fenced.remove(name) {
-                out.log(Level::Info, format!("node {name} is dead and already fenced"));
+            if let Some(named) = known {
+                let how = if named.is_some() { "a peer reported it fenced" } else { "already fenced" };
+                out.log(Level::Info, format!("node {name} is dead and {how}"));
                 // Others may wait for us (the fencer) to fence it: tell them it is done.
                 // (Simulator seed 41061: a fence that landed after the node came back left
-                // the others waiting for ever.)
-                // The generation just declared dead (`fenced` is cleared whenever it returns).
-                out.msgs.push(stonith_ok(name, (view.generation)(name)));
-            } else if reported {
-                out.log(Level::Info, format!("node {name} is dead and a peer reported it fenced"));
+                // the others waiting for ever.) The generation just declared dead (`fenced`
+                // is cleared whenever it returns).
+                out.msgs.push(stonith_ok(name, life));
             } else {
                 out.log(Level::Warn, format!("node {name} must be fenced before any group starts"));
                 self.fences.entry(name.to_string()).or_insert(Fence {
@@ -1046,7 +1040,6 @@ impl Resources {
         }
         // Its fence, if any, is dropped once we hear it alive (`drive_fences`), not before.
         self.fenced.remove(name);
-        self.fenced_gen.remove(name);
         // Presumed anew on the next reconcile.
         let fresh_start = restarted && self.legacy.get(name).is_some_and(|l| l.dead);
         // A Heartbeat peer back from a partition in legacy mode states nothing and keeps what
