@@ -707,9 +707,7 @@ impl Resources {
             }
             return;
         };
-        let mut m = Message::of_type("stonith");
-        m.add("node", node);
-        if ok {
+        let m = if ok {
             let generation = f.generation;
             self.fences.remove(node);
             out.log(
@@ -717,7 +715,7 @@ impl Resources {
                 format!("node {node} fenced (STONITH OK: {detail}); its groups may be taken over"),
             );
             // The generation we held dead when we asked for the fence: the one it hit.
-            m = stonith_ok(node, generation);
+            stonith_ok(node, generation)
         } else {
             f.requested = false;
             f.last_error = Some(detail.to_string());
@@ -732,8 +730,11 @@ impl Resources {
                     backoff
                 ),
             );
+            let mut m = Message::of_type("stonith");
+            m.add("node", node);
             m.add("result", "bad");
-        }
+            m
+        };
         out.msgs.push(m);
     }
 
