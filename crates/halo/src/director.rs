@@ -1801,11 +1801,12 @@ mod tests {
         halo_config::parse_ldirectord_cf(Path::new("ldirectord.cf"), text).expect("parses").0.global
     }
 
-    fn tmpdir(tag: &str) -> PathBuf {
+    /// A scratch directory, removed when the test ends (passed or not).
+    fn tmpdir(tag: &str) -> crate::testbed::Scratch {
         let d = std::env::temp_dir().join(format!("halo-ldlog-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        d
+        crate::testbed::Scratch(d)
     }
 
     /// halo's own logger, writing to `dir/halo.log`.
@@ -1849,7 +1850,6 @@ mod tests {
         assert!(
             matches!(LdLog::new(&globals(""), "x", Path::new("/x")).sink, LdSink::File(p) if p == Path::new("/var/log/ldirectord.log"))
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1868,7 +1868,6 @@ mod tests {
             text.lines().filter(|l| l.contains("cannot write ldirectord's logfile")).collect();
         assert_eq!(warnings.len(), 1, "{text}");
         assert!(warnings[0].contains("WARN") && warnings[0].contains(&file.display().to_string()), "{text}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1885,7 +1884,6 @@ mod tests {
         assert!(!file.exists(), "supervised=yes: the lines are halo's log's only");
         assert!(log.same(&g));
         assert!(!log.same(&globals(&format!("logfile=\"{}\"\n", file.display()))));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1911,7 +1909,6 @@ mod tests {
             )),
             "{d}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1969,7 +1966,6 @@ mod tests {
         .unwrap();
         let e = d.load_all(&path, &[], false, &mut |_, _| {}).err().unwrap();
         assert!(e.starts_with(&format!("{}:2: execute: no configuration gone.cf", path.display())), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -2056,6 +2052,5 @@ mod tests {
                 && log.contains("left out until it comes up (readdquiescent=no)"),
             "{log}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
