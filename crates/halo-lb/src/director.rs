@@ -544,6 +544,10 @@ impl DirectorState {
             if os.is_none() {
                 report.services_added.push(ns.id.clone());
             }
+            // quiescent=yes with readdquiescent=no, before and after: whether a failed real
+            // server's place in the table was (and must be) settled against the kernel's.
+            let settle_was = os.as_ref().is_some_and(|o| o.quiescent && !o.readdquiescent);
+            let settle_now = ns.quiescent && !ns.readdquiescent;
             for nr in &mut ns.reals {
                 let found = os.as_ref().and_then(|os| os.reals.iter().position(|r| r.addr == nr.addr));
                 let kept = match (found, os.as_deref_mut()) {
@@ -577,8 +581,16 @@ impl DirectorState {
                         nr.id = or.id;
                         nr.maintenance = or.maintenance;
                         nr.rdns = or.rdns;
-                        nr.unsettled = or.unsettled;
-                        nr.left_out = or.left_out;
+                        if settle_was == settle_now {
+                            nr.unsettled = or.unsettled;
+                            nr.left_out = or.left_out;
+                        } else {
+                            // The settings changed: a real server down now is settled anew
+                            // under the new ones (readdquiescent=yes or quiescent=no leave
+                            // nothing out; readdquiescent=no looks at the table first).
+                            nr.unsettled = settle_now && !nr.is_up();
+                            nr.left_out = false;
+                        }
                     }
                     None => {
                         nr.id = self.next_id;
@@ -887,6 +899,44 @@ mod tests {
         assert_eq!(report.kept.len(), 2);
         assert!(st.services[0].reals[0].left_out);
         assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
+    }
+
+    #[test]
+    fn director_reload_that_changes_readdquiescent_settles_failed_servers_anew() {
+        let no = format!("quiescent=yes\n{SEED}");
+        let yes = format!("quiescent=yes\nreaddquiescent=yes\n{SEED}");
+        let mut st = state(&no);
+        st.record(0, 0, result(true));
+        st.record(0, 1, result(true));
+        st.record(0, 0, result(false));
+        st.settle_quiescent(&|_, a| a.ip() != &Ipv4Addr::new(192, 168, 1, 61));
+        assert!(st.services[0].reals[0].left_out);
+        assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
+
+        // readdquiescent=yes: the failed server goes back in at weight 0, nothing to settle.
+        st.reconfigure(state(&yes));
+        assert!(!st.unsettled());
+        assert!(!st.services[0].reals[0].left_out);
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 0), ("192.168.1.62:80".into(), 1)]);
+
+        // Back to readdquiescent=no: the failed server waits for a look at the table, and is
+        // kept at weight 0 when the table holds it...
+        st.reconfigure(state(&no));
+        assert!(st.unsettled());
+        assert!(st.settle_quiescent(&|_, _| true).is_empty());
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 0), ("192.168.1.62:80".into(), 1)]);
+        // ... and left out when it does not (quiescent=no in between: it was deleted).
+        st.reconfigure(state(SEED));
+        assert!(!st.unsettled());
+        assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
+        st.reconfigure(state(&no));
+        assert!(st.unsettled());
+        assert_eq!(st.settle_quiescent(&|_, a| a.ip() != &Ipv4Addr::new(192, 168, 1, 61)).len(), 1);
+        assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
+        // A server that is up is never unsettled by a change of settings.
+        st.reconfigure(state(&yes));
+        st.reconfigure(state(&no));
+        assert!(!st.services[0].reals[1].unsettled);
     }
 
     #[test]
