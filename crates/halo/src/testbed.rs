@@ -50,6 +50,14 @@ pub fn sh(args: &[&str]) -> anyhow::Result<Output> {
     Ok(out)
 }
 
+/// `cf` (an ldirectord.cf) with its `logfile` in `dir`, so that a test's director does not
+/// write to the host's /var/log/ldirectord.log. The line goes last: the file's own lines keep
+/// their numbers.
+pub fn ldirectord_cf_logging_in(dir: &Path, cf: &str) -> String {
+    let sep = if cf.is_empty() || cf.ends_with('\n') { "" } else { "\n" };
+    format!("{cf}{sep}logfile=\"{}\"\n", dir.join("ldirectord.log").display())
+}
+
 /// Whether a test that needs root can run: false (the test is skipped with a note) when not
 /// root, a panic instead when `HALO_REQUIRE_ROOT=1` (CI) — [`Testbed::for_test`]'s rule, for
 /// a test that builds no testbed of its own (one that runs `halo demo`).

@@ -209,7 +209,8 @@ fn config(tb: &Testbed, node: &str) -> PathBuf {
     let dir = tb.write_config(node, &cf, AUTHKEYS).unwrap();
     std::fs::write(dir.join("haresources"), format!("n1 IPaddr2::{VIP}/16/eth0 ldirectord::ldirectord.cf\n"))
         .unwrap();
-    std::fs::write(dir.join("ldirectord.cf"), LDIRECTORD_CF).unwrap();
+    std::fs::write(dir.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF))
+        .unwrap();
     dir
 }
 

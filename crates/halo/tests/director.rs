@@ -60,7 +60,11 @@ impl Cluster {
         );
         let dir = self.tb.write_config(node, &cf, AUTHKEYS).unwrap();
         std::fs::write(dir.join("haresources"), haresources).unwrap();
-        std::fs::write(dir.join("ldirectord.cf"), LDIRECTORD_CF).unwrap();
+        std::fs::write(
+            dir.join("ldirectord.cf"),
+            halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF),
+        )
+        .unwrap();
         dir
     }
 

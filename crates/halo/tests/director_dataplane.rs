@@ -21,7 +21,8 @@ impl Dir {
         let d = std::env::temp_dir().join(format!("halo-dataplane-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).expect("mkdir");
-        std::fs::write(d.join("ldirectord.cf"), cf).expect("write ldirectord.cf");
+        std::fs::write(d.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&d, cf))
+            .expect("write ldirectord.cf");
         Dir(d)
     }
 }

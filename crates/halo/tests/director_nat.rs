@@ -208,7 +208,8 @@ fn seed_002_director_nat_http_and_udp_dns() {
     let dir = c.tb.write_config("d", &cf, AUTHKEYS).unwrap();
     std::fs::write(dir.join("haresources"), format!("d IPaddr2::{VIP}/24/eth1 ldirectord::ldirectord.cf\n"))
         .unwrap();
-    std::fs::write(dir.join("ldirectord.cf"), LDIRECTORD_CF).unwrap();
+    std::fs::write(dir.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF))
+        .unwrap();
     c.start_servers("r1");
     c.start_servers("r2");
     c.tb.start_halo("d", Path::new(HALO), &dir).unwrap();

@@ -71,7 +71,11 @@ impl Bed {
             format!("d1 IPaddr2::{VIP}/24/eth0 IPaddr2::{GW}/24/eth0 ldirectord::ldirectord.cf\n"),
         )
         .unwrap();
-        std::fs::write(dir.join("ldirectord.cf"), LDIRECTORD_CF).unwrap();
+        std::fs::write(
+            dir.join("ldirectord.cf"),
+            halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF),
+        )
+        .unwrap();
         dir
     }
 

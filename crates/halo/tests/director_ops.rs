@@ -80,7 +80,11 @@ impl Bed {
         );
         let dir = self.tb.write_config("d", &cf, AUTHKEYS).unwrap();
         std::fs::write(dir.join("haresources"), "d ldirectord::ldirectord.cf\n").unwrap();
-        std::fs::write(dir.join("ldirectord.cf"), ldirectord_cf).unwrap();
+        std::fs::write(
+            dir.join("ldirectord.cf"),
+            halo::testbed::ldirectord_cf_logging_in(&dir, &ldirectord_cf),
+        )
+        .unwrap();
         assert_eq!(dir.join("ldirectord.cf"), self.cf_path());
         dir
     }

@@ -254,7 +254,7 @@ fn reload_reconfigures_a_director_in_place() {
     let Some(mut c) = cluster("rldd") else { return };
     c.set_haresources("n1 ldirectord::lb.cf\n");
     for (_, d) in &c.dirs {
-        std::fs::write(d.join("lb.cf"), LB_CF).unwrap();
+        std::fs::write(d.join("lb.cf"), halo::testbed::ldirectord_cf_logging_in(d, LB_CF)).unwrap();
     }
     let web = c.tb.dir.join("n2-web.out");
     c.tb.spawn("n2", Path::new("/usr/bin/python3"), &["-m", "http.server", "80", "--bind", "0.0.0.0"], &web)
@@ -274,7 +274,7 @@ fn reload_reconfigures_a_director_in_place() {
 
     let more = LB_CF.replace("\tchecktype", "\treal=10.79.0.3:80 gate 1\n\tchecktype");
     for (_, d) in &c.dirs {
-        std::fs::write(d.join("lb.cf"), &more).unwrap();
+        std::fs::write(d.join("lb.cf"), halo::testbed::ldirectord_cf_logging_in(d, &more)).unwrap();
     }
     let (code, out, err) = c.reload("n1");
     assert_eq!(code, 0, "{out}{err}");

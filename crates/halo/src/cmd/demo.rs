@@ -277,7 +277,9 @@ fn run(exe: &Path, bed: &mut Bed) -> anyhow::Result<()> {
         let cf = format!("{HA_CF}logfile {}\n", tb.dir.join(format!("{n}.log")).display());
         let dir = tb.write_config(n, &cf, AUTHKEYS)?;
         std::fs::write(dir.join("haresources"), HARESOURCES)?;
-        std::fs::write(dir.join("demo.cf"), DEMO_CF)?;
+        // The director logs in the demo's directory, not in /var/log.
+        let log = tb.dir.join(format!("{n}-ldirectord.log"));
+        std::fs::write(dir.join("demo.cf"), format!("{DEMO_CF}logfile=\"{}\"\n", log.display()))?;
         dirs.push(dir);
     }
     for (n, dir) in NODES.iter().map(|(n, _)| *n).zip(&dirs).filter(|(n, _)| WEB.contains(n)) {
