@@ -82,7 +82,7 @@ impl Bed {
         std::fs::write(dir.join("haresources"), "d ldirectord::ldirectord.cf\n").unwrap();
         std::fs::write(
             dir.join("ldirectord.cf"),
-            halo::testbed::ldirectord_cf_logging_in(&dir, &ldirectord_cf),
+            halo::testbed::ldirectord_cf_logging_in(&dir, ldirectord_cf),
         )
         .unwrap();
         assert_eq!(dir.join("ldirectord.cf"), self.cf_path());
