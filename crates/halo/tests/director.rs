@@ -191,6 +191,24 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/"))
     }
 
+    /// The director's table as the kernel has it (`nft list table ip halo_lb` in `node`'s
+    /// namespace), empty while there is none. `halo lvs` shows the director's decided state;
+    /// the kernel's copy is applied a moment later, and that is what the client meets.
+    fn kernel_table(&self, node: &str) -> String {
+        match self.tb.exec(node, &["nft", "list", "table", "ip", "halo_lb"]) {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+            _ => String::new(),
+        }
+    }
+
+    /// Both real servers in the rotation of `node`'s kernel table: a per-real chain each
+    /// (named after the VIP and the real server) and the `numgen` map between them (there
+    /// only while two or more real servers are in it).
+    fn kernel_rotates_both(&self, node: &str) -> bool {
+        let t = self.kernel_table(node);
+        t.contains("_10_79_0_1_80 ") && t.contains("_10_79_0_2_80 ") && t.contains("numgen")
+    }
+
     fn until(&self, within: Duration, what: &str, mut f: impl FnMut() -> bool) {
         if wait_for(within, || f().then_some(())).is_none() {
             panic!("{what} (waited {within:?})\n{}", self.logs());
@@ -254,6 +272,10 @@ fn seed_002_director_direct_routing_health_checks_and_failover() {
     });
     assert!(c.has_vip_on_eth0("n1"), "n1 holds the VIP\n{}", c.logs());
     assert!(!c.has_vip_on_eth0("n2"), "n2 does not");
+    // The kernel's copy of the table holds both before the client asks.
+    c.until(Duration::from_secs(10), "n1's kernel table rotates over both real servers", || {
+        c.kernel_rotates_both("n1")
+    });
 
     // rr over direct routing: N1 and N2 alternate.
     let seen = c.fetches(6);
@@ -353,6 +375,12 @@ fn seed_002_director_direct_routing_health_checks_and_failover() {
     c.until(Duration::from_secs(10), "N2 left the table", || !c.lvs("n1", &[]).contains("10.79.0.2:80"));
     let health = c.lvs("n1", &["--health"]);
     assert!(health.contains("10.79.0.2:80") && health.contains("not in table"), "{health}");
+    // The kernel's table follows `halo lvs` a moment later: once it no longer rotates, every
+    // fetch is N1's.
+    c.until(Duration::from_secs(10), "n1's kernel table no longer rotates", || {
+        let t = c.kernel_table("n1");
+        !t.is_empty() && !t.contains("numgen")
+    });
     let seen = c.fetches(4);
     assert_eq!(count(&seen, "N1"), 4, "{seen:?}");
     assert!(c.log("n1").contains("Deleted real server: 10.79.0.2:80"), "{}", c.log("n1"));
@@ -366,6 +394,9 @@ fn seed_002_director_direct_routing_health_checks_and_failover() {
     // It comes back at its next successful check.
     c.start_web("n2");
     c.until(Duration::from_secs(10), "N2 back in the table", || c.lvs("n1", &[]).contains("10.79.0.2:80"));
+    c.until(Duration::from_secs(10), "n1's kernel table rotates over both again", || {
+        c.kernel_rotates_both("n1")
+    });
     let seen = c.fetches(4);
     assert_eq!((count(&seen, "N1"), count(&seen, "N2")), (2, 2), "{seen:?}");
 
