@@ -144,6 +144,14 @@ fn director_dr_connection_counts_from_the_flow_sets() {
     let t = b.lvs(&[]);
     assert_eq!((conns_in(&t, R1), conns_in(&t, R2)), (Some((0, 0)), Some((0, 0))), "{t}");
 
+    // `halo lvs` shows the director's decided table; the kernel's copy, which the client
+    // meets, follows a moment later: both real servers must be in its rotation first.
+    b.until(Duration::from_secs(10), "both real servers in the kernel's table", || {
+        let o = b.tb.exec("d", &["nft", "list", "table", "ip", "halo_lb"]).unwrap();
+        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        t.contains("dup to 10.81.0.11") && t.contains("dup to 10.81.0.12") && t.contains("numgen")
+    });
+
     let client = b.tb.dir.join("client.py");
     std::fs::write(&client, CLIENT).unwrap();
     let out = b.tb.dir.join("client.out");
