@@ -222,6 +222,20 @@ fn seed_002_director_nat_http_and_udp_dns() {
     assert!(table.contains(&format!("TCP  {VIP}:80 rr")), "{table}");
     assert!(table.contains(&format!("UDP  {VIP}:53 rr")), "{table}");
     assert_eq!(table.matches("Masq").count(), 4, "every real server is NAT: {table}");
+    // `halo lvs` shows the director's decided table; the kernel's copy, which the client
+    // meets, follows a moment later: both services rotate over both real servers there first.
+    c.until(
+        Duration::from_secs(10),
+        "the kernel's table rotates over both real servers of both services",
+        || {
+            let o = c.tb.exec("d", &["nft", "list", "table", "ip", "halo_lb"]).unwrap();
+            let t = String::from_utf8_lossy(&o.stdout).into_owned();
+            ["10.81.0.11:80", "10.81.0.12:80", "10.81.0.11:53", "10.81.0.12:53"]
+                .iter()
+                .all(|r| t.contains(&format!("dnat to {r}")))
+                && t.matches("numgen").count() == 2
+        },
+    );
 
     // HTTP through the NATing director: R1 and R2 alternate, the client sees only the VIP.
     let seen = c.fetches(6);
