@@ -60,8 +60,20 @@ fn hooks_run_one_at_a_time_in_event_order_through_a_failover() {
             .then_some(())
     });
     assert!(took.is_some(), "n2 did not report the takeover\n{}", log("n2"));
-    // Let the last run finish.
-    std::thread::sleep(Duration::from_millis(600));
+    // Let the last run finish: group_started's run has ended and no run is under way (an
+    // even number of lines, the last an `end`). A run that never ends fails below.
+    let _ = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let seq = lines.iter().find_map(|l| {
+            let w: Vec<&str> = l.split(' ').collect();
+            (w.len() > 2 && w[0] == "begin" && w[2] == "group_started").then(|| w[1].to_string())
+        })?;
+        (lines.len().is_multiple_of(2)
+            && lines.contains(&format!("end {seq}").as_str())
+            && lines.last().is_some_and(|l| l.starts_with("end ")))
+        .then_some(())
+    });
 
     let text = std::fs::read_to_string(&out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
