@@ -153,15 +153,19 @@ fn director_failover_keeps_established_and_persistent_clients_on_their_real_serv
         bed.logs()
     );
 
-    // d2 holds d1's flows before d1 goes.
-    bed.until(Duration::from_secs(30), "d2 stages d1's flows", || {
+    // d2 holds d1's flows before d1 goes: all of them, the CONNS held connections' flows
+    // and the persistent client's binding (one element: its address). A snapshot of the
+    // held connections alone (taken before the persistent client connected) is not enough.
+    // The staging lines are rate limited (a changed count is logged 10 s after the last
+    // line at the earliest): hence the long wait.
+    bed.until(Duration::from_secs(45), "d2 stages all of d1's flows", || {
         bed.log("d2").lines().any(|l| {
             l.contains("director sync: backup for table ip halo_lb:")
                 && l.split_whitespace()
                     .skip_while(|w| *w != "halo_lb:")
                     .nth(1)
                     .and_then(|n| n.parse::<usize>().ok())
-                    .is_some_and(|n| n >= CONNS)
+                    .is_some_and(|n| n > CONNS)
         })
     });
 
