@@ -127,8 +127,14 @@ fn three_nodes_over(tag: &str, media: &str) {
     }
     // Past the 5 s during which starting nodes advertise a longer deadtime.
     std::thread::sleep(Duration::from_secs(5));
+    // The clock starts before the cable is pulled: `took` can only overstate the time from
+    // the cut to n1's verdict (a slow `ip` or a late wake-up adds to it, never takes from
+    // it), so a `took` under deadtime (1 s, less a keepalive and some slack) means n3 was
+    // declared dead early.
+    let cut = Instant::now();
     c.tb.cable("n3", false).unwrap();
-    let took = c.wait_state("n1", "n3", "dead", Duration::from_secs(5));
+    c.wait_state("n1", "n3", "dead", Duration::from_secs(5));
+    let took = cut.elapsed();
     c.wait_state("n2", "n3", "dead", Duration::from_secs(2));
     c.wait_state("n3", "n1", "dead", Duration::from_secs(2));
     assert!(took >= Duration::from_millis(700), "declared dead after {took:?}, before deadtime");
@@ -372,10 +378,17 @@ for p in packets:
             pass
 "####;
     c.tb.exec("n3", &["python3", "-c", script]).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // The daemon reads, counts and logs them as it gets to them: wait for the counters and
+    // the log line.
+    let reasons = ["malformed", "unsigned", "bad_auth"];
+    let counted =
+        |st: &serde_json::Value| reasons.iter().all(|r| st["dropped"][r].as_u64().unwrap_or(0) >= 5);
+    let _ = wait_for(Duration::from_secs(10), || {
+        (counted(&c.status("n1")) && c.log("n1").contains("dropped a packet on link eth0")).then_some(())
+    });
     let st = c.status("n1");
     let dropped = &st["dropped"];
-    for reason in ["malformed", "unsigned", "bad_auth"] {
+    for reason in reasons {
         assert!(dropped[reason].as_u64().unwrap_or(0) >= 5, "{reason} not counted: {st}");
     }
     assert_eq!(c.state("n1", "n2").as_deref(), Some("active"));
@@ -402,7 +415,16 @@ fn a_generation_that_goes_backwards_is_refused_as_a_replay() {
     let genfile = c.tb.dir.join("n2").join("state").join("hb_generation");
     std::fs::write(&genfile, format!("{:>15}\n", g - 6)).unwrap();
     c.start("n2", &cf);
-    std::thread::sleep(Duration::from_secs(4));
+    // n2's messages under the old generation are refused as they come, and n1 sees n2 dead
+    // (killed, and nothing it sends since is accepted): wait for both, then for more refused
+    // messages (n2 keeps sending): it stays dead through them.
+    let replays = |c: &Cluster| c.status("n1")["dropped"]["replay"].as_u64().unwrap_or(0);
+    let first = wait_for(Duration::from_secs(15), || {
+        Some(replays(&c)).filter(|r| *r > 0 && c.state("n1", "n2").as_deref() == Some("dead"))
+    });
+    assert!(first.is_some(), "no replay counted or n2 not dead: {}", c.status("n1"));
+    let more = wait_for(Duration::from_secs(10), || Some(replays(&c)).filter(|r| Some(*r) > first));
+    assert!(more.is_some(), "n2's later messages were not refused: {}", c.status("n1"));
     let st = c.status("n1");
     assert!(st["dropped"]["replay"].as_u64().unwrap_or(0) > 0, "{st}");
     assert_eq!(st["nodes"][1]["generation"].as_u64(), Some(g), "n1 must keep the newest generation it saw");
