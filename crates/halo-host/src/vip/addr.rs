@@ -287,6 +287,17 @@ fn new_addr_request(addr: IpAddr, prefix: u8, ifindex: u32, scope: u8) -> Reques
     .attr(nl::IFA_ADDRESS, &ip);
     if addr.is_ipv6() {
         req = req.attr(nl::IFA_FLAGS, &flags.to_ne_bytes());
+        // struct ifa_cacheinfo: preferred lifetime 0 (deprecated), valid for ever. Like an
+        // IPv4 VIP (a secondary address), an IPv6 VIP is then never picked as the source of
+        // the node's own new connections (RFC 6724 rule 3): otherwise, as the newest address
+        // on its subnet, it would be, and a director's health checks to LVS-DR real servers
+        // (which hold the VIP on lo) would never get an answer. Connections to the VIP are
+        // answered from it as before.
+        let mut ci = Vec::with_capacity(16);
+        for v in [0u32, u32::MAX, 0, 0] {
+            ci.extend_from_slice(&v.to_ne_bytes());
+        }
+        req = req.attr(nl::IFA_CACHEINFO, &ci);
     }
     req
 }
@@ -294,7 +305,8 @@ fn new_addr_request(addr: IpAddr, prefix: u8, ifindex: u32, scope: u8) -> Reques
 /// Adds the address (`RTM_NEWADDR`), as IPaddr2's `ip addr add <ip>/<bits> brd <brd> dev
 /// <nic> label <label>` followed by `ip link set <nic> up`: the interface is brought up too.
 /// IPv6 addresses are added with `nodad`, so they are usable (and can be announced from) at
-/// once. An address that is already there is not an error: adding is idempotent.
+/// once, and deprecated (`preferred_lft 0`), so they are not the node's default source
+/// address. An address that is already there is not an error: adding is idempotent.
 pub fn add(r: &Resolved) -> Result<(), VipError> {
     let what = format!("add {} on {}", cidr(r.addr, r.prefix), r.iface);
     check_resolved(r, &what)?;

@@ -97,7 +97,12 @@ fn vip_add_remove_present_labels() {
     assert_eq!((p.iface.as_str(), p.prefix, p.tentative, p.dad_failed), ("hv0", 64, false, false));
     let shown = ip_out(&ns, "-6 addr show dev hv0");
     let line = shown.lines().find(|l| l.contains("2001:db8:77::10/64")).unwrap_or_default();
-    assert!(line.contains("scope global nodad") && !line.contains("tentative"), "{shown}");
+    assert!(line.contains("scope global nodad deprecated") && !line.contains("tentative"), "{shown}");
+    // Deprecated (preferred_lft 0), valid for ever: never the node's default source address.
+    let life = shown.lines().skip_while(|l| !l.contains("2001:db8:77::10/64")).nth(1).unwrap_or_default();
+    assert!(life.contains("valid_lft forever preferred_lft 0sec"), "{shown}");
+    let src = ip_out(&ns, "-6 route get 2001:db8:77::99");
+    assert!(!src.contains("src 2001:db8:77::10"), "the VIP is not the source: {src}");
     let r6b = r6.clone();
     ns.run(move || {
         add(&r6b).expect("add v6 again");
