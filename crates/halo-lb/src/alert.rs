@@ -27,7 +27,7 @@
 //! the checks.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use halo_config::ldirectord_cf::{DaemonStatus, Globals, VirtualService};
@@ -117,7 +117,7 @@ pub struct Event {
     pub virtual_service: String,
     /// ldirectord's id of the virtual service (`tcp:VIP:PORT`).
     pub service_id: String,
-    pub real: SocketAddrV4,
+    pub real: SocketAddr,
     /// `up` or `down` before and after.
     pub old_state: &'static str,
     pub new_state: &'static str,
@@ -431,7 +431,7 @@ mod tests {
             kind,
             virtual_service: "10.0.0.1:80".into(),
             service_id: "tcp:10.0.0.1:80".into(),
-            real: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
+            real: SocketAddr::from((Ipv4Addr::new(10, 0, 0, 2), 80)),
             old_state: "up",
             new_state: "down",
             weight: None,

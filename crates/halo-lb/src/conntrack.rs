@@ -1,6 +1,6 @@
 //! Connection counts per real server (`ActiveConn`/`InActConn` of `ipvsadm -L -n`) for the
 //! nftables plane, from the kernel's connection tracking, read over ctnetlink (one dump of the
-//! IPv4 conntrack table of the caller's network namespace).
+//! conntrack table of the caller's network namespace, IPv4 and IPv6).
 //!
 //! A connection the plane sent to a real server by NAT is a conntrack entry whose original
 //! destination is the virtual service, whose status says it was destination-NATed, and whose
@@ -16,7 +16,7 @@
 //! are pure and tested on bytes laid out as the kernel sends them.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::dataplane::{Protocol, ServiceKey};
@@ -38,6 +38,8 @@ const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_IP_V4_SRC: u16 = 1;
 const CTA_IP_V4_DST: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
@@ -60,10 +62,10 @@ pub const MAX_ENTRIES: usize = 4_000_000;
 pub struct Entry {
     pub proto: u8,
     /// Original direction: the client and the address it asked for (the VIP).
-    pub orig_src: SocketAddrV4,
-    pub orig_dst: SocketAddrV4,
+    pub orig_src: SocketAddr,
+    pub orig_dst: SocketAddr,
     /// Reply direction's source: who answers (the real server after DNAT).
-    pub reply_src: SocketAddrV4,
+    pub reply_src: SocketAddr,
     pub status: u32,
     /// TCP only.
     pub tcp_state: Option<u8>,
@@ -79,15 +81,15 @@ pub struct Conns {
 }
 
 /// Per (virtual service, real server) of `services`: the NATed connections of `entries`.
-pub fn count(entries: &[Entry], services: &[ServiceKey]) -> BTreeMap<(ServiceKey, SocketAddrV4), Conns> {
-    let mut out: BTreeMap<(ServiceKey, SocketAddrV4), Conns> = BTreeMap::new();
+pub fn count(entries: &[Entry], services: &[ServiceKey]) -> BTreeMap<(ServiceKey, SocketAddr), Conns> {
+    let mut out: BTreeMap<(ServiceKey, SocketAddr), Conns> = BTreeMap::new();
     for e in entries.iter().filter(|e| e.status & IPS_DST_NAT != 0) {
         let proto = match e.proto {
             IPPROTO_TCP => Protocol::Tcp,
             IPPROTO_UDP => Protocol::Udp,
             _ => continue,
         };
-        let key = ServiceKey { protocol: proto, vip: *e.orig_dst.ip(), port: e.orig_dst.port() };
+        let key = ServiceKey { protocol: proto, vip: e.orig_dst.ip(), port: e.orig_dst.port() };
         if !services.contains(&key) {
             continue;
         }
@@ -122,7 +124,6 @@ pub fn tcp_state_name(state: Option<u8>) -> &'static str {
 /// The NATed connections of `services` as `ipvsadm -L -c` lists them (at most
 /// [`MAX_LISTED`]), in the order of the dump.
 pub fn connections(entries: &[Entry], services: &[ServiceKey]) -> Vec<crate::ipvsadm::Connection> {
-    use std::net::SocketAddr;
     entries
         .iter()
         .filter(|e| e.status & IPS_DST_NAT != 0)
@@ -132,12 +133,12 @@ pub fn connections(entries: &[Entry], services: &[ServiceKey]) -> Vec<crate::ipv
                 IPPROTO_UDP => (Protocol::Udp, "UDP"),
                 _ => return None,
             };
-            let key = ServiceKey { protocol, vip: *e.orig_dst.ip(), port: e.orig_dst.port() };
+            let key = ServiceKey { protocol, vip: e.orig_dst.ip(), port: e.orig_dst.port() };
             services.contains(&key).then(|| crate::ipvsadm::Connection {
                 protocol: if protocol == Protocol::Tcp { "TCP" } else { "UDP" }.to_string(),
-                source: SocketAddr::V4(e.orig_src),
-                virtual_addr: SocketAddr::V4(e.orig_dst),
-                destination: SocketAddr::V4(e.reply_src),
+                source: e.orig_src,
+                virtual_addr: e.orig_dst,
+                destination: e.reply_src,
                 state: state.to_string(),
                 expires: e.timeout,
                 pe: None,
@@ -195,7 +196,8 @@ pub fn dump(timeout: Duration) -> Result<Vec<Entry>, ConntrackError> {
     }
 }
 
-/// The dump request: `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP`, family AF_INET.
+/// The dump request: `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP`, family AF_UNSPEC (IPv4 and
+/// IPv6 entries).
 pub fn request(seq: u32) -> Vec<u8> {
     let mut m = Vec::with_capacity(20);
     m.extend_from_slice(&20u32.to_ne_bytes());
@@ -204,12 +206,17 @@ pub fn request(seq: u32) -> Vec<u8> {
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
     // nfgenmsg: family, version (NFNETLINK_V0), res_id (big endian).
-    m.extend_from_slice(&[libc_af_inet(), 0, 0, 0]);
+    m.extend_from_slice(&[0, 0, 0, 0]);
     m
 }
 
-fn libc_af_inet() -> u8 {
-    nix::sys::socket::AddressFamily::Inet as i32 as u8
+fn af_of(ip: IpAddr) -> u8 {
+    let af = if ip.is_ipv4() {
+        nix::sys::socket::AddressFamily::Inet
+    } else {
+        nix::sys::socket::AddressFamily::Inet6
+    };
+    af as i32 as u8
 }
 
 /// Reads the netlink messages of one datagram into `out`; true at the end of the dump.
@@ -273,13 +280,20 @@ fn attr(buf: &[u8], kind: u16) -> Option<&[u8]> {
 }
 
 /// (proto, source, destination) of a `CTA_TUPLE_*`.
-fn tuple(buf: &[u8]) -> Option<(u8, SocketAddrV4, SocketAddrV4)> {
+fn tuple(buf: &[u8]) -> Option<(u8, SocketAddr, SocketAddr)> {
     let ip = attr(buf, CTA_TUPLE_IP)?;
-    let v4 = |k| -> Option<Ipv4Addr> {
+    let v4 = |k| -> Option<IpAddr> {
         let b: [u8; 4] = attr(ip, k)?.try_into().ok()?;
-        Some(Ipv4Addr::from(b))
+        Some(IpAddr::V4(Ipv4Addr::from(b)))
     };
-    let (src, dst) = (v4(CTA_IP_V4_SRC)?, v4(CTA_IP_V4_DST)?);
+    let v6 = |k| -> Option<IpAddr> {
+        let b: [u8; 16] = attr(ip, k)?.try_into().ok()?;
+        Some(IpAddr::V6(Ipv6Addr::from(b)))
+    };
+    let (src, dst) = match (v4(CTA_IP_V4_SRC), v4(CTA_IP_V4_DST)) {
+        (Some(s), Some(d)) => (s, d),
+        _ => (v6(CTA_IP_V6_SRC)?, v6(CTA_IP_V6_DST)?),
+    };
     let proto = attr(buf, CTA_TUPLE_PROTO)?;
     let num = *attr(proto, CTA_PROTO_NUM)?.first()?;
     let port = |k| -> u16 {
@@ -287,8 +301,8 @@ fn tuple(buf: &[u8]) -> Option<(u8, SocketAddrV4, SocketAddrV4)> {
     };
     Some((
         num,
-        SocketAddrV4::new(src, port(CTA_PROTO_SRC_PORT)),
-        SocketAddrV4::new(dst, port(CTA_PROTO_DST_PORT)),
+        SocketAddr::new(src, port(CTA_PROTO_SRC_PORT)),
+        SocketAddr::new(dst, port(CTA_PROTO_DST_PORT)),
     ))
 }
 
@@ -312,11 +326,11 @@ fn entry(buf: &[u8]) -> Option<Entry> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct NatConn {
     pub proto: Protocol,
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// The virtual service's address and port (the original destination).
-    pub vip: SocketAddrV4,
+    pub vip: SocketAddr,
     /// The real server the connection is bound to.
-    pub real: SocketAddrV4,
+    pub real: SocketAddr,
     /// Seconds the entry had left when read.
     pub timeout_s: u32,
 }
@@ -325,7 +339,7 @@ pub struct NatConn {
 /// `reals` (per virtual service, its real servers), TCP ones in `ESTABLISHED` (a handshake or
 /// a closing connection is not worth a new entry: the client retries or is done) and UDP ones
 /// that saw a reply.
-pub fn nat_conns(entries: &[Entry], reals: &[(ServiceKey, SocketAddrV4)]) -> Vec<NatConn> {
+pub fn nat_conns(entries: &[Entry], reals: &[(ServiceKey, SocketAddr)]) -> Vec<NatConn> {
     entries
         .iter()
         .filter(|e| e.status & IPS_DST_NAT != 0 && e.timeout > 0)
@@ -335,7 +349,7 @@ pub fn nat_conns(entries: &[Entry], reals: &[(ServiceKey, SocketAddrV4)]) -> Vec
                 (IPPROTO_UDP, _) if e.status & IPS_SEEN_REPLY != 0 => Protocol::Udp,
                 _ => return None,
             };
-            let key = ServiceKey { protocol: proto, vip: *e.orig_dst.ip(), port: e.orig_dst.port() };
+            let key = ServiceKey { protocol: proto, vip: e.orig_dst.ip(), port: e.orig_dst.port() };
             reals.contains(&(key, e.reply_src)).then_some(NatConn {
                 proto,
                 client: e.orig_src,
@@ -355,6 +369,8 @@ const NLA_F_NESTED: u16 = 0x8000;
 const CTA_NAT_DST: u16 = 13;
 const CTA_NAT_V4_MINIP: u16 = 1;
 const CTA_NAT_V4_MAXIP: u16 = 2;
+const CTA_NAT_V6_MINIP: u16 = 4;
+const CTA_NAT_V6_MAXIP: u16 = 5;
 const CTA_NAT_PROTO: u16 = 3;
 const CTA_PROTONAT_PORT_MIN: u16 = 1;
 const CTA_PROTONAT_PORT_MAX: u16 = 2;
@@ -375,10 +391,19 @@ fn put(m: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     m.resize(align(m.len()), 0);
 }
 
-fn put_tuple(m: &mut Vec<u8>, kind: u16, proto: u8, src: SocketAddrV4, dst: SocketAddrV4) {
+fn octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn put_tuple(m: &mut Vec<u8>, kind: u16, proto: u8, src: SocketAddr, dst: SocketAddr) {
     let mut ip = Vec::new();
-    put(&mut ip, CTA_IP_V4_SRC, &src.ip().octets());
-    put(&mut ip, CTA_IP_V4_DST, &dst.ip().octets());
+    let (ks, kd) =
+        if src.is_ipv4() { (CTA_IP_V4_SRC, CTA_IP_V4_DST) } else { (CTA_IP_V6_SRC, CTA_IP_V6_DST) };
+    put(&mut ip, ks, &octets(src.ip()));
+    put(&mut ip, kd, &octets(dst.ip()));
     let mut pr = Vec::new();
     put(&mut pr, CTA_PROTO_NUM, &[proto]);
     put(&mut pr, CTA_PROTO_SRC_PORT, &src.port().to_be_bytes());
@@ -400,7 +425,7 @@ pub fn create_request(c: &NatConn, seq: u32) -> Vec<u8> {
         Protocol::Tcp => IPPROTO_TCP,
         Protocol::Udp => IPPROTO_UDP,
     };
-    let mut body = vec![libc_af_inet(), 0, 0, 0];
+    let mut body = vec![af_of(c.vip.ip()), 0, 0, 0];
     put_tuple(&mut body, CTA_TUPLE_ORIG, proto, c.client, c.vip);
     // The reply tuple before NAT (the original one inverted, as conntrackd's
     // NFCT_SOPT_SETUP_REPLY makes it): the kernel derives the connection's current tuple from
@@ -409,8 +434,13 @@ pub fn create_request(c: &NatConn, seq: u32) -> Vec<u8> {
     // see nothing to change and leave the entry without its NAT bit: no packet rewritten.
     put_tuple(&mut body, CTA_TUPLE_REPLY, proto, c.vip, c.client);
     let mut nat = Vec::new();
-    put(&mut nat, CTA_NAT_V4_MINIP, &c.real.ip().octets());
-    put(&mut nat, CTA_NAT_V4_MAXIP, &c.real.ip().octets());
+    let (kmin, kmax) = if c.real.is_ipv4() {
+        (CTA_NAT_V4_MINIP, CTA_NAT_V4_MAXIP)
+    } else {
+        (CTA_NAT_V6_MINIP, CTA_NAT_V6_MAXIP)
+    };
+    put(&mut nat, kmin, &octets(c.real.ip()));
+    put(&mut nat, kmax, &octets(c.real.ip()));
     let mut ports = Vec::new();
     put(&mut ports, CTA_PROTONAT_PORT_MIN, &c.real.port().to_be_bytes());
     put(&mut ports, CTA_PROTONAT_PORT_MAX, &c.real.port().to_be_bytes());
@@ -541,10 +571,10 @@ mod tests {
         v
     }
 
-    fn tuple_attr(kind: u16, proto: u8, src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
-        let ip =
-            [nla(CTA_IP_V4_SRC, false, &src.ip().octets()), nla(CTA_IP_V4_DST, false, &dst.ip().octets())]
-                .concat();
+    fn tuple_attr(kind: u16, proto: u8, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+        let (ks, kd) =
+            if src.is_ipv4() { (CTA_IP_V4_SRC, CTA_IP_V4_DST) } else { (CTA_IP_V6_SRC, CTA_IP_V6_DST) };
+        let ip = [nla(ks, false, &octets(src.ip())), nla(kd, false, &octets(dst.ip()))].concat();
         let pr = [
             nla(CTA_PROTO_NUM, false, &[proto]),
             nla(CTA_PROTO_SRC_PORT, false, &src.port().to_be_bytes()),
@@ -586,7 +616,7 @@ mod tests {
         m
     }
 
-    fn a(s: &str) -> SocketAddrV4 {
+    fn a(s: &str) -> SocketAddr {
         s.parse().expect("address")
     }
 
@@ -627,8 +657,10 @@ mod tests {
         assert!(parse(&dgram2, 7, &mut got).expect("parses"), "the end");
         assert_eq!(got, entries.to_vec());
 
-        let web = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 81, 1, 100), port: 80 };
-        let dns = ServiceKey { protocol: Protocol::Udp, vip: Ipv4Addr::new(10, 81, 1, 100), port: 53 };
+        let web =
+            ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)), port: 80 };
+        let dns =
+            ServiceKey { protocol: Protocol::Udp, vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)), port: 53 };
         let c = count(&got, &[web, dns]);
         assert_eq!(c.get(&(web, a("10.81.0.11:80"))), Some(&Conns { active: 2, inactive: 1 }));
         assert_eq!(c.get(&(web, a("10.81.0.12:80"))), Some(&Conns { active: 0, inactive: 1 }));
@@ -649,6 +681,34 @@ mod tests {
              TCP 7199:59 SYN_SENT    10.81.1.9:40000    10.81.1.100:80     10.81.0.12:80\n\
              UDP 7199:59 UDP         10.81.1.9:40000    10.81.1.100:53     10.81.0.12:53\n"
         );
+    }
+
+    #[test]
+    fn ipv6_entries_parse_and_count_for_ipv6_services() {
+        let nat = IPS_DST_NAT | 0x8 | 0x4 | 0x2;
+        let mut x = e(6, "[2001:db8:81::100]:80", "[2001:db8:80::11]:80", nat, Some(TCP_ESTABLISHED));
+        x.orig_src = a("[2001:db8:81::9]:40000");
+        let v4 = e(6, "10.81.1.100:80", "10.81.0.11:80", nat, Some(TCP_ESTABLISHED));
+        let mut dgram = [message(4, &x), message(4, &v4)].concat();
+        dgram.extend(done(4));
+        let mut got = Vec::new();
+        assert!(parse(&dgram, 4, &mut got).expect("parses"));
+        assert_eq!(got, vec![x, v4]);
+        let web6 =
+            ServiceKey { protocol: Protocol::Tcp, vip: "2001:db8:81::100".parse().expect("ip"), port: 80 };
+        let c = count(&got, &[web6]);
+        assert_eq!(c.get(&(web6, a("[2001:db8:80::11]:80"))), Some(&Conns { active: 1, inactive: 0 }));
+        assert_eq!(c.len(), 1, "the IPv4 entry is not the IPv6 service's");
+        let conns = nat_conns(&got, &[(web6, a("[2001:db8:80::11]:80"))]);
+        assert_eq!(conns.len(), 1);
+        // The request that recreates it on a new director: family AF_INET6, IPv6 addresses.
+        let m = create_request(&conns[0], 1);
+        assert_eq!(m[16], 10, "nfgenmsg family AF_INET6");
+        let body = &m[20..];
+        let orig = attr(body, CTA_TUPLE_ORIG).expect("orig tuple");
+        assert_eq!(tuple(orig), Some((6, conns[0].client, conns[0].vip)));
+        let nat_dst = attr(body, CTA_NAT_DST).expect("nat");
+        assert_eq!(attr(nat_dst, CTA_NAT_V6_MINIP), Some(&octets(conns[0].real.ip())[..]));
     }
 
     #[test]
@@ -779,8 +839,10 @@ mod tests {
             e(17, "10.81.1.100:53", "10.81.0.12:53", nat, None),
             e(17, "10.81.1.100:53", "10.81.0.12:53", IPS_DST_NAT, None), // no reply yet
         ];
-        let web = ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 81, 1, 100), port: 80 };
-        let dns = ServiceKey { protocol: Protocol::Udp, vip: Ipv4Addr::new(10, 81, 1, 100), port: 53 };
+        let web =
+            ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)), port: 80 };
+        let dns =
+            ServiceKey { protocol: Protocol::Udp, vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)), port: 53 };
         let reals = [(web, a("10.81.0.11:80")), (web, a("10.81.0.12:80")), (dns, a("10.81.0.12:53"))];
         let got = nat_conns(&entries, &reals);
         assert_eq!(
@@ -854,8 +916,8 @@ mod tests {
         assert_eq!((u.orig_src, u.orig_dst, u.reply_src), (udp.client, udp.vip, udp.real));
         assert_ne!(u.status & IPS_DST_NAT, 0);
         // What the next director sends on: the same connections.
-        let web = ServiceKey { protocol: Protocol::Tcp, vip: *tcp.vip.ip(), port: 7000 };
-        let dns = ServiceKey { protocol: Protocol::Udp, vip: *udp.vip.ip(), port: 53 };
+        let web = ServiceKey { protocol: Protocol::Tcp, vip: tcp.vip.ip(), port: 7000 };
+        let dns = ServiceKey { protocol: Protocol::Udp, vip: udp.vip.ip(), port: 53 };
         let mut back = nat_conns(&entries, &[(web, tcp.real), (dns, udp.real)]);
         back.sort();
         assert_eq!(

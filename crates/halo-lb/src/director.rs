@@ -30,7 +30,7 @@
 //! of every real server whose check did not change.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use halo_config::ldirectord_cf as ld;
@@ -39,7 +39,6 @@ use crate::alert::{Event, EventKind, MailSettings};
 use crate::check::{spec_for, CheckResult, CheckSpec, Checker, HealthPolicy, Transition};
 use crate::dataplane::{self, Desired, Forward, InvalidDesired, RealServer, RealStats, VirtualService};
 use crate::ipvsadm;
-use crate::scheduler::Netmask;
 
 /// Why a director cannot be built from an ldirectord.cf.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,7 +98,7 @@ pub fn resolve_names(cf: &ld::LdirectordCf) -> Result<ld::LdirectordCf, Director
 /// One real server: its configured entry and its checker.
 #[derive(Debug, Clone)]
 pub struct RealState {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// The weight ldirectord.cf gives it.
     pub weight: u32,
     pub checker: Checker,
@@ -126,7 +125,7 @@ pub struct RealState {
 }
 
 /// ldirectord's `get_real_id_str` for real server `r` (at `addr`) of `v`.
-fn real_id_str(v: &ld::VirtualService, r: &ld::RealServer, addr: SocketAddrV4) -> String {
+fn real_id_str(v: &ld::VirtualService, r: &ld::RealServer, addr: SocketAddr) -> String {
     let check = match v.checktype {
         ld::CheckType::Negotiate => format!("negotiate:{}", v.service.name()),
         ld::CheckType::Combined(_) => format!("combined:{}", v.service.name()),
@@ -188,7 +187,7 @@ pub fn monitor_line(now: &str, pid: u32, ld_id: &str, up: bool, message: &str) -
 /// ldirectord takes the names from a reverse lookup of the address at every check; halo
 /// takes the name written in ldirectord.cf and the reverse lookup the runtime refreshes in
 /// the background ([`RealState::rdns`]), never a resolver call at check time.
-pub fn maintenance_names(addr: SocketAddrV4, name: Option<&str>) -> Vec<String> {
+pub fn maintenance_names(addr: SocketAddr, name: Option<&str>) -> Vec<String> {
     let mut v = vec![addr.to_string(), addr.ip().to_string()];
     if let Some(n) = name {
         v.push(format!("{n}:{}", addr.port()));
@@ -230,7 +229,7 @@ pub struct ServiceState {
     /// kernel's table is added back with weight 0 (yes) or left out (no, the default).
     pub readdquiescent: bool,
     /// The fallback server, when configured and runnable by the data plane.
-    pub fallback: Option<SocketAddrV4>,
+    pub fallback: Option<SocketAddr>,
     /// Why a configured fallback is not used, if it is not.
     pub fallback_unusable: Option<String>,
     /// Seconds between two check passes of this service.
@@ -261,7 +260,7 @@ impl ServiceState {
     /// The alert for a change `t` of real server `real` (after it was recorded).
     pub fn event(&self, real: usize, t: Transition, reason: &str) -> Event {
         let r = &self.reals[real.min(self.reals.len().saturating_sub(1))];
-        let vip = format!("{}:{}", self.service.key.vip, self.service.key.port);
+        let vip = self.service.key.socket().to_string();
         let (kind, weight, message) = match (t, self.quiescent) {
             (Transition::Up, _) => (
                 EventKind::Added,
@@ -298,7 +297,7 @@ impl ServiceState {
     pub fn fallback_event(&self, t: Transition) -> Option<Event> {
         let f = self.fallback?;
         let up = self.reals.iter().filter(|r| r.is_up()).count();
-        let vip = format!("{}:{}", self.service.key.vip, self.service.key.port);
+        let vip = self.service.key.socket().to_string();
         let (kind, old_state, new_state, weight, message) = match t {
             Transition::Down if up == 0 => (
                 EventKind::Added,
@@ -347,7 +346,7 @@ impl ServiceState {
         let cmd = self.fallbackcommand.as_deref()?;
         let k = self.service.key;
         let what = if self.any_up() { "stop" } else { "start" };
-        Some(format!("{cmd} {what} {}:{} {}", k.vip, k.port, k.protocol))
+        Some(format!("{cmd} {what} {} {}", k.socket(), k.protocol))
     }
 
     /// The service as the data plane must run it now.
@@ -535,8 +534,7 @@ impl DirectorState {
     /// start down until checked, as at start. Real servers no longer configured leave.
     pub fn reconfigure(&mut self, mut new: DirectorState) -> ReconfigureReport {
         let mut report = ReconfigureReport::default();
-        let name =
-            |addr: SocketAddrV4, key: &dataplane::ServiceKey| format!("{addr} ({}:{})", key.vip, key.port);
+        let name = |addr: SocketAddr, key: &dataplane::ServiceKey| format!("{addr} ({})", key.socket());
         let mut old = std::mem::take(&mut self.services);
         for ns in &mut new.services {
             let key = ns.service.key;
@@ -679,7 +677,7 @@ impl DirectorState {
     /// [`DirectorState::desired`]. Returns the real servers left out, `RIP:PORT (VIP:PORT)`.
     pub fn settle_quiescent(
         &mut self,
-        in_table: &dyn Fn(dataplane::ServiceKey, SocketAddrV4) -> bool,
+        in_table: &dyn Fn(dataplane::ServiceKey, SocketAddr) -> bool,
     ) -> Vec<String> {
         let mut out = Vec::new();
         for s in &mut self.services {
@@ -688,7 +686,7 @@ impl DirectorState {
                 r.unsettled = false;
                 r.left_out = !r.is_up() && !in_table(key, r.addr);
                 if r.left_out {
-                    out.push(format!("{} ({}:{})", r.addr, key.vip, key.port));
+                    out.push(format!("{} ({})", r.addr, key.socket()));
                 }
             }
         }
@@ -715,22 +713,18 @@ impl DirectorState {
                 dataplane::Protocol::Tcp => ipvsadm::Protocol::Tcp,
                 dataplane::Protocol::Udp => ipvsadm::Protocol::Udp,
             };
-            let key = ipvsadm::ServiceKey::Addr {
-                protocol,
-                addr: SocketAddr::V4(SocketAddrV4::new(d.key.vip, d.key.port)),
-            };
+            let key = ipvsadm::ServiceKey::Addr { protocol, addr: d.key.socket() };
             let mut svc = ipvsadm::Service::new(key, &d.scheduler);
-            svc.persistent = d
-                .persistence
-                .map(|p| ipvsadm::Persistent { timeout: p.timeout_s, netmask: Netmask::v4(p.netmask) });
+            svc.persistent =
+                d.persistence.map(|p| ipvsadm::Persistent { timeout: p.timeout_s, netmask: p.netmask });
             for r in &d.reals {
                 let forward = match d.forward {
                     Forward::Masq => ipvsadm::Forward::Masq,
-                    Forward::Gate if is_local(IpAddr::V4(*r.addr.ip())) => ipvsadm::Forward::Local,
+                    Forward::Gate if is_local(r.addr.ip()) => ipvsadm::Forward::Local,
                     Forward::Gate => ipvsadm::Forward::Route,
                 };
                 let weight = i32::try_from(r.weight).unwrap_or(i32::MAX);
-                let mut dest = ipvsadm::Destination::new(SocketAddr::V4(r.addr), forward, weight);
+                let mut dest = ipvsadm::Destination::new(r.addr, forward, weight);
                 if let Some(st) = stats.iter().find(|x| x.service == d.key && x.real == r.addr) {
                     dest.stats = ipvsadm::Stats {
                         conns: 0,
@@ -753,10 +747,13 @@ impl DirectorState {
 }
 
 /// The fallback as the data plane can run it, or why not.
-fn usable_fallback(f: &ld::Fallback, s: &VirtualService) -> Result<SocketAddrV4, String> {
+fn usable_fallback(f: &ld::Fallback, s: &VirtualService) -> Result<SocketAddr, String> {
     let ip = match &f.addr {
-        ld::Host::Ip(IpAddr::V4(ip)) => *ip,
-        other => return Err(format!("fallback {other}: the nftables data plane needs an IPv4 address")),
+        ld::Host::Ip(ip) if ip.is_ipv4() == s.key.vip.is_ipv4() => *ip,
+        ld::Host::Ip(ip) => {
+            return Err(format!("fallback {ip}: not of the family of the virtual address {}", s.key.vip))
+        }
+        other => return Err(format!("fallback {other}: its name was not resolved")),
     };
     let forward = match f.forward {
         ld::Forward::Masq => Forward::Masq,
@@ -770,16 +767,16 @@ fn usable_fallback(f: &ld::Fallback, s: &VirtualService) -> Result<SocketAddrV4,
     if forward == Forward::Gate && port != s.key.port {
         return Err(format!("fallback {ip}:{port}: direct routing cannot change the port"));
     }
-    if ip == Ipv4Addr::LOCALHOST && forward == Forward::Gate {
+    if ip.is_loopback() && forward == Forward::Gate {
         return Err(format!("fallback {ip}: direct routing to the loopback address is not supported"));
     }
-    Ok(SocketAddrV4::new(ip, port))
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// ldirectord's log lines for a change of a real server (`Added real server: …`).
 pub fn transition_message(s: &ServiceState, real: usize, t: Transition) -> String {
     let Some(r) = s.reals.get(real) else { return String::new() };
-    let vip = format!("{}:{}", s.service.key.vip, s.service.key.port);
+    let vip = s.service.key.socket().to_string();
     let why = match &r.maintenance {
         Some(f) => format!("maintenance file {f}"),
         None => r.checker.health().last().map(|c| c.reason.clone()).unwrap_or_default(),
@@ -799,6 +796,7 @@ pub fn transition_message(s: &ServiceState, real: usize, t: Transition) -> Strin
 mod tests {
     use super::*;
     use crate::check::CheckKind;
+    use std::net::Ipv4Addr;
     use std::path::Path;
 
     fn state(text: &str) -> DirectorState {
@@ -849,7 +847,7 @@ mod tests {
         assert!(!st.unsettled(), "nothing went down");
         assert_eq!(st.record(0, 1, result(false)), Some(Transition::Down));
         assert!(st.unsettled());
-        let missing: SocketAddrV4 = "192.168.1.62:80".parse().unwrap();
+        let missing: SocketAddr = "192.168.1.62:80".parse().unwrap();
         let left = st.settle_quiescent(&|_, a| a != missing);
         assert_eq!(left, vec!["192.168.1.62:80 (192.168.1.199:80)".to_string()]);
         assert!(!st.unsettled());
@@ -892,7 +890,7 @@ mod tests {
         let files: BTreeSet<String> = ["192.168.1.61".to_string()].into();
         assert_eq!(st.set_maintenance(&files).len(), 1);
         assert!(st.unsettled());
-        st.settle_quiescent(&|_, a| a.ip() != &Ipv4Addr::new(192, 168, 1, 61));
+        st.settle_quiescent(&|_, a| a.ip() != IpAddr::V4(Ipv4Addr::new(192, 168, 1, 61)));
         assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
         // The same file again: the real server kept by the reload stays left out.
         let report = st.reconfigure(state(&format!("quiescent=yes\n{SEED}")));
@@ -909,7 +907,7 @@ mod tests {
         st.record(0, 0, result(true));
         st.record(0, 1, result(true));
         st.record(0, 0, result(false));
-        st.settle_quiescent(&|_, a| a.ip() != &Ipv4Addr::new(192, 168, 1, 61));
+        st.settle_quiescent(&|_, a| a.ip() != IpAddr::V4(Ipv4Addr::new(192, 168, 1, 61)));
         assert!(st.services[0].reals[0].left_out);
         assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
 
@@ -931,7 +929,10 @@ mod tests {
         assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
         st.reconfigure(state(&no));
         assert!(st.unsettled());
-        assert_eq!(st.settle_quiescent(&|_, a| a.ip() != &Ipv4Addr::new(192, 168, 1, 61)).len(), 1);
+        assert_eq!(
+            st.settle_quiescent(&|_, a| a.ip() != IpAddr::V4(Ipv4Addr::new(192, 168, 1, 61))).len(),
+            1
+        );
         assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
         // A server that is up is never unsettled by a change of settings.
         st.reconfigure(state(&yes));

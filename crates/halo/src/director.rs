@@ -111,7 +111,7 @@ use halo_lb::director::{transition_message, DirectorState};
 use halo_lb::ipvsadm;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -266,7 +266,7 @@ struct Instance {
     thread: JoinHandle<()>,
     /// The last counters read, for `--rate`.
     sample: Mutex<Option<(Instant, Vec<RealStats>)>>,
-    rates: Mutex<BTreeMap<(ServiceKey, SocketAddrV4), ipvsadm::Rates>>,
+    rates: Mutex<BTreeMap<(ServiceKey, SocketAddr), ipvsadm::Rates>>,
 }
 
 /// What the director thread, the alert queue and [`Director::reconfigure`] share.
@@ -982,7 +982,7 @@ impl Director {
     fn ipvs_counts(k: &ipvsadm::Model) -> ConnCounts {
         let mut counts = ConnCounts::new();
         for s in &k.services {
-            let ipvsadm::ServiceKey::Addr { addr: std::net::SocketAddr::V4(va), protocol } = s.key else {
+            let ipvsadm::ServiceKey::Addr { addr: va, protocol } = s.key else {
                 continue;
             };
             let protocol = match protocol {
@@ -990,14 +990,12 @@ impl Director {
                 ipvsadm::Protocol::Tcp => halo_lb::dataplane::Protocol::Tcp,
                 ipvsadm::Protocol::Sctp => continue,
             };
-            let key = ServiceKey { protocol, vip: *va.ip(), port: va.port() };
+            let key = ServiceKey { protocol, vip: va.ip(), port: va.port() };
             for d in &s.dests {
-                if let std::net::SocketAddr::V4(ra) = d.addr {
-                    counts.insert(
-                        (key, ra),
-                        halo_lb::conntrack::Conns { active: d.active, inactive: d.inactive },
-                    );
-                }
+                counts.insert(
+                    (key, d.addr),
+                    halo_lb::conntrack::Conns { active: d.active, inactive: d.inactive },
+                );
             }
         }
         counts
@@ -1070,7 +1068,7 @@ impl Director {
                 }
             }
             for s in m.services.iter_mut().filter(|_| !on_ipvs) {
-                let ipvsadm::ServiceKey::Addr { addr: std::net::SocketAddr::V4(va), protocol } = s.key else {
+                let ipvsadm::ServiceKey::Addr { addr: va, protocol } = s.key else {
                     continue;
                 };
                 let proto = if protocol == ipvsadm::Protocol::Udp {
@@ -1078,9 +1076,9 @@ impl Director {
                 } else {
                     halo_lb::dataplane::Protocol::Tcp
                 };
-                let key = ServiceKey { protocol: proto, vip: *va.ip(), port: va.port() };
+                let key = ServiceKey { protocol: proto, vip: va.ip(), port: va.port() };
                 for d in &mut s.dests {
-                    let std::net::SocketAddr::V4(ra) = d.addr else { continue };
+                    let ra = d.addr;
                     if let Some(c) = conns.get(&(key, ra)) {
                         d.active = c.active;
                         d.inactive = c.inactive;
@@ -1170,13 +1168,13 @@ impl Director {
         lvs_views(&model, directors)
     }
 
-    fn stats_key(s: &RealStats) -> (ServiceKey, SocketAddrV4) {
+    fn stats_key(s: &RealStats) -> (ServiceKey, SocketAddr) {
         (s.service, s.real)
     }
 }
 
 /// Connection counts per (virtual service, real server).
-type ConnCounts = BTreeMap<(ServiceKey, SocketAddrV4), halo_lb::conntrack::Conns>;
+type ConnCounts = BTreeMap<(ServiceKey, SocketAddr), halo_lb::conntrack::Conns>;
 
 /// A stop of a director that does not run, on a kernel with IPVS: the virtual services its
 /// file names are deleted (a killed daemon's; the table has no record of who added them, and
@@ -1218,7 +1216,7 @@ fn lvs_views(model: &ipvsadm::Model, directors: Vec<Value>) -> Value {
 impl Instance {
     /// Per-second rates from the previous counters read at least a second ago (the kernel's
     /// estimator averages over 2 s; here it is over the time between two `halo lvs`).
-    fn rates(&self, now_stats: &[RealStats]) -> BTreeMap<(ServiceKey, SocketAddrV4), ipvsadm::Rates> {
+    fn rates(&self, now_stats: &[RealStats]) -> BTreeMap<(ServiceKey, SocketAddr), ipvsadm::Rates> {
         let now = Instant::now();
         let mut sample = lock(&self.sample);
         let mut rates = lock(&self.rates);
@@ -1355,27 +1353,22 @@ fn settle_quiescent(sh: &Shared, table: TableRead) {
     if !lock(&sh.state).unsettled() {
         return;
     }
-    let have: Option<BTreeSet<(ServiceKey, SocketAddrV4)>> = match table() {
+    let have: Option<BTreeSet<(ServiceKey, SocketAddr)>> = match table() {
         Ok(Some(m)) => Some(
             m.services
                 .iter()
                 .filter_map(|s| match s.key {
-                    ipvsadm::ServiceKey::Addr { protocol, addr: std::net::SocketAddr::V4(va) } => {
+                    ipvsadm::ServiceKey::Addr { protocol, addr: va } => {
                         let protocol = match protocol {
                             ipvsadm::Protocol::Tcp => halo_lb::dataplane::Protocol::Tcp,
                             ipvsadm::Protocol::Udp => halo_lb::dataplane::Protocol::Udp,
                             ipvsadm::Protocol::Sctp => return None,
                         };
-                        Some((ServiceKey { protocol, vip: *va.ip(), port: va.port() }, s))
+                        Some((ServiceKey { protocol, vip: va.ip(), port: va.port() }, s))
                     }
                     _ => None,
                 })
-                .flat_map(|(key, s)| {
-                    s.dests.iter().filter_map(move |d| match d.addr {
-                        std::net::SocketAddr::V4(a) => Some((key, a)),
-                        std::net::SocketAddr::V6(_) => None,
-                    })
-                })
+                .flat_map(|(key, s)| s.dests.iter().map(move |d| (key, d.addr)))
                 .collect(),
         ),
         Ok(None) => None,
@@ -1646,7 +1639,7 @@ const RDNS_REFRESH: Duration = Duration::from_secs(60);
 async fn rdns_loop(shared: Arc<Shared>) {
     let mut done: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
     loop {
-        let todo: Vec<(u64, std::net::Ipv4Addr)> = {
+        let todo: Vec<(u64, IpAddr)> = {
             let st = lock(&shared.state);
             if st.global.maintenancedir.is_none() {
                 Vec::new()
@@ -1656,7 +1649,7 @@ async fn rdns_loop(shared: Arc<Shared>) {
                     .iter()
                     .flat_map(|s| &s.reals)
                     .filter(|r| done.get(&r.id).is_none_or(|t| now.duration_since(*t) >= RDNS_REFRESH))
-                    .map(|r| (r.id, *r.addr.ip()))
+                    .map(|r| (r.id, r.addr.ip()))
                     .collect()
             }
         };
@@ -1678,20 +1671,16 @@ async fn rdns_loop(shared: Arc<Shared>) {
 
 /// The resolver's name for `ip` (`getnameinfo` with `NI_NAMEREQD`: /etc/hosts, DNS PTR, ...).
 /// Blocks.
-fn reverse_name(ip: std::net::Ipv4Addr) -> Option<String> {
-    let sa = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
-        sin_zero: [0; 8],
-    };
+fn reverse_name(ip: IpAddr) -> Option<String> {
+    let sa = socket2::SockAddr::from(SocketAddr::new(ip, 0));
     let mut host = [0 as libc::c_char; 1025];
-    // SAFETY: `sa` is a valid sockaddr_in of the length given; `host` is a writable buffer of
-    // the length given, which getnameinfo NUL-terminates on success; no service is asked.
+    // SAFETY: `sa` is a valid sockaddr (sockaddr_in or sockaddr_in6) of the length given;
+    // `host` is a writable buffer of the length given, which getnameinfo NUL-terminates on
+    // success; no service is asked.
     let rc = unsafe {
         libc::getnameinfo(
-            (&sa as *const libc::sockaddr_in).cast::<libc::sockaddr>(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            sa.as_ptr().cast::<libc::sockaddr>(),
+            sa.len(),
             host.as_mut_ptr(),
             host.len() as libc::socklen_t,
             std::ptr::null_mut(),
@@ -2002,8 +1991,8 @@ mod tests {
             state.record(0, 1, up(true));
             // The table as the director left it with both up, then `ipvsadm -d` of r2.
             let mut table = state.model(&[], &|_| false);
-            let r2: SocketAddrV4 = "192.168.1.62:80".parse().unwrap();
-            table.services[0].dests.retain(|x| x.addr != std::net::SocketAddr::V4(r2));
+            let r2: SocketAddr = "192.168.1.62:80".parse().unwrap();
+            table.services[0].dests.retain(|x| x.addr != r2);
             assert_eq!(state.record(0, 1, up(false)), Some(Transition::Down));
             assert!(state.unsettled(), "r2 waits for a look at the table");
             let plane = DataPlane::Nft(NftDataPlane::new(Nft::new()).with_table("halo_lb_reloadtest"));

@@ -327,7 +327,7 @@ impl Worker {
     /// real server or conntrack cannot be read (logged when that changes).
     fn nat_conns(
         &mut self,
-        reals: &[(halo_lb::dataplane::ServiceKey, SocketAddrV4)],
+        reals: &[(halo_lb::dataplane::ServiceKey, std::net::SocketAddr)],
         entries: &mut Option<Vec<halo_lb::conntrack::Entry>>,
     ) -> Vec<halo_lb::conntrack::NatConn> {
         if reals.is_empty() {

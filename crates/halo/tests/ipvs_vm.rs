@@ -199,14 +199,17 @@ fn vip_service(
     reals: &[([u8; 4], u16, u32)],
 ) -> VirtualService {
     VirtualService {
-        key: ServiceKey { protocol, vip: Ipv4Addr::from(vip), port },
+        key: ServiceKey { protocol, vip: Ipv4Addr::from(vip).into(), port },
         scheduler: sched.into(),
         persistence: None,
         forward,
         masquerade: false,
         reals: reals
             .iter()
-            .map(|(ip, p, w)| RealServer { addr: SocketAddrV4::new(Ipv4Addr::from(*ip), *p), weight: *w })
+            .map(|(ip, p, w)| RealServer {
+                addr: SocketAddrV4::new(Ipv4Addr::from(*ip), *p).into(),
+                weight: *w,
+            })
             .collect(),
     }
 }
@@ -236,7 +239,10 @@ fn sticky(sched: &str) -> VirtualService {
         Forward::Gate,
         &[([192, 0, 2, 11], 443, 1), ([192, 0, 2, 12], 443, 1)],
     );
-    s.persistence = Some(Persistence { timeout_s: 600, netmask: Ipv4Addr::new(255, 255, 255, 0) });
+    s.persistence = Some(Persistence {
+        timeout_s: 600,
+        netmask: halo_lb::scheduler::Netmask::v4(Ipv4Addr::new(255, 255, 255, 0)),
+    });
     s
 }
 

@@ -29,7 +29,7 @@
 //! them is an element of its real server's flow set.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -108,10 +108,10 @@ pub const DR_ACTIVE_IDLE_S: u64 = 120;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DrFlow {
     pub service: ServiceKey,
-    pub real: SocketAddrV4,
+    pub real: SocketAddr,
     /// The client address and source port; for a persistence template (a DR service with
     /// `persistent`), the masked client address and port 0, as `ipvsadm -c` shows templates.
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// A persistence template: it binds a client to the real server, it is no connection
     /// (IPVS does not count templates in `ActiveConn`/`InActConn` either).
     pub template: bool,
@@ -146,17 +146,17 @@ impl DrFlow {
 }
 
 /// `aff_tcp_10_0_0_1_80_10_0_0_11_80` → (tcp:10.0.0.1:80, 10.0.0.11:80).
-fn parse_set_name(name: &str) -> Option<(ServiceKey, SocketAddrV4)> {
+fn parse_set_name(name: &str) -> Option<(ServiceKey, SocketAddr)> {
     let rest = name.strip_prefix("aff_")?;
     super::nft::parse_counter_name(&format!("in_{rest}")).map(|(_, k, r)| (k, r))
 }
 
 /// An element's client: `{"concat": ["10.0.0.9", 40000]}` (a flow) or `"10.0.0.0"` (a
 /// persistence template, port 0).
-fn parse_client(val: &Value) -> Option<(SocketAddrV4, bool)> {
-    let addr = |v: &Value| v.as_str().and_then(|a| a.parse::<Ipv4Addr>().ok());
+fn parse_client(val: &Value) -> Option<(SocketAddr, bool)> {
+    let addr = |v: &Value| v.as_str().and_then(|a| a.parse::<IpAddr>().ok());
     if let Some(a) = addr(val) {
-        return Some((SocketAddrV4::new(a, 0), true));
+        return Some((SocketAddr::new(a, 0), true));
     }
     match val.get("concat").and_then(Value::as_array).map(Vec::as_slice) {
         Some([a, p]) => {
@@ -165,7 +165,7 @@ fn parse_client(val: &Value) -> Option<(SocketAddrV4, bool)> {
                 Value::String(s) => s.parse().ok(),
                 _ => None,
             }?;
-            Some((SocketAddrV4::new(addr(a)?, port), false))
+            Some((SocketAddr::new(addr(a)?, port), false))
         }
         _ => None,
     }
@@ -186,6 +186,9 @@ pub fn dr_flows(sets: &[FlowSet], services: &[ServiceKey]) -> Vec<DrFlow> {
         }
         for e in &set.elems {
             let Some((client, template)) = parse_client(&e.val) else { continue };
+            if client.is_ipv4() != real.is_ipv4() {
+                continue;
+            }
             out.push(DrFlow { service, real, client, template, expires_s: e.expires_s });
         }
     }
@@ -195,8 +198,8 @@ pub fn dr_flows(sets: &[FlowSet], services: &[ServiceKey]) -> Vec<DrFlow> {
 
 /// `ActiveConn`/`InActConn` per (virtual service, real server) of `flows` (see
 /// [`DR_ACTIVE_IDLE_S`]); templates are not counted.
-pub fn dr_count(flows: &[DrFlow]) -> BTreeMap<(ServiceKey, SocketAddrV4), Conns> {
-    let mut out: BTreeMap<(ServiceKey, SocketAddrV4), Conns> = BTreeMap::new();
+pub fn dr_count(flows: &[DrFlow]) -> BTreeMap<(ServiceKey, SocketAddr), Conns> {
+    let mut out: BTreeMap<(ServiceKey, SocketAddr), Conns> = BTreeMap::new();
     for f in flows.iter().filter(|f| !f.template) {
         let c = out.entry((f.service, f.real)).or_default();
         if f.active() {
@@ -210,15 +213,14 @@ pub fn dr_count(flows: &[DrFlow]) -> BTreeMap<(ServiceKey, SocketAddrV4), Conns>
 
 /// `flows` as `ipvsadm -L -n -c` lists them (at most [`crate::conntrack::MAX_LISTED`]).
 pub fn dr_connections(flows: &[DrFlow]) -> Vec<crate::ipvsadm::Connection> {
-    use std::net::SocketAddr;
     flows
         .iter()
         .take(crate::conntrack::MAX_LISTED)
         .map(|f| crate::ipvsadm::Connection {
             protocol: if f.service.protocol == Protocol::Tcp { "TCP" } else { "UDP" }.to_string(),
-            source: SocketAddr::V4(f.client),
-            virtual_addr: SocketAddr::V4(SocketAddrV4::new(f.service.vip, f.service.port)),
-            destination: SocketAddr::V4(f.real),
+            source: f.client,
+            virtual_addr: f.service.socket(),
+            destination: f.real,
             state: f.state().to_string(),
             expires: u32::try_from(f.expires_s).unwrap_or(u32::MAX),
             pe: None,
@@ -325,6 +327,8 @@ pub(crate) fn take_commands(table: &str, timeout_of: impl Fn(&str) -> Option<u64
     let mut n = 0;
     for set in &s.sets {
         let Some(timeout) = timeout_of(&set.name) else { continue };
+        // A set of the ip6 table is named after its IPv6 service; any other is the ip table's.
+        let family = super::nft::family_of_set(&set.name).unwrap_or(super::nft::Family::V4);
         let elems: Vec<Value> = set
             .elems
             .iter()
@@ -339,7 +343,7 @@ pub(crate) fn take_commands(table: &str, timeout_of: impl Fn(&str) -> Option<u64
         }
         n += elems.len();
         cmds.push(json!({"add": {"element": {
-            "family": "ip", "table": table, "name": set.name, "elem": elems
+            "family": family.name(), "table": table, "name": set.name, "elem": elems
         }}}));
     }
     (cmds, n)
@@ -398,7 +402,7 @@ fn conn_json(c: &NatConn) -> Value {
 
 fn conn_from_json(v: &Value) -> Option<NatConn> {
     let [proto, client, vip, real, t] = v.as_array()?.as_slice() else { return None };
-    let addr = |v: &Value| v.as_str()?.parse::<SocketAddrV4>().ok();
+    let addr = |v: &Value| v.as_str()?.parse::<SocketAddr>().ok();
     let proto = match proto.as_str()? {
         "tcp" => Protocol::Tcp,
         "udp" => Protocol::Udp,
@@ -406,6 +410,9 @@ fn conn_from_json(v: &Value) -> Option<NatConn> {
     };
     let (client, vip, real) = (addr(client)?, addr(vip)?, addr(real)?);
     if client.port() == 0 || vip.port() == 0 || real.port() == 0 {
+        return None;
+    }
+    if client.is_ipv4() != vip.is_ipv4() || vip.is_ipv4() != real.is_ipv4() {
         return None;
     }
     Some(NatConn { proto, client, vip, real, timeout_s: u32::try_from(t.as_u64()?).ok()? })
@@ -600,6 +607,11 @@ impl Assembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
+
+    fn sock4(ip: Ipv4Addr, port: u16) -> SocketAddr {
+        SocketAddr::from((ip, port))
+    }
 
     const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
       {"table": {"family": "ip", "name": "t", "handle": 1}},
@@ -624,9 +636,9 @@ mod tests {
         (0..n)
             .map(|i| NatConn {
                 proto: if i % 2 == 0 { Protocol::Tcp } else { Protocol::Udp },
-                client: SocketAddrV4::new(Ipv4Addr::new(10, 81, 1, 9), 30000 + i as u16),
+                client: sock4(Ipv4Addr::new(10, 81, 1, 9), 30000 + i as u16),
                 vip: "10.81.1.100:7000".parse().unwrap(),
-                real: SocketAddrV4::new(Ipv4Addr::new(10, 81, 0, 11 + (i % 2) as u8), 7000),
+                real: sock4(Ipv4Addr::new(10, 81, 0, 11 + (i % 2) as u8), 7000),
                 timeout_s: 431_000 + i as u32,
             })
             .collect()
@@ -792,7 +804,7 @@ mod tests {
         ServiceKey { protocol, vip: vip.parse().unwrap(), port }
     }
 
-    fn sa(s: &str) -> SocketAddrV4 {
+    fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 

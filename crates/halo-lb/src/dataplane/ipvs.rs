@@ -46,7 +46,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::str::FromStr;
@@ -334,14 +334,10 @@ pub fn services_of(desired: &Desired) -> Vec<ipvsadm::Service> {
                 Protocol::Tcp => ipvsadm::Protocol::Tcp,
                 Protocol::Udp => ipvsadm::Protocol::Udp,
             };
-            let key = ipvsadm::ServiceKey::Addr {
-                protocol,
-                addr: SocketAddr::V4(SocketAddrV4::new(s.key.vip, s.key.port)),
-            };
+            let key = ipvsadm::ServiceKey::Addr { protocol, addr: s.key.socket() };
             let mut svc = ipvsadm::Service::new(key, &s.scheduler);
-            svc.persistent = s
-                .persistence
-                .map(|p| ipvsadm::Persistent { timeout: p.timeout_s, netmask: Netmask::v4(p.netmask) });
+            svc.persistent =
+                s.persistence.map(|p| ipvsadm::Persistent { timeout: p.timeout_s, netmask: p.netmask });
             let forward = match s.forward {
                 Forward::Masq => ipvsadm::Forward::Masq,
                 Forward::Gate => ipvsadm::Forward::Route,
@@ -352,7 +348,7 @@ pub fn services_of(desired: &Desired) -> Vec<ipvsadm::Service> {
                 .map(|r| {
                     // Weights above i32::MAX are refused by the kernel; validate() bounds them.
                     let w = i32::try_from(r.weight).unwrap_or(i32::MAX);
-                    ipvsadm::Destination::new(SocketAddr::V4(r.addr), forward, w)
+                    ipvsadm::Destination::new(r.addr, forward, w)
                 })
                 .collect();
             svc
@@ -1439,21 +1435,21 @@ impl IpvsDataPlane {
         Ok(m)
     }
 
-    /// Per real server traffic counters of the IPv4 TCP/UDP services this plane owns, in the
+    /// Per real server traffic counters of the TCP/UDP services this plane owns, in the
     /// nftables plane's form.
     pub fn stats(&self) -> Result<Vec<RealStats>, Error> {
         let m = self.owned_model()?;
         let mut out = BTreeMap::new();
         for s in &m.services {
-            let ipvsadm::ServiceKey::Addr { protocol, addr: SocketAddr::V4(va) } = s.key else { continue };
+            let ipvsadm::ServiceKey::Addr { protocol, addr: va } = s.key else { continue };
             let protocol = match protocol {
                 ipvsadm::Protocol::Tcp => Protocol::Tcp,
                 ipvsadm::Protocol::Udp => Protocol::Udp,
                 ipvsadm::Protocol::Sctp => continue,
             };
-            let service = ServiceKey { protocol, vip: *va.ip(), port: va.port() };
+            let service = ServiceKey { protocol, vip: va.ip(), port: va.port() };
             for d in &s.dests {
-                let SocketAddr::V4(real) = d.addr else { continue };
+                let real = d.addr;
                 out.insert(
                     (service, real),
                     RealStats {
@@ -1916,11 +1912,15 @@ mod tests {
         assert!("xdp".parse::<PlaneChoice>().unwrap_err().contains("expected auto, nftables or ipvs"));
         let d = Desired {
             services: vec![super::super::VirtualService {
-                key: ServiceKey { protocol: Protocol::Udp, vip: Ipv4Addr::new(198, 51, 100, 10), port: 53 },
+                key: ServiceKey {
+                    protocol: Protocol::Udp,
+                    vip: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)),
+                    port: 53,
+                },
                 scheduler: "sh".into(),
                 persistence: Some(super::super::Persistence {
                     timeout_s: 60,
-                    netmask: Ipv4Addr::new(255, 255, 0, 0),
+                    netmask: Netmask::v4(Ipv4Addr::new(255, 255, 0, 0)),
                 }),
                 forward: Forward::Masq,
                 masquerade: false,

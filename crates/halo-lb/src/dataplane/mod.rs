@@ -64,7 +64,7 @@ pub mod nft;
 mod netns_tests;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use halo_config::ldirectord_cf as ld;
 
@@ -121,14 +121,22 @@ pub enum Forward {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
     pub protocol: Protocol,
-    pub vip: Ipv4Addr,
+    /// IPv4 (`virtual=`) or IPv6 (`virtual6=`); its real servers are of the same family.
+    pub vip: IpAddr,
     pub port: u16,
 }
 
+impl ServiceKey {
+    /// The virtual address and port: `192.0.2.10:80`, `[2001:db8::10]:80`.
+    pub fn socket(&self) -> SocketAddr {
+        SocketAddr::new(self.vip, self.port)
+    }
+}
+
 impl fmt::Display for ServiceKey {
-    /// ldirectord's id: `tcp:192.0.2.10:80`.
+    /// ldirectord's id: `tcp:192.0.2.10:80` (`tcp:[2001:db8::10]:80` for IPv6).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.protocol, self.vip, self.port)
+        write!(f, "{}:{}", self.protocol, self.socket())
     }
 }
 
@@ -137,14 +145,16 @@ impl fmt::Display for ServiceKey {
 pub struct Persistence {
     /// Seconds (ldirectord `persistent`, ipvsadm `-p`); at least 1.
     pub timeout_s: u32,
-    /// Clients whose addresses agree under this mask share a real server (`-M`).
-    pub netmask: Ipv4Addr,
+    /// Clients whose addresses agree under this mask share a real server (`-M`): a dotted
+    /// mask for IPv4 services, a prefix length for IPv6 ones.
+    pub netmask: Netmask,
 }
 
 /// One real server of a virtual service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RealServer {
-    pub addr: SocketAddrV4,
+    /// Of the family of its virtual service.
+    pub addr: SocketAddr,
     /// 0 is quiescent: no new connections, established ones (and persistent clients) kept.
     pub weight: u32,
 }
@@ -176,21 +186,23 @@ pub enum InvalidDesired {
     #[error("virtual service {0} appears twice")]
     DuplicateService(ServiceKey),
     #[error("virtual service {service}: real server {real} appears twice")]
-    DuplicateReal { service: ServiceKey, real: SocketAddrV4 },
+    DuplicateReal { service: ServiceKey, real: SocketAddr },
+    #[error("virtual service {service}: real server {real} is not of the virtual address's family")]
+    MixedFamily { service: ServiceKey, real: SocketAddr },
     #[error("virtual service {service}: unknown scheduler {name:?}; expected one of {}", SCHEDULERS.join(" "))]
     UnknownScheduler { service: ServiceKey, name: String },
     #[error(
         "virtual service {service}: direct routing cannot change the port, but real server {real} \
          is not on port {}", service.port
     )]
-    GatePort { service: ServiceKey, real: SocketAddrV4 },
+    GatePort { service: ServiceKey, real: SocketAddr },
     #[error("virtual service {service}: a persistence timeout of 0 seconds")]
     ZeroPersistence { service: ServiceKey },
     #[error("virtual service {service}: port 0")]
     ZeroPort { service: ServiceKey },
     #[error("ldirectord.cf line {line}: {what} is not supported by the nftables data plane")]
     Unsupported { line: usize, what: String },
-    #[error("ldirectord.cf line {line}: {what} must be resolved to an IPv4 address first")]
+    #[error("ldirectord.cf line {line}: {what} must be resolved to an address first")]
     Unresolved { line: usize, what: String },
     #[error("ldirectord.cf line {line}: virtual service mixes forwarding methods (gate and masq)")]
     MixedForwarding { line: usize },
@@ -222,6 +234,9 @@ impl Desired {
                 if !reals.insert(r.addr) {
                     return Err(InvalidDesired::DuplicateReal { service: s.key, real: r.addr });
                 }
+                if r.addr.is_ipv4() != s.key.vip.is_ipv4() {
+                    return Err(InvalidDesired::MixedFamily { service: s.key, real: r.addr });
+                }
                 if s.forward == Forward::Gate && r.addr.port() != s.key.port {
                     return Err(InvalidDesired::GatePort { service: s.key, real: r.addr });
                 }
@@ -249,13 +264,14 @@ impl VirtualService {
     /// One `virtual=` section of ldirectord.cf.
     pub fn from_ldirectord(v: &ld::VirtualService) -> Result<VirtualService, InvalidDesired> {
         let line = v.line;
-        if v.v6 {
-            return Err(InvalidDesired::Unsupported { line, what: "an IPv6 virtual service".into() });
-        }
         let (vip, port) = match &v.addr {
-            ld::VirtualAddr::Ip { ip: IpAddr::V4(ip), port } => (*ip, *port),
-            ld::VirtualAddr::Ip { ip: IpAddr::V6(_), .. } => {
-                return Err(InvalidDesired::Unsupported { line, what: "an IPv6 virtual address".into() })
+            ld::VirtualAddr::Ip { ip, port } if ip.is_ipv6() == v.v6 => (*ip, *port),
+            ld::VirtualAddr::Ip { ip, .. } => {
+                let (line_kind, family) = if v.v6 { ("virtual6", "IPv6") } else { ("virtual", "IPv4") };
+                return Err(InvalidDesired::Unsupported {
+                    line,
+                    what: format!("{line_kind}={ip} (a {line_kind} line takes an {family} address)"),
+                });
             }
             ld::VirtualAddr::Host { name, .. } => {
                 return Err(InvalidDesired::Unresolved { line, what: format!("virtual host {name}") })
@@ -287,11 +303,13 @@ impl VirtualService {
             }
             forward = Some(f);
             let ip = match &r.addr {
-                ld::Host::Ip(IpAddr::V4(ip)) => *ip,
-                ld::Host::Ip(IpAddr::V6(_)) => {
+                ld::Host::Ip(ip) if ip.is_ipv4() == vip.is_ipv4() => *ip,
+                ld::Host::Ip(ip) => {
                     return Err(InvalidDesired::Unsupported {
                         line: r.line,
-                        what: "an IPv6 real server".into(),
+                        what: format!(
+                            "real server {ip} of another address family than the virtual address {vip}"
+                        ),
                     })
                 }
                 ld::Host::Name(n) => {
@@ -303,20 +321,18 @@ impl VirtualService {
             }
             // ldirectord's port 0 / absent: the virtual's port.
             let rport = r.port.unwrap_or(port);
-            reals.push(RealServer { addr: SocketAddrV4::new(ip, rport), weight: r.weight });
+            reals.push(RealServer { addr: SocketAddr::new(ip, rport), weight: r.weight });
         }
         let persistence = match v.persistent {
             None => None,
             Some(timeout_s) => {
                 let netmask = match &v.netmask {
-                    None => Ipv4Addr::BROADCAST,
-                    Some(s) => Netmask::parse(s)
-                        .map_err(|e| InvalidDesired::BadNetmask {
-                            line,
-                            netmask: s.clone(),
-                            why: e.to_string(),
-                        })?
-                        .v4_mask(),
+                    None => Netmask::HOST,
+                    Some(s) => Netmask::parse(s).map_err(|e| InvalidDesired::BadNetmask {
+                        line,
+                        netmask: s.clone(),
+                        why: e.to_string(),
+                    })?,
                 };
                 Some(Persistence { timeout_s, netmask })
             }
@@ -375,13 +391,10 @@ pub fn slots(service: &VirtualService) -> Vec<usize> {
         _ => {
             let weights = scaled_weights(&available.iter().map(|&i| reals[i].weight).collect::<Vec<_>>());
             let total: u32 = weights.iter().sum();
-            let dests: Vec<Dest> = available
-                .iter()
-                .zip(&weights)
-                .map(|(&i, &w)| Dest::new(i, SocketAddr::V4(reals[i].addr), w))
-                .collect();
+            let dests: Vec<Dest> =
+                available.iter().zip(&weights).map(|(&i, &w)| Dest::new(i, reals[i].addr, w)).collect();
             let mut wrr = WeightedRoundRobin::new();
-            let any = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+            let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
             let conn = Conn::new(any, any, 0);
             let out: Vec<usize> = (0..total).filter_map(|_| wrr.schedule(&dests, &conn)).collect();
             out
@@ -426,7 +439,11 @@ mod tests {
 
     fn svc(sched: &str, weights: &[u32]) -> VirtualService {
         VirtualService {
-            key: ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(192, 0, 2, 10), port: 80 },
+            key: ServiceKey {
+                protocol: Protocol::Tcp,
+                vip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+                port: 80,
+            },
             scheduler: sched.into(),
             persistence: None,
             forward: Forward::Masq,
@@ -435,7 +452,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, &w)| RealServer {
-                    addr: SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i as u32), 80),
+                    addr: SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + i as u32), 80)),
                     weight: w,
                 })
                 .collect(),
@@ -510,7 +527,7 @@ virtual=192.168.1.199:53
         assert_eq!(web.forward, Forward::Gate);
         assert_eq!(
             web.persistence,
-            Some(Persistence { timeout_s: 600, netmask: Ipv4Addr::new(255, 255, 255, 0) })
+            Some(Persistence { timeout_s: 600, netmask: Netmask::v4(Ipv4Addr::new(255, 255, 255, 0)) })
         );
         assert_eq!(web.reals.iter().map(|r| r.weight).collect::<Vec<_>>(), vec![2, 1]);
         let dns = &d.services[1];

@@ -5,7 +5,7 @@
 //! tests are skipped with a note, and fail under `HALO_REQUIRE_ROOT=1`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,6 +17,15 @@ const DIRECTOR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const R1: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 11);
 const R2: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 12);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x100);
+const R1_6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x11);
+const R2_6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x12);
+/// The hosts' IPv6 addresses: fd77::1 (client), ::2 (director), ::11 and ::12, the last
+/// group written as the IPv4 address's last byte is.
+fn v6_of(v4: Ipv4Addr) -> Ipv6Addr {
+    let last = u16::from_str_radix(&v4.octets()[3].to_string(), 16).expect("decimal digits read as hex");
+    Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, last)
+}
 /// Bounds a blocked read or connect so that a broken data plane fails the test instead of
 /// hanging it; never part of what is asserted.
 const IO_LIMIT: Duration = Duration::from_secs(5);
@@ -83,10 +92,14 @@ impl Bed {
             ]);
             sh(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"]);
             sh(&["ip", "-n", &ns, "addr", "add", &format!("{a}/24"), "dev", "eth0"]);
+            // Dual stack; nodad: usable at once.
+            sh(&["ip", "-n", &ns, "addr", "add", &format!("{}/64", v6_of(a)), "dev", "eth0", "nodad"]);
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         }
         sh(&["ip", "-n", &bed.ns("dir"), "addr", "add", &format!("{VIP}/24"), "dev", "eth0"]);
+        sh(&["ip", "-n", &bed.ns("dir"), "addr", "add", &format!("{VIP6}/64"), "dev", "eth0", "nodad"]);
         sh(&["ip", "netns", "exec", &bed.ns("dir"), "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        sh(&["ip", "netns", "exec", &bed.ns("dir"), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
         bed
     }
 
@@ -126,9 +139,34 @@ impl Bed {
         }
     }
 
+    /// LVS-DR real servers for IPv6: the VIP on lo as /128. (Neighbour discovery answers only
+    /// for addresses of the interface asked on, so nothing like arp_ignore is needed.)
+    fn dr_reals6(&self) {
+        for h in ["r1", "r2"] {
+            sh(&["ip", "-n", &self.ns(h), "addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"]);
+        }
+    }
+
     /// A TCP server in `host` on `port` that answers each line with `host`.
     fn tcp_server(&mut self, host: &'static str, port: u16) {
         let l = in_ns(&self.ns(host), move || TcpListener::bind(("0.0.0.0", port)).expect("bind tcp"));
+        self.serve(host, l);
+    }
+
+    /// [`Bed::tcp_server`] on IPv6 (`[::]`, IPv6 only).
+    fn tcp_server6(&mut self, host: &'static str, port: u16) {
+        let l = in_ns(&self.ns(host), move || {
+            let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).expect("socket");
+            s.set_only_v6(true).expect("v6 only");
+            s.set_reuse_address(true).expect("reuse");
+            s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into()).expect("bind tcp6");
+            s.listen(64).expect("listen");
+            TcpListener::from(s)
+        });
+        self.serve(host, l);
+    }
+
+    fn serve(&mut self, host: &'static str, l: TcpListener) {
         self.servers.push(socket2::Socket::from(l.try_clone().expect("clone listener")));
         std::thread::spawn(move || {
             while let Ok((s, _)) = l.accept() {
@@ -179,6 +217,18 @@ impl Bed {
         self.connect(src, port).ask()
     }
 
+    /// [`Bed::who`] from the client's IPv6 address to `[VIP6]:port`.
+    fn who6(&self, port: u16) -> String {
+        let s = in_ns(&self.ns("cl"), move || {
+            let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).expect("socket");
+            s.connect_timeout(&SocketAddr::from((VIP6, port)).into(), IO_LIMIT)
+                .unwrap_or_else(|e| panic!("connect to the IPv6 VIP port {port}: {e}"));
+            TcpStream::from(s)
+        });
+        s.set_read_timeout(Some(IO_LIMIT)).expect("timeout");
+        Conn { r: BufReader::new(s.try_clone().expect("clone")), w: s }.ask()
+    }
+
     fn udp_who(&self, port: u16) -> String {
         let s = in_ns(&self.ns("cl"), || UdpSocket::bind((CLIENT, 0)).expect("bind"));
         s.set_read_timeout(Some(IO_LIMIT)).expect("timeout");
@@ -217,7 +267,7 @@ impl Conn {
 
 fn service(port: u16, scheduler: &str, forward: Forward, weights: &[u32]) -> VirtualService {
     VirtualService {
-        key: ServiceKey { protocol: Protocol::Tcp, vip: VIP, port },
+        key: ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V4(VIP), port },
         scheduler: scheduler.into(),
         persistence: None,
         forward,
@@ -225,7 +275,7 @@ fn service(port: u16, scheduler: &str, forward: Forward, weights: &[u32]) -> Vir
         reals: [R1, R2]
             .iter()
             .zip(weights)
-            .map(|(&ip, &weight)| RealServer { addr: SocketAddrV4::new(ip, port), weight })
+            .map(|(&ip, &weight)| RealServer { addr: SocketAddr::from((ip, port)), weight })
             .collect(),
     }
 }
@@ -319,7 +369,7 @@ fn dataplane_nat_established_connections_survive_weight_changes_and_removal() {
 
     // r1 removed altogether: its chain and counters go, its connection stays (conntrack).
     let mut only_r2 = service(80, "rr", Forward::Masq, &[1]);
-    only_r2.reals = vec![RealServer { addr: SocketAddrV4::new(R2, 80), weight: 1 }];
+    only_r2.reals = vec![RealServer { addr: SocketAddr::from((R2, 80)), weight: 1 }];
     let changes = plane.apply(&Desired { services: vec![only_r2] }).expect("apply");
     assert!(
         changes.contains(&Change::ChainRemoved("real_tcp_10_77_0_100_80_10_77_0_11_80".into())),
@@ -346,7 +396,7 @@ fn dataplane_persistence_keeps_a_client_on_one_real_server() {
     }
     let plane = bed.plane();
     let mut svc = service(80, "wrr", Forward::Masq, &[1, 1]);
-    svc.persistence = Some(Persistence { timeout_s: 300, netmask: Ipv4Addr::BROADCAST });
+    svc.persistence = Some(Persistence { timeout_s: 300, netmask: Netmask::HOST });
     plane.apply(&Desired { services: vec![svc.clone()] }).expect("apply");
     let first: Vec<String> = clients.iter().map(|&c| bed.who(c, 80)).collect();
     assert_eq!(count(&first, "r1"), 3, "clients spread: {first:?}");
@@ -365,7 +415,8 @@ fn dataplane_persistence_keeps_a_client_on_one_real_server() {
     assert_eq!(again, first, "bindings survive an apply");
 
     // A /24 netmask: every client is one masked client, so all go where the first went.
-    svc.persistence = Some(Persistence { timeout_s: 300, netmask: Ipv4Addr::new(255, 255, 255, 0) });
+    svc.persistence =
+        Some(Persistence { timeout_s: 300, netmask: Netmask::v4(Ipv4Addr::new(255, 255, 255, 0)) });
     let changes = plane.apply(&Desired { services: vec![svc] }).expect("apply");
     assert!(changes.iter().any(|c| matches!(c, Change::RulesReplaced(_))), "{changes:?}");
     let masked: Vec<String> = clients.iter().map(|&c| bed.who(c, 80)).collect();
@@ -507,7 +558,7 @@ fn dataplane_direct_routing_with_persistence() {
     }
     let plane = bed.plane();
     let mut svc = service(80, "rr", Forward::Gate, &[1, 1]);
-    svc.persistence = Some(Persistence { timeout_s: 120, netmask: Ipv4Addr::BROADCAST });
+    svc.persistence = Some(Persistence { timeout_s: 120, netmask: Netmask::HOST });
     plane.apply(&Desired { services: vec![svc] }).expect("apply");
     let first: Vec<String> = clients.iter().map(|&c| bed.who(c, 80)).collect();
     assert_eq!((count(&first, "r1"), count(&first, "r2")), (2, 2), "{first:?}");
@@ -527,7 +578,7 @@ fn dataplane_direct_routing_connection_counts_from_the_flow_sets() {
     bed.tcp_server("r1", 80);
     bed.tcp_server("r2", 80);
     let plane = bed.plane();
-    let key = ServiceKey { protocol: Protocol::Tcp, vip: VIP, port: 80 };
+    let key = ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V4(VIP), port: 80 };
     plane.apply(&Desired { services: vec![service(80, "rr", Forward::Gate, &[1, 1])] }).expect("apply");
     assert!(plane.dr_flows(&[key]).expect("flows").is_empty(), "no connection yet");
     // Four connections held open through the VIP, each asked which real server it reached.
@@ -535,13 +586,12 @@ fn dataplane_direct_routing_connection_counts_from_the_flow_sets() {
     let mut reached = std::collections::BTreeMap::new();
     for c in &mut conns {
         let name = c.ask();
-        let real = SocketAddrV4::new(if name == "r1" { R1 } else { R2 }, 80);
-        let SocketAddr::V4(local) = c.w.local_addr().expect("local address") else { panic!("IPv4") };
-        reached.insert(local, real);
+        let real = SocketAddr::from((if name == "r1" { R1 } else { R2 }, 80));
+        reached.insert(c.w.local_addr().expect("local address"), real);
     }
     let flows = plane.dr_flows(&[key]).expect("flows");
     let counts = flows::dr_count(&flows);
-    let of = |ip| counts.get(&(key, SocketAddrV4::new(ip, 80))).copied().unwrap_or_default();
+    let of = |ip| counts.get(&(key, SocketAddr::from((ip, 80)))).copied().unwrap_or_default();
     // rr over two real servers: two each, all with a packet just now, so all active.
     assert_eq!(
         (of(R1), of(R2)),
@@ -555,13 +605,91 @@ fn dataplane_direct_routing_connection_counts_from_the_flow_sets() {
     let listed = flows::dr_connections(&flows);
     assert_eq!(listed.len(), 4, "{listed:#?}");
     for c in &listed {
-        let SocketAddr::V4(client) = c.source else { panic!("IPv4") };
-        assert_eq!(Some(&c.destination), reached.get(&client).map(|r| SocketAddr::V4(*r)).as_ref(), "{c:?}");
+        assert!(c.source.is_ipv4(), "{c:?}");
+        assert_eq!(Some(&c.destination), reached.get(&c.source), "{c:?}");
         assert_eq!((c.protocol.as_str(), c.state.as_str()), ("TCP", "ESTABLISHED"));
-        assert_eq!(c.virtual_addr, SocketAddr::V4(SocketAddrV4::new(VIP, 80)));
+        assert_eq!(c.virtual_addr, SocketAddr::from((VIP, 80)));
         assert!(c.expires > 800 && c.expires <= 900, "{c:?}");
     }
     // Another DR service's flows are not these.
     let other = ServiceKey { port: 81, ..key };
     assert!(plane.dr_flows(&[other]).expect("flows").is_empty());
+}
+
+fn service6(port: u16, forward: Forward, real_port: u16) -> VirtualService {
+    VirtualService {
+        key: ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V6(VIP6), port },
+        scheduler: "rr".into(),
+        persistence: None,
+        forward,
+        masquerade: forward == Forward::Masq,
+        reals: [R1_6, R2_6]
+            .iter()
+            .map(|&ip| RealServer { addr: SocketAddr::from((ip, real_port)), weight: 1 })
+            .collect(),
+    }
+}
+
+#[test]
+fn dataplane_ipv6_dr_and_nat_run_in_an_ip6_table_next_to_ipv4() {
+    if !can_run("dataplane_ipv6_dr_and_nat_run_in_an_ip6_table_next_to_ipv4") {
+        return;
+    }
+    let mut bed = Bed::new();
+    bed.dr_reals();
+    bed.dr_reals6();
+    for h in ["r1", "r2"] {
+        bed.tcp_server(h, 80);
+        bed.tcp_server6(h, 80);
+        bed.tcp_server6(h, 8080);
+    }
+    let plane = bed.plane();
+    let v4 = service(80, "rr", Forward::Gate, &[1, 1]);
+    let dr6 = service6(80, Forward::Gate, 80);
+    let nat6 = service6(81, Forward::Masq, 8080);
+    let desired = Desired { services: vec![v4.clone(), dr6.clone(), nat6.clone()] };
+    let changes = plane.apply(&desired).expect("apply");
+    assert!(changes.contains(&Change::TableCreated), "{changes:?}");
+    assert!(changes.contains(&Change::Ip6(Box::new(Change::TableCreated))), "{changes:?}");
+
+    // Direct routing over IPv6: the packet reaches the real server unchanged (VIP6 on its lo)
+    // and rr alternates; NAT over IPv6 to port 8080; IPv4 beside them, untouched.
+    let seen: Vec<String> = (0..4).map(|_| bed.who6(80)).collect();
+    assert_eq!((count(&seen, "r1"), count(&seen, "r2")), (2, 2), "DR6 {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] != w[1]), "rr alternates: {seen:?}");
+    // NAT needs the real servers without the VIP: the director's masquerade may pick the VIP
+    // as its source address (IPv6 source selection), and a real server holding it on lo would
+    // keep the replies to itself.
+    for h in ["r1", "r2"] {
+        sh(&["ip", "-n", &bed.ns(h), "addr", "del", &format!("{VIP6}/128"), "dev", "lo"]);
+    }
+    let seen: Vec<String> = (0..4).map(|_| bed.who6(81)).collect();
+    assert_eq!((count(&seen, "r1"), count(&seen, "r2")), (2, 2), "NAT6 {seen:?}");
+    let seen: Vec<String> = (0..4).map(|_| bed.who(CLIENT, 80)).collect();
+    assert_eq!((count(&seen, "r1"), count(&seen, "r2")), (2, 2), "DR4 {seen:?}");
+
+    assert_eq!(plane.apply(&desired).expect("re-apply"), Vec::<Change>::new(), "same state, no change");
+    // Counters of the IPv6 real servers, read back from the ip6 table.
+    let stats = plane.stats().expect("stats");
+    for r in dr6.reals.iter().chain(&nat6.reals) {
+        let s = stats.iter().find(|s| s.real == r.addr).unwrap_or_else(|| panic!("{r:?} in {stats:?}"));
+        assert!(s.in_packets >= 2, "{s:?}");
+    }
+    let nat_out: u64 = stats.iter().filter(|s| s.service == nat6.key).map(|s| s.out_packets).sum();
+    assert!(nat_out >= 4, "NAT replies counted: {stats:?}");
+    // The DR flows of IPv6 clients, for ActiveConn and -c.
+    let flows = plane.dr_flows(&[dr6.key]).expect("flows");
+    assert_eq!(flows.len(), 4, "{flows:?}");
+    assert!(flows.iter().all(|f| f.client.ip() == IpAddr::V6(v6_of(CLIENT))), "{flows:?}");
+    let listed = flows::dr_connections(&flows);
+    assert!(listed.iter().all(|c| c.virtual_addr == SocketAddr::from((VIP6, 80))), "{listed:?}");
+
+    // The last IPv6 service goes: so does the ip6 table; IPv4 keeps running.
+    let changes = plane.apply(&Desired { services: vec![v4] }).expect("apply");
+    assert_eq!(changes, vec![Change::Ip6(Box::new(Change::TableRemoved))]);
+    let tables = Nft::new().in_netns(bed.ns("dir")).run(&["list", "tables"], None).expect("list tables");
+    assert!(!tables.contains("ip6"), "{tables}");
+    let seen: Vec<String> = (0..2).map(|_| bed.who(CLIENT, 80)).collect();
+    assert_eq!((count(&seen, "r1"), count(&seen, "r2")), (1, 1), "DR4 {seen:?}");
+    assert!(plane.remove().expect("remove"));
 }

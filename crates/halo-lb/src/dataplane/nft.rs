@@ -33,11 +33,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
+
+use crate::scheduler::Netmask;
 
 use super::{
     scheduling_of, slots, Desired, Forward, InvalidDesired, Protocol, Scheduling, ServiceKey, VirtualService,
@@ -46,6 +48,41 @@ use super::{
 
 /// The table halo owns unless told otherwise.
 pub const DEFAULT_TABLE: &str = "halo_lb";
+
+/// An nftables table family: IPv4 services live in table `ip NAME`, IPv6 ones in `ip6 NAME`
+/// (made only while there are IPv6 services).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    pub fn of(ip: IpAddr) -> Family {
+        if ip.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+
+    /// The table family and the payload protocol of the network header: `ip`, `ip6`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+
+    fn addr_type(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        }
+    }
+}
 
 /// Seed of every `jhash`: fixed, so that the same desired state always gives the same rules
 /// (and a client the same real server across applies).
@@ -179,6 +216,10 @@ pub enum Change {
     SetRedefined(String),
     CounterAdded(String),
     CounterRemoved(String),
+    /// The `ip6` table was deleted: no IPv6 virtual service is left.
+    TableRemoved,
+    /// A change of the `ip6` table (IPv6 virtual services).
+    Ip6(Box<Change>),
 }
 
 impl fmt::Display for Change {
@@ -194,6 +235,8 @@ impl fmt::Display for Change {
             Change::SetRedefined(n) => write!(f, "set {n} redefined"),
             Change::CounterAdded(n) => write!(f, "counter {n} added"),
             Change::CounterRemoved(n) => write!(f, "counter {n} removed"),
+            Change::TableRemoved => write!(f, "table removed"),
+            Change::Ip6(c) => write!(f, "ip6: {c}"),
         }
     }
 }
@@ -204,7 +247,7 @@ impl fmt::Display for Change {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RealStats {
     pub service: ServiceKey,
-    pub real: SocketAddrV4,
+    pub real: SocketAddr,
     pub in_packets: u64,
     pub in_bytes: u64,
     pub out_packets: u64,
@@ -234,22 +277,57 @@ impl NftDataPlane {
         &self.table
     }
 
-    /// Makes the kernel's table what `desired` says and returns what had to change (empty:
-    /// nothing was sent to the kernel). Blocks for one to three `nft` runs (~10 ms each).
+    /// Makes the kernel's tables what `desired` says and returns what had to change (empty:
+    /// nothing was sent to the kernel). IPv4 services are in table `ip NAME` (which exists
+    /// whenever the plane runs), IPv6 ones in `ip6 NAME` (made with the first IPv6 service,
+    /// deleted with the last); both change in one transaction. Blocks for one to four `nft`
+    /// runs (~10 ms each).
     pub fn apply(&self, desired: &Desired) -> Result<Vec<Change>, Error> {
         desired.validate()?;
-        let have = self.read()?;
-        let mut base = with_draining(desired, have.as_ref());
-        if have.is_none() {
-            base = with_staged(&base, &super::flows::staged_sets(&self.table));
+        let tables = self.tables()?;
+        let mut changes = Vec::new();
+        let mut commands = Vec::new();
+        let mut created = Vec::new();
+        for family in Family::BOTH {
+            let sub = Desired {
+                services: desired
+                    .services
+                    .iter()
+                    .filter(|s| Family::of(s.key.vip) == family)
+                    .cloned()
+                    .collect(),
+            };
+            let exists = tables.contains(&family);
+            if family == Family::V6 && sub.services.is_empty() {
+                if exists {
+                    changes.push(Change::Ip6(Box::new(Change::TableRemoved)));
+                    commands
+                        .push(json!({"delete": {"table": {"family": family.name(), "name": self.table}}}));
+                }
+                continue;
+            }
+            let have = if exists { self.read(family)? } else { None };
+            let mut base = with_draining(&sub, have.as_ref());
+            if have.is_none() {
+                base = with_staged(&base, &super::flows::staged_sets(&self.table));
+            }
+            let want = Plan::build(&base, family);
+            let (c, cmds) = want.reconcile(&self.table, family, have.as_ref());
+            if have.is_none() {
+                created.push(want);
+            }
+            commands.extend(cmds);
+            changes.extend(c.into_iter().map(|c| match family {
+                Family::V4 => c,
+                Family::V6 => Change::Ip6(Box::new(c)),
+            }));
         }
-        let want = Plan::build(&base);
-        let (changes, mut commands) = want.reconcile(&self.table, have.as_ref());
-        if have.is_none() {
+        if !created.is_empty() {
             // Becoming the director: the flows another director synced here go in with the
             // sets, in the same transaction (see `flows`).
-            let (adds, n) =
-                super::flows::take_commands(&self.table, |name| want.sets.get(name).map(|d| d.timeout));
+            let (adds, n) = super::flows::take_commands(&self.table, |name| {
+                created.iter().find_map(|p| p.sets.get(name).map(|d| d.timeout))
+            });
             if n > 0 {
                 commands.extend(adds);
             }
@@ -261,32 +339,47 @@ impl NftDataPlane {
         Ok(changes)
     }
 
-    /// What [`apply`](Self::apply) would send to create the table from nothing (for
+    /// What [`apply`](Self::apply) would send to create the tables from nothing (for
     /// inspection: `halo lvs --nft`, tests).
     pub fn ruleset_json(&self, desired: &Desired) -> Result<Value, Error> {
         desired.validate()?;
-        let (_, commands) = Plan::build(desired).reconcile(&self.table, None);
+        let mut commands = Vec::new();
+        for family in Family::BOTH {
+            let sub = Desired {
+                services: desired
+                    .services
+                    .iter()
+                    .filter(|s| Family::of(s.key.vip) == family)
+                    .cloned()
+                    .collect(),
+            };
+            if family == Family::V6 && sub.services.is_empty() {
+                continue;
+            }
+            commands.extend(Plan::build(&sub, family).reconcile(&self.table, family, None).1);
+        }
         Ok(json!({ "nftables": commands }))
     }
 
     /// Per real server traffic counters, ordered by service and real server.
     pub fn stats(&self) -> Result<Vec<RealStats>, Error> {
-        let Some(have) = self.read()? else { return Ok(Vec::new()) };
-        let mut by_real: BTreeMap<(ServiceKey, SocketAddrV4), RealStats> = BTreeMap::new();
-        for (name, c) in &have.counters {
-            let Some((dir, svc, real)) = parse_counter_name(name) else { continue };
-            let e = by_real.entry((svc, real)).or_insert(RealStats {
-                service: svc,
-                real,
-                in_packets: 0,
-                in_bytes: 0,
-                out_packets: 0,
-                out_bytes: 0,
-            });
-            if dir == "in" {
-                (e.in_packets, e.in_bytes) = (c.0, c.1);
-            } else {
-                (e.out_packets, e.out_bytes) = (c.0, c.1);
+        let mut by_real: BTreeMap<(ServiceKey, SocketAddr), RealStats> = BTreeMap::new();
+        for have in self.read_all()? {
+            for (name, c) in &have.counters {
+                let Some((dir, svc, real)) = parse_counter_name(name) else { continue };
+                let e = by_real.entry((svc, real)).or_insert(RealStats {
+                    service: svc,
+                    real,
+                    in_packets: 0,
+                    in_bytes: 0,
+                    out_packets: 0,
+                    out_bytes: 0,
+                });
+                if dir == "in" {
+                    (e.in_packets, e.in_bytes) = (c.0, c.1);
+                } else {
+                    (e.out_packets, e.out_bytes) = (c.0, c.1);
+                }
             }
         }
         Ok(by_real.into_values().collect())
@@ -294,76 +387,93 @@ impl NftDataPlane {
 
     /// How many clients (persistence) or flows (DR) are bound to each real server now.
     pub fn affinity(&self) -> Result<BTreeMap<String, usize>, Error> {
-        Ok(self.read()?.map(|k| k.sets.into_iter().map(|(n, s)| (n, s.elems)).collect()).unwrap_or_default())
+        Ok(self.read_all()?.into_iter().flat_map(|k| k.sets.into_iter().map(|(n, s)| (n, s.elems))).collect())
     }
 
-    /// The flow and persistence sets of the table with their elements (empty when there is
+    /// The flow and persistence sets of the tables with their elements (empty when there is
     /// no table): what the active director sends to the standby ones (see `flows`).
     pub fn export_flows(&self) -> Result<Vec<super::flows::FlowSet>, Error> {
-        Ok(self.listing()?.map(|v| super::flows::export(&v)).unwrap_or_default())
+        Ok(self.listings()?.iter().flat_map(|(_, v)| super::flows::export(v)).collect())
     }
 
-    /// [`export_flows`](Self::export_flows) and the table's (service, real server) pairs,
-    /// from one listing: what director sync sends each interval (the pairs pick the NAT
-    /// connections out of conntrack).
+    /// [`export_flows`](Self::export_flows) and the tables' (service, real server) pairs,
+    /// from one listing of each: what director sync sends each interval (the pairs pick the
+    /// NAT connections out of conntrack).
     pub fn export_sync(&self) -> Result<SyncExport, Error> {
-        let Some(v) = self.listing()? else { return Ok(SyncExport::default()) };
-        let k = Kernel::parse(&v).map_err(|what| Error::BadOutput {
-            command: format!("nft -j list table ip {}", self.table),
-            what,
-        })?;
-        let mut reals: Vec<(ServiceKey, SocketAddrV4)> =
-            k.counters.keys().filter_map(|n| parse_counter_name(n)).map(|(_, s, r)| (s, r)).collect();
-        reals.sort();
-        reals.dedup();
-        Ok(SyncExport { sets: super::flows::export(&v), reals })
-    }
-
-    /// `nft -j list table` of the table, None when there is none. Runs every sync interval
-    /// for a table the caller just listed: read at once, and ask whether it exists only when
-    /// that read fails.
-    fn listing(&self) -> Result<Option<Value>, Error> {
-        match self.nft.run_json(&["-j", "list", "table", "ip", &self.table]) {
-            Ok(v) => Ok(Some(v)),
-            Err(_) if !self.exists()? => Ok(None),
-            Err(e) => Err(e),
+        let mut out = SyncExport::default();
+        for (family, v) in self.listings()? {
+            let k = Kernel::parse(&v).map_err(|what| Error::BadOutput {
+                command: format!("nft -j list table {} {}", family.name(), self.table),
+                what,
+            })?;
+            out.reals.extend(k.counters.keys().filter_map(|n| parse_counter_name(n)).map(|(_, s, r)| (s, r)));
+            out.sets.extend(super::flows::export(&v));
         }
+        out.reals.sort();
+        out.reals.dedup();
+        Ok(out)
     }
 
-    /// The flows (and persistence templates) of the DR `services` in the table, for their
+    /// `nft -j list table` of each table that exists.
+    fn listings(&self) -> Result<Vec<(Family, Value)>, Error> {
+        let mut out = Vec::new();
+        for family in self.tables()? {
+            out.push((family, self.nft.run_json(&["-j", "list", "table", family.name(), &self.table])?));
+        }
+        Ok(out)
+    }
+
+    /// The flows (and persistence templates) of the DR `services` in the tables, for their
     /// `ActiveConn`/`InActConn` and the `-c` list (see [`super::flows::dr_flows`] and
     /// [`super::flows::DR_ACTIVE_IDLE_S`]); empty when there is no table.
     pub fn dr_flows(&self, services: &[ServiceKey]) -> Result<Vec<super::flows::DrFlow>, Error> {
         Ok(super::flows::dr_flows(&self.export_flows()?, services))
     }
 
-    /// Deletes the table (a clean stop); false when there was none.
+    /// Deletes the tables (a clean stop); false when there was none.
     pub fn remove(&self) -> Result<bool, Error> {
-        if !self.exists()? {
+        let tables = self.tables()?;
+        if tables.is_empty() {
             return Ok(false);
         }
-        let doc = json!({"nftables": [{"delete": {"table": {"family": "ip", "name": self.table}}}]});
-        self.nft.run(&["-j", "-f", "-"], Some(&doc.to_string()))?;
+        let cmds: Vec<Value> = tables
+            .iter()
+            .map(|f| json!({"delete": {"table": {"family": f.name(), "name": self.table}}}))
+            .collect();
+        self.nft.run(&["-j", "-f", "-"], Some(&json!({"nftables": cmds}).to_string()))?;
         Ok(true)
     }
 
-    fn exists(&self) -> Result<bool, Error> {
-        let tables = self.nft.run_json(&["-j", "list", "tables", "ip"])?;
+    /// The families in which the table exists.
+    fn tables(&self) -> Result<Vec<Family>, Error> {
+        let tables = self.nft.run_json(&["-j", "list", "tables"])?;
         let found = objects(&tables)
-            .any(|(kind, o)| kind == "table" && str_of(o, "name") == Some(self.table.as_str()));
+            .filter(|(kind, o)| *kind == "table" && str_of(o, "name") == Some(self.table.as_str()))
+            .filter_map(|(_, o)| match str_of(o, "family") {
+                Some("ip") => Some(Family::V4),
+                Some("ip6") => Some(Family::V6),
+                _ => None,
+            })
+            .collect();
         Ok(found)
     }
 
-    /// The kernel's view of the table, or None when it does not exist.
-    fn read(&self) -> Result<Option<Kernel>, Error> {
-        if !self.exists()? {
-            return Ok(None);
-        }
-        let v = self.nft.run_json(&["-j", "list", "table", "ip", &self.table])?;
+    /// The kernel's view of the table of `family`, or None when it does not exist.
+    fn read(&self, family: Family) -> Result<Option<Kernel>, Error> {
+        let v = self.nft.run_json(&["-j", "list", "table", family.name(), &self.table])?;
         Kernel::parse(&v).map(Some).map_err(|what| Error::BadOutput {
-            command: format!("nft -j list table ip {}", self.table),
+            command: format!("nft -j list table {} {}", family.name(), self.table),
             what,
         })
+    }
+
+    /// The kernel's view of every table that exists.
+    fn read_all(&self) -> Result<Vec<Kernel>, Error> {
+        let mut out = Vec::new();
+        for family in self.tables()? {
+            out.extend(self.read(family)?);
+        }
+        Ok(out)
     }
 }
 
@@ -371,8 +481,8 @@ impl NftDataPlane {
 #[derive(Debug, Default)]
 pub struct SyncExport {
     pub sets: Vec<super::flows::FlowSet>,
-    /// Each (service, real server) pair the table has counters for, sorted.
-    pub reals: Vec<(ServiceKey, SocketAddrV4)>,
+    /// Each (service, real server) pair the tables have counters for, sorted.
+    pub reals: Vec<(ServiceKey, SocketAddr)>,
 }
 
 /// `desired` plus, for each DR service without persistence, the real servers it no longer
@@ -425,40 +535,60 @@ fn with_staged(desired: &Desired, staged: &[String]) -> Desired {
 // ------------------------------------------------------------------------------------------
 // Names
 
-fn ip_tag(ip: Ipv4Addr) -> String {
-    ip.octets().iter().map(u8::to_string).collect::<Vec<_>>().join("_")
+fn ip_tag(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => ip.octets().iter().map(u8::to_string).collect::<Vec<_>>().join("_"),
+        // One field, so that names stay short and parse back unambiguously.
+        IpAddr::V6(ip) => format!("x{:032x}", u128::from(ip)),
+    }
 }
 
 fn svc_tag(k: &ServiceKey) -> String {
     format!("{}_{}_{}", k.protocol, ip_tag(k.vip), k.port)
 }
 
-fn real_tag(k: &ServiceKey, r: SocketAddrV4) -> String {
-    format!("{}_{}_{}", svc_tag(k), ip_tag(*r.ip()), r.port())
+fn real_tag(k: &ServiceKey, r: SocketAddr) -> String {
+    format!("{}_{}_{}", svc_tag(k), ip_tag(r.ip()), r.port())
 }
 
-/// `in_tcp_10_0_0_1_80_10_0_0_11_8080` → ("in", tcp:10.0.0.1:80, 10.0.0.11:8080).
-pub(super) fn parse_counter_name(name: &str) -> Option<(&'static str, ServiceKey, SocketAddrV4)> {
+/// `in_tcp_10_0_0_1_80_10_0_0_11_8080` → ("in", tcp:10.0.0.1:80, 10.0.0.11:8080); IPv6
+/// addresses are one field, `x` and 32 hex digits.
+pub(super) fn parse_counter_name(name: &str) -> Option<(&'static str, ServiceKey, SocketAddr)> {
     let (dir, rest) =
         if let Some(r) = name.strip_prefix("in_") { ("in", r) } else { ("out", name.strip_prefix("out_")?) };
     let f: Vec<&str> = rest.split('_').collect();
-    if f.len() != 11 {
-        return None;
-    }
-    let protocol = match f[0] {
+    let protocol = match *f.first()? {
         "tcp" => Protocol::Tcp,
         "udp" => Protocol::Udp,
         _ => return None,
     };
-    let ip = |s: &[&str]| -> Option<Ipv4Addr> {
-        let o: Vec<u8> = s.iter().map(|x| x.parse().ok()).collect::<Option<_>>()?;
-        Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+    // An address and a port from f[at..]; the index after them.
+    let addr = |at: usize| -> Option<(SocketAddr, usize)> {
+        let first = f.get(at)?;
+        let (ip, next) = match first.strip_prefix('x') {
+            Some(hex) if hex.len() == 32 => {
+                (IpAddr::V6(Ipv6Addr::from(u128::from_str_radix(hex, 16).ok()?)), at + 1)
+            }
+            Some(_) => return None,
+            None => {
+                let o: Vec<u8> = f.get(at..at + 4)?.iter().map(|x| x.parse().ok()).collect::<Option<_>>()?;
+                (IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3])), at + 4)
+            }
+        };
+        Some((SocketAddr::new(ip, f.get(next)?.parse().ok()?), next + 1))
     };
-    let vip = ip(&f[1..5])?;
-    let port = f[5].parse().ok()?;
-    let rip = ip(&f[6..10])?;
-    let rport = f[10].parse().ok()?;
-    Some((dir, ServiceKey { protocol, vip, port }, SocketAddrV4::new(rip, rport)))
+    let (vip, at) = addr(1)?;
+    let (real, at) = addr(at)?;
+    if at != f.len() || vip.is_ipv4() != real.is_ipv4() {
+        return None;
+    }
+    Some((dir, ServiceKey { protocol, vip: vip.ip(), port: vip.port() }, real))
+}
+
+/// The family of the table a set (or counter, or chain) named by [`real_tag`] lives in.
+pub(super) fn family_of_set(name: &str) -> Option<Family> {
+    let rest = name.strip_prefix("aff_")?;
+    parse_counter_name(&format!("in_{rest}")).map(|(_, k, _)| Family::of(k.vip))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -484,18 +614,19 @@ fn l4proto(p: Protocol) -> Value {
     matches("==", json!({"meta": {"key": "l4proto"}}), json!(p.name()))
 }
 
-/// `ip daddr VIP tcp dport P`.
+/// `ip daddr VIP tcp dport P` (`ip6 daddr` for IPv6).
 fn service_match(k: &ServiceKey) -> [Value; 2] {
     [
-        matches("==", payload("ip", "daddr"), json!(k.vip.to_string())),
+        matches("==", payload(Family::of(k.vip).name(), "daddr"), json!(k.vip.to_string())),
         matches("==", payload(k.protocol.name(), "dport"), json!(k.port)),
     ]
 }
 
-/// `ct original ip daddr VIP meta l4proto tcp ct original proto-dst P`.
+/// `ct original ip daddr VIP meta l4proto tcp ct original proto-dst P` (`ip6 daddr`).
 fn ct_service_match(k: &ServiceKey) -> [Value; 3] {
+    let key = format!("{} daddr", Family::of(k.vip).name());
     [
-        matches("==", json!({"ct": {"key": "ip daddr", "dir": "original"}}), json!(k.vip.to_string())),
+        matches("==", json!({"ct": {"key": key, "dir": "original"}}), json!(k.vip.to_string())),
         l4proto(k.protocol),
         matches("==", json!({"ct": {"key": "proto-dst", "dir": "original"}}), json!(k.port)),
     ]
@@ -547,8 +678,10 @@ const FORWARD: &str = "forward";
 const RAW_PREROUTING: &str = "raw_prerouting";
 
 impl Plan {
-    fn build(desired: &Desired) -> Plan {
+    /// The table of `family` for the services of `desired` (all of that family).
+    fn build(desired: &Desired, family: Family) -> Plan {
         let mut p = Plan::default();
+        let net = family.name();
         let nat: Vec<&VirtualService> =
             desired.services.iter().filter(|s| s.forward == Forward::Masq).collect();
         let dr: Vec<&VirtualService> =
@@ -575,7 +708,7 @@ impl Plan {
                             &ct_service_match(&s.key)[..],
                             &[
                                 dir("original"),
-                                matches("==", payload("ip", "daddr"), json!(r.addr.ip().to_string())),
+                                matches("==", payload(net, "daddr"), json!(r.addr.ip().to_string())),
                                 matches("==", payload(proto, "dport"), json!(r.addr.port())),
                                 json!({"counter": cin}),
                             ],
@@ -587,7 +720,7 @@ impl Plan {
                             &ct_service_match(&s.key)[..],
                             &[
                                 dir("reply"),
-                                matches("==", payload("ip", "saddr"), json!(r.addr.ip().to_string())),
+                                matches("==", payload(net, "saddr"), json!(r.addr.ip().to_string())),
                                 matches("==", payload(proto, "sport"), json!(r.addr.port())),
                                 json!({"counter": cout}),
                             ],
@@ -648,17 +781,19 @@ impl Plan {
     fn service(&mut self, s: &VirtualService) {
         let k = &s.key;
         let proto = k.protocol.name();
+        let family = Family::of(k.vip);
+        let net = family.name();
         let dr = s.forward == Forward::Gate;
         // What binds a client to a real server, and for how long.
         let affinity = match (s.persistence, dr) {
             (Some(p), _) => Some((
-                json!({"&": [payload("ip", "saddr"), p.netmask.to_string()]}),
-                vec!["ipv4_addr".to_string()],
+                json!({"&": [payload(net, "saddr"), mask_of(family, p.netmask)]}),
+                vec![family.addr_type().to_string()],
                 u64::from(p.timeout_s),
             )),
             (None, true) => Some((
-                json!({"concat": [payload("ip", "saddr"), payload(proto, "sport")]}),
-                vec!["ipv4_addr".to_string(), "inet_service".to_string()],
+                json!({"concat": [payload(net, "saddr"), payload(proto, "sport")]}),
+                vec![family.addr_type().to_string(), "inet_service".to_string()],
                 u64::from(if k.protocol == Protocol::Tcp {
                     DR_TCP_FLOW_TIMEOUT_S
                 } else {
@@ -722,10 +857,10 @@ impl Plan {
                 let key = match scheduling_of(&s.scheduler).0 {
                     Scheduling::Rotate => json!({"numgen": {"mode": "inc", "mod": n, "offset": 0}}),
                     Scheduling::SourceHash => {
-                        json!({"jhash": {"expr": payload("ip", "saddr"), "mod": n, "seed": JHASH_SEED, "offset": 0}})
+                        json!({"jhash": {"expr": payload(net, "saddr"), "mod": n, "seed": JHASH_SEED, "offset": 0}})
                     }
                     Scheduling::DestinationHash => {
-                        json!({"jhash": {"expr": payload("ip", "daddr"), "mod": n, "seed": JHASH_SEED, "offset": 0}})
+                        json!({"jhash": {"expr": payload(net, "daddr"), "mod": n, "seed": JHASH_SEED, "offset": 0}})
                     }
                 };
                 let data: Vec<Value> =
@@ -738,9 +873,10 @@ impl Plan {
     }
 
     /// The differences from `have` and the one transaction that removes them.
-    fn reconcile(&self, table: &str, have: Option<&Kernel>) -> (Vec<Change>, Vec<Value>) {
+    fn reconcile(&self, table: &str, family: Family, have: Option<&Kernel>) -> (Vec<Change>, Vec<Value>) {
+        let fam = family.name();
         let t = |extra: Value| {
-            let mut o = json!({"family": "ip", "table": table});
+            let mut o = json!({"family": fam, "table": table});
             if let (Some(o), Value::Object(e)) = (o.as_object_mut(), extra) {
                 o.extend(e);
             }
@@ -753,7 +889,7 @@ impl Plan {
             Some(k) => k,
             None => {
                 changes.push(Change::TableCreated);
-                cmds.push(json!({"add": {"table": {"family": "ip", "name": table}}}));
+                cmds.push(json!({"add": {"table": {"family": fam, "name": table}}}));
                 &empty
             }
         };
@@ -866,7 +1002,7 @@ impl Plan {
             for r in rules {
                 let mut r = r.clone();
                 if let Some(o) = r.as_object_mut() {
-                    o.insert("family".into(), json!("ip"));
+                    o.insert("family".into(), json!(fam));
                     o.insert("table".into(), json!(table));
                     o.insert("chain".into(), json!(name));
                 }
@@ -875,6 +1011,17 @@ impl Plan {
         }
         changes.sort();
         (changes, cmds)
+    }
+}
+
+/// The persistence mask as nft takes it: `255.255.255.0`, `ffff:ffff:ffff:ffff::`.
+fn mask_of(family: Family, m: Netmask) -> Value {
+    match family {
+        Family::V4 => json!(m.v4_mask().to_string()),
+        Family::V6 => {
+            let bits = u128::MAX.checked_shl(128 - u32::from(m.v6_prefix())).unwrap_or(0);
+            json!(Ipv6Addr::from(bits).to_string())
+        }
     }
 }
 
@@ -1004,13 +1151,20 @@ mod tests {
     use super::*;
     use crate::dataplane::{Persistence, RealServer};
 
+    fn sock4(ip: Ipv4Addr, port: u16) -> SocketAddr {
+        SocketAddr::from((ip, port))
+    }
+
     fn desired() -> Desired {
-        let real =
-            |d: u8, w: u32| RealServer { addr: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, d), 80), weight: w };
+        let real = |d: u8, w: u32| RealServer { addr: sock4(Ipv4Addr::new(10, 0, 0, d), 80), weight: w };
         Desired {
             services: vec![
                 VirtualService {
-                    key: ServiceKey { protocol: Protocol::Tcp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 80 },
+                    key: ServiceKey {
+                        protocol: Protocol::Tcp,
+                        vip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100)),
+                        port: 80,
+                    },
                     scheduler: "wrr".into(),
                     persistence: None,
                     forward: Forward::Masq,
@@ -1018,17 +1172,21 @@ mod tests {
                     reals: vec![real(11, 3), real(12, 1)],
                 },
                 VirtualService {
-                    key: ServiceKey { protocol: Protocol::Udp, vip: Ipv4Addr::new(10, 0, 0, 100), port: 53 },
+                    key: ServiceKey {
+                        protocol: Protocol::Udp,
+                        vip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100)),
+                        port: 53,
+                    },
                     scheduler: "rr".into(),
                     persistence: Some(Persistence {
                         timeout_s: 60,
-                        netmask: Ipv4Addr::new(255, 255, 255, 0),
+                        netmask: Netmask::v4(Ipv4Addr::new(255, 255, 255, 0)),
                     }),
                     forward: Forward::Gate,
                     masquerade: false,
                     reals: vec![
-                        RealServer { addr: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 53), weight: 1 },
-                        RealServer { addr: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 53), weight: 0 },
+                        RealServer { addr: sock4(Ipv4Addr::new(10, 0, 0, 11), 53), weight: 1 },
+                        RealServer { addr: sock4(Ipv4Addr::new(10, 0, 0, 12), 53), weight: 0 },
                     ],
                 },
             ],
@@ -1037,7 +1195,7 @@ mod tests {
 
     #[test]
     fn dataplane_plan_names_and_slots() {
-        let p = Plan::build(&desired());
+        let p = Plan::build(&desired(), Family::V4);
         let names: Vec<&str> = p.chains.iter().map(|(n, _, _)| n.as_str()).collect();
         for n in [
             "prerouting",
@@ -1067,10 +1225,77 @@ mod tests {
         assert!(text.contains("aff_udp_10_0_0_100_53_10_0_0_12_53") && !text.contains("numgen"), "{text}");
     }
 
+    fn desired6() -> Desired {
+        let ip = |s: &str| -> IpAddr { s.parse().expect("ip") };
+        let real = |s: &str, w: u32| RealServer { addr: SocketAddr::new(ip(s), 80), weight: w };
+        Desired {
+            services: vec![
+                VirtualService {
+                    key: ServiceKey { protocol: Protocol::Tcp, vip: ip("2001:db8::100"), port: 80 },
+                    scheduler: "sh".into(),
+                    persistence: None,
+                    forward: Forward::Gate,
+                    masquerade: false,
+                    reals: vec![real("2001:db8::11", 1), real("2001:db8::12", 1)],
+                },
+                VirtualService {
+                    key: ServiceKey { protocol: Protocol::Tcp, vip: ip("2001:db8::100"), port: 443 },
+                    scheduler: "rr".into(),
+                    persistence: Some(Persistence {
+                        timeout_s: 300,
+                        netmask: Netmask::v6(64).expect("prefix"),
+                    }),
+                    forward: Forward::Masq,
+                    masquerade: true,
+                    reals: vec![RealServer { addr: SocketAddr::new(ip("2001:db8::11"), 8443), weight: 1 }],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn dataplane_ipv6_services_make_an_ip6_table_of_ip6_rules() {
+        let d = desired6();
+        let p = Plan::build(&d, Family::V6);
+        let tag = "tcp_x20010db8000000000000000000000100_80";
+        assert!(p.chains.iter().any(|(n, _, _)| n == &format!("svc_{tag}")), "{:?}", p.chains);
+        // DR flows keyed by the IPv6 client address and port; persistence by the /64.
+        let flow = format!("aff_{tag}_x20010db8000000000000000000000011_80");
+        assert_eq!(p.sets[&flow].key, vec!["ipv6_addr".to_string(), "inet_service".to_string()]);
+        let rules: Vec<&Value> = p.chains.iter().flat_map(|(_, _, r)| r).collect();
+        let text = serde_json::to_string(&rules).expect("json");
+        assert!(text.contains(r#""field":"daddr","protocol":"ip6""#), "{text}");
+        assert!(text.contains("ffff:ffff:ffff:ffff::"), "the /64 persistence mask: {text}");
+        assert!(text.contains(r#""dup":{"addr":"2001:db8::11"}"#), "{text}");
+        assert!(text.contains(r#""dnat":{"addr":"2001:db8::11","port":8443}"#), "{text}");
+        assert!(text.contains(r#""key":"ip6 daddr""#), "ct original ip6 daddr: {text}");
+        assert!(!text.contains(r#""protocol":"ip","#), "no IPv4 payload in the ip6 table: {text}");
+        let (_, cmds) = p.reconcile("halo_lb", Family::V6, None);
+        assert_eq!(cmds[0], json!({"add": {"table": {"family": "ip6", "name": "halo_lb"}}}));
+        assert!(cmds.iter().skip(1).all(|c| c.to_string().contains(r#""family":"ip6""#)), "{cmds:?}");
+        // Names parse back to their service and real server, and say their family.
+        let counter = format!("in_{tag}_x20010db8000000000000000000000011_80");
+        let (_, k, r) = parse_counter_name(&counter).expect("parses");
+        assert_eq!((k, r), (d.services[0].key, d.services[0].reals[0].addr));
+        assert_eq!(family_of_set(&flow), Some(Family::V6));
+        assert_eq!(family_of_set("aff_tcp_10_0_0_1_80_10_0_0_2_80"), Some(Family::V4));
+        // A mixed name is no name of halo's.
+        assert_eq!(parse_counter_name(&format!("in_{tag}_10_0_0_11_80")), None);
+        assert_eq!(parse_counter_name("in_tcp_x2001_80_x2001_80"), None);
+    }
+
+    #[test]
+    fn dataplane_a_real_server_of_another_family_is_refused() {
+        let mut d = desired6();
+        d.services[0].reals.push(RealServer { addr: sock4(Ipv4Addr::new(10, 0, 0, 11), 80), weight: 1 });
+        assert!(matches!(d.validate(), Err(InvalidDesired::MixedFamily { .. })), "{:?}", d.validate());
+    }
+
     #[test]
     fn dataplane_counter_names_parse_back() {
-        let k = ServiceKey { protocol: Protocol::Udp, vip: Ipv4Addr::new(192, 0, 2, 1), port: 53 };
-        let r = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 255), 5353);
+        let k =
+            ServiceKey { protocol: Protocol::Udp, vip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), port: 53 };
+        let r = sock4(Ipv4Addr::new(198, 51, 100, 255), 5353);
         let n = format!("out_{}", real_tag(&k, r));
         assert_eq!(parse_counter_name(&n), Some(("out", k, r)));
         assert_eq!(parse_counter_name("in_tcp_1_2_3"), None);
@@ -1080,20 +1305,20 @@ mod tests {
 
     #[test]
     fn dataplane_reconcile_against_an_identical_listing_is_empty() {
-        let p = Plan::build(&desired());
-        let (changes, cmds) = p.reconcile("halo_lb", None);
+        let p = Plan::build(&desired(), Family::V4);
+        let (changes, cmds) = p.reconcile("halo_lb", Family::V4, None);
         assert_eq!(changes, vec![Change::TableCreated]);
         // A listing made of exactly what was sent (nft lists the same objects, with handles).
         let listing =
             json!({"nftables": cmds.iter().filter_map(|c| c.get("add")).cloned().collect::<Vec<_>>()});
         let k = Kernel::parse(&listing).expect("parses");
-        let (changes, cmds) = p.reconcile("halo_lb", Some(&k));
+        let (changes, cmds) = p.reconcile("halo_lb", Family::V4, Some(&k));
         assert!(changes.is_empty(), "{changes:?}");
         assert!(cmds.is_empty());
         // One real server fewer: its chain, set and counter go, the rest stays.
         let mut d = desired();
         d.services[1].reals.pop();
-        let (changes, _) = Plan::build(&d).reconcile("halo_lb", Some(&k));
+        let (changes, _) = Plan::build(&d, Family::V4).reconcile("halo_lb", Family::V4, Some(&k));
         assert!(
             changes.contains(&Change::SetRemoved("aff_udp_10_0_0_100_53_10_0_0_12_53".into())),
             "{changes:?}"
