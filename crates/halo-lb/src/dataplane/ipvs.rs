@@ -1934,5 +1934,14 @@ mod tests {
         assert_eq!(service_name(&s[0].key), "UDP 198.51.100.10:53");
         assert_eq!(s[0].persistent.map(|p| p.netmask.v4_mask()), Some(Ipv4Addr::new(255, 255, 0, 0)));
         assert_eq!((s[0].dests[0].forward, s[0].dests[0].weight), (ipvsadm::Forward::Masq, 0));
+
+        // A virtual6 service: the IPv6 key, the prefix length as its mask, IPv6 real servers.
+        let cf = "virtual6=[2001:db8::10]:443\n\treal6=[2001:db8::11]:443 gate 2\n\tpersistent=300\n\tnetmask=64\n";
+        let (cf, _) = halo_config::parse_ldirectord_cf(std::path::Path::new("x.cf"), cf).expect("parses");
+        let s = services_of(&Desired::from_ldirectord(&cf).expect("converts"));
+        assert_eq!(service_name(&s[0].key), "TCP [2001:db8::10]:443");
+        assert_eq!(s[0].persistent.map(|p| p.netmask.v6_prefix()), Some(64));
+        assert_eq!(s[0].dests[0].addr, "[2001:db8::11]:443".parse::<SocketAddr>().expect("a"));
+        assert_eq!((s[0].dests[0].forward, s[0].dests[0].weight), (ipvsadm::Forward::Route, 2));
     }
 }

@@ -3,7 +3,7 @@
 //! reports (never by replaying commands).
 //!
 //! This machine's kernel has no IPVS, so the data plane here is nftables ([`nft`]): one table
-//! `ip halo_lb` owned by halo, computed from [`Desired`], compared with `nft -j list table`, and
+//! `ip halo_lb` owned by halo (and `ip6 halo_lb` for IPv6 services), computed from [`Desired`], compared with `nft -j list table`, and
 //! replaced in one `nft -j -f -` transaction only when the two differ. Where the kernel has
 //! IPVS, [`ipvs`] runs the same [`Desired`] state in the kernel's own load balancer over
 //! generic netlink (read back, then only the commands for what differs), and
@@ -47,9 +47,14 @@
 //! (weighted distribution, no connection counts), `fo` sends to the available real server of
 //! highest weight, and `ovf` is approximated by `fo`. [`scheduling_of`] says which applies.
 //!
-//! Limits: IPv4 only; firewall-mark services and `ipip` tunnelling are refused; one forwarding
-//! method per virtual service; a DR real server must listen on the virtual port. The director
-//! must forward (`net.ipv4.ip_forward=1`) for NAT; that and the VIP itself are the host's job.
+//! IPv4 services (`virtual=`) run in table `ip NAME`, IPv6 ones (`virtual6=`, `real6=`) in a
+//! table `ip6 NAME` of their own, made with the first IPv6 service and deleted with the last
+//! (both change in one transaction); a real server is of its virtual service's family.
+//!
+//! Limits: firewall-mark services and `ipip` tunnelling are refused; one forwarding method per
+//! virtual service; a DR real server must listen on the virtual port. The director must
+//! forward (`net.ipv4.ip_forward=1`, `net.ipv6.conf.all.forwarding=1`) for NAT; that and the
+//! VIP itself are the host's job.
 //! [`NftDataPlane::apply`] blocks for a few `nft` runs (~10 ms each): call it from a blocking
 //! task, never from the heartbeat path. Verified on this machine's kernel (6.18, no IPVS)
 //! with Debian bookworm's nft 1.0.6, whose JSON parser accepts everything used here (it

@@ -1,7 +1,9 @@
 //! The nftables data plane: [`NftDataPlane::apply`] turns a [`Desired`] state into the content
-//! of one table (`ip halo_lb` by default) and reconciles it with what `nft -j list table`
-//! reports, in one `nft -j -f -` transaction when they differ and not at all when they agree.
-//! It touches no other table.
+//! of one table (`ip halo_lb` by default; IPv6 services in `ip6 halo_lb`, which exists only
+//! while there are some) and reconciles it with what `nft -j list table` reports, in one
+//! `nft -j -f -` transaction when they differ and not at all when they agree. It touches no
+//! other table. The `ip6` table is built as the `ip` one below, with `ip6` payloads and
+//! `ipv6_addr` sets; in names an IPv6 address is one field, `x` and 32 hex digits.
 //!
 //! The table (names are built from the service and real server addresses, so that the
 //! objects of a real server that stays keep their state across applies):
