@@ -266,6 +266,23 @@ impl Testbed {
         }
     }
 
+    /// What a node's daemon wrote: its logfile (`NODE.log`, where the tests' ha.cf puts it)
+    /// then its stdout/stderr (`NODE.out`, see [`Testbed::start_halo`]); empty when neither
+    /// exists yet.
+    pub fn node_log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{node}.log"))).unwrap_or_default()
+            + &std::fs::read_to_string(self.dir.join(format!("{node}.out"))).unwrap_or_default()
+    }
+
+    /// The body `host` gets for `url` (curl, trimmed; `[IPv6]` URLs work), None on an error,
+    /// an empty answer or none within `max_time`.
+    pub fn fetch(&self, host: &str, url: &str, max_time: Duration) -> Option<String> {
+        let secs = format!("{}", max_time.as_secs_f64());
+        let out = self.exec(host, &["curl", "-g", "-s", "--max-time", &secs, url]).ok()?;
+        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!body.is_empty()).then_some(body)
+    }
+
     /// Writes a node's configuration directory (`ha.cf`, `authkeys` with mode 0600).
     pub fn write_config(&self, node: &str, ha_cf: &str, authkeys: &str) -> anyhow::Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;

@@ -137,15 +137,7 @@ fn converted_config_fails_over_like_the_original() {
         let out = tb.exec(node, &["ip", "-4", "addr", "show", "dev", "eth0"]).unwrap();
         String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/"))
     };
-    let fetch = |tb: &Testbed| -> Option<String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &tb.ns("client"), "curl", "-s", "--max-time", "1"])
-            .arg(format!("http://{VIP}/"))
-            .output()
-            .ok()?;
-        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && !body.is_empty()).then_some(body)
-    };
+    let fetch = |tb: &Testbed| tb.fetch("client", &format!("http://{VIP}/"), Duration::from_secs(1));
 
     // The converted configuration is what the daemons run: both see each other, n1 holds
     // the group.

@@ -164,13 +164,7 @@ impl Cluster {
     }
 
     fn fetch(&self) -> Option<String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.tb.ns("client"), "curl", "-s", "--max-time", "2"])
-            .arg(format!("http://{VIP}/testcluster.html"))
-            .output()
-            .ok()?;
-        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && !body.is_empty()).then_some(body)
+        self.tb.fetch("client", &format!("http://{VIP}/testcluster.html"), Duration::from_secs(2))
     }
 
     fn fetches(&self, n: usize) -> Vec<String> {
@@ -178,8 +172,7 @@ impl Cluster {
     }
 
     fn log(&self, node: &str) -> String {
-        std::fs::read_to_string(self.tb.dir.join(format!("{node}.log"))).unwrap_or_default()
-            + &std::fs::read_to_string(self.tb.dir.join(format!("{node}.out"))).unwrap_or_default()
+        self.tb.node_log(node)
     }
 
     fn logs(&self) -> String {

@@ -158,20 +158,9 @@ impl Nat {
     }
 
     fn fetches(&self, n: usize) -> Vec<String> {
+        let url = format!("http://{VIP}/testcluster.html");
         (0..n)
-            .map(|_| {
-                let out = Command::new("ip")
-                    .args(["netns", "exec", &self.tb.ns("client"), "curl", "-s", "--max-time", "2"])
-                    .arg(format!("http://{VIP}/testcluster.html"))
-                    .output()
-                    .unwrap();
-                let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                if out.status.success() && !body.is_empty() {
-                    body
-                } else {
-                    "FAIL".into()
-                }
-            })
+            .map(|_| self.tb.fetch("client", &url, Duration::from_secs(2)).unwrap_or_else(|| "FAIL".into()))
             .collect()
     }
 

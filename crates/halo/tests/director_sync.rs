@@ -45,8 +45,7 @@ struct Bed {
 
 impl Bed {
     fn log(&self, node: &str) -> String {
-        std::fs::read_to_string(self.tb.dir.join(format!("{node}.log"))).unwrap_or_default()
-            + &std::fs::read_to_string(self.tb.dir.join(format!("{node}.out"))).unwrap_or_default()
+        self.tb.node_log(node)
     }
 
     fn logs(&self) -> String {

@@ -80,8 +80,7 @@ impl Cluster {
     }
 
     fn log(&self, node: &str) -> String {
-        std::fs::read_to_string(self.tb.dir.join(format!("{node}.log"))).unwrap_or_default()
-            + &std::fs::read_to_string(self.tb.dir.join(format!("{node}.out"))).unwrap_or_default()
+        self.tb.node_log(node)
     }
 
     fn status(&self, node: &str) -> serde_json::Value {

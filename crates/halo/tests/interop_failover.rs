@@ -258,13 +258,7 @@ impl Mixed {
 
     /// The page the client gets through the VIP (None: no answer within 1 s).
     fn fetch(&self) -> Option<String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.tb.ns("client"), "curl", "-s", "--max-time", "1"])
-            .arg(format!("http://{VIP}/"))
-            .output()
-            .ok()?;
-        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && !body.is_empty()).then_some(body)
+        self.tb.fetch("client", &format!("http://{VIP}/"), Duration::from_secs(1))
     }
 
     fn dump(&self) -> String {

@@ -363,8 +363,7 @@ impl Cluster {
     }
 
     fn log(&self, node: &str) -> String {
-        std::fs::read_to_string(self.tb.dir.join(format!("{node}.log"))).unwrap_or_default()
-            + &std::fs::read_to_string(self.tb.dir.join(format!("{node}.out"))).unwrap_or_default()
+        self.tb.node_log(node)
     }
 
     /// The last lines of every node's log, for a failure message (its stderr repeats the

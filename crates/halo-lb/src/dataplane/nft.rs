@@ -291,14 +291,7 @@ impl NftDataPlane {
         let mut commands = Vec::new();
         let mut created = Vec::new();
         for family in Family::BOTH {
-            let sub = Desired {
-                services: desired
-                    .services
-                    .iter()
-                    .filter(|s| Family::of(s.key.vip) == family)
-                    .cloned()
-                    .collect(),
-            };
+            let sub = of_family(desired, family);
             let exists = tables.contains(&family);
             if family == Family::V6 && sub.services.is_empty() {
                 if exists {
@@ -347,14 +340,7 @@ impl NftDataPlane {
         desired.validate()?;
         let mut commands = Vec::new();
         for family in Family::BOTH {
-            let sub = Desired {
-                services: desired
-                    .services
-                    .iter()
-                    .filter(|s| Family::of(s.key.vip) == family)
-                    .cloned()
-                    .collect(),
-            };
+            let sub = of_family(desired, family);
             if family == Family::V6 && sub.services.is_empty() {
                 continue;
             }
@@ -476,6 +462,13 @@ impl NftDataPlane {
             out.extend(self.read(family)?);
         }
         Ok(out)
+    }
+}
+
+/// The services of `desired` that run in the table of `family`.
+fn of_family(desired: &Desired, family: Family) -> Desired {
+    Desired {
+        services: desired.services.iter().filter(|s| Family::of(s.key.vip) == family).cloned().collect(),
     }
 }
 
