@@ -89,7 +89,7 @@ pub fn count(entries: &[Entry], services: &[ServiceKey]) -> BTreeMap<(ServiceKey
             IPPROTO_UDP => Protocol::Udp,
             _ => continue,
         };
-        let key = ServiceKey { protocol: proto, vip: e.orig_dst.ip(), port: e.orig_dst.port() };
+        let key = ServiceKey { protocol: proto, vip: e.orig_dst.ip(), port: e.orig_dst.port(), fwmark: 0 };
         if !services.contains(&key) {
             continue;
         }
@@ -133,7 +133,7 @@ pub fn connections(entries: &[Entry], services: &[ServiceKey]) -> Vec<crate::ipv
                 IPPROTO_UDP => (Protocol::Udp, "UDP"),
                 _ => return None,
             };
-            let key = ServiceKey { protocol, vip: e.orig_dst.ip(), port: e.orig_dst.port() };
+            let key = ServiceKey { protocol, vip: e.orig_dst.ip(), port: e.orig_dst.port(), fwmark: 0 };
             services.contains(&key).then(|| crate::ipvsadm::Connection {
                 protocol: if protocol == Protocol::Tcp { "TCP" } else { "UDP" }.to_string(),
                 source: e.orig_src,
@@ -349,7 +349,8 @@ pub fn nat_conns(entries: &[Entry], reals: &[(ServiceKey, SocketAddr)]) -> Vec<N
                 (IPPROTO_UDP, _) if e.status & IPS_SEEN_REPLY != 0 => Protocol::Udp,
                 _ => return None,
             };
-            let key = ServiceKey { protocol: proto, vip: e.orig_dst.ip(), port: e.orig_dst.port() };
+            let key =
+                ServiceKey { protocol: proto, vip: e.orig_dst.ip(), port: e.orig_dst.port(), fwmark: 0 };
             reals.contains(&(key, e.reply_src)).then_some(NatConn {
                 proto,
                 client: e.orig_src,
@@ -657,10 +658,18 @@ mod tests {
         assert!(parse(&dgram2, 7, &mut got).expect("parses"), "the end");
         assert_eq!(got, entries.to_vec());
 
-        let web =
-            ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)), port: 80 };
-        let dns =
-            ServiceKey { protocol: Protocol::Udp, vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)), port: 53 };
+        let web = ServiceKey {
+            protocol: Protocol::Tcp,
+            vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)),
+            port: 80,
+            fwmark: 0,
+        };
+        let dns = ServiceKey {
+            protocol: Protocol::Udp,
+            vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)),
+            port: 53,
+            fwmark: 0,
+        };
         let c = count(&got, &[web, dns]);
         assert_eq!(c.get(&(web, a("10.81.0.11:80"))), Some(&Conns { active: 2, inactive: 1 }));
         assert_eq!(c.get(&(web, a("10.81.0.12:80"))), Some(&Conns { active: 0, inactive: 1 }));
@@ -694,8 +703,12 @@ mod tests {
         let mut got = Vec::new();
         assert!(parse(&dgram, 4, &mut got).expect("parses"));
         assert_eq!(got, vec![x, v4]);
-        let web6 =
-            ServiceKey { protocol: Protocol::Tcp, vip: "2001:db8:81::100".parse().expect("ip"), port: 80 };
+        let web6 = ServiceKey {
+            protocol: Protocol::Tcp,
+            vip: "2001:db8:81::100".parse().expect("ip"),
+            port: 80,
+            fwmark: 0,
+        };
         let c = count(&got, &[web6]);
         assert_eq!(c.get(&(web6, a("[2001:db8:80::11]:80"))), Some(&Conns { active: 1, inactive: 0 }));
         assert_eq!(c.len(), 1, "the IPv4 entry is not the IPv6 service's");
@@ -839,10 +852,18 @@ mod tests {
             e(17, "10.81.1.100:53", "10.81.0.12:53", nat, None),
             e(17, "10.81.1.100:53", "10.81.0.12:53", IPS_DST_NAT, None), // no reply yet
         ];
-        let web =
-            ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)), port: 80 };
-        let dns =
-            ServiceKey { protocol: Protocol::Udp, vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)), port: 53 };
+        let web = ServiceKey {
+            protocol: Protocol::Tcp,
+            vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)),
+            port: 80,
+            fwmark: 0,
+        };
+        let dns = ServiceKey {
+            protocol: Protocol::Udp,
+            vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)),
+            port: 53,
+            fwmark: 0,
+        };
         let reals = [(web, a("10.81.0.11:80")), (web, a("10.81.0.12:80")), (dns, a("10.81.0.12:53"))];
         let got = nat_conns(&entries, &reals);
         assert_eq!(
@@ -916,8 +937,8 @@ mod tests {
         assert_eq!((u.orig_src, u.orig_dst, u.reply_src), (udp.client, udp.vip, udp.real));
         assert_ne!(u.status & IPS_DST_NAT, 0);
         // What the next director sends on: the same connections.
-        let web = ServiceKey { protocol: Protocol::Tcp, vip: tcp.vip.ip(), port: 7000 };
-        let dns = ServiceKey { protocol: Protocol::Udp, vip: udp.vip.ip(), port: 53 };
+        let web = ServiceKey { protocol: Protocol::Tcp, vip: tcp.vip.ip(), port: 7000, fwmark: 0 };
+        let dns = ServiceKey { protocol: Protocol::Udp, vip: udp.vip.ip(), port: 53, fwmark: 0 };
         let mut back = nat_conns(&entries, &[(web, tcp.real), (dns, udp.real)]);
         back.sort();
         assert_eq!(

@@ -260,7 +260,7 @@ impl ServiceState {
     /// The alert for a change `t` of real server `real` (after it was recorded).
     pub fn event(&self, real: usize, t: Transition, reason: &str) -> Event {
         let r = &self.reals[real.min(self.reals.len().saturating_sub(1))];
-        let vip = self.service.key.socket().to_string();
+        let vip = self.service.key.label();
         let (kind, weight, message) = match (t, self.quiescent) {
             (Transition::Up, _) => (
                 EventKind::Added,
@@ -297,7 +297,7 @@ impl ServiceState {
     pub fn fallback_event(&self, t: Transition) -> Option<Event> {
         let f = self.fallback?;
         let up = self.reals.iter().filter(|r| r.is_up()).count();
-        let vip = self.service.key.socket().to_string();
+        let vip = self.service.key.label();
         let (kind, old_state, new_state, weight, message) = match t {
             Transition::Down if up == 0 => (
                 EventKind::Added,
@@ -346,7 +346,11 @@ impl ServiceState {
         let cmd = self.fallbackcommand.as_deref()?;
         let k = self.service.key;
         let what = if self.any_up() { "stop" } else { "start" };
-        Some(format!("{cmd} {what} {} {}", k.socket(), k.protocol))
+        Some(if k.fwmark != 0 {
+            format!("{cmd} {what} {} fwm", k.fwmark)
+        } else {
+            format!("{cmd} {what} {} {}", k.socket(), k.protocol)
+        })
     }
 
     /// The service as the data plane must run it now.
@@ -534,7 +538,7 @@ impl DirectorState {
     /// start down until checked, as at start. Real servers no longer configured leave.
     pub fn reconfigure(&mut self, mut new: DirectorState) -> ReconfigureReport {
         let mut report = ReconfigureReport::default();
-        let name = |addr: SocketAddr, key: &dataplane::ServiceKey| format!("{addr} ({})", key.socket());
+        let name = |addr: SocketAddr, key: &dataplane::ServiceKey| format!("{addr} ({})", key.label());
         let mut old = std::mem::take(&mut self.services);
         for ns in &mut new.services {
             let key = ns.service.key;
@@ -583,10 +587,12 @@ impl DirectorState {
                             nr.unsettled = or.unsettled;
                             nr.left_out = or.left_out;
                         } else {
-                            // The settings changed: a real server down now is settled anew
-                            // under the new ones (readdquiescent=yes or quiescent=no leave
-                            // nothing out; readdquiescent=no looks at the table first).
-                            nr.unsettled = settle_now && !nr.is_up();
+                            // The settings changed: what was left out (or waited to be) under
+                            // the old ones is not under the new ones. A failed real server
+                            // that is missing from the table because the director itself
+                            // deleted it (quiescent=no) is no server an operator deleted, so
+                            // readdquiescent=no does not keep it out: it goes in at weight 0.
+                            nr.unsettled = false;
                             nr.left_out = false;
                         }
                     }
@@ -686,7 +692,7 @@ impl DirectorState {
                 r.unsettled = false;
                 r.left_out = !r.is_up() && !in_table(key, r.addr);
                 if r.left_out {
-                    out.push(format!("{} ({})", r.addr, key.socket()));
+                    out.push(format!("{} ({})", r.addr, key.label()));
                 }
             }
         }
@@ -709,19 +715,13 @@ impl DirectorState {
         let mut m = ipvsadm::Model::default();
         for s in &self.services {
             let d = s.desired();
-            let protocol = match d.key.protocol {
-                dataplane::Protocol::Tcp => ipvsadm::Protocol::Tcp,
-                dataplane::Protocol::Udp => ipvsadm::Protocol::Udp,
-            };
-            let key = ipvsadm::ServiceKey::Addr { protocol, addr: d.key.socket() };
-            let mut svc = ipvsadm::Service::new(key, &d.scheduler);
+            let mut svc = ipvsadm::Service::new(dataplane::ipvs::ipvs_key(&d.key), &d.scheduler);
             svc.persistent =
                 d.persistence.map(|p| ipvsadm::Persistent { timeout: p.timeout_s, netmask: p.netmask });
             for r in &d.reals {
                 let forward = match d.forward {
-                    Forward::Masq => ipvsadm::Forward::Masq,
                     Forward::Gate if is_local(r.addr.ip()) => ipvsadm::Forward::Local,
-                    Forward::Gate => ipvsadm::Forward::Route,
+                    f => dataplane::ipvs::ipvs_forward(f),
                 };
                 let weight = i32::try_from(r.weight).unwrap_or(i32::MAX);
                 let mut dest = ipvsadm::Destination::new(r.addr, forward, weight);
@@ -776,7 +776,7 @@ fn usable_fallback(f: &ld::Fallback, s: &VirtualService) -> Result<SocketAddr, S
 /// ldirectord's log lines for a change of a real server (`Added real server: …`).
 pub fn transition_message(s: &ServiceState, real: usize, t: Transition) -> String {
     let Some(r) = s.reals.get(real) else { return String::new() };
-    let vip = s.service.key.socket().to_string();
+    let vip = s.service.key.label();
     let why = match &r.maintenance {
         Some(f) => format!("maintenance file {f}"),
         None => r.checker.health().last().map(|c| c.reason.clone()).unwrap_or_default(),
@@ -917,27 +917,25 @@ mod tests {
         assert!(!st.services[0].reals[0].left_out);
         assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 0), ("192.168.1.62:80".into(), 1)]);
 
-        // Back to readdquiescent=no: the failed server waits for a look at the table, and is
-        // kept at weight 0 when the table holds it...
+        // Back to readdquiescent=no: it stays at weight 0 (nobody deleted it by hand).
         st.reconfigure(state(&no));
-        assert!(st.unsettled());
-        assert!(st.settle_quiescent(&|_, _| true).is_empty());
-        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 0), ("192.168.1.62:80".into(), 1)]);
-        // ... and left out when it does not (quiescent=no in between: it was deleted).
-        st.reconfigure(state(SEED));
         assert!(!st.unsettled());
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 0), ("192.168.1.62:80".into(), 1)]);
+        // quiescent=no deletes it; quiescent=yes again puts it back at weight 0: the director
+        // deleted it itself, so readdquiescent=no has nothing to keep out.
+        st.reconfigure(state(SEED));
         assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
         st.reconfigure(state(&no));
+        assert!(!st.unsettled());
+        assert_eq!(weights(&st), vec![("192.168.1.61:80".into(), 0), ("192.168.1.62:80".into(), 1)]);
+        // Failing again while missing from the table (deleted by hand): left out, as before.
+        st.record(0, 0, result(true));
+        st.record(0, 0, result(false));
         assert!(st.unsettled());
-        assert_eq!(
-            st.settle_quiescent(&|_, a| a.ip() != IpAddr::V4(Ipv4Addr::new(192, 168, 1, 61))).len(),
-            1
-        );
+        let hand_deleted =
+            |_: dataplane::ServiceKey, a: SocketAddr| a.ip() != IpAddr::V4(Ipv4Addr::new(192, 168, 1, 61));
+        assert_eq!(st.settle_quiescent(&hand_deleted).len(), 1);
         assert_eq!(weights(&st), vec![("192.168.1.62:80".into(), 1)]);
-        // A server that is up is never unsettled by a change of settings.
-        st.reconfigure(state(&yes));
-        st.reconfigure(state(&no));
-        assert!(!st.services[0].reals[1].unsettled);
     }
 
     #[test]
@@ -1144,9 +1142,12 @@ mod tests {
 
     #[test]
     fn director_refuses_what_it_cannot_run() {
-        let (cf, _) =
-            halo_config::parse_ldirectord_cf(Path::new("x"), "virtual=7\n\treal=10.0.0.2:80 gate\n")
-                .expect("parses");
+        // A DR real server on another port than the virtual one.
+        let (cf, _) = halo_config::parse_ldirectord_cf(
+            Path::new("x"),
+            "virtual=10.0.0.1:80\n\treal=10.0.0.2:81 gate\n",
+        )
+        .expect("parses");
         assert!(matches!(DirectorState::new(&cf), Err(DirectorError::Invalid(_))));
         let (cf, _) = halo_config::parse_ldirectord_cf(Path::new("x"), "checkinterval=5\n").expect("parses");
         assert!(matches!(DirectorState::new(&cf), Err(DirectorError::Empty)));

@@ -982,15 +982,7 @@ impl Director {
     fn ipvs_counts(k: &ipvsadm::Model) -> ConnCounts {
         let mut counts = ConnCounts::new();
         for s in &k.services {
-            let ipvsadm::ServiceKey::Addr { addr: va, protocol } = s.key else {
-                continue;
-            };
-            let protocol = match protocol {
-                ipvsadm::Protocol::Udp => halo_lb::dataplane::Protocol::Udp,
-                ipvsadm::Protocol::Tcp => halo_lb::dataplane::Protocol::Tcp,
-                ipvsadm::Protocol::Sctp => continue,
-            };
-            let key = ServiceKey { protocol, vip: va.ip(), port: va.port() };
+            let Some(key) = halo_lb::dataplane::ipvs::key_of(&s.key) else { continue };
             for d in &s.dests {
                 counts.insert(
                     (key, d.addr),
@@ -1068,15 +1060,7 @@ impl Director {
                 }
             }
             for s in m.services.iter_mut().filter(|_| !on_ipvs) {
-                let ipvsadm::ServiceKey::Addr { addr: va, protocol } = s.key else {
-                    continue;
-                };
-                let proto = if protocol == ipvsadm::Protocol::Udp {
-                    halo_lb::dataplane::Protocol::Udp
-                } else {
-                    halo_lb::dataplane::Protocol::Tcp
-                };
-                let key = ServiceKey { protocol: proto, vip: va.ip(), port: va.port() };
+                let Some(key) = halo_lb::dataplane::ipvs::key_of(&s.key) else { continue };
                 for d in &mut s.dests {
                     let ra = d.addr;
                     if let Some(c) = conns.get(&(key, ra)) {
@@ -1357,17 +1341,7 @@ fn settle_quiescent(sh: &Shared, table: TableRead) {
         Ok(Some(m)) => Some(
             m.services
                 .iter()
-                .filter_map(|s| match s.key {
-                    ipvsadm::ServiceKey::Addr { protocol, addr: va } => {
-                        let protocol = match protocol {
-                            ipvsadm::Protocol::Tcp => halo_lb::dataplane::Protocol::Tcp,
-                            ipvsadm::Protocol::Udp => halo_lb::dataplane::Protocol::Udp,
-                            ipvsadm::Protocol::Sctp => return None,
-                        };
-                        Some((ServiceKey { protocol, vip: va.ip(), port: va.port() }, s))
-                    }
-                    _ => None,
-                })
+                .filter_map(|s| Some((halo_lb::dataplane::ipvs::key_of(&s.key)?, s)))
                 .flat_map(|(key, s)| s.dests.iter().map(move |d| (key, d.addr)))
                 .collect(),
         ),

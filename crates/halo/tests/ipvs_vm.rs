@@ -199,7 +199,7 @@ fn vip_service(
     reals: &[([u8; 4], u16, u32)],
 ) -> VirtualService {
     VirtualService {
-        key: ServiceKey { protocol, vip: Ipv4Addr::from(vip).into(), port },
+        key: ServiceKey { protocol, vip: Ipv4Addr::from(vip).into(), port, fwmark: 0 },
         scheduler: sched.into(),
         persistence: None,
         forward,
@@ -1073,7 +1073,8 @@ fn halo_director() {
         &format!(
             "checkinterval=1\nchecktimeout=2\nquiescent=no\nvirtual={DIRECTOR_VIP}\n\
              \treal=10.1.1.2:80 masq\n\treal=10.1.1.2:81 masq\n\treal=10.1.2.2:8080 masq\n\
-             \tscheduler=rr\n\tprotocol=tcp\n\tchecktype=connect\n"
+             \tscheduler=rr\n\tprotocol=tcp\n\tchecktype=connect\n\
+             virtual=7\n\treal=10.1.1.2:80 ipip\n\tscheduler=rr\n\tchecktype=connect\n"
         ),
     );
     let r2_listener = listen_in_ns("r2", "10.1.2.2:8080");
@@ -1086,10 +1087,11 @@ fn halo_director() {
         .spawn()
         .expect("start halo run");
 
-    let l = wait_table("the director's service with both healthy real servers", |l| {
+    let l = wait_table("the director's services with their healthy real servers", |l| {
         l.contains(&format!("TCP  {DIRECTOR_VIP} rr"))
             && l.contains("10.1.1.2:80 ")
             && l.contains("10.1.2.2:8080 ")
+            && dest_line(l, "FWM  7 rr", "10.1.1.2:80").is_some()
     });
     assert!(!l.contains("10.1.1.2:81"), "a real server whose check fails never enters:\n{l}");
     assert!(l.contains("TCP  203.0.113.1:80 rr"), "someone else's service is there too:\n{l}");
@@ -1098,6 +1100,9 @@ fn halo_director() {
     let l = halo_agree("halo-run", &[]);
     let r2 = dest_line(&l, &format!("TCP  {DIRECTOR_VIP} rr"), "10.1.2.2:8080").expect("r2 listed");
     assert_eq!(r2, ["Masq", "1", "0", "0"], "{l}");
+    // ldirectord's firewall-mark service (virtual=7) with an ipip real server: FWM, Tunnel.
+    let fwm = dest_line(&l, "FWM  7 rr", "10.1.1.2:80").expect("the fwmark service's real server");
+    assert_eq!(fwm, ["Tunnel", "1", "0", "0"], "{l}");
     let health = halo_lvs(&["--health"]).expect("halo lvs --health");
     println!("halo lvs --health:\n{health}");
     assert!(health.contains("(group ldirectord::ldirectord.cf, IPVS)\n"), "{health}");
@@ -1224,7 +1229,32 @@ fn halo_director() {
     let left_out_line = "10.1.2.2:8080 (198.51.100.30:80) went down while missing from";
     let left_out_before = daemon_log().matches(left_out_line).count();
     // Deleted behind halo's back while it is up (nothing puts a healthy real server back:
-    // the director applies on changes of state), then its check fails.
+    // the director applies on changes of state), then its check fails. But the end of the
+    // first check pass after the reload is such a change too (it applies): wait until every
+    // real server has been checked twice since r2 came up, so that pass is over.
+    let checks = || -> Vec<u64> {
+        let v = halo::control::request(std::path::Path::new(&format!("{HALO_DIR}/halo.sock")), "lvs")
+            .expect("halo lvs over the control socket");
+        v["directors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|d| d["services"].as_array().into_iter().flatten())
+            .flat_map(|s| s["reals"].as_array().into_iter().flatten())
+            .map(|r| r["checks"].as_u64().unwrap_or(0))
+            .collect()
+    };
+    let at_up = checks();
+    let mut passed = false;
+    for _ in 0..300 {
+        if checks().iter().zip(&at_up).all(|(now, then)| *now >= then + 2) {
+            passed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(passed, "two more checks of every real server since r2 came up: {at_up:?} -> {:?}", checks());
+    assert_eq!(r2_weight(&ipvsadm(&["-L", "-n"])).as_deref(), Some("1"), "r2 still up before the delete");
     ipvsadm(&["-d", "-t", DIRECTOR_VIP, "-r", "10.1.2.2:8080"]);
     drop(r2_listener);
     let mut seen = false;

@@ -801,7 +801,7 @@ mod tests {
                "elem": [{"elem": {"val": "10.0.0.0", "expires": 5}}]}}]}"#;
 
     fn key(protocol: Protocol, vip: &str, port: u16) -> ServiceKey {
-        ServiceKey { protocol, vip: vip.parse().unwrap(), port }
+        ServiceKey { protocol, vip: vip.parse().unwrap(), port, fwmark: 0 }
     }
 
     fn sa(s: &str) -> SocketAddr {

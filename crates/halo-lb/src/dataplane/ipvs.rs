@@ -324,24 +324,58 @@ pub fn service_name(key: &ipvsadm::ServiceKey) -> String {
     }
 }
 
-/// The IPVS services that stand for a [`Desired`] state: DR is `Route`, NAT `Masq`.
+/// The IPVS key of a service: `TCP 192.0.2.10:80`, or `FWM 7` (`FWM 7 IPv6`).
+pub fn ipvs_key(k: &ServiceKey) -> ipvsadm::ServiceKey {
+    if k.fwmark != 0 {
+        return ipvsadm::ServiceKey::Fwmark { mark: k.fwmark, ipv6: k.vip.is_ipv6() };
+    }
+    let protocol = match k.protocol {
+        Protocol::Tcp => ipvsadm::Protocol::Tcp,
+        Protocol::Udp => ipvsadm::Protocol::Udp,
+    };
+    ipvsadm::ServiceKey::Addr { protocol, addr: k.socket() }
+}
+
+/// The service an IPVS key stands for ([`ipvs_key`] undone); None for SCTP, which halo does
+/// not run.
+pub fn key_of(k: &ipvsadm::ServiceKey) -> Option<ServiceKey> {
+    Some(match *k {
+        ipvsadm::ServiceKey::Fwmark { mark, ipv6 } => {
+            let vip =
+                if ipv6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+            ServiceKey { protocol: Protocol::Tcp, vip, port: 0, fwmark: mark }
+        }
+        ipvsadm::ServiceKey::Addr { protocol, addr } => {
+            let protocol = match protocol {
+                ipvsadm::Protocol::Tcp => Protocol::Tcp,
+                ipvsadm::Protocol::Udp => Protocol::Udp,
+                ipvsadm::Protocol::Sctp => return None,
+            };
+            ServiceKey { protocol, vip: addr.ip(), port: addr.port(), fwmark: 0 }
+        }
+    })
+}
+
+/// How IPVS forwards to a real server of a service forwarded by `f`.
+pub fn ipvs_forward(f: Forward) -> ipvsadm::Forward {
+    match f {
+        Forward::Masq => ipvsadm::Forward::Masq,
+        Forward::Gate => ipvsadm::Forward::Route,
+        Forward::Ipip => ipvsadm::Forward::Tunnel(ipvsadm::Tunnel::default()),
+    }
+}
+
+/// The IPVS services that stand for a [`Desired`] state: DR is `Route`, NAT `Masq`, ipip
+/// `Tunnel`; a firewall-mark service is an `FWM` one.
 pub fn services_of(desired: &Desired) -> Vec<ipvsadm::Service> {
     desired
         .services
         .iter()
         .map(|s| {
-            let protocol = match s.key.protocol {
-                Protocol::Tcp => ipvsadm::Protocol::Tcp,
-                Protocol::Udp => ipvsadm::Protocol::Udp,
-            };
-            let key = ipvsadm::ServiceKey::Addr { protocol, addr: s.key.socket() };
-            let mut svc = ipvsadm::Service::new(key, &s.scheduler);
+            let mut svc = ipvsadm::Service::new(ipvs_key(&s.key), &s.scheduler);
             svc.persistent =
                 s.persistence.map(|p| ipvsadm::Persistent { timeout: p.timeout_s, netmask: p.netmask });
-            let forward = match s.forward {
-                Forward::Masq => ipvsadm::Forward::Masq,
-                Forward::Gate => ipvsadm::Forward::Route,
-            };
+            let forward = ipvs_forward(s.forward);
             svc.dests = s
                 .reals
                 .iter()
@@ -1441,13 +1475,7 @@ impl IpvsDataPlane {
         let m = self.owned_model()?;
         let mut out = BTreeMap::new();
         for s in &m.services {
-            let ipvsadm::ServiceKey::Addr { protocol, addr: va } = s.key else { continue };
-            let protocol = match protocol {
-                ipvsadm::Protocol::Tcp => Protocol::Tcp,
-                ipvsadm::Protocol::Udp => Protocol::Udp,
-                ipvsadm::Protocol::Sctp => continue,
-            };
-            let service = ServiceKey { protocol, vip: va.ip(), port: va.port() };
+            let Some(service) = key_of(&s.key) else { continue };
             for d in &s.dests {
                 let real = d.addr;
                 out.insert(
@@ -1916,6 +1944,7 @@ mod tests {
                     protocol: Protocol::Udp,
                     vip: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)),
                     port: 53,
+                    fwmark: 0,
                 },
                 scheduler: "sh".into(),
                 persistence: Some(super::super::Persistence {

@@ -51,8 +51,11 @@
 //! table `ip6 NAME` of their own, made with the first IPv6 service and deleted with the last
 //! (both change in one transaction); a real server is of its virtual service's family.
 //!
-//! Limits: firewall-mark services and `ipip` tunnelling are refused; one forwarding method per
-//! virtual service; a DR real server must listen on the virtual port. The director must
+//! Firewall-mark services (`virtual=7`) and `ipip` tunnelling (LVS-TUN) are the IPVS plane's
+//! alone: the nftables plane refuses them, naming what would run them ([`nft::can_run`]).
+//!
+//! Limits: one forwarding method per virtual service; a DR or tunnelled real server must listen
+//! on the virtual port. The director must
 //! forward (`net.ipv4.ip_forward=1`, `net.ipv6.conf.all.forwarding=1`) for NAT; that and the
 //! VIP itself are the host's job.
 //! [`NftDataPlane::apply`] blocks for a few `nft` runs (~10 ms each): call it from a blocking
@@ -120,15 +123,21 @@ pub enum Forward {
     Masq,
     /// Direct routing (`-g`): only the destination MAC address changes.
     Gate,
+    /// IP-in-IP tunnelling (`-i`, ldirectord's `ipip`): IPVS data plane only.
+    Ipip,
 }
 
-/// What identifies a virtual service: protocol, VIP and port.
+/// What identifies a virtual service: protocol, VIP and port, or a firewall mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
     pub protocol: Protocol,
     /// IPv4 (`virtual=`) or IPv6 (`virtual6=`); its real servers are of the same family.
     pub vip: IpAddr,
     pub port: u16,
+    /// Not 0: a firewall-mark service (`virtual=7`, ldirectord's `protocol=fwm`, ipvsadm
+    /// `-f`), whose packets are those the host's firewall marked so, whatever their address;
+    /// `vip` is then the unspecified address of its family and `port` 0. IPVS data plane only.
+    pub fwmark: u32,
 }
 
 impl ServiceKey {
@@ -136,12 +145,27 @@ impl ServiceKey {
     pub fn socket(&self) -> SocketAddr {
         SocketAddr::new(self.vip, self.port)
     }
+
+    /// How ldirectord's log lines name the service: `192.0.2.10:80`, `[2001:db8::10]:80`,
+    /// `fwm 7`.
+    pub fn label(&self) -> String {
+        if self.fwmark != 0 {
+            format!("fwm {}", self.fwmark)
+        } else {
+            self.socket().to_string()
+        }
+    }
 }
 
 impl fmt::Display for ServiceKey {
-    /// ldirectord's id: `tcp:192.0.2.10:80` (`tcp:[2001:db8::10]:80` for IPv6).
+    /// ldirectord's id: `tcp:192.0.2.10:80` (`tcp:[2001:db8::10]:80` for IPv6, `fwm:7` for a
+    /// firewall mark).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.protocol, self.socket())
+        if self.fwmark != 0 {
+            write!(f, "fwm:{}", self.fwmark)
+        } else {
+            write!(f, "{}:{}", self.protocol, self.socket())
+        }
     }
 }
 
@@ -213,18 +237,24 @@ pub enum InvalidDesired {
     MixedForwarding { line: usize },
     #[error("ldirectord.cf line {line}: netmask {netmask:?}: {why}")]
     BadNetmask { line: usize, netmask: String, why: String },
+    #[error(
+        "virtual service {service}: {what} needs the IPVS data plane (dataplane=ipvs, or auto on \
+         a kernel with ip_vs); the nftables plane cannot run it"
+    )]
+    NeedsIpvs { service: ServiceKey, what: &'static str },
 }
 
 impl Desired {
     /// Checks what the data plane relies on: unique services and real servers, known
-    /// schedulers, DR real servers on the virtual port, non-zero timeouts and ports.
+    /// schedulers, DR and tunnelled real servers on the virtual port, non-zero timeouts and
+    /// ports (a firewall-mark service has none).
     pub fn validate(&self) -> Result<(), InvalidDesired> {
         let mut seen = std::collections::HashSet::new();
         for s in &self.services {
             if !seen.insert(s.key) {
                 return Err(InvalidDesired::DuplicateService(s.key));
             }
-            if s.key.port == 0 {
+            if s.key.port == 0 && s.key.fwmark == 0 {
                 return Err(InvalidDesired::ZeroPort { service: s.key });
             }
             if !SCHEDULERS.contains(&s.scheduler.as_str()) {
@@ -242,11 +272,14 @@ impl Desired {
                 if r.addr.is_ipv4() != s.key.vip.is_ipv4() {
                     return Err(InvalidDesired::MixedFamily { service: s.key, real: r.addr });
                 }
-                if s.forward == Forward::Gate && r.addr.port() != s.key.port {
-                    return Err(InvalidDesired::GatePort { service: s.key, real: r.addr });
-                }
-                if r.addr.port() == 0 {
-                    return Err(InvalidDesired::ZeroPort { service: s.key });
+                // A firewall-mark service has no port of its own: its packets keep theirs.
+                if s.key.fwmark == 0 {
+                    if s.forward != Forward::Masq && r.addr.port() != s.key.port {
+                        return Err(InvalidDesired::GatePort { service: s.key, real: r.addr });
+                    }
+                    if r.addr.port() == 0 {
+                        return Err(InvalidDesired::ZeroPort { service: s.key });
+                    }
                 }
             }
         }
@@ -269,8 +302,13 @@ impl VirtualService {
     /// One `virtual=` section of ldirectord.cf.
     pub fn from_ldirectord(v: &ld::VirtualService) -> Result<VirtualService, InvalidDesired> {
         let line = v.line;
-        let (vip, port) = match &v.addr {
-            ld::VirtualAddr::Ip { ip, port } if ip.is_ipv6() == v.v6 => (*ip, *port),
+        let unspecified = if v.v6 {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
+        let (vip, port, fwmark) = match &v.addr {
+            ld::VirtualAddr::Ip { ip, port } if ip.is_ipv6() == v.v6 => (*ip, *port, 0),
             ld::VirtualAddr::Ip { ip, .. } => {
                 let (line_kind, family) = if v.v6 { ("virtual6", "IPv6") } else { ("virtual", "IPv4") };
                 return Err(InvalidDesired::Unsupported {
@@ -281,27 +319,24 @@ impl VirtualService {
             ld::VirtualAddr::Host { name, .. } => {
                 return Err(InvalidDesired::Unresolved { line, what: format!("virtual host {name}") })
             }
-            ld::VirtualAddr::Fwmark(m) => {
-                return Err(InvalidDesired::Unsupported { line, what: format!("firewall mark {m}") })
+            ld::VirtualAddr::Fwmark(0) => {
+                return Err(InvalidDesired::Unsupported { line, what: "firewall mark 0".into() })
             }
+            ld::VirtualAddr::Fwmark(m) => (unspecified, 0, *m),
         };
         let protocol = match v.protocol {
-            ld::Protocol::Tcp => Protocol::Tcp,
             ld::Protocol::Udp => Protocol::Udp,
-            ld::Protocol::Fwm => {
-                return Err(InvalidDesired::Unsupported { line, what: "protocol fwm".into() })
-            }
+            // A firewall-mark service takes any protocol the mark is put on.
+            ld::Protocol::Tcp | ld::Protocol::Fwm => Protocol::Tcp,
         };
-        let key = ServiceKey { protocol, vip, port };
+        let key = ServiceKey { protocol, vip, port, fwmark };
         let mut forward = None;
         let mut reals = Vec::new();
         for r in &v.reals {
             let f = match r.forward {
                 ld::Forward::Masq => Forward::Masq,
                 ld::Forward::Gate => Forward::Gate,
-                ld::Forward::Ipip => {
-                    return Err(InvalidDesired::Unsupported { line: r.line, what: "ipip forwarding".into() })
-                }
+                ld::Forward::Ipip => Forward::Ipip,
             };
             if forward.is_some_and(|x| x != f) {
                 return Err(InvalidDesired::MixedForwarding { line });
@@ -448,6 +483,7 @@ mod tests {
                 protocol: Protocol::Tcp,
                 vip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
                 port: 80,
+                fwmark: 0,
             },
             scheduler: sched.into(),
             persistence: None,
@@ -543,8 +579,30 @@ virtual=192.168.1.199:53
         let mixed = "virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n\treal=10.0.0.3:80 masq\n";
         let (cf, _) = halo_config::parse_ldirectord_cf(Path::new("x"), mixed).expect("parses");
         assert!(matches!(Desired::from_ldirectord(&cf), Err(InvalidDesired::MixedForwarding { line: 1 })));
-        let fwm = "virtual=7\n\treal=10.0.0.2:80 gate\n";
+        // A firewall-mark service (no address, no port: its packets keep theirs) with an ipip
+        // real server: IPVS runs it (FWM, Tunnel); the nftables plane refuses it, saying so.
+        let fwm = "virtual=7\n\treal=10.0.0.2 ipip\n\tchecktype=connect\n\tcheckport=80\n";
         let (cf, _) = halo_config::parse_ldirectord_cf(Path::new("x"), fwm).expect("parses");
-        assert!(matches!(Desired::from_ldirectord(&cf), Err(InvalidDesired::Unsupported { .. })));
+        let d = Desired::from_ldirectord(&cf).expect("converts");
+        let s = &d.services[0];
+        assert_eq!(
+            (s.key.fwmark, s.key.port, s.key.to_string(), s.key.label()),
+            (7, 0, "fwm:7".into(), "fwm 7".into())
+        );
+        assert_eq!((s.forward, s.reals[0].addr.port()), (Forward::Ipip, 0));
+        let ipvs = ipvs::services_of(&d);
+        assert_eq!(ipvs[0].key, crate::ipvsadm::ServiceKey::Fwmark { mark: 7, ipv6: false });
+        assert!(matches!(ipvs[0].dests[0].forward, crate::ipvsadm::Forward::Tunnel(_)));
+        assert_eq!(ipvs::key_of(&ipvs[0].key), Some(s.key), "the IPVS key reads back");
+        let e = nft::can_run(&d).expect_err("nftables cannot");
+        assert!(e.to_string().contains("fwm:7: a firewall-mark service needs the IPVS data plane"), "{e}");
+        let tun = "virtual=10.0.0.1:80\n\treal=10.0.0.2:80 ipip\n";
+        let (cf, _) = halo_config::parse_ldirectord_cf(Path::new("x"), tun).expect("parses");
+        let d = Desired::from_ldirectord(&cf).expect("converts");
+        assert!(nft::can_run(&d).expect_err("nftables cannot").to_string().contains("ipip forwarding"));
+        // A tunnel cannot change the port, as direct routing cannot.
+        let tun = "virtual=10.0.0.1:80\n\treal=10.0.0.2:8080 ipip\n";
+        let (cf, _) = halo_config::parse_ldirectord_cf(Path::new("x"), tun).expect("parses");
+        assert!(matches!(Desired::from_ldirectord(&cf), Err(InvalidDesired::GatePort { .. })));
     }
 }

@@ -267,7 +267,7 @@ impl Conn {
 
 fn service(port: u16, scheduler: &str, forward: Forward, weights: &[u32]) -> VirtualService {
     VirtualService {
-        key: ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V4(VIP), port },
+        key: ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V4(VIP), port, fwmark: 0 },
         scheduler: scheduler.into(),
         persistence: None,
         forward,
@@ -578,7 +578,7 @@ fn dataplane_direct_routing_connection_counts_from_the_flow_sets() {
     bed.tcp_server("r1", 80);
     bed.tcp_server("r2", 80);
     let plane = bed.plane();
-    let key = ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V4(VIP), port: 80 };
+    let key = ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V4(VIP), port: 80, fwmark: 0 };
     plane.apply(&Desired { services: vec![service(80, "rr", Forward::Gate, &[1, 1])] }).expect("apply");
     assert!(plane.dr_flows(&[key]).expect("flows").is_empty(), "no connection yet");
     // Four connections held open through the VIP, each asked which real server it reached.
@@ -618,7 +618,7 @@ fn dataplane_direct_routing_connection_counts_from_the_flow_sets() {
 
 fn service6(port: u16, forward: Forward, real_port: u16) -> VirtualService {
     VirtualService {
-        key: ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V6(VIP6), port },
+        key: ServiceKey { protocol: Protocol::Tcp, vip: IpAddr::V6(VIP6), port, fwmark: 0 },
         scheduler: "rr".into(),
         persistence: None,
         forward,

@@ -285,7 +285,7 @@ impl NftDataPlane {
     /// deleted with the last); both change in one transaction. Blocks for one to four `nft`
     /// runs (~10 ms each).
     pub fn apply(&self, desired: &Desired) -> Result<Vec<Change>, Error> {
-        desired.validate()?;
+        can_run(desired)?;
         let tables = self.tables()?;
         let mut changes = Vec::new();
         let mut commands = Vec::new();
@@ -337,7 +337,7 @@ impl NftDataPlane {
     /// What [`apply`](Self::apply) would send to create the tables from nothing (for
     /// inspection: `halo lvs --nft`, tests).
     pub fn ruleset_json(&self, desired: &Desired) -> Result<Value, Error> {
-        desired.validate()?;
+        can_run(desired)?;
         let mut commands = Vec::new();
         for family in Family::BOTH {
             let sub = of_family(desired, family);
@@ -465,6 +465,21 @@ impl NftDataPlane {
     }
 }
 
+/// [`Desired::validate`], and what this plane cannot run: firewall-mark services and `ipip`
+/// forwarding (IPVS only).
+pub fn can_run(desired: &Desired) -> Result<(), InvalidDesired> {
+    desired.validate()?;
+    for s in &desired.services {
+        if s.key.fwmark != 0 {
+            return Err(InvalidDesired::NeedsIpvs { service: s.key, what: "a firewall-mark service" });
+        }
+        if s.forward == Forward::Ipip {
+            return Err(InvalidDesired::NeedsIpvs { service: s.key, what: "ipip forwarding (LVS-TUN)" });
+        }
+    }
+    Ok(())
+}
+
 /// The services of `desired` that run in the table of `family`.
 fn of_family(desired: &Desired, family: Family) -> Desired {
     Desired {
@@ -577,7 +592,7 @@ pub(super) fn parse_counter_name(name: &str) -> Option<(&'static str, ServiceKey
     if at != f.len() || vip.is_ipv4() != real.is_ipv4() {
         return None;
     }
-    Some((dir, ServiceKey { protocol, vip: vip.ip(), port: vip.port() }, real))
+    Some((dir, ServiceKey { protocol, vip: vip.ip(), port: vip.port(), fwmark: 0 }, real))
 }
 
 /// The family of the table a set (or counter, or chain) named by [`real_tag`] lives in.
@@ -1159,6 +1174,7 @@ mod tests {
                         protocol: Protocol::Tcp,
                         vip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100)),
                         port: 80,
+                        fwmark: 0,
                     },
                     scheduler: "wrr".into(),
                     persistence: None,
@@ -1171,6 +1187,7 @@ mod tests {
                         protocol: Protocol::Udp,
                         vip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100)),
                         port: 53,
+                        fwmark: 0,
                     },
                     scheduler: "rr".into(),
                     persistence: Some(Persistence {
@@ -1226,7 +1243,12 @@ mod tests {
         Desired {
             services: vec![
                 VirtualService {
-                    key: ServiceKey { protocol: Protocol::Tcp, vip: ip("2001:db8::100"), port: 80 },
+                    key: ServiceKey {
+                        protocol: Protocol::Tcp,
+                        vip: ip("2001:db8::100"),
+                        port: 80,
+                        fwmark: 0,
+                    },
                     scheduler: "sh".into(),
                     persistence: None,
                     forward: Forward::Gate,
@@ -1234,7 +1256,12 @@ mod tests {
                     reals: vec![real("2001:db8::11", 1), real("2001:db8::12", 1)],
                 },
                 VirtualService {
-                    key: ServiceKey { protocol: Protocol::Tcp, vip: ip("2001:db8::100"), port: 443 },
+                    key: ServiceKey {
+                        protocol: Protocol::Tcp,
+                        vip: ip("2001:db8::100"),
+                        port: 443,
+                        fwmark: 0,
+                    },
                     scheduler: "rr".into(),
                     persistence: Some(Persistence {
                         timeout_s: 300,
@@ -1288,8 +1315,12 @@ mod tests {
 
     #[test]
     fn dataplane_counter_names_parse_back() {
-        let k =
-            ServiceKey { protocol: Protocol::Udp, vip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), port: 53 };
+        let k = ServiceKey {
+            protocol: Protocol::Udp,
+            vip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            port: 53,
+            fwmark: 0,
+        };
         let r = sock4(Ipv4Addr::new(198, 51, 100, 255), 5353);
         let n = format!("out_{}", real_tag(&k, r));
         assert_eq!(parse_counter_name(&n), Some(("out", k, r)));
