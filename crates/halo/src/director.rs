@@ -1088,7 +1088,11 @@ impl Director {
                     json!({
                         "id": s.id,
                         "scheduler": s.service.scheduler,
-                        "forward": if s.service.forward == Forward::Masq { "masq" } else { "gate" },
+                        "forward": match s.service.forward {
+                            Forward::Masq => "masq",
+                            Forward::Gate => "gate",
+                            Forward::Ipip => "ipip",
+                        },
                         "quiescent": s.quiescent,
                         "fallback": s.fallback.map(|f| f.to_string()),
                         "fallback_active": s.fallback_active(),
