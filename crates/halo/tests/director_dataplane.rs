@@ -85,25 +85,15 @@ fn dataplane_ipvs_without_ipvs_in_the_kernel_refuses_to_start() {
 }
 
 #[test]
-fn the_nftables_plane_refuses_a_firewall_mark_service_at_start_saying_what_runs_it() {
-    // ldirectord's virtual=7 (and ipip real servers) are IPVS's alone: on the nftables plane
-    // the director does not start, and says what would run it; nothing is half made.
-    let d = Dir::new(
-        "fwm",
-        "dataplane=nftables\nvirtual=7\n\treal=192.0.2.11 gate\n\tchecktype=connect\n\tcheckport=80\n",
-    );
-    let dir = director(&d);
-    let (r, _) = start(&dir);
-    let e = r.expect_err("a firewall-mark service on nftables must not start");
-    assert!(
-        e.contains(
-            "virtual service fwm:7: a firewall-mark service needs the IPVS data plane (dataplane=ipvs"
-        ),
-        "{e}"
-    );
-    assert_eq!(dir.status(&["ldirectord.cf".to_string()]), Ok(false));
+fn the_nftables_plane_refuses_ipip_at_start_saying_what_runs_it() {
+    // ldirectord's ipip real servers (LVS-TUN) are IPVS's alone: on the nftables plane the
+    // director does not start, and says what would run it; nothing is half made.
     let d = Dir::new("tun", "dataplane=nftables\nvirtual=198.51.100.10:80\n\treal=192.0.2.11:80 ipip\n");
     let dir = director(&d);
     let e = start(&dir).0.expect_err("ipip on nftables must not start");
-    assert!(e.contains("ipip forwarding (LVS-TUN) needs the IPVS data plane"), "{e}");
+    assert!(
+        e.contains("virtual service tcp:198.51.100.10:80: ipip forwarding (LVS-TUN) needs the IPVS data plane (dataplane=ipvs"),
+        "{e}"
+    );
+    assert_eq!(dir.status(&["ldirectord.cf".to_string()]), Ok(false));
 }

@@ -51,8 +51,11 @@
 //! table `ip6 NAME` of their own, made with the first IPv6 service and deleted with the last
 //! (both change in one transaction); a real server is of its virtual service's family.
 //!
-//! Firewall-mark services (`virtual=7`) and `ipip` tunnelling (LVS-TUN) are the IPVS plane's
-//! alone: the nftables plane refuses them, naming what would run them ([`nft::can_run`]).
+//! Firewall-mark services (`virtual=7`: the packets the host's own rules mark so, at the
+//! mangle priority) are `meta mark M` in the nftables plane: NAT in the nat prerouting chain,
+//! DR in a filter chain just after mangle (`mark_prerouting`, -140); a real server without a
+//! port keeps the packet's. `ipip` tunnelling (LVS-TUN) is the IPVS plane's alone: the
+//! nftables plane refuses it, naming what would run it ([`nft::can_run`]).
 //!
 //! Limits: one forwarding method per virtual service; a DR or tunnelled real server must listen
 //! on the virtual port. The director must
@@ -580,7 +583,7 @@ virtual=192.168.1.199:53
         let (cf, _) = halo_config::parse_ldirectord_cf(Path::new("x"), mixed).expect("parses");
         assert!(matches!(Desired::from_ldirectord(&cf), Err(InvalidDesired::MixedForwarding { line: 1 })));
         // A firewall-mark service (no address, no port: its packets keep theirs) with an ipip
-        // real server: IPVS runs it (FWM, Tunnel); the nftables plane refuses it, saying so.
+        // real server: IPVS runs it (FWM, Tunnel); the nftables plane refuses the tunnel.
         let fwm = "virtual=7\n\treal=10.0.0.2 ipip\n\tchecktype=connect\n\tcheckport=80\n";
         let (cf, _) = halo_config::parse_ldirectord_cf(Path::new("x"), fwm).expect("parses");
         let d = Desired::from_ldirectord(&cf).expect("converts");
@@ -595,7 +598,7 @@ virtual=192.168.1.199:53
         assert!(matches!(ipvs[0].dests[0].forward, crate::ipvsadm::Forward::Tunnel(_)));
         assert_eq!(ipvs::key_of(&ipvs[0].key), Some(s.key), "the IPVS key reads back");
         let e = nft::can_run(&d).expect_err("nftables cannot");
-        assert!(e.to_string().contains("fwm:7: a firewall-mark service needs the IPVS data plane"), "{e}");
+        assert!(e.to_string().contains("fwm:7: ipip forwarding (LVS-TUN) needs the IPVS data plane"), "{e}");
         let tun = "virtual=10.0.0.1:80\n\treal=10.0.0.2:80 ipip\n";
         let (cf, _) = halo_config::parse_ldirectord_cf(Path::new("x"), tun).expect("parses");
         let d = Desired::from_ldirectord(&cf).expect("converts");

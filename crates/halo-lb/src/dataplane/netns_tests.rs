@@ -693,3 +693,89 @@ fn dataplane_ipv6_dr_and_nat_run_in_an_ip6_table_next_to_ipv4() {
     assert_eq!((count(&seen, "r1"), count(&seen, "r2")), (1, 1), "DR4 {seen:?}");
     assert!(plane.remove().expect("remove"));
 }
+
+/// A firewall-mark service: `virtual=M`, whose packets are those the director's own rules
+/// mark M (a table of the test's, at the mangle priority, as an operator's would be).
+fn fwmark_service(mark: u32, forward: Forward) -> VirtualService {
+    VirtualService {
+        key: ServiceKey {
+            protocol: Protocol::Tcp,
+            vip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 0,
+            fwmark: mark,
+        },
+        scheduler: "rr".into(),
+        persistence: None,
+        forward,
+        masquerade: forward == Forward::Masq,
+        // Port 0: the packets keep theirs.
+        reals: [R1, R2].iter().map(|&ip| RealServer { addr: SocketAddr::from((ip, 0)), weight: 1 }).collect(),
+    }
+}
+
+#[test]
+fn dataplane_firewall_mark_services_dr_with_persistence_across_ports_and_nat() {
+    if !can_run("dataplane_firewall_mark_services_dr_with_persistence_across_ports_and_nat") {
+        return;
+    }
+    let mut bed = Bed::new();
+    bed.dr_reals();
+    for h in ["r1", "r2"] {
+        for port in [80, 443, 9090] {
+            bed.tcp_server(h, port);
+        }
+    }
+    let clients: Vec<Ipv4Addr> = (21..25).map(|d| Ipv4Addr::new(10, 77, 0, d)).collect();
+    for c in &clients {
+        sh(&["ip", "-n", &bed.ns("cl"), "addr", "add", &format!("{c}/24"), "dev", "eth0"]);
+    }
+    // The operator's marking, as ldirectord's documentation shows it for a web farm: HTTP and
+    // HTTPS together (mark 7, so that a client keeps its real server across both), and a
+    // third port NATed (mark 8).
+    let marks = format!(
+        "table ip operator {{\n chain pre {{\n  type filter hook prerouting priority mangle;\n  \
+         ip daddr {VIP} tcp dport {{ 80, 443 }} meta mark set 7\n  \
+         ip daddr {VIP} tcp dport 9090 meta mark set 8\n }}\n}}\n"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &bed.ns("dir"), "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(marks.as_bytes())?;
+            c.wait()
+        })
+        .expect("nft");
+    assert!(out.success(), "the operator's marking rules load");
+
+    let plane = bed.plane();
+    let mut web = fwmark_service(7, Forward::Gate);
+    web.persistence = Some(Persistence { timeout_s: 120, netmask: Netmask::HOST });
+    let nat = fwmark_service(8, Forward::Masq);
+    plane.apply(&Desired { services: vec![web.clone(), nat.clone()] }).expect("apply");
+
+    // DR by mark with persistence: the clients spread over both real servers, and each keeps
+    // its real server whichever of the two marked ports it connects to.
+    let on_80: Vec<String> = clients.iter().map(|&c| bed.who(c, 80)).collect();
+    assert_eq!((count(&on_80, "r1"), count(&on_80, "r2")), (2, 2), "{on_80:?}");
+    let on_443: Vec<String> = clients.iter().map(|&c| bed.who(c, 443)).collect();
+    assert_eq!(on_443, on_80, "persistence covers every port of the mark");
+    // NAT by mark, real servers without a port: rr over both, the port kept.
+    let seen: Vec<String> = (0..4).map(|_| bed.who(CLIENT, 9090)).collect();
+    assert_eq!((count(&seen, "r1"), count(&seen, "r2")), (2, 2), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] != w[1]), "rr alternates: {seen:?}");
+
+    assert_eq!(
+        plane.apply(&Desired { services: vec![web, nat.clone()] }).expect("re-apply"),
+        Vec::<Change>::new()
+    );
+    let stats = plane.stats().expect("stats");
+    for r in &nat.reals {
+        let s = stats.iter().find(|s| s.service == nat.key && s.real == r.addr).expect("counted");
+        assert!(s.in_packets >= 2 && s.out_packets >= 2, "{s:?}");
+    }
+    let listing =
+        Nft::new().in_netns(bed.ns("dir")).run(&["list", "table", "ip", "halo_lb"], None).expect("list");
+    assert!(listing.contains("mark_prerouting") && listing.contains("meta mark 0x00000007"), "{listing}");
+    assert!(plane.remove().expect("remove"));
+}

@@ -465,14 +465,10 @@ impl NftDataPlane {
     }
 }
 
-/// [`Desired::validate`], and what this plane cannot run: firewall-mark services and `ipip`
-/// forwarding (IPVS only).
+/// [`Desired::validate`], and what this plane cannot run: `ipip` forwarding (IPVS only).
 pub fn can_run(desired: &Desired) -> Result<(), InvalidDesired> {
     desired.validate()?;
     for s in &desired.services {
-        if s.key.fwmark != 0 {
-            return Err(InvalidDesired::NeedsIpvs { service: s.key, what: "a firewall-mark service" });
-        }
         if s.forward == Forward::Ipip {
             return Err(InvalidDesired::NeedsIpvs { service: s.key, what: "ipip forwarding (LVS-TUN)" });
         }
@@ -511,7 +507,7 @@ fn with_draining(desired: &Desired, have: Option<&Kernel>) -> Desired {
             let Some((_, key, addr)) = parse_counter_name(&format!("in_{rest}")) else { continue };
             if set.elems > 0
                 && key == s.key
-                && addr.port() == s.key.port
+                && (s.key.fwmark != 0 || addr.port() == s.key.port)
                 && !s.reals.iter().any(|r| r.addr == addr)
             {
                 s.reals.push(super::RealServer { addr, weight: 0 });
@@ -554,6 +550,9 @@ fn ip_tag(ip: IpAddr) -> String {
 }
 
 fn svc_tag(k: &ServiceKey) -> String {
+    if k.fwmark != 0 {
+        return format!("fwm_{}", k.fwmark);
+    }
     format!("{}_{}_{}", k.protocol, ip_tag(k.vip), k.port)
 }
 
@@ -570,6 +569,7 @@ pub(super) fn parse_counter_name(name: &str) -> Option<(&'static str, ServiceKey
     let protocol = match *f.first()? {
         "tcp" => Protocol::Tcp,
         "udp" => Protocol::Udp,
+        "fwm" => Protocol::Tcp,
         _ => return None,
     };
     // An address and a port from f[at..]; the index after them.
@@ -587,6 +587,20 @@ pub(super) fn parse_counter_name(name: &str) -> Option<(&'static str, ServiceKey
         };
         Some((SocketAddr::new(ip, f.get(next)?.parse().ok()?), next + 1))
     };
+    if f[0] == "fwm" {
+        // `fwm_MARK_REAL_PORT`: the service has no address; its family is its real server's.
+        let mark: u32 = f.get(1)?.parse().ok().filter(|m| *m != 0)?;
+        let (real, at) = addr(2)?;
+        if at != f.len() {
+            return None;
+        }
+        let vip = if real.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        };
+        return Some((dir, ServiceKey { protocol, vip, port: 0, fwmark: mark }, real));
+    }
     let (vip, at) = addr(1)?;
     let (real, at) = addr(at)?;
     if at != f.len() || vip.is_ipv4() != real.is_ipv4() {
@@ -624,22 +638,54 @@ fn l4proto(p: Protocol) -> Value {
     matches("==", json!({"meta": {"key": "l4proto"}}), json!(p.name()))
 }
 
-/// `ip daddr VIP tcp dport P` (`ip6 daddr` for IPv6).
-fn service_match(k: &ServiceKey) -> [Value; 2] {
-    [
+/// `meta mark M`: the packets of a firewall-mark service.
+fn mark_match(k: &ServiceKey) -> Value {
+    matches("==", json!({"meta": {"key": "mark"}}), json!(k.fwmark))
+}
+
+/// `ip daddr VIP tcp dport P` (`ip6 daddr` for IPv6); `meta mark M` for a firewall mark.
+fn service_match(k: &ServiceKey) -> Vec<Value> {
+    if k.fwmark != 0 {
+        return vec![mark_match(k)];
+    }
+    vec![
         matches("==", payload(Family::of(k.vip).name(), "daddr"), json!(k.vip.to_string())),
         matches("==", payload(k.protocol.name(), "dport"), json!(k.port)),
     ]
 }
 
-/// `ct original ip daddr VIP meta l4proto tcp ct original proto-dst P` (`ip6 daddr`).
-fn ct_service_match(k: &ServiceKey) -> [Value; 3] {
+/// `ct original ip daddr VIP meta l4proto tcp ct original proto-dst P` (`ip6 daddr`): every
+/// packet of a NATed connection of the service, both ways. A firewall-mark service has no
+/// such address: nothing (the callers say what stands for it).
+fn ct_service_match(k: &ServiceKey) -> Vec<Value> {
+    if k.fwmark != 0 {
+        return Vec::new();
+    }
     let key = format!("{} daddr", Family::of(k.vip).name());
-    [
+    vec![
         matches("==", json!({"ct": {"key": key, "dir": "original"}}), json!(k.vip.to_string())),
         l4proto(k.protocol),
         matches("==", json!({"ct": {"key": "proto-dst", "dir": "original"}}), json!(k.port)),
     ]
+}
+
+/// The transport header's protocol for port matches: the service's, or any (`th`) for a
+/// firewall mark (its packets may be TCP or UDP).
+fn transport(k: &ServiceKey) -> &'static str {
+    if k.fwmark != 0 {
+        "th"
+    } else {
+        k.protocol.name()
+    }
+}
+
+/// `dport P` / `sport P` of a real server, none for a firewall-mark real server without a
+/// port (its packets keep theirs).
+fn port_match(k: &ServiceKey, field: &str, port: u16) -> Vec<Value> {
+    if k.fwmark != 0 && port == 0 {
+        return Vec::new();
+    }
+    vec![matches("==", payload(transport(k), field), json!(port))]
 }
 
 /// FNV-1a 64: a stable digest of a rule (no need for a cryptographic hash: it only tells
@@ -686,6 +732,7 @@ const NAT_PREROUTING: &str = "prerouting";
 const NAT_POSTROUTING: &str = "postrouting";
 const FORWARD: &str = "forward";
 const RAW_PREROUTING: &str = "raw_prerouting";
+const MARK_PREROUTING: &str = "mark_prerouting";
 
 impl Plan {
     /// The table of `family` for the services of `desired` (all of that family).
@@ -712,28 +759,37 @@ impl Plan {
                     let tag = real_tag(&s.key, r.addr);
                     let (cin, cout) = (format!("in_{tag}"), format!("out_{tag}"));
                     let dir = |d: &str| matches("==", json!({"ct": {"key": "direction"}}), json!(d));
-                    let proto = s.key.protocol.name();
+                    let dnat = matches("in", json!({"ct": {"key": "status"}}), json!("dnat"));
+                    // A firewall-mark service: its marked packets one way, the replies of
+                    // connections NATed to the real server the other.
+                    let (fwm_in, fwm_out) = if s.key.fwmark != 0 {
+                        (vec![mark_match(&s.key)], vec![dnat])
+                    } else {
+                        (vec![], vec![])
+                    };
                     counting.push(rule(
                         [
                             &ct_service_match(&s.key)[..],
+                            &fwm_in[..],
                             &[
                                 dir("original"),
                                 matches("==", payload(net, "daddr"), json!(r.addr.ip().to_string())),
-                                matches("==", payload(proto, "dport"), json!(r.addr.port())),
-                                json!({"counter": cin}),
                             ],
+                            &port_match(&s.key, "dport", r.addr.port())[..],
+                            &[json!({"counter": cin})],
                         ]
                         .concat(),
                     ));
                     counting.push(rule(
                         [
                             &ct_service_match(&s.key)[..],
+                            &fwm_out[..],
                             &[
                                 dir("reply"),
                                 matches("==", payload(net, "saddr"), json!(r.addr.ip().to_string())),
-                                matches("==", payload(proto, "sport"), json!(r.addr.port())),
-                                json!({"counter": cout}),
                             ],
+                            &port_match(&s.key, "sport", r.addr.port())[..],
+                            &[json!({"counter": cout})],
                         ]
                         .concat(),
                     ));
@@ -751,9 +807,16 @@ impl Plan {
                 .filter(|s| s.masquerade)
                 .map(|s| {
                     let status = matches("in", json!({"ct": {"key": "status"}}), json!("dnat"));
+                    // The original direction's packets still carry their mark here.
+                    let mark: Vec<Value> = if s.key.fwmark != 0 { vec![mark_match(&s.key)] } else { vec![] };
                     rule(
-                        [&[status][..], &ct_service_match(&s.key)[..], &[json!({"masquerade": null})]]
-                            .concat(),
+                        [
+                            &[status][..],
+                            &ct_service_match(&s.key)[..],
+                            &mark[..],
+                            &[json!({"masquerade": null})],
+                        ]
+                        .concat(),
                     )
                 })
                 .collect();
@@ -769,17 +832,28 @@ impl Plan {
             // Packets the director sends itself through lo (a DR real server that is the
             // director, or the clone of one) are delivered locally, never sent again.
             let not_lo = matches("!=", json!({"meta": {"key": "iifname"}}), json!("lo"));
-            let rules = dr
-                .iter()
-                .map(|s| {
-                    rule([&[not_lo.clone()][..], &service_match(&s.key)[..], &[goto(&svc_chain(s))]].concat())
-                })
-                .collect();
-            p.chains.push((
-                RAW_PREROUTING.into(),
-                Some(BaseChain { kind: "filter", hook: "prerouting", prio: -300 }),
-                rules,
-            ));
+            let entry = |s: &&VirtualService| {
+                rule([&[not_lo.clone()][..], &service_match(&s.key)[..], &[goto(&svc_chain(s))]].concat())
+            };
+            let by_addr: Vec<Value> = dr.iter().filter(|s| s.key.fwmark == 0).map(entry).collect();
+            if !by_addr.is_empty() {
+                p.chains.push((
+                    RAW_PREROUTING.into(),
+                    Some(BaseChain { kind: "filter", hook: "prerouting", prio: -300 }),
+                    by_addr,
+                ));
+            }
+            // A firewall mark is set by the host's rules at the mangle priority (-150), after
+            // raw: firewall-mark services are picked up just after it. (Conntrack has seen
+            // the packet by then; the original is dropped, so its entry is never confirmed.)
+            let by_mark: Vec<Value> = dr.iter().filter(|s| s.key.fwmark != 0).map(entry).collect();
+            if !by_mark.is_empty() {
+                p.chains.push((
+                    MARK_PREROUTING.into(),
+                    Some(BaseChain { kind: "filter", hook: "prerouting", prio: -140 }),
+                    by_mark,
+                ));
+            }
         }
         for s in nat.iter().chain(&dr) {
             p.service(s);
@@ -790,7 +864,6 @@ impl Plan {
     /// The chains and sets of one virtual service.
     fn service(&mut self, s: &VirtualService) {
         let k = &s.key;
-        let proto = k.protocol.name();
         let family = Family::of(k.vip);
         let net = family.name();
         let dr = s.forward == Forward::Gate;
@@ -802,7 +875,7 @@ impl Plan {
                 u64::from(p.timeout_s),
             )),
             (None, true) => Some((
-                json!({"concat": [payload(net, "saddr"), payload(proto, "sport")]}),
+                json!({"concat": [payload(net, "saddr"), payload(transport(k), "sport")]}),
                 vec![family.addr_type().to_string(), "inet_service".to_string()],
                 u64::from(if k.protocol == Protocol::Tcp {
                     DR_TCP_FLOW_TIMEOUT_S
@@ -823,6 +896,14 @@ impl Plan {
                     json!({"counter": cin}),
                     json!({"dup": {"addr": r.addr.ip().to_string()}}),
                     json!({"drop": null}),
+                ])]
+            } else if k.fwmark != 0 && r.addr.port() == 0 {
+                // The packet keeps its port: the address alone is rewritten.
+                vec![rule(vec![json!({"dnat": {"addr": r.addr.ip().to_string()}})])]
+            } else if k.fwmark != 0 {
+                vec![rule(vec![
+                    matches("==", json!({"meta": {"key": "l4proto"}}), json!({"set": ["tcp", "udp"]})),
+                    json!({"dnat": {"addr": r.addr.ip().to_string(), "port": r.addr.port()}}),
                 ])]
             } else {
                 vec![rule(vec![
@@ -1324,6 +1405,17 @@ mod tests {
         let r = sock4(Ipv4Addr::new(198, 51, 100, 255), 5353);
         let n = format!("out_{}", real_tag(&k, r));
         assert_eq!(parse_counter_name(&n), Some(("out", k, r)));
+        // A firewall-mark service's names: the mark, then the real server.
+        let fwm = ServiceKey {
+            protocol: Protocol::Tcp,
+            vip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 0,
+            fwmark: 7,
+        };
+        let r0 = sock4(Ipv4Addr::new(10, 0, 0, 11), 0);
+        assert_eq!(real_tag(&fwm, r0), "fwm_7_10_0_0_11_0");
+        assert_eq!(parse_counter_name("in_fwm_7_10_0_0_11_0"), Some(("in", fwm, r0)));
+        assert_eq!(parse_counter_name("in_fwm_0_10_0_0_11_0"), None, "mark 0 is no mark");
         assert_eq!(parse_counter_name("in_tcp_1_2_3"), None);
         assert_eq!(parse_counter_name("in_sctp_1_2_3_4_5_6_7_8_9_10"), None);
         assert_eq!(parse_counter_name("in_tcp_1_2_3_400_5_6_7_8_9_10"), None);
