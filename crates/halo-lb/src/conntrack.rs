@@ -950,4 +950,47 @@ mod tests {
             ]
         );
     }
+
+    /// The same for IPv6: an AF_INET6 entry with its DNAT to an IPv6 real server, read back
+    /// from the same dump as the IPv4 ones.
+    #[test]
+    fn create_makes_an_ipv6_dnat_entry_in_the_kernel() {
+        if !nix::unistd::geteuid().is_root() {
+            assert_ne!(std::env::var("HALO_REQUIRE_ROOT").as_deref(), Ok("1"), "needs root");
+            eprintln!("note: create_makes_an_ipv6_dnat_entry_in_the_kernel skipped: needs root");
+            return;
+        }
+        let six = NatConn {
+            proto: Protocol::Tcp,
+            client: a("[2001:db8:81::9]:40000"),
+            vip: a("[2001:db8:81::100]:80"),
+            real: a("[2001:db8:80::12]:8080"),
+            timeout_s: 3000,
+        };
+        let four = NatConn {
+            proto: Protocol::Tcp,
+            client: a("10.81.1.9:40000"),
+            vip: a("10.81.1.100:80"),
+            real: a("10.81.0.12:8080"),
+            timeout_s: 3000,
+        };
+        let (made, entries) = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+            let made = create(&[six, four], Duration::from_secs(2)).expect("netlink");
+            (made, dump(Duration::from_secs(2)).expect("dump"))
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(made, Created { created: 2, failed: 0, first_error: None });
+        assert_eq!(entries.len(), 2, "both families in one dump: {entries:?}");
+        let e = entries.iter().find(|e| e.orig_src == six.client).expect("the IPv6 entry");
+        assert_eq!((e.orig_dst, e.reply_src), (six.vip, six.real), "{e:?}");
+        assert_ne!(e.status & IPS_DST_NAT, 0, "destination-NATed: {:#x}", e.status);
+        let web6 = ServiceKey { protocol: Protocol::Tcp, vip: six.vip.ip(), port: 80, fwmark: 0 };
+        let back = nat_conns(&entries, &[(web6, six.real)]);
+        assert_eq!(
+            back.iter().map(|c| (c.client, c.vip, c.real)).collect::<Vec<_>>(),
+            vec![(six.client, six.vip, six.real)]
+        );
+    }
 }
