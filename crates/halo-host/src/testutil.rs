@@ -193,7 +193,10 @@ pub fn capture(fd: &OwnedFd, want: usize, keep: impl Fn(&[u8]) -> bool) -> Vec<V
     while got.len() < want && Instant::now() < deadline {
         let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         let _ = nix::poll::poll(&mut p, PollTimeout::from(100u16));
-        while let Ok(n) = socket::recv(fd.as_raw_fd(), &mut buf, socket::MsgFlags::empty()) {
+        // Never past `want`: what comes after is left queued for the next capture (a second
+        // burst that arrived early must not be swallowed by this one).
+        while got.len() < want {
+            let Ok(n) = socket::recv(fd.as_raw_fd(), &mut buf, socket::MsgFlags::empty()) else { break };
             if keep(&buf[..n]) {
                 got.push(buf[..n].to_vec());
             }

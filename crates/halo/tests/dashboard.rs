@@ -22,7 +22,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const AUTHKEYS: &str = "auth 1\n1 sha1 dashboard-secret\n";
 const VIP: &str = "10.81.0.100";
 const LDIRECTORD_CF: &str = "\
-checktimeout=1
+checktimeout=3
 checkinterval=1
 
 virtual=10.81.0.100:80

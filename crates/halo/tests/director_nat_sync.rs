@@ -183,8 +183,13 @@ fn failover(tag: &str, sync: bool) -> Option<(Vec<String>, Vec<String>, String)>
     }
 
     bed.tb.cable("d1", false).unwrap();
+    // Both real servers in d2's kernel table (the table is made before the first checks
+    // answer; one apply per answer): the second round must not meet a table of one.
     bed.until(Duration::from_secs(20), "d2 takes the VIP, the gateway and the director over", || {
-        bed.has_vip("d2") && bed.table("d2").is_some()
+        bed.has_vip("d2")
+            && bed
+                .table("d2")
+                .is_some_and(|t| t.contains("10.81.0.11") && t.contains("10.81.0.12") && t.contains("numgen"))
     });
     if sync {
         bed.until(Duration::from_secs(10), "d2 reports the NAT connections it created", || {

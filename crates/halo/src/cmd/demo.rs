@@ -36,7 +36,7 @@ const AUTHKEYS: &str = "auth 1\n1 sha1 halo-demo-key\n";
 const HARESOURCES: &str = "n1 IPaddr2::10.77.0.100/24/eth0 ldirectord::demo.cf\n";
 /// Seed 002's ldirectord.cf for this network: each real server checked every second.
 const DEMO_CF: &str = "\
-checktimeout=1
+checktimeout=3
 checkinterval=1
 
 virtual=10.77.0.100:80
