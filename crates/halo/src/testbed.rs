@@ -383,9 +383,16 @@ def serve(c):
         c.sendall(name + b" " + line)
     c.close()
 def listen(port):
-    s = socket.socket()
+    # Both families: IPv6 with IPv4-mapped addresses, or IPv4 alone where IPv6 is off.
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        addr = ("::", port)
+    except OSError:
+        s = socket.socket()
+        addr = ("0.0.0.0", port)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
+    s.bind(addr)
     s.listen(128)
     while True:
         c, _ = s.accept()

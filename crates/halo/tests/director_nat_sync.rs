@@ -36,9 +36,27 @@ virtual=10.81.1.100:7000
 \tprotocol=tcp
 ";
 
+/// The IPv6 variant: the same roles on fd81::/64 (directors, real servers, GW) and
+/// fd81:1::/64 (the client and the VIP).
+const VIP6: &str = "fd81:1::100";
+const GW6: &str = "fd81::fe";
+const LDIRECTORD_CF6: &str = "\
+checktimeout=1
+checkinterval=1
+quiescent=no
+
+virtual6=[fd81:1::100]:7000
+\treal6=[fd81::11]:7000 masq 1
+\treal6=[fd81::12]:7000 masq 1
+\tchecktype=connect
+\tscheduler=rr
+\tprotocol=tcp
+";
+
 struct Bed {
     tb: Testbed,
     sync: bool,
+    six: bool,
 }
 
 impl Bed {
@@ -65,26 +83,38 @@ impl Bed {
             cf.push_str("lvs_sync_daemon eth0 id 9 interval 0.5\n");
         }
         let dir = self.tb.write_config(node, &cf, "auth 1\n1 sha1 sync-secret\n").unwrap();
-        std::fs::write(
-            dir.join("haresources"),
-            format!("d1 IPaddr2::{VIP}/24/eth0 IPaddr2::{GW}/24/eth0 ldirectord::ldirectord.cf\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("ldirectord.cf"),
-            halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF),
-        )
-        .unwrap();
+        let (group, cf) = if self.six {
+            (
+                format!("d1 IPaddr2::{VIP6}/64/eth0 IPaddr2::{GW6}/64/eth0 ldirectord::ldirectord.cf\n"),
+                LDIRECTORD_CF6,
+            )
+        } else {
+            (
+                format!("d1 IPaddr2::{VIP}/24/eth0 IPaddr2::{GW}/24/eth0 ldirectord::ldirectord.cf\n"),
+                LDIRECTORD_CF,
+            )
+        };
+        std::fs::write(dir.join("haresources"), group).unwrap();
+        std::fs::write(dir.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&dir, cf)).unwrap();
         dir
     }
 
+    fn vip(&self) -> &'static str {
+        if self.six {
+            VIP6
+        } else {
+            VIP
+        }
+    }
+
     fn has_vip(&self, node: &str) -> bool {
-        let out = self.tb.exec(node, &["ip", "-4", "addr", "show", "dev", "eth0"]).unwrap();
-        String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/"))
+        let out = self.tb.exec(node, &["ip", "addr", "show", "dev", "eth0"]).unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" {}/", self.vip()))
     }
 
     fn table(&self, node: &str) -> Option<String> {
-        let o = self.tb.exec(node, &["nft", "list", "table", "ip", "halo_lb"]).ok()?;
+        let family = if self.six { "ip6" } else { "ip" };
+        let o = self.tb.exec(node, &["nft", "list", "table", family, "halo_lb"]).ok()?;
         o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
@@ -103,7 +133,7 @@ impl Bed {
 
 /// Runs the scenario; returns the names that answered each connection before and after the
 /// failover, and d2's log.
-fn failover(tag: &str, sync: bool) -> Option<(Vec<String>, Vec<String>, String)> {
+fn failover(tag: &str, sync: bool, six: bool) -> Option<(Vec<String>, Vec<String>, String)> {
     let mut tb = Testbed::for_test(tag)?;
     tb.add_host("d1", "10.81.0.1/24").unwrap();
     tb.add_host("d2", "10.81.0.2/24").unwrap();
@@ -122,12 +152,33 @@ fn failover(tag: &str, sync: bool) -> Option<(Vec<String>, Vec<String>, String)>
             tb.exec(d, &["sysctl", "-qw", s]).unwrap();
         }
     }
-    let mut bed = Bed { tb, sync };
+    if six {
+        // IPv6 beside the IPv4 the heartbeats use (nodad: usable at once).
+        for (h, a) in [
+            ("d1", "fd81::1/64"),
+            ("d2", "fd81::2/64"),
+            ("r1", "fd81::11/64"),
+            ("r2", "fd81::12/64"),
+            ("client", "fd81:1::9/64"),
+        ] {
+            tb.exec(h, &["ip", "addr", "add", a, "dev", "eth0", "nodad"]).unwrap();
+        }
+        for d in ["d1", "d2"] {
+            tb.exec(d, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]).unwrap();
+        }
+    }
+    let mut bed = Bed { tb, sync, six };
 
     for r in ["r1", "r2"] {
-        let out = bed.tb.exec(r, &["ip", "route", "add", "default", "via", GW]).unwrap();
+        let route: &[&str] = if six {
+            &["ip", "-6", "route", "add", "default", "via", GW6]
+        } else {
+            &["ip", "route", "add", "default", "via", GW]
+        };
+        let out = bed.tb.exec(r, route).unwrap();
         assert!(out.status.success(), "default route on {r}: {}", String::from_utf8_lossy(&out.stderr));
     }
+    let (real1, real2) = if six { ("fd81::11", "fd81::12") } else { ("10.81.0.11", "10.81.0.12") };
     bed.tb.start_line_servers(&["r1", "r2"], &[7000]).unwrap();
 
     let (c1, c2) = (bed.config("d1"), bed.config("d2"));
@@ -135,9 +186,7 @@ fn failover(tag: &str, sync: bool) -> Option<(Vec<String>, Vec<String>, String)>
     let (_p2, _) = bed.tb.start_halo("d2", Path::new(HALO), &c2).unwrap();
     bed.until(Duration::from_secs(30), "d1 holds the VIP and both real servers in its table", || {
         bed.has_vip("d1")
-            && bed
-                .table("d1")
-                .is_some_and(|t| t.contains("10.81.0.11") && t.contains("10.81.0.12") && t.contains("numgen"))
+            && bed.table("d1").is_some_and(|t| t.contains(real1) && t.contains(real2) && t.contains("numgen"))
     });
 
     let client = bed.tb.dir.join("client.py");
@@ -148,7 +197,7 @@ fn failover(tag: &str, sync: bool) -> Option<(Vec<String>, Vec<String>, String)>
         .spawn(
             "client",
             Path::new("python3"),
-            &[client.to_str().unwrap(), VIP, &CONNS.to_string(), go.to_str().unwrap()],
+            &[client.to_str().unwrap(), bed.vip(), &CONNS.to_string(), go.to_str().unwrap()],
             &out,
         )
         .unwrap();
@@ -187,9 +236,7 @@ fn failover(tag: &str, sync: bool) -> Option<(Vec<String>, Vec<String>, String)>
     // answer; one apply per answer): the second round must not meet a table of one.
     bed.until(Duration::from_secs(20), "d2 takes the VIP, the gateway and the director over", || {
         bed.has_vip("d2")
-            && bed
-                .table("d2")
-                .is_some_and(|t| t.contains("10.81.0.11") && t.contains("10.81.0.12") && t.contains("numgen"))
+            && bed.table("d2").is_some_and(|t| t.contains(real1) && t.contains(real2) && t.contains("numgen"))
     });
     if sync {
         bed.until(Duration::from_secs(10), "d2 reports the NAT connections it created", || {
@@ -208,7 +255,7 @@ fn failover(tag: &str, sync: bool) -> Option<(Vec<String>, Vec<String>, String)>
 
 #[test]
 fn nat_connections_survive_a_director_failover_only_with_sync() {
-    let Some((first, second, d2)) = failover("nsy1", true) else { return };
+    let Some((first, second, d2)) = failover("nsy1", true, false) else { return };
     assert_eq!(
         second, first,
         "with sync every established NAT connection is answered by the same real server after the \
@@ -224,7 +271,7 @@ fn nat_connections_survive_a_director_failover_only_with_sync() {
     );
 
     // The contrast: the same failover without lvs_sync_daemon breaks the connections.
-    let Some((first, second, d2)) = failover("nsy0", false) else { return };
+    let Some((first, second, d2)) = failover("nsy0", false, false) else { return };
     let kept = first.iter().zip(&second).filter(|(a, b)| a == b).count();
     assert!(
         kept < CONNS / 2,
@@ -232,4 +279,18 @@ fn nat_connections_survive_a_director_failover_only_with_sync() {
          {first:?} -> {second:?}\n{d2}"
     );
     assert!(!d2.contains("synced NAT connection"), "{d2}");
+}
+
+#[test]
+fn ipv6_nat_connections_survive_a_director_failover_with_sync() {
+    // The same over IPv6 (virtual6, real6; conntrack's IPv6 entries synced and created with
+    // their DNAT binding on the new director).
+    let Some((first, second, d2)) = failover("nsy6", true, true) else { return };
+    assert!(first.iter().all(|n| n == "r1" || n == "r2") && first.contains(&"r1".into()), "{first:?}\n{d2}");
+    assert_eq!(second, first, "every established IPv6 NAT connection kept its real server\n{d2}");
+    let created = d2
+        .lines()
+        .find(|l| l.contains("synced NAT connection(s) created in conntrack"))
+        .unwrap_or_else(|| panic!("d2 logs the NAT connections it created\n{d2}"));
+    assert!(created.contains(&format!("{CONNS} of {CONNS} synced NAT connection(s)")), "{created}");
 }
