@@ -21,7 +21,7 @@
 use halo_config::LvsSync;
 use halo_host::{Level, Logger};
 use halo_lb::dataplane::flows::{self, Assembler, SyncMsg};
-use halo_lb::dataplane::nft::{Nft, NftDataPlane, DEFAULT_TABLE};
+use halo_lb::dataplane::nft::{table_families, Family, Nft, NftDataPlane, DEFAULT_TABLE};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -246,19 +246,20 @@ impl Worker {
         }
     }
 
-    /// The director tables of this node.
-    fn local_tables(&self) -> Result<BTreeSet<String>, String> {
-        let out = self.nft.run(&["-j", "list", "tables", "ip"], None).map_err(|e| e.to_string())?;
+    /// The director tables of this node, with the families each exists in (`ip` always
+    /// while the director runs; `ip6` too while it has IPv6 services): one `nft` run.
+    fn local_tables(&self) -> Result<BTreeMap<String, Vec<Family>>, String> {
+        let out = self.nft.run(&["-j", "list", "tables"], None).map_err(|e| e.to_string())?;
         let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-        let mut names = BTreeSet::new();
-        for o in v.get("nftables").and_then(|a| a.as_array()).into_iter().flatten() {
-            if let Some(n) = o.get("table").and_then(|t| t.get("name")).and_then(|n| n.as_str()) {
-                if n == DEFAULT_TABLE || n.starts_with(&format!("{DEFAULT_TABLE}_")) {
-                    names.insert(n.to_string());
-                }
+        let mut tables: BTreeMap<String, Vec<Family>> = BTreeMap::new();
+        for (name, family) in table_families(&v) {
+            if name == DEFAULT_TABLE || name.starts_with(&format!("{DEFAULT_TABLE}_")) {
+                tables.entry(name).or_default().push(family);
             }
         }
-        Ok(names)
+        // A director's table is its ip one: an ip6 table alone is none of a running director's.
+        tables.retain(|_, f| f.contains(&Family::V4));
+        Ok(tables)
     }
 
     fn tick(&mut self) {
@@ -269,23 +270,24 @@ impl Worker {
                 return;
             }
         };
-        for t in tables.difference(&self.held) {
+        let names: BTreeSet<String> = tables.keys().cloned().collect();
+        for t in names.difference(&self.held) {
             self.logger.log(Level::Info, &format!("director sync: master for table ip {t}"));
         }
-        for t in self.held.difference(&tables) {
+        for t in self.held.difference(&names) {
             self.logger.log(Level::Info, &format!("director sync: table ip {t} gone here; backup for it"));
         }
-        self.held = tables.clone();
-        for table in &tables {
+        self.held = names;
+        for table in tables.keys() {
             self.log_restored(table);
         }
         let dest = SockAddr::from(SocketAddrV4::new(self.cfg.group, self.cfg.port));
         // One conntrack dump per tick for every table held (only when one is).
         let mut entries: Option<Vec<halo_lb::conntrack::Entry>> = None;
-        for table in &tables {
+        for (table, families) in &tables {
             flows::unstage(table);
             let plane = NftDataPlane::new(self.nft.clone()).with_table(table.clone());
-            let (sets, reals) = match plane.export_sync() {
+            let (sets, reals) = match plane.export_sync_of(families) {
                 Ok(x) => (x.sets, x.reals),
                 Err(e) => {
                     self.logger.log(Level::Warn, &format!("director sync: reading table ip {table}: {e}"));

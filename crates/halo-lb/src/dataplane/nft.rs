@@ -388,8 +388,15 @@ impl NftDataPlane {
     /// from one listing of each: what director sync sends each interval (the pairs pick the
     /// NAT connections out of conntrack).
     pub fn export_sync(&self) -> Result<SyncExport, Error> {
+        self.export_sync_of(&self.tables()?)
+    }
+
+    /// [`export_sync`](Self::export_sync) of the tables of `families`, for a caller that
+    /// listed the tables already (director sync does, every interval): one `nft` run per
+    /// table, none to look for them.
+    pub fn export_sync_of(&self, families: &[Family]) -> Result<SyncExport, Error> {
         let mut out = SyncExport::default();
-        for (family, v) in self.listings()? {
+        for (family, v) in self.listings_of(families)? {
             let k = Kernel::parse(&v).map_err(|what| Error::BadOutput {
                 command: format!("nft -j list table {} {}", family.name(), self.table),
                 what,
@@ -404,11 +411,14 @@ impl NftDataPlane {
 
     /// `nft -j list table` of each table that exists.
     fn listings(&self) -> Result<Vec<(Family, Value)>, Error> {
-        let mut out = Vec::new();
-        for family in self.tables()? {
-            out.push((family, self.nft.run_json(&["-j", "list", "table", family.name(), &self.table])?));
-        }
-        Ok(out)
+        self.listings_of(&self.tables()?)
+    }
+
+    fn listings_of(&self, families: &[Family]) -> Result<Vec<(Family, Value)>, Error> {
+        families
+            .iter()
+            .map(|&f| Ok((f, self.nft.run_json(&["-j", "list", "table", f.name(), &self.table])?)))
+            .collect()
     }
 
     /// The flows (and persistence templates) of the DR `services` in the tables, for their
@@ -435,15 +445,7 @@ impl NftDataPlane {
     /// The families in which the table exists.
     fn tables(&self) -> Result<Vec<Family>, Error> {
         let tables = self.nft.run_json(&["-j", "list", "tables"])?;
-        let found = objects(&tables)
-            .filter(|(kind, o)| *kind == "table" && str_of(o, "name") == Some(self.table.as_str()))
-            .filter_map(|(_, o)| match str_of(o, "family") {
-                Some("ip") => Some(Family::V4),
-                Some("ip6") => Some(Family::V6),
-                _ => None,
-            })
-            .collect();
-        Ok(found)
+        Ok(table_families(&tables).into_iter().filter(|(n, _)| *n == self.table).map(|(_, f)| f).collect())
     }
 
     /// The kernel's view of the table of `family`, or None when it does not exist.
@@ -474,6 +476,21 @@ pub fn can_run(desired: &Desired) -> Result<(), InvalidDesired> {
         }
     }
     Ok(())
+}
+
+/// Every `ip` and `ip6` table of an `nft -j list tables` listing: (name, family).
+pub fn table_families(listing: &Value) -> Vec<(String, Family)> {
+    objects(listing)
+        .filter(|(kind, _)| *kind == "table")
+        .filter_map(|(_, o)| {
+            let family = match str_of(o, "family")? {
+                "ip" => Family::V4,
+                "ip6" => Family::V6,
+                _ => return None,
+            };
+            Some((str_of(o, "name")?.to_string(), family))
+        })
+        .collect()
 }
 
 /// The services of `desired` that run in the table of `family`.
