@@ -891,11 +891,30 @@ mod tests {
     /// the entry it makes is destination-NATed to the real server (what the director's packets
     /// are rewritten by), established and assured; the same entry again is refused (EEXIST),
     /// counted, and does not stop the next one.
+    /// Whether a kernel test can run: root, else skipped with a note (a failure under
+    /// `HALO_REQUIRE_ROOT=1`).
+    fn as_root(test: &str) -> bool {
+        if !nix::unistd::geteuid().is_root() {
+            assert_ne!(std::env::var("HALO_REQUIRE_ROOT").as_deref(), Ok("1"), "{test} needs root");
+            eprintln!("note: {test} skipped: needs root");
+            return false;
+        }
+        true
+    }
+
+    /// Runs `f` on a thread of its own in a new network namespace (its own conntrack table).
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+            f()
+        })
+        .join()
+        .expect("thread")
+    }
+
     #[test]
     fn create_makes_a_dnat_entry_in_the_kernel() {
-        if !nix::unistd::geteuid().is_root() {
-            assert_ne!(std::env::var("HALO_REQUIRE_ROOT").as_deref(), Ok("1"), "needs root");
-            eprintln!("note: create_makes_a_dnat_entry_in_the_kernel skipped: needs root");
+        if !as_root("create_makes_a_dnat_entry_in_the_kernel") {
             return;
         }
         let tcp = NatConn {
@@ -912,16 +931,13 @@ mod tests {
             real: a("10.81.0.11:53"),
             timeout_s: 100,
         };
-        let (first, again, entries) = std::thread::spawn(move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+        let (first, again, entries) = in_new_netns(move || {
             let first = create(&[tcp, udp], Duration::from_secs(2)).expect("netlink");
             let again =
                 create(&[tcp, NatConn { client: a("10.81.1.9:40001"), ..tcp }], Duration::from_secs(2))
                     .expect("netlink");
             (first, again, dump(Duration::from_secs(2)).expect("dump"))
-        })
-        .join()
-        .expect("thread");
+        });
         assert_eq!(first, Created { created: 2, failed: 0, first_error: None });
         assert_eq!((again.created, again.failed), (1, 1), "{again:?}");
         let why = again.first_error.unwrap_or_default();
@@ -955,9 +971,7 @@ mod tests {
     /// from the same dump as the IPv4 ones.
     #[test]
     fn create_makes_an_ipv6_dnat_entry_in_the_kernel() {
-        if !nix::unistd::geteuid().is_root() {
-            assert_ne!(std::env::var("HALO_REQUIRE_ROOT").as_deref(), Ok("1"), "needs root");
-            eprintln!("note: create_makes_an_ipv6_dnat_entry_in_the_kernel skipped: needs root");
+        if !as_root("create_makes_an_ipv6_dnat_entry_in_the_kernel") {
             return;
         }
         let six = NatConn {
@@ -974,13 +988,10 @@ mod tests {
             real: a("10.81.0.12:8080"),
             timeout_s: 3000,
         };
-        let (made, entries) = std::thread::spawn(move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+        let (made, entries) = in_new_netns(move || {
             let made = create(&[six, four], Duration::from_secs(2)).expect("netlink");
             (made, dump(Duration::from_secs(2)).expect("dump"))
-        })
-        .join()
-        .expect("thread");
+        });
         assert_eq!(made, Created { created: 2, failed: 0, first_error: None });
         assert_eq!(entries.len(), 2, "both families in one dump: {entries:?}");
         let e = entries.iter().find(|e| e.orig_src == six.client).expect("the IPv6 entry");
