@@ -274,6 +274,27 @@ impl Testbed {
             + &std::fs::read_to_string(self.dir.join(format!("{node}.out"))).unwrap_or_default()
     }
 
+    /// `nft list table FAMILY NAME` in `host`'s namespace: the kernel's copy of a director's
+    /// table (what clients meet; `halo lvs` shows the decided state, applied a moment
+    /// later), None while there is no such table.
+    pub fn nft_table(&self, host: &str, family: &str, name: &str) -> Option<String> {
+        let o = self.exec(host, &["nft", "list", "table", family, name]).ok()?;
+        Some(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    /// `halo lvs ARGS` against `host`'s daemon (its socket `HOST.sock`, as
+    /// [`Testbed::start_halo`] names it), None when it does not answer.
+    pub fn halo_lvs(&self, halo: &Path, host: &str, args: &[&str]) -> Option<String> {
+        let out = Command::new(halo)
+            .arg("--socket")
+            .arg(self.dir.join(format!("{host}.sock")))
+            .arg("lvs")
+            .args(args)
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The body `host` gets for `url` (curl, trimmed; `[IPv6]` URLs work), None on an error,
     /// an empty answer or none within `max_time`.
     pub fn fetch(&self, host: &str, url: &str, max_time: Duration) -> Option<String> {

@@ -188,10 +188,7 @@ impl Cluster {
     /// namespace), empty while there is none. `halo lvs` shows the director's decided state;
     /// the kernel's copy is applied a moment later, and that is what the client meets.
     fn kernel_table(&self, node: &str) -> String {
-        match self.tb.exec(node, &["nft", "list", "table", "ip", "halo_lb"]) {
-            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-            _ => String::new(),
-        }
+        self.tb.nft_table(node, "ip", "halo_lb").unwrap_or_default()
     }
 
     /// Both real servers in the rotation of `node`'s kernel table: a per-real chain each

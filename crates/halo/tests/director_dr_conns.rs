@@ -147,8 +147,7 @@ fn director_dr_connection_counts_from_the_flow_sets() {
     // `halo lvs` shows the director's decided table; the kernel's copy, which the client
     // meets, follows a moment later: both real servers must be in its rotation first.
     b.until(Duration::from_secs(10), "both real servers in the kernel's table", || {
-        let o = b.tb.exec("d", &["nft", "list", "table", "ip", "halo_lb"]).unwrap();
-        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        let t = b.tb.nft_table("d", "ip", "halo_lb").unwrap_or_default();
         t.contains("dup to 10.81.0.11") && t.contains("dup to 10.81.0.12") && t.contains("numgen")
     });
 

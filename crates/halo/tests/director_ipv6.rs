@@ -8,7 +8,6 @@
 //! clean stop of the director removes its tables.
 use halo::testbed::{sh, wait_for, Testbed};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const HALO: &str = env!("CARGO_BIN_EXE_halo");
@@ -78,10 +77,7 @@ impl Six {
     }
 
     fn lvs_with(&self, args: &[&str]) -> String {
-        let sock = self.tb.dir.join("d.sock");
-        let out =
-            Command::new(HALO).args(["--socket", sock.to_str().unwrap(), "lvs"]).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.tb.halo_lvs(Path::new(HALO), "d", args).unwrap_or_default()
     }
 
     fn fetches(&self, n: usize) -> Vec<String> {

@@ -152,9 +152,7 @@ impl Nat {
     }
 
     fn lvs(&self) -> String {
-        let sock = self.tb.dir.join("d.sock");
-        let out = Command::new(HALO).args(["--socket", sock.to_str().unwrap(), "lvs"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.tb.halo_lvs(Path::new(HALO), "d", &[]).unwrap_or_default()
     }
 
     fn fetches(&self, n: usize) -> Vec<String> {
@@ -217,8 +215,7 @@ fn seed_002_director_nat_http_and_udp_dns() {
         Duration::from_secs(10),
         "the kernel's table rotates over both real servers of both services",
         || {
-            let o = c.tb.exec("d", &["nft", "list", "table", "ip", "halo_lb"]).unwrap();
-            let t = String::from_utf8_lossy(&o.stdout).into_owned();
+            let t = c.tb.nft_table("d", "ip", "halo_lb").unwrap_or_default();
             ["10.81.0.11:80", "10.81.0.12:80", "10.81.0.11:53", "10.81.0.12:53"]
                 .iter()
                 .all(|r| t.contains(&format!("dnat to {r}")))

@@ -113,9 +113,7 @@ impl Bed {
     }
 
     fn table(&self, node: &str) -> Option<String> {
-        let family = if self.six { "ip6" } else { "ip" };
-        let o = self.tb.exec(node, &["nft", "list", "table", family, "halo_lb"]).ok()?;
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+        self.tb.nft_table(node, if self.six { "ip6" } else { "ip" }, "halo_lb")
     }
 
     fn until(&self, within: Duration, what: &str, mut f: impl FnMut() -> bool) {

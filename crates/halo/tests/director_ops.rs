@@ -564,8 +564,7 @@ fn director_autoreload_applies_the_difference_and_refuses_an_invalid_file() {
             && b.log().matches("reloaded").count() >= 3
     });
     b.tb.stop(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let table = b.tb.exec("d", &["nft", "list", "table", "ip", "halo_lb"]).map(|o| o.stdout);
-    let table = String::from_utf8_lossy(&table.unwrap_or_default()).into_owned();
+    let table = b.tb.nft_table("d", "ip", "halo_lb").unwrap_or_default();
     assert!(table.contains("10.81.0.100") && table.contains("10.81.0.3"), "{table}\n{}", b.log());
     assert!(b.log().contains("cleanstop=no: table ip halo_lb left with 1 virtual service(s)"), "{}", b.log());
 }
@@ -601,8 +600,7 @@ fn director_nat_connection_counts_from_conntrack() {
     // `halo lvs` shows the director's decided table; the kernel's copy, which the clients
     // meet, follows a moment later: both real servers must be in its rotation first.
     b.until(Duration::from_secs(10), "both real servers in the kernel's table", || {
-        let o = b.tb.exec("d", &["nft", "list", "table", "ip", "halo_lb"]).unwrap();
-        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        let t = b.tb.nft_table("d", "ip", "halo_lb").unwrap_or_default();
         t.contains(&format!("dnat to {R1}")) && t.contains(&format!("dnat to {R2}")) && t.contains("numgen")
     });
 

@@ -83,7 +83,7 @@ impl Bed {
     }
 
     fn has_table(&self, node: &str) -> bool {
-        self.tb.exec(node, &["nft", "list", "table", "ip", "halo_lb"]).is_ok_and(|o| o.status.success())
+        self.tb.nft_table(node, "ip", "halo_lb").is_some()
     }
 
     fn until(&self, within: Duration, what: &str, mut f: impl FnMut() -> bool) {
@@ -121,8 +121,7 @@ fn director_failover_keeps_established_and_persistent_clients_on_their_real_serv
     });
     // Both real servers are in d1's table (their checks passed) before the client connects.
     bed.until(Duration::from_secs(20), "both real servers are in d1's table", || {
-        let o = bed.tb.exec("d1", &["nft", "list", "table", "ip", "halo_lb"]).unwrap();
-        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        let t = bed.tb.nft_table("d1", "ip", "halo_lb").unwrap_or_default();
         t.contains("10.81.0.11") && t.contains("10.81.0.12") && t.contains("numgen")
     });
 
@@ -173,8 +172,7 @@ fn director_failover_keeps_established_and_persistent_clients_on_their_real_serv
         bed.has_vip("d2") && bed.has_table("d2")
     });
     // The synced flows are in d2's table from its first transaction.
-    let o = bed.tb.exec("d2", &["nft", "list", "table", "ip", "halo_lb"]).unwrap();
-    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let table = bed.tb.nft_table("d2", "ip", "halo_lb").expect("d2's table");
     assert!(
         table.contains("10.81.0.9 . "),
         "d2's flow sets hold the client's flows:\n{table}\n{}",
