@@ -17,14 +17,12 @@ const DIRECTOR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const R1: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 11);
 const R2: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 12);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x100);
-const R1_6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x11);
-const R2_6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x12);
-/// The hosts' IPv6 addresses: fd77::1 (client), ::2 (director), ::11 and ::12, the last
-/// group written as the IPv4 address's last byte is.
-fn v6_of(v4: Ipv4Addr) -> Ipv6Addr {
-    let last = u16::from_str_radix(&v4.octets()[3].to_string(), 16).expect("decimal digits read as hex");
-    Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, last)
+const VIP6: Ipv6Addr = v6_of(VIP);
+const R1_6: Ipv6Addr = v6_of(R1);
+const R2_6: Ipv6Addr = v6_of(R2);
+/// A host's IPv6 address beside its IPv4 one: fd77::N for 10.77.0.N.
+const fn v6_of(v4: Ipv4Addr) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, v4.octets()[3] as u16)
 }
 /// Bounds a blocked read or connect so that a broken data plane fails the test instead of
 /// hanging it; never part of what is asserted.
@@ -737,16 +735,10 @@ fn dataplane_firewall_mark_services_dr_with_persistence_across_ports_and_nat() {
          ip daddr {VIP} tcp dport {{ 80, 443 }} meta mark set 7\n  \
          ip daddr {VIP} tcp dport 9090 meta mark set 8\n }}\n}}\n"
     );
-    let out = Command::new("ip")
-        .args(["netns", "exec", &bed.ns("dir"), "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().expect("stdin").write_all(marks.as_bytes())?;
-            c.wait()
-        })
-        .expect("nft");
-    assert!(out.success(), "the operator's marking rules load");
+    Nft::new()
+        .in_netns(bed.ns("dir"))
+        .run(&["-f", "-"], Some(&marks))
+        .expect("the operator's marking rules load");
 
     let plane = bed.plane();
     let mut web = fwmark_service(7, Forward::Gate);
