@@ -19,6 +19,13 @@
 # director (halo, HAProxy) runs on CPU 1 and the packets it receives are processed there. CPU 0
 # then does the same work on every path, and the director's work no longer comes off the
 # client's and server's CPU, as it does not when the director is another machine.
+#
+# PIN=2 (raw output in bench/director/results-pinned-net.txt): as PIN=1, but the switch (the
+# bridge's ports) is on CPU 1 with the director: the network is not the client's or the
+# server's CPU. Every path then crosses CPUs the same number of times (the direct path too, as
+# through a real switch, where PIN=1's direct path never leaves CPU 0), so CPU 0 does the same
+# work, interrupts included, on every path and the difference is what the director costs.
+# Each path's row also gives how busy each CPU was while wrk ran (/proc/stat).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
@@ -28,9 +35,10 @@ CHECK_SECS=${CHECK_SECS:-20}
 PIN=${PIN:-0}
 OUT=bench/director/results.txt
 [[ $PIN == 1 ]] && OUT=bench/director/results-pinned.txt
-on() { # CPU NS COMMAND...: in namespace NS, pinned to CPU with PIN=1 (inherited by children)
+[[ $PIN == 2 ]] && OUT=bench/director/results-pinned-net.txt
+on() { # CPU NS COMMAND...: in namespace NS, pinned to CPU with PIN=1|2 (inherited by children)
     local cpu=$1 n=$2; shift 2
-    if [[ $PIN == 1 ]]; then taskset -c "$cpu" ip netns exec "$P-$n" "$@"; else ip netns exec "$P-$n" "$@"; fi
+    if [[ $PIN != 0 ]]; then taskset -c "$cpu" ip netns exec "$P-$n" "$@"; else ip netns exec "$P-$n" "$@"; fi
 }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/main/target/bench}
 need=()
@@ -103,11 +111,31 @@ ip -n $P-d addr add 10.90.1.1/24 dev eth1; ip -n $P-d link set eth1 up
 ip -n $P-c addr add 10.90.1.9/24 dev eth1; ip -n $P-c link set eth1 up
 ip -n $P-r route add 10.90.1.0/24 via 10.90.0.1
 ns d sysctl -qw net.ipv4.ip_forward=1
-if [[ $PIN == 1 ]]; then # receive processing: client, server and their switch ports on CPU 0
-    for x in c:eth0 c:eth1 r:eth0 sw:p-c sw:p-r; do
+# The routed controls: the real server by other addresses that c reaches through d, plainly
+# forwarded (no halo rule matches them, and conntrack is off for them): routed-nat along the NAT
+# path's links (c -eth1-> d -eth0-> r and back through d), routed-dr along the DR path's
+# (c -> d on the switch -> r, answers straight back to c). What the same hops cost without a
+# load balancer.
+ip -n $P-r addr add 10.90.2.11/32 dev eth0
+ip -n $P-r addr add 10.90.3.11/32 dev eth0
+ip -n $P-d route add 10.90.2.11/32 via 10.90.0.11 dev eth0
+ip -n $P-d route add 10.90.3.11/32 via 10.90.0.11 dev eth0
+ip -n $P-c route add 10.90.2.11/32 via 10.90.1.1 dev eth1
+ip -n $P-c route add 10.90.3.11/32 via 10.90.0.1 dev eth0
+ns d sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
+ns c sysctl -qw net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.eth0.accept_redirects=0
+ns d nft -f - <<'NFT'
+table ip bench_routed {
+    chain raw { type filter hook prerouting priority raw; ip daddr { 10.90.2.11, 10.90.3.11 } notrack; ip saddr { 10.90.2.11, 10.90.3.11 } notrack; }
+}
+NFT
+if [[ $PIN != 0 ]]; then # receive processing: client and server (PIN=1: and their switch ports) on CPU 0
+    cpu0=(c:eth0 c:eth1 r:eth0) cpu1=(d:eth0 d:eth1 sw:p-d)
+    if [[ $PIN == 1 ]]; then cpu0+=(sw:p-c sw:p-r); else cpu1+=(sw:p-c sw:p-r); fi
+    for x in "${cpu0[@]}"; do
         ns "${x%%:*}" sh -c "echo 1 > /sys/class/net/${x#*:}/queues/rx-0/rps_cpus"
     done
-    for x in d:eth0 d:eth1 sw:p-d; do # the director's on CPU 1
+    for x in "${cpu1[@]}"; do # the director's (PIN=2: and the switch's) on CPU 1
         ns "${x%%:*}" sh -c "echo 2 > /sys/class/net/${x#*:}/queues/rx-0/rps_cpus"
     done
 fi
@@ -181,29 +209,46 @@ done
 "$BIN/halo" --socket "$TMP/halo.sock" lvs >"$TMP/lvs.txt" 2>&1 || fail "halo lvs"; cat "$TMP/lvs.txt"
 [[ $(grep -c '10.90.0.11:80' "$TMP/lvs.txt") == 2 ]] || fail "the director did not come up"
 
-rps() { # URL -> requests/s
-    on 0 c wrk -t1 -c"$CONNS" -d"${DURATION}s" "$1" | awk '/^Requests\/sec:/ { print int($2) }'
+cpus() { grep -E '^cpu[01] ' /proc/stat; }
+busy() { # two samples of cpus -> "B0 B1": each CPU's busy % between them (idle and iowait excluded)
+    paste <(echo "$1") <(echo "$2") |
+        awk '{ t = 0; i = 0; for (k = 2; k <= 11; k++) { d = $(k + 11) - $k; t += d; if (k == 5 || k == 6) i += d }
+               printf "%s%.0f", (NR > 1 ? " " : ""), 100 * (t - i) / t }'
 }
-declare -A R
+rps() { # URL -> "requests/s busy0 busy1"
+    local a b v
+    a=$(cpus)
+    v=$(on 0 c wrk -t1 -c"$CONNS" -d"${DURATION}s" "$1" | awk '/^Requests\/sec:/ { print int($2) }')
+    b=$(cpus)
+    echo "$v $(busy "$a" "$b")"
+}
+declare -A R B
 : >"$OUT"
 for round in $(seq "$ROUNDS"); do
-    for path in direct:http://10.90.0.11/ dr:http://10.90.0.100/ nat:http://10.90.1.100/ haproxy:http://10.90.1.1:8080/; do
+    for path in direct:http://10.90.0.11/ routed-dr:http://10.90.3.11/ dr:http://10.90.0.100/ \
+        routed-nat:http://10.90.2.11/ nat:http://10.90.1.100/ haproxy:http://10.90.1.1:8080/; do
         name=${path%%:*}; url=${path#*:}
         ns c curl -sf --max-time 2 "$url" >/dev/null || { echo "$name: $url does not answer"; exit 1; }
-        v=$(rps "$url")
-        echo "round $round $name $v" | tee -a "$OUT"
+        read -r v b0 b1 < <(rps "$url")
+        echo "round $round $name $v cpu0 $b0% cpu1 $b1%" | tee -a "$OUT"
         R[$name]="${R[$name]:-} $v"
+        B[$name]="${B[$name]:-} $b0/$b1"
     done
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 d=$(median "${R[direct]}")
-[[ $PIN == 1 ]] || checks
+[[ $PIN != 0 ]] || checks
 
+pinned=""
+[[ $PIN == 1 ]] && pinned="; PIN=1: client and server on CPU 0, director on CPU 1"
+[[ $PIN == 2 ]] && pinned="; PIN=2: client and server on CPU 0, director and switch on CPU 1"
 echo
-echo "HTTP requests/s (wrk -t1 -c$CONNS, ${DURATION}s, median of $ROUNDS; nginx, one worker)$([[ $PIN == 1 ]] && echo "; PIN=1: client and server on CPU 0, director on CPU 1")"
-printf '| path | requests/s | vs direct |\n|---|---|---|\n'
-for name in direct dr nat haproxy; do
+echo "HTTP requests/s (wrk -t1 -c$CONNS, ${DURATION}s, median of $ROUNDS; nginx, one worker)$pinned"
+vs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }'; }
+printf '| path | requests/s | vs direct | vs the same hops routed | rounds | CPU 0 / CPU 1 busy %% by round |\n|---|---|---|---|---|---|\n'
+for name in direct routed-dr dr routed-nat nat haproxy; do
     m=$(median "${R[$name]}")
-    printf '| %s | %s | %s%% |\n' "$name" "$m" "$(awk -v a="$m" -v b="$d" 'BEGIN { printf "%.1f", (a / b - 1) * 100 }')"
+    case $name in dr | nat) rt=$(vs "$m" "$(median "${R[routed-$name]}")") ;; *) rt="" ;; esac
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$m" "$(vs "$m" "$d")" "$rt" "${R[$name]# }" "${B[$name]# }"
 done
-[[ $PIN == 1 ]] || checks_table
+[[ $PIN != 0 ]] || checks_table
