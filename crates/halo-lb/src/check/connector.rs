@@ -1,5 +1,5 @@
-//! The connect check's connection: a real TCP handshake with the real server, at the fewest
-//! system calls per check.
+//! The connect and http checks' connections: a real TCP handshake with the real server, at the
+//! fewest system calls per check.
 //!
 //! A connect check through tokio's `TcpStream` costs seven system calls: `socket`, `connect`,
 //! `epoll_ctl` ADD, `getsockopt(SO_ERROR)`, `setsockopt(SO_LINGER)`, `epoll_ctl` DEL and
@@ -24,11 +24,19 @@
 //! reset), from a fresh ephemeral port. A check dropped before its answer (its deadline)
 //! disconnects its socket the same way; an event that comes for a token no longer waited for
 //! is ignored, and a socket whose disconnect fails is closed instead of reused.
+//!
+//! The http and https checks exchange bytes on the same pooled sockets ([`connect`] gives a
+//! [`Conn`], tokio's `AsyncRead`/`AsyncWrite`): a read or write that would block arms the
+//! socket one-shot for `EPOLLIN`/`EPOLLOUT` on the same epoll instance and the check waits for
+//! that event; dropping the `Conn` resets the connection and pools the socket. An exchange
+//! then costs `connect`, an `epoll_ctl` per wait, the `send`/`recv` calls and the disconnect,
+//! instead of tokio's `socket`, `setsockopt`, `epoll_ctl` ADD and DEL and `close` around them.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -36,6 +44,7 @@ use nix::libc;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Idle sockets kept per address family: about what one tick of 10,000 checks a second has
 /// in flight. More than that are closed when their check ends.
@@ -53,8 +62,8 @@ pub(crate) async fn connect_and_reset(target: SocketAddr) -> Result<(), String> 
         // No epoll instance for this runtime (out of descriptors): tokio's own way.
         Err(_) => return fallback(target).await,
     };
-    let sock = connector.take(target.is_ipv4()).map_err(|e| format!("connect to {target}: {e}"))?;
-    let mut attempt = Attempt { connector, sock: Some(sock), v4: target.is_ipv4(), token: None };
+    let mut attempt =
+        Attempt::new(connector, target.is_ipv4()).map_err(|e| format!("connect to {target}: {e}"))?;
     attempt.run(target).await.map_err(|e| format!("connect to {target}: {e}"))
 }
 
@@ -232,26 +241,87 @@ struct Attempt {
     connector: Arc<Connector>,
     sock: Option<Pooled>,
     v4: bool,
-    token: Option<u64>,
+    /// The wait armed in the connector's epoll instance: its token and the events asked for.
+    armed: Option<(u64, EpollFlags)>,
 }
 
 impl Attempt {
+    fn new(connector: Arc<Connector>, v4: bool) -> io::Result<Attempt> {
+        let sock = connector.take(v4)?;
+        Ok(Attempt { connector, sock: Some(sock), v4, armed: None })
+    }
+
+    fn socket(&self) -> io::Result<&Socket> {
+        self.sock.as_ref().map(|p| &p.sock).ok_or_else(|| io::Error::other("no socket"))
+    }
+
     async fn run(&mut self, target: SocketAddr) -> io::Result<()> {
-        let Some(p) = self.sock.as_mut() else { return Err(io::Error::other("no socket")) };
-        match p.sock.connect(&SockAddr::from(target)) {
+        match self.socket()?.connect(&SockAddr::from(target)) {
             Ok(()) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
         }
-        let token = {
-            let mut st = self.connector.lock();
-            let t = st.next_token;
-            st.next_token += 1;
-            st.waiting.insert(t, Slot::Waiting(None));
-            t
+        let bits = std::future::poll_fn(|cx| self.poll_event(cx, EpollFlags::EPOLLOUT)).await?;
+        if bits.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP) {
+            return Err(self
+                .socket()?
+                .take_error()?
+                .unwrap_or_else(|| io::Error::other("connection failed")));
+        }
+        Ok(())
+    }
+
+    /// Arms the socket (one-shot) for `interest` unless it is armed for it already, and polls
+    /// for the event: `Ready` with its bits once it came (the wait is then over: the next one
+    /// arms again).
+    fn poll_event(&mut self, cx: &mut Context<'_>, interest: EpollFlags) -> Poll<io::Result<EpollFlags>> {
+        let token = match self.armed {
+            Some((token, i)) if i == interest => token,
+            Some((token, _)) => {
+                self.arm(token, interest)?;
+                token
+            }
+            None => {
+                let token = {
+                    let mut st = self.connector.lock();
+                    let t = st.next_token;
+                    st.next_token += 1;
+                    st.waiting.insert(t, Slot::Waiting(None));
+                    t
+                };
+                // Set first: if arming fails, the drop still removes the slot.
+                self.armed = Some((token, interest));
+                self.arm(token, interest)?;
+                token
+            }
         };
-        self.token = Some(token);
-        let mut ev = EpollEvent::new(EpollFlags::EPOLLOUT | EpollFlags::EPOLLONESHOT, token);
+        let connector = Arc::clone(&self.connector);
+        let polled = match fired(&connector, token, cx) {
+            Some(bits) => Poll::Ready(Ok(bits)),
+            None => match connector.harvest(cx, token) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                // Harvested: ours may be among them; if not, poll again at once (the
+                // runtime's readiness was cleared only when the epoll instance was empty).
+                Poll::Ready(Ok(())) => match fired(&connector, token, cx) {
+                    Some(bits) => Poll::Ready(Ok(bits)),
+                    None => {
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                },
+                Poll::Pending => Poll::Pending,
+            },
+        };
+        if let Poll::Ready(Ok(_)) = polled {
+            // `fired` removed the slot.
+            self.armed = None;
+        }
+        polled
+    }
+
+    fn arm(&mut self, token: u64, interest: EpollFlags) -> io::Result<()> {
+        let p = self.sock.as_mut().ok_or_else(|| io::Error::other("no socket"))?;
+        let mut ev = EpollEvent::new(interest | EpollFlags::EPOLLONESHOT, token);
         let epoll = &self.connector.epoll.get_ref().0;
         if p.added {
             epoll.modify(p.sock.as_fd(), &mut ev)?;
@@ -259,33 +329,41 @@ impl Attempt {
             epoll.add(p.sock.as_fd(), ev)?;
             p.added = true;
         }
-        let connector = Arc::clone(&self.connector);
-        let bits = std::future::poll_fn(|cx| {
-            if let Some(bits) = fired(&connector, token, cx) {
-                return Poll::Ready(Ok(bits));
-            }
-            match connector.harvest(cx, token) {
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {
-                    // Harvested: ours may be among them; if not, poll again at once (the
-                    // runtime's readiness was cleared only when the epoll instance was empty).
-                    match fired(&connector, token, cx) {
-                        Some(bits) => Poll::Ready(Ok(bits)),
-                        None => {
-                            cx.waker().wake_by_ref();
-                            Poll::Pending
-                        }
-                    }
-                }
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await?;
-        if bits.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP) {
-            let p = self.sock.as_ref().ok_or_else(|| io::Error::other("no socket"))?;
-            return Err(p.sock.take_error()?.unwrap_or_else(|| io::Error::other("connection failed")));
-        }
+        self.armed = Some((token, interest));
         Ok(())
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let read = {
+                let sock = self.socket()?;
+                let mut r: &Socket = sock;
+                r.read(buf.initialize_unfilled())
+            };
+            match read {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            // Readable, an error or a hang-up: the next read says which.
+            std::task::ready!(self.poll_event(cx, EpollFlags::EPOLLIN))?;
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            match self.socket()?.send_with_flags(data, libc::MSG_NOSIGNAL) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            std::task::ready!(self.poll_event(cx, EpollFlags::EPOLLOUT))?;
+        }
     }
 }
 
@@ -310,7 +388,7 @@ fn fired(c: &Connector, token: u64, cx: &mut Context<'_>) -> Option<EpollFlags> 
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        if let Some(token) = self.token {
+        if let Some((token, _)) = self.armed {
             let mut st = self.connector.lock();
             st.waiting.remove(&token);
             // This check's task was the one the runtime wakes for the epoll instance: hand
@@ -327,6 +405,63 @@ impl Drop for Attempt {
         }
         if let Some(p) = self.sock.take() {
             self.connector.give_back(p, self.v4);
+        }
+    }
+}
+
+/// A check's established connection for an exchange (http, https): on a pooled socket of
+/// the runtime's connector, read and written without blocking and waited for through its
+/// epoll instance like the connect, and reset and pooled again when dropped, as
+/// [`connect_and_reset`] does; through tokio's `TcpStream` (closed with a reset) where the
+/// runtime has no connector.
+pub(crate) struct Conn(Inner);
+
+enum Inner {
+    Pooled(Attempt),
+    Plain(tokio::net::TcpStream),
+}
+
+/// Connects to `target`; errors as [`connect_and_reset`]'s.
+pub(crate) async fn connect(target: SocketAddr) -> Result<Conn, String> {
+    let Ok(connector) = Connector::current() else {
+        let stream = super::io::connect_tcp(target).await?;
+        super::io::close_with_reset(&stream);
+        return Ok(Conn(Inner::Plain(stream)));
+    };
+    let mut attempt =
+        Attempt::new(connector, target.is_ipv4()).map_err(|e| format!("connect to {target}: {e}"))?;
+    attempt.run(target).await.map_err(|e| format!("connect to {target}: {e}"))?;
+    Ok(Conn(Inner::Pooled(attempt)))
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Inner::Pooled(a) => a.poll_read(cx, buf),
+            Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().0 {
+            Inner::Pooled(a) => a.poll_write(cx, data),
+            Inner::Plain(s) => Pin::new(s).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Inner::Pooled(_) => Poll::Ready(Ok(())),
+            Inner::Plain(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Inner::Pooled(a) => Poll::Ready(a.socket()?.shutdown(std::net::Shutdown::Write)),
+            Inner::Plain(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -429,6 +564,94 @@ mod tests {
             connect_and_reset(up).await.unwrap();
         }
         assert!(Connector::current().unwrap().lock().waiting.is_empty());
+    }
+
+    /// A server that reads until a blank line (or `expect` bytes), then answers `answer` in
+    /// two writes 20 ms apart and closes.
+    async fn answering(expect: usize, answer: &'static [u8]) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 64 * 1024];
+                    while got.len() < expect && !got.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let (a, b) = answer.split_at(answer.len() / 2);
+                    let _ = s.write_all(a).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    let _ = s.write_all(b).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn exchange(target: SocketAddr, request: &[u8]) -> Result<Vec<u8>, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = connect(target).await?;
+        c.write_all(request).await.map_err(|e| e.to_string())?;
+        c.flush().await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn exchanges_on_pooled_sockets_read_whole_answers_and_reuse_the_sockets() {
+        const ANSWER: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nN1";
+        let up = answering(usize::MAX, ANSWER).await;
+        for round in 0..10 {
+            let got = exchange(up, b"GET / HTTP/1.0\r\n\r\n")
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(got, ANSWER, "round {round}");
+        }
+        // A request larger than the socket buffers: the write waits for the server to read.
+        let big = vec![b'x'; 4 << 20];
+        let sink = answering(big.len(), b"ok").await;
+        assert_eq!(exchange(sink, &big).await.unwrap(), b"ok");
+        let e = exchange(closed_port().await, b"GET /").await.expect_err("nothing listens there");
+        assert!(e.contains("refused"), "{e}");
+        let c = Connector::current().unwrap();
+        let st = c.lock();
+        assert!((1..=2).contains(&st.idle_v4.len()), "{} idle sockets", st.idle_v4.len());
+        assert!(st.waiting.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_exchange_cut_by_its_deadline_leaves_a_reusable_socket() {
+        use tokio::io::AsyncReadExt;
+        // A server that accepts and never answers: the read is cut by its deadline.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = l.local_addr().unwrap();
+        let _h = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        const ANSWER: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n";
+        let up = answering(usize::MAX, ANSWER).await;
+        for _ in 0..3 {
+            let cut = tokio::time::timeout(std::time::Duration::from_millis(50), async {
+                let mut c = connect(silent).await.unwrap();
+                let mut b = [0u8; 16];
+                c.read(&mut b).await
+            })
+            .await;
+            assert!(cut.is_err(), "the silent server answered: {cut:?}");
+            assert_eq!(exchange(up, b"GET / HTTP/1.0\r\n\r\n").await.unwrap(), ANSWER);
+        }
+        let c = Connector::current().unwrap();
+        assert!(c.lock().waiting.is_empty());
+        assert!(c.lock().idle_v4.len() <= 2, "{} idle sockets", c.lock().idle_v4.len());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::io::ErrorKind;
 use hyper::{StatusCode, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::io::{close_with_reset, connect_tcp};
+use super::connector;
 use super::tls::{self, strip_port};
 use super::{printable, CheckKind, CheckSpec, HttpMethod, Outcome, MAX_READ};
 
@@ -187,8 +187,8 @@ async fn exchange(spec: &CheckSpec, https: bool, target: &str, host: &str) -> Re
     let head_only = spec.httpmethod == HttpMethod::Head;
     // The body matters only for a pattern.
     let keep = spec.receive.is_some();
-    let tcp = connect_tcp(spec.target).await?;
-    close_with_reset(&tcp);
+    // A pooled socket, reset and pooled again when the exchange is over (or cut short).
+    let tcp = connector::connect(spec.target).await?;
     if https {
         // Boxed: the TLS state is large, and plain http checks need not carry its room.
         Box::pin(async {

@@ -13,7 +13,7 @@ use rustls::crypto::{
 };
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -107,12 +107,12 @@ pub(crate) fn strip_port(host: &str) -> &str {
     }
 }
 
-pub(crate) async fn connect(
-    tcp: TcpStream,
+pub(crate) async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    tcp: S,
     virtualhost: Option<&str>,
     ip: IpAddr,
     http: bool,
-) -> Result<TlsStream<TcpStream>, String> {
+) -> Result<TlsStream<S>, String> {
     let connector = TlsConnector::from(config(http)?);
     connector.connect(server_name(virtualhost, ip), tcp).await.map_err(|e| format!("TLS handshake: {e}"))
 }
