@@ -276,9 +276,11 @@ impl Attempt {
     /// arms again).
     fn poll_event(&mut self, cx: &mut Context<'_>, interest: EpollFlags) -> Poll<io::Result<EpollFlags>> {
         let token = match self.armed {
-            Some((token, i)) if i == interest => token,
-            Some((token, _)) => {
-                self.arm(token, interest)?;
+            Some((token, armed)) if armed.contains(interest) => token,
+            // Waiting for the other direction too (a TLS handshake's write and read can both
+            // wait in one poll): armed for both, and either event wakes the task.
+            Some((token, armed)) => {
+                self.arm(token, armed | interest)?;
                 token
             }
             None => {
