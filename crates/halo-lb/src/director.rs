@@ -712,38 +712,43 @@ impl DirectorState {
     /// The IPVS view of what runs now, with the data plane's counters (`is_local` says
     /// which real servers are this host: shown `Local`, as IPVS does).
     pub fn model(&self, stats: &[RealStats], is_local: &dyn Fn(IpAddr) -> bool) -> ipvsadm::Model {
-        let mut m = ipvsadm::Model::default();
-        for s in &self.services {
-            let d = s.desired();
-            let mut svc = ipvsadm::Service::new(dataplane::ipvs::ipvs_key(&d.key), &d.scheduler);
-            svc.persistent =
-                d.persistence.map(|p| ipvsadm::Persistent { timeout: p.timeout_s, netmask: p.netmask });
-            for r in &d.reals {
-                let forward = match d.forward {
-                    Forward::Gate if is_local(r.addr.ip()) => ipvsadm::Forward::Local,
-                    f => dataplane::ipvs::ipvs_forward(f),
-                };
-                let weight = i32::try_from(r.weight).unwrap_or(i32::MAX);
-                let mut dest = ipvsadm::Destination::new(r.addr, forward, weight);
-                if let Some(st) = stats.iter().find(|x| x.service == d.key && x.real == r.addr) {
-                    dest.stats = ipvsadm::Stats {
-                        conns: 0,
-                        inpkts: st.in_packets,
-                        outpkts: st.out_packets,
-                        inbytes: st.in_bytes,
-                        outbytes: st.out_bytes,
-                    };
-                }
-                svc.stats.inpkts += dest.stats.inpkts;
-                svc.stats.outpkts += dest.stats.outpkts;
-                svc.stats.inbytes += dest.stats.inbytes;
-                svc.stats.outbytes += dest.stats.outbytes;
-                svc.dests.push(dest);
-            }
-            m.services.push(svc);
-        }
-        m
+        model_of(&self.desired(), stats, is_local)
     }
+}
+
+/// A data plane's table as ipvsadm lists it: the virtual services of `desired`, their real
+/// servers (`Local` where a DR real server is this host) and the plane's counters.
+pub fn model_of(desired: &Desired, stats: &[RealStats], is_local: &dyn Fn(IpAddr) -> bool) -> ipvsadm::Model {
+    let mut m = ipvsadm::Model::default();
+    for d in &desired.services {
+        let mut svc = ipvsadm::Service::new(dataplane::ipvs::ipvs_key(&d.key), &d.scheduler);
+        svc.persistent =
+            d.persistence.map(|p| ipvsadm::Persistent { timeout: p.timeout_s, netmask: p.netmask });
+        for r in &d.reals {
+            let forward = match d.forward {
+                Forward::Gate if is_local(r.addr.ip()) => ipvsadm::Forward::Local,
+                f => dataplane::ipvs::ipvs_forward(f),
+            };
+            let weight = i32::try_from(r.weight).unwrap_or(i32::MAX);
+            let mut dest = ipvsadm::Destination::new(r.addr, forward, weight);
+            if let Some(st) = stats.iter().find(|x| x.service == d.key && x.real == r.addr) {
+                dest.stats = ipvsadm::Stats {
+                    conns: 0,
+                    inpkts: st.in_packets,
+                    outpkts: st.out_packets,
+                    inbytes: st.in_bytes,
+                    outbytes: st.out_bytes,
+                };
+            }
+            svc.stats.inpkts += dest.stats.inpkts;
+            svc.stats.outpkts += dest.stats.outpkts;
+            svc.stats.inbytes += dest.stats.inbytes;
+            svc.stats.outbytes += dest.stats.outbytes;
+            svc.dests.push(dest);
+        }
+        m.services.push(svc);
+    }
+    m
 }
 
 /// The fallback as the data plane can run it, or why not.

@@ -297,6 +297,18 @@ struct Shared {
     last_reload: Mutex<Option<(SystemTime, Result<String, String>)>>,
     /// ldirectord's own log (`logfile`, `supervised`).
     ldlog: Mutex<LdLog>,
+    /// What the data plane's table holds, as far as this director knows.
+    applied: Mutex<Applied>,
+}
+
+/// The state last applied to the data plane with success (what its table holds: `halo lvs`
+/// lists it, as ipvsadm lists the kernel's table), and the error of the last apply when that
+/// failed. The director's decided state can be ahead of it for a moment (an apply under way)
+/// or for longer (applies failing).
+#[derive(Debug, Default, Clone)]
+struct Applied {
+    desired: Option<halo_lb::dataplane::Desired>,
+    error: Option<String>,
 }
 
 /// Alerts waiting for the `halo-alerts` thread.
@@ -405,6 +417,36 @@ fn alert_thread(mut rx: tokio::sync::mpsc::Receiver<AlertMsg>, logger: Arc<Logge
 }
 
 impl Shared {
+    /// Applies `desired` to the data plane and records the outcome for `halo lvs`.
+    fn apply(
+        &self,
+        desired: halo_lb::dataplane::Desired,
+    ) -> Result<Vec<String>, halo_lb::dataplane::ipvs::PlaneError> {
+        let r = self.plane.apply(&desired);
+        let mut a = lock(&self.applied);
+        match &r {
+            Ok(_) => *a = Applied { desired: Some(desired), error: None },
+            Err(e) => a.error = Some(e.to_string()),
+        }
+        r
+    }
+
+    /// The table `halo lvs` lists for this director on nftables, from what was last applied
+    /// (the decided state only before the first apply is recorded), and whether the director
+    /// has decided otherwise since.
+    fn listed_table(
+        &self,
+        decided: &halo_lb::dataplane::Desired,
+    ) -> (halo_lb::dataplane::Desired, bool, Option<String>) {
+        let a = lock(&self.applied).clone();
+        match a.desired {
+            Some(d) => {
+                let pending = d != *decided;
+                (d, pending, a.error)
+            }
+            None => (decided.clone(), a.error.is_some(), a.error),
+        }
+    }
     /// halo's log, and at info and above ldirectord's (`logfile`, unless `supervised`).
     fn log(&self, level: Level, msg: &str) {
         self.logger.log(level, msg);
@@ -541,7 +583,7 @@ impl Shared {
         // while missing from the table is left out, not put back at weight 0 by the reload.
         settle_quiescent(self, table);
         let desired = lock(&self.state).desired();
-        let applied = self.plane.apply(&desired);
+        let applied = self.apply(desired);
         *lock(&self.status) =
             if previous == DaemonStatus::Reloading { DaemonStatus::Running } else { previous };
         let changes = applied.map_err(|e| format!("{}: {e}", self.plane))?;
@@ -788,7 +830,8 @@ impl Director {
         let choice = PlaneChoice::from(state.global.dataplane);
         let plane = DataPlane::select(choice, NftDataPlane::new(Nft::new()).with_table(table.clone()))
             .map_err(|e| format!("{}: dataplane={choice}: {e}", path.display()))?;
-        plane.apply(&state.desired()).map_err(|e| format!("{plane}: {e}"))?;
+        let first = state.desired();
+        plane.apply(&first).map_err(|e| format!("{plane}: {e}"))?;
         log(
             Level::Info,
             format!(
@@ -812,6 +855,7 @@ impl Director {
             reloading: Mutex::new(()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             seen: Mutex::new((mtime, text)),
+            applied: Mutex::new(Applied { desired: Some(first), error: None }),
             last_reload: Mutex::new(None),
             ldlog: Mutex::new(ldlog),
             fallback_ran: Mutex::new(HashMap::new()),
@@ -954,8 +998,7 @@ impl Director {
             );
         } else {
             let n = kept.len();
-            sh.plane
-                .apply(&halo_lb::dataplane::Desired { services: kept })
+            sh.apply(halo_lb::dataplane::Desired { services: kept })
                 .map_err(|e| format!("table ip {}: {e}", sh.plane.table()))?;
             log(
                 Level::Info,
@@ -1007,7 +1050,11 @@ impl Director {
             let stats = inst.shared.plane.stats().unwrap_or_default();
             let rates = inst.rates(&stats);
             let st = lock(&inst.shared.state).clone();
-            let mut m = st.model(&stats, &is_local);
+            // nftables: the table as last applied (ipvsadm lists the kernel's table, not what
+            // the director is about to put there); IPVS: replaced by the kernel's own below.
+            let decided = st.desired();
+            let (listed, table_pending, apply_error) = inst.shared.listed_table(&decided);
+            let mut m = halo_lb::director::model_of(&listed, &stats, &is_local);
             // IPVS: the kernel's own table, as ipvsadm lists it.
             let ipvs = match &inst.shared.plane {
                 DataPlane::Ipvs(p) => Some(
@@ -1106,7 +1153,12 @@ impl Director {
                             "checks": r.checker.health().checks(),
                             "successes": r.checker.health().successes(),
                             "failures": r.checker.health().failures(),
-                            "in_table": d.reals.iter().find(|x| x.addr == r.addr).map(|x| x.weight),
+                            "in_table": listed
+                                .services
+                                .iter()
+                                .find(|x| x.key == d.key)
+                                .and_then(|x| x.reals.iter().find(|x| x.addr == r.addr))
+                                .map(|x| x.weight),
                             "health": match &r.maintenance {
                                 Some(f) => format!("down (maintenance file {f})"),
                                 None => r.checker.health().status(),
@@ -1135,6 +1187,10 @@ impl Director {
                 "dataplane": inst.shared.plane.name(),
                 "daemon_status": inst.shared.status().name(),
                 "conntrack_error": conntrack_error,
+                // The data plane's table lags the director's decision (an apply under way, or
+                // failing: `apply_error`); the listing shows the table as last applied.
+                "table_pending": table_pending,
+                "apply_error": apply_error,
                 "flows_error": flows_error,
                 "autoreload": st.global.autoreload,
                 "maintenancedir": st.global.maintenancedir.as_ref().map(|d| d.display().to_string()),
@@ -1309,7 +1365,7 @@ fn director_thread(
             match tokio::task::spawn_blocking(move || {
                 settle_quiescent(&sh, &|| sh.plane.kernel_model().map_err(|e| e.to_string()));
                 let desired = lock(&sh.state).desired();
-                sh.plane.apply(&desired)
+                sh.apply(desired)
             })
             .await
             {
@@ -1936,6 +1992,87 @@ mod tests {
     }
 
     #[test]
+    fn halo_lvs_lists_the_table_last_applied_and_says_when_applies_fail() {
+        // nft is a script here: it lists no tables, and its transactions fail while the file
+        // `fail` exists. The listing follows the applies that succeed, not the decisions.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmpdir("lvs-applied");
+        let fake = dir.join("nft");
+        let flag = dir.join("fail");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\ncase \"$*\" in\n*-f*) cat >/dev/null; [ -e {} ] && {{ echo 'Error: simulated' >&2; exit 1; }}; exit 0;;\n\
+                 *) echo '{{\"nftables\": []}}';;\nesac\n",
+                flag.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join("ldirectord.cf");
+        let text = "checktimeout=3\nvirtual=192.168.1.199:80\n\treal=192.168.1.61:80 gate\n\
+                    \treal=192.168.1.62:80 gate\n\tchecktype=connect\n\tscheduler=rr\n";
+        let mut state = load_text(&path, text, &mut |_, _| {}).expect("loads");
+        let up = |up| halo_lb::check::CheckResult {
+            kind: halo_lb::check::CheckKind::Connect,
+            up,
+            reason: "test".into(),
+            duration: Duration::ZERO,
+        };
+        state.record(0, 0, up(true));
+        let logger = Arc::new(halo_logger(&dir));
+        let plane = DataPlane::Nft(NftDataPlane::new(Nft::new().with_program(&fake)).with_table("halo_lb_t"));
+        let (respawn, _respawn_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (monitor, monitor_rx) = tokio::sync::mpsc::channel(MONITOR_QUEUE);
+        let ldlog = LdLog::new(&state.global, "ldirectord.cf", Path::new("/nonexistent"));
+        let sh = Shared {
+            path,
+            plane,
+            state: Mutex::new(state),
+            logger: Arc::clone(&logger),
+            status: Mutex::new(DaemonStatus::Running),
+            alerter: Mutex::new(Alerter::new()),
+            alerts: AlertQueue::spawn(Arc::clone(&logger)).expect("alert thread"),
+            respawn,
+            reloading: Mutex::new(()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            seen: Mutex::new((None, String::new())),
+            last_reload: Mutex::new(None),
+            ldlog: Mutex::new(ldlog),
+            fallback_ran: Mutex::new(HashMap::new()),
+            monitor,
+            monitor_rx: Mutex::new(Some(monitor_rx)),
+            applied: Mutex::new(Applied::default()),
+        };
+        let reals = |d: &halo_lb::dataplane::Desired| -> Vec<String> {
+            d.services[0].reals.iter().map(|r| r.addr.to_string()).collect()
+        };
+        let first = lock(&sh.state).desired();
+        sh.apply(first.clone()).expect("the first apply");
+        let (listed, pending, err) = sh.listed_table(&first);
+        assert_eq!((reals(&listed), pending, err), (vec!["192.168.1.61:80".to_string()], false, None));
+        // r2 comes up; the apply of that decision fails.
+        lock(&sh.state).record(0, 1, up(true));
+        let second = lock(&sh.state).desired();
+        std::fs::write(&flag, "").unwrap();
+        let e = sh.apply(second.clone()).expect_err("nft fails");
+        assert!(e.to_string().contains("simulated"), "{e}");
+        let (listed, pending, err) = sh.listed_table(&second);
+        assert_eq!(reals(&listed), vec!["192.168.1.61:80".to_string()], "still the table last applied");
+        assert!(pending, "the table lags the decision");
+        assert!(err.as_deref().is_some_and(|e| e.contains("simulated")), "{err:?}");
+        // The listing as `halo lvs` prints it: r1 only.
+        let list = ipvsadm::list(&halo_lb::director::model_of(&listed, &[], &|_| false));
+        assert!(list.contains("192.168.1.61:80") && !list.contains("192.168.1.62:80"), "{list}");
+        // nft works again: the next apply catches up.
+        std::fs::remove_file(&flag).unwrap();
+        sh.apply(second.clone()).expect("applies");
+        let (listed, pending, err) = sh.listed_table(&second);
+        assert_eq!(reals(&listed), vec!["192.168.1.61:80".to_string(), "192.168.1.62:80".to_string()]);
+        assert!(!pending && err.is_none());
+    }
+
+    #[test]
     fn reload_leaves_a_real_server_that_failed_while_missing_out() {
         // quiescent=yes, readdquiescent=no (ldirectord's default): r2 was deleted from the
         // kernel's table by hand while up, then its check failed; a `halo reload` lands
@@ -1994,6 +2131,7 @@ mod tests {
                 fallback_ran: Mutex::new(HashMap::new()),
                 monitor,
                 monitor_rx: Mutex::new(Some(monitor_rx)),
+                applied: Mutex::new(Applied::default()),
             };
             // `halo reload` of the same file.
             let report = sh.reconfigure_reading(&|| Ok(Some(table.clone()))).expect("reloads");

@@ -35,7 +35,38 @@ pub fn lvs(socket: &Path, view: View) -> anyhow::Result<i32> {
         bail!("the daemon's answer has no {key} view: {v}");
     };
     print!("{text}");
+    // The listing is the table as last applied; say on stderr (stdout stays ipvsadm's format)
+    // when a director's applies fail, so that the kernel's table lags what it decided.
+    for w in lagging(&v) {
+        eprintln!("halo lvs: {w}");
+    }
     Ok(0)
+}
+
+/// One line per director whose data plane's table lags its decisions because applies fail.
+fn lagging(v: &serde_json::Value) -> Vec<String> {
+    let directors = v.get("directors").and_then(|d| d.as_array()).cloned().unwrap_or_default();
+    directors
+        .iter()
+        .filter_map(|d| {
+            let config = d.get("config").and_then(|c| c.as_str()).unwrap_or("?");
+            lag_of(d).map(|w| format!("director {config}: {w}"))
+        })
+        .collect()
+}
+
+/// Why a director's table may lag what it decided: its last apply failed.
+fn lag_of(d: &serde_json::Value) -> Option<String> {
+    let err = d.get("apply_error").and_then(|e| e.as_str())?;
+    let pending = d.get("table_pending").and_then(|p| p.as_bool()) == Some(true);
+    Some(format!(
+        "the last apply failed ({err}); {}",
+        if pending {
+            "the table listed is the one last applied, behind what the director decided"
+        } else {
+            "the table listed is still what the director decided"
+        }
+    ))
 }
 
 /// One line per real server: `VIP:PORT -> RIP:PORT weight W (in table: W|no) health`.
@@ -57,6 +88,9 @@ pub fn render_health(v: &serde_json::Value) -> String {
             s(d, "group"),
             if d.get("running").and_then(|r| r.as_bool()) == Some(true) { "" } else { " NOT RUNNING" }
         ));
+        if let Some(w) = lag_of(d) {
+            out.push_str(&format!("  {w}\n"));
+        }
         for svc in d.get("services").and_then(|x| x.as_array()).into_iter().flatten() {
             let fb = if svc.get("fallback_active").and_then(|f| f.as_bool()) == Some(true) {
                 format!(", fallback {} in use", s(svc, "fallback"))
@@ -198,4 +232,31 @@ pub fn vips_from_config(config_dir: &Path) -> anyhow::Result<Vec<(IpAddr, Option
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_director_whose_applies_fail_is_named_with_the_error() {
+        let v = json!({"directors": [
+            {"config": "/etc/ha.d/ldirectord.cf", "group": "g", "dataplane": "nftables", "table": "halo_lb",
+             "running": true, "services": [], "apply_error": "nft: Error: simulated", "table_pending": true},
+            {"config": "/etc/ha.d/other.cf", "group": "g", "dataplane": "nftables", "table": "halo_lb_o",
+             "running": true, "services": [], "apply_error": null, "table_pending": false},
+        ]});
+        let lag = lagging(&v);
+        assert_eq!(lag.len(), 1, "{lag:?}");
+        assert!(
+            lag[0].starts_with(
+                "director /etc/ha.d/ldirectord.cf: the last apply failed (nft: Error: simulated)"
+            ) && lag[0].contains("behind what the director decided"),
+            "{lag:?}"
+        );
+        let health = render_health(&v);
+        assert!(health.contains("\n  the last apply failed (nft: Error: simulated)"), "{health}");
+        assert_eq!(health.matches("the last apply failed").count(), 1, "{health}");
+    }
 }
