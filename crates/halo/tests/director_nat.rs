@@ -252,3 +252,89 @@ fn seed_002_director_nat_http_and_udp_dns() {
     c.until(Duration::from_secs(10), "every HTTP answer from R2", || count(&c.fetches(4), "R2") == 4);
     assert!(c.log().contains("Deleted real server: 10.81.0.12:53"), "{}", c.log());
 }
+
+/// A firewall-mark virtual service (`virtual=7`) through `halo run` on the nftables plane:
+/// the operator's own rules on the director mark the VIP's ports 80 and 8080 as 7; halo's
+/// director balances whatever carries the mark over both real servers (NAT, the packet's port
+/// kept: the real servers are named without one and checked on `checkport`), and nothing
+/// else; a real server whose check fails leaves for both ports at once.
+#[test]
+fn firewall_mark_service_through_halo_run_on_nftables() {
+    let Some(mut c) = Nat::new() else { return };
+    let log = c.tb.dir.join("d.log");
+    let cf = format!(
+        "keepalive 100ms\nwarntime 500ms\ndeadtime 1\ninitdead 2\nbcast eth0\nauto_failback off\n\
+         node d\nlogfile {}\nrealtime off\n",
+        log.display()
+    );
+    let dir = c.tb.write_config("d", &cf, AUTHKEYS).unwrap();
+    std::fs::write(dir.join("haresources"), format!("d IPaddr2::{VIP}/24/eth1 ldirectord::ldirectord.cf\n"))
+        .unwrap();
+    let ld = "checktimeout=3\nnegotiatetimeout=3\ncheckinterval=1\n\nvirtual=7\n\
+              \treal=10.81.0.11 masq 1\n\treal=10.81.0.12 masq 1\n\tservice=http\n\tcheckport=80\n\
+              \trequest=\"testcluster.html\"\n\treceive=\"R[12]\"\n\tscheduler=rr\n";
+    std::fs::write(dir.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&dir, ld)).unwrap();
+    // The operator's marking rules, in a table of their own at the mangle priority.
+    let marks = format!(
+        "table ip operator {{\n chain pre {{\n  type filter hook prerouting priority mangle;\n  \
+         ip daddr {VIP} tcp dport {{ 80, 8080 }} meta mark set 7\n }}\n}}\n"
+    );
+    let marks_file = c.tb.dir.join("operator.nft");
+    std::fs::write(&marks_file, marks).unwrap();
+    let out = c.tb.exec("d", &["nft", "-f", &marks_file.display().to_string()]).unwrap();
+    assert!(out.status.success(), "the marking rules load: {}", String::from_utf8_lossy(&out.stderr));
+    // Each real server serves testcluster.html on 80 and 8080.
+    for node in ["r1", "r2"] {
+        let www = c.tb.dir.join(node).join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("testcluster.html"), format!("{}\n", node.to_uppercase())).unwrap();
+        for port in ["80", "8080"] {
+            let web = format!("cd {} && exec python3 -m http.server {port} --bind 0.0.0.0", www.display());
+            let out = c.tb.dir.join(format!("{node}.web{port}"));
+            let pid = c.tb.spawn(node, Path::new("/bin/sh"), &["-c", &web], &out).unwrap();
+            c.servers.push((node.to_string(), if port == "80" { "web" } else { "web8080" }, pid));
+        }
+        let up = wait_for(Duration::from_secs(10), || {
+            let t = c.tb.exec(node, &["ss", "-ltn"]).ok()?;
+            let t = String::from_utf8_lossy(&t.stdout).to_string();
+            (t.contains(":80 ") && t.contains(":8080 ")).then_some(())
+        });
+        assert!(up.is_some(), "the web servers of {node} listen");
+    }
+    c.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
+
+    c.until(Duration::from_secs(30), "the director has both real servers of FWM 7", || {
+        let t = c.lvs();
+        t.contains("FWM  7 rr") && t.contains("10.81.0.11:0") && t.contains("10.81.0.12:0")
+    });
+    let table = c.lvs();
+    assert_eq!(table.matches("Masq").count(), 2, "{table}");
+    c.until(Duration::from_secs(10), "the kernel's table balances the mark over both", || {
+        let t = c.tb.nft_table("d", "ip", "halo_lb").unwrap_or_default();
+        t.contains("meta mark 0x00000007")
+            && t.contains("dnat to 10.81.0.11")
+            && t.contains("dnat to 10.81.0.12")
+            && t.contains("numgen")
+    });
+    let fetch = |c: &Nat, port: u16| {
+        let url = format!("http://{VIP}:{port}/testcluster.html");
+        c.tb.fetch("client", &url, Duration::from_secs(2)).unwrap_or_else(|| "FAIL".into())
+    };
+    // Both marked ports, round robin over the one mark: each real server takes every other
+    // connection, whichever port it came to, and answers on the port the client asked for.
+    let seen: Vec<String> = (0..8).map(|i| fetch(&c, if i % 4 < 2 { 80 } else { 8080 })).collect();
+    assert_eq!((count(&seen, "R1"), count(&seen, "R2")), (4, 4), "{seen:?}\n{}", c.lvs());
+    for node in ["r1", "r2"] {
+        let log8080 = std::fs::read_to_string(c.tb.dir.join(format!("{node}.web8080"))).unwrap_or_default();
+        assert!(log8080.contains("GET /testcluster.html"), "{node} answered on 8080: {log8080}");
+    }
+    // An unmarked port of the VIP is not balanced: nothing on the director answers it.
+    assert_eq!(fetch(&c, 9090), "FAIL", "port 9090 carries no mark");
+
+    // r1's web server on the check port dies: r1 leaves the service, for 8080 as well.
+    c.stop("r1", "web");
+    c.until(Duration::from_secs(15), "r1 left FWM 7", || !c.lvs().contains("10.81.0.11:0"));
+    c.until(Duration::from_secs(10), "every answer from R2, on both ports", || {
+        (0..4).map(|i| fetch(&c, if i % 2 == 0 { 80 } else { 8080 })).all(|a| a == "R2")
+    });
+}
