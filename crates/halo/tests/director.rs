@@ -185,8 +185,8 @@ impl Cluster {
     }
 
     /// The director's table as the kernel has it (`nft list table ip halo_lb` in `node`'s
-    /// namespace), empty while there is none. `halo lvs` shows the director's decided state;
-    /// the kernel's copy is applied a moment later, and that is what the client meets.
+    /// namespace), empty while there is none: what the client meets, read from the kernel
+    /// itself (`halo lvs` lists the table as the director last applied it).
     fn kernel_table(&self, node: &str) -> String {
         self.tb.nft_table(node, "ip", "halo_lb").unwrap_or_default()
     }

@@ -144,8 +144,8 @@ fn director_dr_connection_counts_from_the_flow_sets() {
     let t = b.lvs(&[]);
     assert_eq!((conns_in(&t, R1), conns_in(&t, R2)), (Some((0, 0)), Some((0, 0))), "{t}");
 
-    // `halo lvs` shows the director's decided table; the kernel's copy, which the client
-    // meets, follows a moment later: both real servers must be in its rotation first.
+    // The kernel's table, which the client meets, read from the kernel itself: both real
+    // servers must be in its rotation first.
     b.until(Duration::from_secs(10), "both real servers in the kernel's table", || {
         let t = b.tb.nft_table("d", "ip", "halo_lb").unwrap_or_default();
         t.contains("dup to 10.81.0.11") && t.contains("dup to 10.81.0.12") && t.contains("numgen")

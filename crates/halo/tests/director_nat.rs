@@ -209,8 +209,8 @@ fn seed_002_director_nat_http_and_udp_dns() {
     assert!(table.contains(&format!("TCP  {VIP}:80 rr")), "{table}");
     assert!(table.contains(&format!("UDP  {VIP}:53 rr")), "{table}");
     assert_eq!(table.matches("Masq").count(), 4, "every real server is NAT: {table}");
-    // `halo lvs` shows the director's decided table; the kernel's copy, which the client
-    // meets, follows a moment later: both services rotate over both real servers there first.
+    // The kernel's table, which the client meets, read from the kernel itself: both services
+    // rotate over both real servers there first.
     c.until(
         Duration::from_secs(10),
         "the kernel's table rotates over both real servers of both services",
@@ -242,8 +242,7 @@ fn seed_002_director_nat_http_and_udp_dns() {
     c.stop("r2", "dns");
     c.until(Duration::from_secs(15), "r2 left the DNS table", || !c.lvs().contains("10.81.0.12:53"));
     assert!(c.lvs().contains("10.81.0.12:80"), "r2 still serves HTTP: {}", c.lvs());
-    // `halo lvs` shows the director's table as decided; the kernel's copy follows a moment
-    // later, so the client's view is awaited rather than sampled once.
+    // The client's view is awaited rather than sampled once.
     c.until(Duration::from_secs(10), "every DNS answer from r1", || count(&c.queries(4), "10.81.0.11") == 4);
 
     // r1's web server dies: HTTP goes to r2 only.

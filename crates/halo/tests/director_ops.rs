@@ -597,8 +597,8 @@ fn director_nat_connection_counts_from_conntrack() {
     });
     // Checks come from the director itself, not through the VIP: nothing counted yet.
     assert_eq!(conns_in(&b.lvs(), R1), Some((0, 0)), "{}", b.lvs());
-    // `halo lvs` shows the director's decided table; the kernel's copy, which the clients
-    // meet, follows a moment later: both real servers must be in its rotation first.
+    // The kernel's table, which the clients meet, read from the kernel itself: both real
+    // servers must be in its rotation first.
     b.until(Duration::from_secs(10), "both real servers in the kernel's table", || {
         let t = b.tb.nft_table("d", "ip", "halo_lb").unwrap_or_default();
         t.contains(&format!("dnat to {R1}")) && t.contains(&format!("dnat to {R2}")) && t.contains("numgen")
