@@ -719,19 +719,15 @@ impl DirectorState {
 /// A data plane's table as ipvsadm lists it: the virtual services of `desired`, their real
 /// servers (`Local` where a DR real server is this host) and the plane's counters.
 pub fn model_of(desired: &Desired, stats: &[RealStats], is_local: &dyn Fn(IpAddr) -> bool) -> ipvsadm::Model {
-    let mut m = ipvsadm::Model::default();
-    for d in &desired.services {
-        let mut svc = ipvsadm::Service::new(dataplane::ipvs::ipvs_key(&d.key), &d.scheduler);
-        svc.persistent =
-            d.persistence.map(|p| ipvsadm::Persistent { timeout: p.timeout_s, netmask: p.netmask });
-        for r in &d.reals {
-            let forward = match d.forward {
-                Forward::Gate if is_local(r.addr.ip()) => ipvsadm::Forward::Local,
-                f => dataplane::ipvs::ipvs_forward(f),
-            };
-            let weight = i32::try_from(r.weight).unwrap_or(i32::MAX);
-            let mut dest = ipvsadm::Destination::new(r.addr, forward, weight);
-            if let Some(st) = stats.iter().find(|x| x.service == d.key && x.real == r.addr) {
+    // The services as the IPVS plane puts them in the kernel, then what only a listing has.
+    let mut m =
+        ipvsadm::Model { services: dataplane::ipvs::services_of(desired), ..ipvsadm::Model::default() };
+    for (svc, d) in m.services.iter_mut().zip(&desired.services) {
+        for dest in &mut svc.dests {
+            if d.forward == Forward::Gate && is_local(dest.addr.ip()) {
+                dest.forward = ipvsadm::Forward::Local;
+            }
+            if let Some(st) = stats.iter().find(|x| x.service == d.key && x.real == dest.addr) {
                 dest.stats = ipvsadm::Stats {
                     conns: 0,
                     inpkts: st.in_packets,
@@ -744,9 +740,7 @@ pub fn model_of(desired: &Desired, stats: &[RealStats], is_local: &dyn Fn(IpAddr
             svc.stats.outpkts += dest.stats.outpkts;
             svc.stats.inbytes += dest.stats.inbytes;
             svc.stats.outbytes += dest.stats.outbytes;
-            svc.dests.push(dest);
         }
-        m.services.push(svc);
     }
     m
 }
