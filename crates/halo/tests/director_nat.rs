@@ -99,8 +99,10 @@ impl Drop for Nat {
 }
 
 impl Nat {
-    fn new() -> Option<Nat> {
-        let mut tb = Testbed::for_test("nat")?;
+    /// The bed of one test; `tag` names its namespaces (unique per test: the tests of this
+    /// file run at once, in one process).
+    fn new(tag: &str) -> Option<Nat> {
+        let mut tb = Testbed::for_test(tag)?;
         // Inside: the director and the real servers on the switch.
         tb.add_host("d", "10.81.0.1/24").unwrap();
         tb.add_host("r1", "10.81.0.11/24").unwrap();
@@ -145,6 +147,28 @@ impl Nat {
         assert!(up.is_some(), "the servers of {node} listen");
     }
 
+    /// Starts the director: a one-node halo whose group holds the VIP on the outside link and
+    /// runs `ldirectord` (logging into the test's directory).
+    fn start_director(&mut self, ldirectord_cf: &str) {
+        let cf = format!(
+            "keepalive 100ms\nwarntime 500ms\ndeadtime 1\ninitdead 2\nbcast eth0\nauto_failback off\n\
+             node d\nlogfile {}\nrealtime off\n",
+            self.tb.dir.join("d.log").display()
+        );
+        let dir = self.tb.write_config("d", &cf, AUTHKEYS).unwrap();
+        std::fs::write(
+            dir.join("haresources"),
+            format!("d IPaddr2::{VIP}/24/eth1 ldirectord::ldirectord.cf\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("ldirectord.cf"),
+            halo::testbed::ldirectord_cf_logging_in(&dir, ldirectord_cf),
+        )
+        .unwrap();
+        self.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
+    }
+
     fn stop(&mut self, node: &str, what: &str) {
         let i = self.servers.iter().position(|(n, w, _)| n == node && *w == what).expect("server runs");
         let (_, _, pid) = self.servers.remove(i);
@@ -185,21 +209,10 @@ fn count(v: &[String], what: &str) -> usize {
 
 #[test]
 fn seed_002_director_nat_http_and_udp_dns() {
-    let Some(mut c) = Nat::new() else { return };
-    let log = c.tb.dir.join("d.log");
-    let cf = format!(
-        "keepalive 100ms\nwarntime 500ms\ndeadtime 1\ninitdead 2\nbcast eth0\nauto_failback off\n\
-         node d\nlogfile {}\nrealtime off\n",
-        log.display()
-    );
-    let dir = c.tb.write_config("d", &cf, AUTHKEYS).unwrap();
-    std::fs::write(dir.join("haresources"), format!("d IPaddr2::{VIP}/24/eth1 ldirectord::ldirectord.cf\n"))
-        .unwrap();
-    std::fs::write(dir.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF))
-        .unwrap();
+    let Some(mut c) = Nat::new("nat") else { return };
     c.start_servers("r1");
     c.start_servers("r2");
-    c.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
+    c.start_director(LDIRECTORD_CF);
 
     c.until(Duration::from_secs(30), "the director has both real servers of both services", || {
         let t = c.lvs();
@@ -259,20 +272,7 @@ fn seed_002_director_nat_http_and_udp_dns() {
 /// else; a real server whose check fails leaves for both ports at once.
 #[test]
 fn firewall_mark_service_through_halo_run_on_nftables() {
-    let Some(mut c) = Nat::new() else { return };
-    let log = c.tb.dir.join("d.log");
-    let cf = format!(
-        "keepalive 100ms\nwarntime 500ms\ndeadtime 1\ninitdead 2\nbcast eth0\nauto_failback off\n\
-         node d\nlogfile {}\nrealtime off\n",
-        log.display()
-    );
-    let dir = c.tb.write_config("d", &cf, AUTHKEYS).unwrap();
-    std::fs::write(dir.join("haresources"), format!("d IPaddr2::{VIP}/24/eth1 ldirectord::ldirectord.cf\n"))
-        .unwrap();
-    let ld = "checktimeout=3\nnegotiatetimeout=3\ncheckinterval=1\n\nvirtual=7\n\
-              \treal=10.81.0.11 masq 1\n\treal=10.81.0.12 masq 1\n\tservice=http\n\tcheckport=80\n\
-              \trequest=\"testcluster.html\"\n\treceive=\"R[12]\"\n\tscheduler=rr\n";
-    std::fs::write(dir.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&dir, ld)).unwrap();
+    let Some(mut c) = Nat::new("natfwm") else { return };
     // The operator's marking rules, in a table of their own at the mangle priority.
     let marks = format!(
         "table ip operator {{\n chain pre {{\n  type filter hook prerouting priority mangle;\n  \
@@ -300,7 +300,11 @@ fn firewall_mark_service_through_halo_run_on_nftables() {
         });
         assert!(up.is_some(), "the web servers of {node} listen");
     }
-    c.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
+    c.start_director(
+        "checktimeout=3\nnegotiatetimeout=3\ncheckinterval=1\n\nvirtual=7\n\
+         \treal=10.81.0.11 masq 1\n\treal=10.81.0.12 masq 1\n\tservice=http\n\tcheckport=80\n\
+         \trequest=\"testcluster.html\"\n\treceive=\"R[12]\"\n\tscheduler=rr\n",
+    );
 
     c.until(Duration::from_secs(30), "the director has both real servers of FWM 7", || {
         let t = c.lvs();
