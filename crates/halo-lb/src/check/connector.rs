@@ -315,8 +315,11 @@ impl Attempt {
             },
         };
         if let Poll::Ready(Ok(_)) = polled {
-            // `fired` removed the slot.
+            // `fired` removed the slot. This task may go on without waiting here again for a
+            // while (a `Conn` between its waits): if the runtime wakes it for the epoll
+            // instance, another waiting check takes that over now.
             self.armed = None;
+            hand_over(&mut self.connector.lock(), token);
         }
         polled
     }
@@ -369,6 +372,20 @@ impl Attempt {
     }
 }
 
+/// When the check of `token` was the one the runtime wakes for the epoll instance and no
+/// longer waits: wakes a check still waiting, which takes that over (its next harvest).
+fn hand_over(st: &mut State, token: u64) {
+    if st.poller == Some(token) {
+        st.poller = None;
+        if let Some(w) = st.waiting.values().find_map(|s| match s {
+            Slot::Waiting(Some(w)) => Some(w),
+            _ => None,
+        }) {
+            w.wake_by_ref();
+        }
+    }
+}
+
 /// The events of `token` once they came (its slot is then gone); else its waker is stored.
 fn fired(c: &Connector, token: u64, cx: &mut Context<'_>) -> Option<EpollFlags> {
     let mut st = c.lock();
@@ -393,17 +410,7 @@ impl Drop for Attempt {
         if let Some((token, _)) = self.armed {
             let mut st = self.connector.lock();
             st.waiting.remove(&token);
-            // This check's task was the one the runtime wakes for the epoll instance: hand
-            // that over to a check still waiting.
-            if st.poller == Some(token) {
-                st.poller = None;
-                if let Some(w) = st.waiting.values().find_map(|s| match s {
-                    Slot::Waiting(Some(w)) => Some(w),
-                    _ => None,
-                }) {
-                    w.wake_by_ref();
-                }
-            }
+            hand_over(&mut st, token);
         }
         if let Some(p) = self.sock.take() {
             self.connector.give_back(p, self.v4);
