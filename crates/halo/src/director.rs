@@ -305,9 +305,9 @@ struct Shared {
 /// lists it, as ipvsadm lists the kernel's table), and the error of the last apply when that
 /// failed. The director's decided state can be ahead of it for a moment (an apply under way)
 /// or for longer (applies failing).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct Applied {
-    desired: Option<halo_lb::dataplane::Desired>,
+    desired: halo_lb::dataplane::Desired,
     error: Option<String>,
 }
 
@@ -425,28 +425,23 @@ impl Shared {
         let r = self.plane.apply(&desired);
         let mut a = lock(&self.applied);
         match &r {
-            Ok(_) => *a = Applied { desired: Some(desired), error: None },
+            Ok(_) => *a = Applied { desired, error: None },
             Err(e) => a.error = Some(e.to_string()),
         }
         r
     }
 
-    /// The table `halo lvs` lists for this director on nftables, from what was last applied
-    /// (the decided state only before the first apply is recorded), and whether the director
-    /// has decided otherwise since.
+    /// The table `halo lvs` lists for this director on nftables (what was last applied), and
+    /// whether the director has decided otherwise since.
     fn listed_table(
         &self,
         decided: &halo_lb::dataplane::Desired,
     ) -> (halo_lb::dataplane::Desired, bool, Option<String>) {
-        let a = lock(&self.applied).clone();
-        match a.desired {
-            Some(d) => {
-                let pending = d != *decided;
-                (d, pending, a.error)
-            }
-            None => (decided.clone(), a.error.is_some(), a.error),
-        }
+        let Applied { desired, error } = lock(&self.applied).clone();
+        let pending = desired != *decided;
+        (desired, pending, error)
     }
+
     /// halo's log, and at info and above ldirectord's (`logfile`, unless `supervised`).
     fn log(&self, level: Level, msg: &str) {
         self.logger.log(level, msg);
@@ -855,7 +850,7 @@ impl Director {
             reloading: Mutex::new(()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             seen: Mutex::new((mtime, text)),
-            applied: Mutex::new(Applied { desired: Some(first), error: None }),
+            applied: Mutex::new(Applied { desired: first, error: None }),
             last_reload: Mutex::new(None),
             ldlog: Mutex::new(ldlog),
             fallback_ran: Mutex::new(HashMap::new()),
@@ -1991,6 +1986,33 @@ mod tests {
         assert!(e.starts_with(&format!("{}:2: execute: no configuration gone.cf", path.display())), "{e}");
     }
 
+    /// A director's shared state as `start_one` builds it, for a test that drives it without
+    /// a director thread (nothing applied yet: an empty table).
+    fn test_shared(path: PathBuf, plane: DataPlane, state: DirectorState, logger: &Arc<Logger>) -> Shared {
+        let (respawn, _) = tokio::sync::mpsc::unbounded_channel();
+        let (monitor, monitor_rx) = tokio::sync::mpsc::channel(MONITOR_QUEUE);
+        let ldlog = LdLog::new(&state.global, "ldirectord.cf", Path::new("/nonexistent"));
+        Shared {
+            path,
+            plane,
+            state: Mutex::new(state),
+            logger: Arc::clone(logger),
+            status: Mutex::new(DaemonStatus::Running),
+            alerter: Mutex::new(Alerter::new()),
+            alerts: AlertQueue::spawn(Arc::clone(logger)).expect("alert thread"),
+            respawn,
+            reloading: Mutex::new(()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            seen: Mutex::new((None, String::new())),
+            last_reload: Mutex::new(None),
+            ldlog: Mutex::new(ldlog),
+            fallback_ran: Mutex::new(HashMap::new()),
+            monitor,
+            monitor_rx: Mutex::new(Some(monitor_rx)),
+            applied: Mutex::new(Applied { desired: halo_lb::dataplane::Desired::default(), error: None }),
+        }
+    }
+
     #[test]
     fn halo_lvs_lists_the_table_last_applied_and_says_when_applies_fail() {
         // nft is a script here: it lists no tables, and its transactions fail while the file
@@ -2022,28 +2044,7 @@ mod tests {
         state.record(0, 0, up(true));
         let logger = Arc::new(halo_logger(&dir));
         let plane = DataPlane::Nft(NftDataPlane::new(Nft::new().with_program(&fake)).with_table("halo_lb_t"));
-        let (respawn, _respawn_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (monitor, monitor_rx) = tokio::sync::mpsc::channel(MONITOR_QUEUE);
-        let ldlog = LdLog::new(&state.global, "ldirectord.cf", Path::new("/nonexistent"));
-        let sh = Shared {
-            path,
-            plane,
-            state: Mutex::new(state),
-            logger: Arc::clone(&logger),
-            status: Mutex::new(DaemonStatus::Running),
-            alerter: Mutex::new(Alerter::new()),
-            alerts: AlertQueue::spawn(Arc::clone(&logger)).expect("alert thread"),
-            respawn,
-            reloading: Mutex::new(()),
-            stopped: std::sync::atomic::AtomicBool::new(false),
-            seen: Mutex::new((None, String::new())),
-            last_reload: Mutex::new(None),
-            ldlog: Mutex::new(ldlog),
-            fallback_ran: Mutex::new(HashMap::new()),
-            monitor,
-            monitor_rx: Mutex::new(Some(monitor_rx)),
-            applied: Mutex::new(Applied::default()),
-        };
+        let sh = test_shared(path, plane, state, &logger);
         let reals = |d: &halo_lb::dataplane::Desired| -> Vec<String> {
             d.services[0].reals.iter().map(|r| r.addr.to_string()).collect()
         };
@@ -2111,28 +2112,7 @@ mod tests {
             assert_eq!(state.record(0, 1, up(false)), Some(Transition::Down));
             assert!(state.unsettled(), "r2 waits for a look at the table");
             let plane = DataPlane::Nft(NftDataPlane::new(Nft::new()).with_table("halo_lb_reloadtest"));
-            let (respawn, _respawn_rx) = tokio::sync::mpsc::unbounded_channel();
-            let (monitor, monitor_rx) = tokio::sync::mpsc::channel(MONITOR_QUEUE);
-            let ldlog = LdLog::new(&state.global, "ldirectord.cf", Path::new("/nonexistent"));
-            let sh = Shared {
-                path: p,
-                plane,
-                state: Mutex::new(state),
-                logger: Arc::clone(&logger),
-                status: Mutex::new(DaemonStatus::Running),
-                alerter: Mutex::new(Alerter::new()),
-                alerts: AlertQueue::spawn(Arc::clone(&logger)).expect("alert thread"),
-                respawn,
-                reloading: Mutex::new(()),
-                stopped: std::sync::atomic::AtomicBool::new(false),
-                seen: Mutex::new((None, String::new())),
-                last_reload: Mutex::new(None),
-                ldlog: Mutex::new(ldlog),
-                fallback_ran: Mutex::new(HashMap::new()),
-                monitor,
-                monitor_rx: Mutex::new(Some(monitor_rx)),
-                applied: Mutex::new(Applied::default()),
-            };
+            let sh = test_shared(p, plane, state, &logger);
             // `halo reload` of the same file.
             let report = sh.reconfigure_reading(&|| Ok(Some(table.clone()))).expect("reloads");
             let st = lock(&sh.state);
