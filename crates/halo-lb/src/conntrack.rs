@@ -89,7 +89,7 @@ pub fn count(entries: &[Entry], services: &[ServiceKey]) -> BTreeMap<(ServiceKey
             IPPROTO_UDP => Protocol::Udp,
             _ => continue,
         };
-        let key = ServiceKey { protocol: proto, vip: e.orig_dst.ip(), port: e.orig_dst.port(), fwmark: 0 };
+        let key = ServiceKey::addr(proto, e.orig_dst);
         if !services.contains(&key) {
             continue;
         }
@@ -133,7 +133,7 @@ pub fn connections(entries: &[Entry], services: &[ServiceKey]) -> Vec<crate::ipv
                 IPPROTO_UDP => (Protocol::Udp, "UDP"),
                 _ => return None,
             };
-            let key = ServiceKey { protocol, vip: e.orig_dst.ip(), port: e.orig_dst.port(), fwmark: 0 };
+            let key = ServiceKey::addr(protocol, e.orig_dst);
             services.contains(&key).then(|| crate::ipvsadm::Connection {
                 protocol: if protocol == Protocol::Tcp { "TCP" } else { "UDP" }.to_string(),
                 source: e.orig_src,
@@ -349,8 +349,7 @@ pub fn nat_conns(entries: &[Entry], reals: &[(ServiceKey, SocketAddr)]) -> Vec<N
                 (IPPROTO_UDP, _) if e.status & IPS_SEEN_REPLY != 0 => Protocol::Udp,
                 _ => return None,
             };
-            let key =
-                ServiceKey { protocol: proto, vip: e.orig_dst.ip(), port: e.orig_dst.port(), fwmark: 0 };
+            let key = ServiceKey::addr(proto, e.orig_dst);
             reals.contains(&(key, e.reply_src)).then_some(NatConn {
                 proto,
                 client: e.orig_src,
@@ -617,6 +616,14 @@ mod tests {
         m
     }
 
+    /// The NAT services of the conntrack fixtures: TCP and UDP on 10.81.1.100, ports 80 and 53.
+    fn web_and_dns() -> (ServiceKey, ServiceKey) {
+        (
+            ServiceKey::addr(Protocol::Tcp, a("10.81.1.100:80")),
+            ServiceKey::addr(Protocol::Udp, a("10.81.1.100:53")),
+        )
+    }
+
     fn a(s: &str) -> SocketAddr {
         s.parse().expect("address")
     }
@@ -658,18 +665,7 @@ mod tests {
         assert!(parse(&dgram2, 7, &mut got).expect("parses"), "the end");
         assert_eq!(got, entries.to_vec());
 
-        let web = ServiceKey {
-            protocol: Protocol::Tcp,
-            vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)),
-            port: 80,
-            fwmark: 0,
-        };
-        let dns = ServiceKey {
-            protocol: Protocol::Udp,
-            vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)),
-            port: 53,
-            fwmark: 0,
-        };
+        let (web, dns) = web_and_dns();
         let c = count(&got, &[web, dns]);
         assert_eq!(c.get(&(web, a("10.81.0.11:80"))), Some(&Conns { active: 2, inactive: 1 }));
         assert_eq!(c.get(&(web, a("10.81.0.12:80"))), Some(&Conns { active: 0, inactive: 1 }));
@@ -703,12 +699,7 @@ mod tests {
         let mut got = Vec::new();
         assert!(parse(&dgram, 4, &mut got).expect("parses"));
         assert_eq!(got, vec![x, v4]);
-        let web6 = ServiceKey {
-            protocol: Protocol::Tcp,
-            vip: "2001:db8:81::100".parse().expect("ip"),
-            port: 80,
-            fwmark: 0,
-        };
+        let web6 = ServiceKey::addr(Protocol::Tcp, a("[2001:db8:81::100]:80"));
         let c = count(&got, &[web6]);
         assert_eq!(c.get(&(web6, a("[2001:db8:80::11]:80"))), Some(&Conns { active: 1, inactive: 0 }));
         assert_eq!(c.len(), 1, "the IPv4 entry is not the IPv6 service's");
@@ -852,18 +843,7 @@ mod tests {
             e(17, "10.81.1.100:53", "10.81.0.12:53", nat, None),
             e(17, "10.81.1.100:53", "10.81.0.12:53", IPS_DST_NAT, None), // no reply yet
         ];
-        let web = ServiceKey {
-            protocol: Protocol::Tcp,
-            vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)),
-            port: 80,
-            fwmark: 0,
-        };
-        let dns = ServiceKey {
-            protocol: Protocol::Udp,
-            vip: IpAddr::V4(Ipv4Addr::new(10, 81, 1, 100)),
-            port: 53,
-            fwmark: 0,
-        };
+        let (web, dns) = web_and_dns();
         let reals = [(web, a("10.81.0.11:80")), (web, a("10.81.0.12:80")), (dns, a("10.81.0.12:53"))];
         let got = nat_conns(&entries, &reals);
         assert_eq!(
@@ -953,8 +933,8 @@ mod tests {
         assert_eq!((u.orig_src, u.orig_dst, u.reply_src), (udp.client, udp.vip, udp.real));
         assert_ne!(u.status & IPS_DST_NAT, 0);
         // What the next director sends on: the same connections.
-        let web = ServiceKey { protocol: Protocol::Tcp, vip: tcp.vip.ip(), port: 7000, fwmark: 0 };
-        let dns = ServiceKey { protocol: Protocol::Udp, vip: udp.vip.ip(), port: 53, fwmark: 0 };
+        let web = ServiceKey::addr(Protocol::Tcp, SocketAddr::new(tcp.vip.ip(), 7000));
+        let dns = ServiceKey::addr(Protocol::Udp, SocketAddr::new(udp.vip.ip(), 53));
         let mut back = nat_conns(&entries, &[(web, tcp.real), (dns, udp.real)]);
         back.sort();
         assert_eq!(
@@ -997,7 +977,7 @@ mod tests {
         let e = entries.iter().find(|e| e.orig_src == six.client).expect("the IPv6 entry");
         assert_eq!((e.orig_dst, e.reply_src), (six.vip, six.real), "{e:?}");
         assert_ne!(e.status & IPS_DST_NAT, 0, "destination-NATed: {:#x}", e.status);
-        let web6 = ServiceKey { protocol: Protocol::Tcp, vip: six.vip.ip(), port: 80, fwmark: 0 };
+        let web6 = ServiceKey::addr(Protocol::Tcp, SocketAddr::new(six.vip.ip(), 80));
         let back = nat_conns(&entries, &[(web6, six.real)]);
         assert_eq!(
             back.iter().map(|c| (c.client, c.vip, c.real)).collect::<Vec<_>>(),

@@ -351,7 +351,7 @@ pub fn key_of(k: &ipvsadm::ServiceKey) -> Option<ServiceKey> {
                 ipvsadm::Protocol::Udp => Protocol::Udp,
                 ipvsadm::Protocol::Sctp => return None,
             };
-            ServiceKey { protocol, vip: addr.ip(), port: addr.port(), fwmark: 0 }
+            ServiceKey::addr(protocol, addr)
         }
     })
 }

@@ -144,6 +144,11 @@ pub struct ServiceKey {
 }
 
 impl ServiceKey {
+    /// The service of a virtual address and port (not a firewall mark).
+    pub fn addr(protocol: Protocol, vip: SocketAddr) -> ServiceKey {
+        ServiceKey { protocol, vip: vip.ip(), port: vip.port(), fwmark: 0 }
+    }
+
     /// The virtual address and port: `192.0.2.10:80`, `[2001:db8::10]:80`.
     pub fn socket(&self) -> SocketAddr {
         SocketAddr::new(self.vip, self.port)

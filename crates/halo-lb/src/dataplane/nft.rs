@@ -623,7 +623,7 @@ pub(super) fn parse_counter_name(name: &str) -> Option<(&'static str, ServiceKey
     if at != f.len() || vip.is_ipv4() != real.is_ipv4() {
         return None;
     }
-    Some((dir, ServiceKey { protocol, vip: vip.ip(), port: vip.port(), fwmark: 0 }, real))
+    Some((dir, ServiceKey::addr(protocol, vip), real))
 }
 
 /// The family of the table a set (or counter, or chain) named by [`real_tag`] lives in.
