@@ -315,6 +315,23 @@ impl Testbed {
         std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600))?;
         Ok(d)
     }
+
+    /// A director node's configuration directory: [`Testbed::write_config`], then its
+    /// `haresources` and its `ldirectord.cf` (logging into the directory:
+    /// [`ldirectord_cf_logging_in`]).
+    pub fn write_director_config(
+        &self,
+        node: &str,
+        ha_cf: &str,
+        authkeys: &str,
+        haresources: &str,
+        ldirectord_cf: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let d = self.write_config(node, ha_cf, authkeys)?;
+        std::fs::write(d.join("haresources"), haresources)?;
+        std::fs::write(d.join("ldirectord.cf"), ldirectord_cf_logging_in(&d, ldirectord_cf))?;
+        Ok(d)
+    }
 }
 
 /// A veth "cable" from `ifname` in `ns` (address `addr`) to `port` on the bridge of `sw`.

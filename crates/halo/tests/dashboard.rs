@@ -206,12 +206,8 @@ fn config(tb: &Testbed, node: &str) -> PathBuf {
          node n1 n2\nlogfile {}\nrealtime off\n",
         log.display()
     );
-    let dir = tb.write_config(node, &cf, AUTHKEYS).unwrap();
-    std::fs::write(dir.join("haresources"), format!("n1 IPaddr2::{VIP}/16/eth0 ldirectord::ldirectord.cf\n"))
-        .unwrap();
-    std::fs::write(dir.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF))
-        .unwrap();
-    dir
+    let group = format!("n1 IPaddr2::{VIP}/16/eth0 ldirectord::ldirectord.cf\n");
+    tb.write_director_config(node, &cf, AUTHKEYS, &group, LDIRECTORD_CF).unwrap()
 }
 
 fn logs(tb: &Testbed) -> String {

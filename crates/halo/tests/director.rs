@@ -58,14 +58,7 @@ impl Cluster {
              node n1 n2\nlogfile {}\nrealtime off\n",
             log.display()
         );
-        let dir = self.tb.write_config(node, &cf, AUTHKEYS).unwrap();
-        std::fs::write(dir.join("haresources"), haresources).unwrap();
-        std::fs::write(
-            dir.join("ldirectord.cf"),
-            halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF),
-        )
-        .unwrap();
-        dir
+        self.tb.write_director_config(node, &cf, AUTHKEYS, haresources, LDIRECTORD_CF).unwrap()
     }
 
     /// The node's web server: `testcluster.html` holds N1 or N2.

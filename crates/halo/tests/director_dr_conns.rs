@@ -130,10 +130,9 @@ fn director_dr_connection_counts_from_the_flow_sets() {
          node d\nlogfile {}\nrealtime off\n",
         log.display()
     );
-    let dir = b.tb.write_config("d", &cf, "auth 1\n1 sha1 dr-conns\n").unwrap();
-    std::fs::write(dir.join("haresources"), "d ldirectord::ldirectord.cf\n").unwrap();
-    std::fs::write(dir.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF))
-        .unwrap();
+    let authkeys = "auth 1\n1 sha1 dr-conns\n";
+    let group = "d ldirectord::ldirectord.cf\n";
+    let dir = b.tb.write_director_config("d", &cf, authkeys, group, LDIRECTORD_CF).unwrap();
     b.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
     b.until(Duration::from_secs(30), "both real servers in the table", || {
         let t = b.lvs(&[]);

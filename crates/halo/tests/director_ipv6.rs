@@ -121,11 +121,8 @@ fn seed_002_director_over_ipv6_direct_routing() {
          node d\nlogfile {}\nrealtime off\n",
         c.tb.dir.join("d.log").display()
     );
-    let dir = c.tb.write_config("d", &cf, AUTHKEYS).unwrap();
-    std::fs::write(dir.join("haresources"), format!("d IPaddr2::{VIP6}/64/eth0 ldirectord::ldirectord.cf\n"))
-        .unwrap();
-    std::fs::write(dir.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF))
-        .unwrap();
+    let group = format!("d IPaddr2::{VIP6}/64/eth0 ldirectord::ldirectord.cf\n");
+    let dir = c.tb.write_director_config("d", &cf, AUTHKEYS, &group, LDIRECTORD_CF).unwrap();
     for r in ["r1", "r2"] {
         c.start_web(r);
         // The LVS-DR real-server side for an IPv6 VIP: on lo as /128.

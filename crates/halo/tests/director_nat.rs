@@ -155,17 +155,8 @@ impl Nat {
              node d\nlogfile {}\nrealtime off\n",
             self.tb.dir.join("d.log").display()
         );
-        let dir = self.tb.write_config("d", &cf, AUTHKEYS).unwrap();
-        std::fs::write(
-            dir.join("haresources"),
-            format!("d IPaddr2::{VIP}/24/eth1 ldirectord::ldirectord.cf\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("ldirectord.cf"),
-            halo::testbed::ldirectord_cf_logging_in(&dir, ldirectord_cf),
-        )
-        .unwrap();
+        let group = format!("d IPaddr2::{VIP}/24/eth1 ldirectord::ldirectord.cf\n");
+        let dir = self.tb.write_director_config("d", &cf, AUTHKEYS, &group, ldirectord_cf).unwrap();
         self.tb.start_halo("d", Path::new(HALO), &dir).unwrap();
     }
 

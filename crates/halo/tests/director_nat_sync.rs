@@ -82,8 +82,7 @@ impl Bed {
         if self.sync {
             cf.push_str("lvs_sync_daemon eth0 id 9 interval 0.5\n");
         }
-        let dir = self.tb.write_config(node, &cf, "auth 1\n1 sha1 sync-secret\n").unwrap();
-        let (group, cf) = if self.six {
+        let (group, ld) = if self.six {
             (
                 format!("d1 IPaddr2::{VIP6}/64/eth0 IPaddr2::{GW6}/64/eth0 ldirectord::ldirectord.cf\n"),
                 LDIRECTORD_CF6,
@@ -94,9 +93,7 @@ impl Bed {
                 LDIRECTORD_CF,
             )
         };
-        std::fs::write(dir.join("haresources"), group).unwrap();
-        std::fs::write(dir.join("ldirectord.cf"), halo::testbed::ldirectord_cf_logging_in(&dir, cf)).unwrap();
-        dir
+        self.tb.write_director_config(node, &cf, "auth 1\n1 sha1 sync-secret\n", &group, ld).unwrap()
     }
 
     fn vip(&self) -> &'static str {

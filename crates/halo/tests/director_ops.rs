@@ -78,13 +78,10 @@ impl Bed {
              node d\nlogfile {}\nrealtime off\n",
             log.display()
         );
-        let dir = self.tb.write_config("d", &cf, AUTHKEYS).unwrap();
-        std::fs::write(dir.join("haresources"), "d ldirectord::ldirectord.cf\n").unwrap();
-        std::fs::write(
-            dir.join("ldirectord.cf"),
-            halo::testbed::ldirectord_cf_logging_in(&dir, ldirectord_cf),
-        )
-        .unwrap();
+        let dir = self
+            .tb
+            .write_director_config("d", &cf, AUTHKEYS, "d ldirectord::ldirectord.cf\n", ldirectord_cf)
+            .unwrap();
         assert_eq!(dir.join("ldirectord.cf"), self.cf_path());
         dir
     }

@@ -63,18 +63,10 @@ impl Bed {
              node d1 d2\nlogfile {}\nrealtime off\nlvs_sync_daemon eth0 id 9 interval 0.5\n",
             log.display()
         );
-        let dir = self.tb.write_config(node, &cf, "auth 1\n1 sha1 sync-secret\n").unwrap();
-        std::fs::write(
-            dir.join("haresources"),
-            format!("d1 IPaddr2::{VIP}/16/eth0 ldirectord::ldirectord.cf\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("ldirectord.cf"),
-            halo::testbed::ldirectord_cf_logging_in(&dir, LDIRECTORD_CF),
-        )
-        .unwrap();
-        dir
+        let group = format!("d1 IPaddr2::{VIP}/16/eth0 ldirectord::ldirectord.cf\n");
+        self.tb
+            .write_director_config(node, &cf, "auth 1\n1 sha1 sync-secret\n", &group, LDIRECTORD_CF)
+            .unwrap()
     }
 
     fn has_vip(&self, node: &str) -> bool {
