@@ -55,22 +55,9 @@ const BATCH: usize = 64;
 
 /// Connects to `target` and resets the connection at once: `Ok` iff the handshake completed.
 /// The error is the one a `TcpStream::connect` gives (`connect to ADDR: Connection refused
-/// (os error 111)`).
+/// (os error 111)`). Dropping the connection resets it (and pools its socket).
 pub(crate) async fn connect_and_reset(target: SocketAddr) -> Result<(), String> {
-    let connector = match Connector::current() {
-        Ok(c) => c,
-        // No epoll instance for this runtime (out of descriptors): tokio's own way.
-        Err(_) => return fallback(target).await,
-    };
-    let mut attempt =
-        Attempt::new(connector, target.is_ipv4()).map_err(|e| format!("connect to {target}: {e}"))?;
-    attempt.run(target).await.map_err(|e| format!("connect to {target}: {e}"))
-}
-
-async fn fallback(target: SocketAddr) -> Result<(), String> {
-    let stream = super::io::connect_tcp(target).await?;
-    super::io::close_with_reset(&stream);
-    Ok(())
+    connect(target).await.map(drop)
 }
 
 /// One runtime's connector: its epoll instance, the checks waiting on it, its idle sockets.
@@ -432,6 +419,7 @@ enum Inner {
 
 /// Connects to `target`; errors as [`connect_and_reset`]'s.
 pub(crate) async fn connect(target: SocketAddr) -> Result<Conn, String> {
+    // No epoll instance for this runtime (out of descriptors): tokio's own way.
     let Ok(connector) = Connector::current() else {
         let stream = super::io::connect_tcp(target).await?;
         super::io::close_with_reset(&stream);
