@@ -3,8 +3,10 @@
 //! "switch" namespace, real addresses, real ARP. Pulling a cable is setting the switch
 //! port down. Everything (processes, namespaces, files) is removed on drop.
 use anyhow::{bail, Context};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct Testbed {
@@ -86,6 +88,16 @@ impl Testbed {
         if !is_root() {
             bail!("network namespaces need root: run this as root (sudo)");
         }
+        // Unique in this process even when two tests of one binary (run at once) give the same
+        // tag: the second gets a number after it.
+        static TAGS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+        let n = {
+            let mut tags = TAGS.lock().unwrap_or_else(|p| p.into_inner());
+            let n = tags.entry(tag.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let tag = if n == 1 { tag.to_string() } else { format!("{tag}{n}") };
         let prefix = format!("h{}{}", std::process::id(), tag);
         let dir = std::env::temp_dir().join(format!("halo-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -555,4 +567,18 @@ pub fn node_state(socket: &Path, node: &str) -> Option<String> {
         .get("state")?
         .as_str()
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_testbeds_with_one_tag_get_their_own_namespaces_and_directories() {
+        let Some(a) = Testbed::for_test("same") else { return };
+        let b = Testbed::for_test("same").expect("root");
+        assert_ne!(a.prefix(), b.prefix());
+        assert_ne!(a.dir, b.dir);
+        assert_ne!(a.ns("d"), b.ns("d"));
+    }
 }
