@@ -1126,7 +1126,7 @@ impl Director {
                 .services
                 .iter()
                 .map(|s| {
-                    let d = s.desired();
+                    let key = s.service.key;
                     json!({
                         "id": s.id,
                         "scheduler": s.service.scheduler,
@@ -1143,15 +1143,15 @@ impl Director {
                             "id": r.id,
                             "weight": r.weight,
                             "maintenance": r.maintenance,
-                            "active_conns": conns.get(&(s.service.key, r.addr)).map(|c| c.active).unwrap_or(0),
-                            "inact_conns": conns.get(&(s.service.key, r.addr)).map(|c| c.inactive).unwrap_or(0),
+                            "active_conns": conns.get(&(key, r.addr)).map(|c| c.active).unwrap_or(0),
+                            "inact_conns": conns.get(&(key, r.addr)).map(|c| c.inactive).unwrap_or(0),
                             "checks": r.checker.health().checks(),
                             "successes": r.checker.health().successes(),
                             "failures": r.checker.health().failures(),
                             "in_table": listed
                                 .services
                                 .iter()
-                                .find(|x| x.key == d.key)
+                                .find(|x| x.key == key)
                                 .and_then(|x| x.reals.iter().find(|x| x.addr == r.addr))
                                 .map(|x| x.weight),
                             "health": match &r.maintenance {
@@ -1164,7 +1164,7 @@ impl Director {
                             // connections): the dashboard charts their rates.
                             "counters": stats
                                 .iter()
-                                .find(|x| x.service == d.key && x.real == r.addr)
+                                .find(|x| x.service == key && x.real == r.addr)
                                 .map(|x| json!({
                                     "inpkts": x.in_packets,
                                     "outpkts": x.out_packets,
